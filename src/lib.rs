@@ -1,0 +1,4 @@
+#![forbid(unsafe_code)]
+pub mod message;
+pub mod types;
+pub mod protocol;

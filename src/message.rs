@@ -1,0 +1,193 @@
+//! The member-to-member protocol messages, as plain data.
+//!
+//! These are what the pure core ([`crate::protocol`]) consumes and produces; [`crate::wire`] turns them
+//! into bytes. Connection-level frames (handshakes, heartbeats, the helper's registry frames) are not
+//! here: the core never sees them.
+//!
+//! Every message that belongs to a view carries that view's id, so a frame from an older view, or from
+//! a life of a rank that a later view excluded, is recognised and dropped instead of counted.
+
+use crate::types::{Payload, Rank, Stamp, View, ViewId};
+
+/// One multicast message: its identity within its view (`origin`, `seq`), its place in the total order
+/// (`lamport`, `origin`), and the application's bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Multicast {
+    /// The rank that multicast it (its life is the one listed in the view the message belongs to).
+    pub origin: Rank,
+    /// 1, 2, 3, … per origin within one view: lets acks be cumulative and gap-free.
+    pub seq: u64,
+    /// The origin's Lamport clock at the multicast.
+    pub lamport: u64,
+    /// The application's bytes.
+    pub payload: Payload,
+}
+
+impl Multicast {
+    /// The message's position in its view's total order.
+    pub fn stamp(&self) -> Stamp {
+        Stamp { lamport: self.lamport, origin: self.origin }
+    }
+}
+
+/// A proposal number in the view-change consensus: higher round wins, the proposer's rank breaks ties,
+/// so two proposers never use the same ballot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Ballot {
+    /// Grows each time a proposer retries.
+    pub round: u64,
+    /// The proposer's rank.
+    pub proposer: Rank,
+}
+
+/// What a member tells a view-change proposer when it promises: everything the proposer needs to fix
+/// the set of this view's messages that the next view must still deliver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// Messages delivered by this member since the group formed (its global position).
+    pub delivered_count: u64,
+    /// The stamp of the last message it delivered in the current view, if any.
+    pub last_delivered: Option<Stamp>,
+    /// Every message of the current view it holds and has not delivered, its own sent ones included,
+    /// sorted by stamp.
+    pub held: Vec<Multicast>,
+    /// Ranks it suspects (crashed, silent, or cut off).
+    pub suspects: Vec<Rank>,
+    /// Ranks that announced a clean departure.
+    pub leaving: Vec<Rank>,
+    /// Ranks that asked to rejoin through this member.
+    pub joining: Vec<Rank>,
+    /// Its Lamport clock.
+    pub lamport: u64,
+}
+
+/// The value the view-change consensus decides: the next view, and the messages of the current view
+/// that every member of the next view delivers when it installs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proposal {
+    /// The next view (id = current + 1).
+    pub view: View,
+    /// Messages of the current view still to be delivered, sorted by stamp. A member skips those it
+    /// already delivered (every one at or before its last delivered stamp).
+    pub carried: Vec<Multicast>,
+    /// How many messages the group has delivered once `carried` is delivered: the global position at
+    /// which the new view starts (a joining member's `STATE`).
+    pub start_position: u64,
+    /// A floor for every member's Lamport clock in the new view.
+    pub lamport: u64,
+}
+
+/// A protocol message between members. `view` fields name the sender's current view; in the
+/// view-change messages it is the view being replaced (the consensus instance decides `view + 1`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// A multicast, with the sender's cumulative acknowledgements piggybacked.
+    Data {
+        /// The view it is multicast in.
+        view: ViewId,
+        /// The message (its `origin` must be the sending rank).
+        msg: Multicast,
+        /// The sender's acknowledgements, as in [`Message::Ack`].
+        acks: Vec<u64>,
+    },
+    /// Cumulative acknowledgements: `acks[i]` = the highest `seq` from the view's `i`-th member that the
+    /// sender holds, with every lower one. Sent after receiving, so the sender's clock is past each
+    /// acknowledged message's Lamport time.
+    Ack {
+        /// The view the acknowledgements count in.
+        view: ViewId,
+        /// One entry per member of the view, in view order.
+        acks: Vec<u64>,
+    },
+    /// The sender suspects `rank` (crashed, silent or cut off) and wants it out of the view.
+    Suspect {
+        /// The sender's view.
+        view: ViewId,
+        /// The suspected rank.
+        rank: Rank,
+    },
+    /// The sender leaves the group cleanly (not a crash) and asks for a view without it.
+    Leave {
+        /// The sender's view.
+        view: ViewId,
+    },
+    /// Consensus phase 1a: the proposer asks for a promise to ignore lower ballots for instance `view + 1`.
+    Prepare {
+        /// The view being replaced.
+        view: ViewId,
+        /// The proposer's ballot.
+        ballot: Ballot,
+    },
+    /// Consensus phase 1b: the promise, the last proposal accepted (if any) and the member's report.
+    Promise {
+        /// The view being replaced.
+        view: ViewId,
+        /// The ballot promised.
+        ballot: Ballot,
+        /// The highest-ballot proposal this member accepted for this instance, if any.
+        accepted: Option<(Ballot, Proposal)>,
+        /// The member's state.
+        report: Report,
+    },
+    /// The sender already promised a higher ballot for this instance.
+    Reject {
+        /// The view being replaced.
+        view: ViewId,
+        /// The ballot refused.
+        ballot: Ballot,
+        /// The higher ballot already promised.
+        promised: Ballot,
+    },
+    /// Consensus phase 2a: accept this proposal.
+    Accept {
+        /// The view being replaced.
+        view: ViewId,
+        /// The proposer's ballot.
+        ballot: Ballot,
+        /// The proposed next view and carried messages.
+        proposal: Proposal,
+    },
+    /// Consensus phase 2b: accepted.
+    Accepted {
+        /// The view being replaced.
+        view: ViewId,
+        /// The ballot accepted.
+        ballot: Ballot,
+    },
+    /// The decided next view. Sent by the proposer and relayed by every member that installs it, to the
+    /// members of both the old and the new view, so that a member excluded by it learns so.
+    Decide {
+        /// The decided value.
+        proposal: Proposal,
+    },
+    /// A restarted process asks to come back with its old rank.
+    JoinRequest {
+        /// The rank it asks for.
+        rank: Rank,
+    },
+    /// A join that cannot be granted now, with the reason (for the joiner's log and error).
+    JoinRefused {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Message {
+    /// A short name for logs and traces.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Data { .. } => "data",
+            Message::Ack { .. } => "ack",
+            Message::Suspect { .. } => "suspect",
+            Message::Leave { .. } => "leave",
+            Message::Prepare { .. } => "prepare",
+            Message::Promise { .. } => "promise",
+            Message::Reject { .. } => "reject",
+            Message::Accept { .. } => "accept",
+            Message::Accepted { .. } => "accepted",
+            Message::Decide { .. } => "decide",
+            Message::JoinRequest { .. } => "join-request",
+            Message::JoinRefused { .. } => "join-refused",
+        }
+    }
+}
