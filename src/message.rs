@@ -26,7 +26,10 @@ pub struct Multicast {
 impl Multicast {
     /// The message's position in its view's total order.
     pub fn stamp(&self) -> Stamp {
-        Stamp { lamport: self.lamport, origin: self.origin }
+        Stamp {
+            lamport: self.lamport,
+            origin: self.origin,
+        }
     }
 }
 
@@ -77,7 +80,10 @@ pub struct Proposal {
     pub lamport: u64,
 }
 
-/// A protocol message between members. `view` fields name the sender's current view; in the
+/// A protocol message between members. The rare, large view-change values are boxed so that the
+/// common data and ack messages stay small when they travel through channels.
+///
+/// `view` fields name the sender's current view; in the
 /// view-change messages it is the view being replaced (the consensus instance decides `view + 1`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
@@ -125,9 +131,9 @@ pub enum Message {
         /// The ballot promised.
         ballot: Ballot,
         /// The highest-ballot proposal this member accepted for this instance, if any.
-        accepted: Option<(Ballot, Proposal)>,
+        accepted: Option<(Ballot, Box<Proposal>)>,
         /// The member's state.
-        report: Report,
+        report: Box<Report>,
     },
     /// The sender already promised a higher ballot for this instance.
     Reject {
@@ -145,7 +151,7 @@ pub enum Message {
         /// The proposer's ballot.
         ballot: Ballot,
         /// The proposed next view and carried messages.
-        proposal: Proposal,
+        proposal: Box<Proposal>,
     },
     /// Consensus phase 2b: accepted.
     Accepted {
@@ -158,7 +164,7 @@ pub enum Message {
     /// members of both the old and the new view, so that a member excluded by it learns so.
     Decide {
         /// The decided value.
-        proposal: Proposal,
+        proposal: Box<Proposal>,
     },
     /// A restarted process asks to come back with its old rank.
     JoinRequest {

@@ -129,7 +129,10 @@ impl View {
         View {
             id: ViewId(1),
             members: (1..=size)
-                .map(|rank| MemberId { rank: Rank(rank), incarnation: Incarnation(1) })
+                .map(|rank| MemberId {
+                    rank: Rank(rank),
+                    incarnation: Incarnation(1),
+                })
                 .collect(),
         }
     }
@@ -158,7 +161,10 @@ impl View {
     /// including the lowest rank. Any two quorums of one view intersect, which is what keeps a split
     /// group from deciding two different next views.
     pub fn is_quorum(&self, voters: &[Rank]) -> bool {
-        let count = voters.iter().filter(|r| self.index_of(**r).is_some()).count();
+        let count = voters
+            .iter()
+            .filter(|r| self.index_of(**r).is_some())
+            .count();
         let size = self.members.len();
         if 2 * count > size {
             return true;

@@ -1,7 +1,52 @@
-//! The pure protocol core: one member's state machine. (API skeleton; implementation in progress.)
+//! The pure protocol core: one member's state machine, driven by inputs, answering with outputs.
+//!
+//! No sockets, threads, clocks, channels or randomness live here: the threaded runtime
+//! ([`crate::runtime`]) and the simulator in `tests/` are two drivers of the very same [`Node`]. That is
+//! what makes a run reproducible from a seed, and correctness something the simulator checks on
+//! thousands of interleavings rather than a hope.
+//!
+//! # Driving a node
+//! - inputs: [`Node::handle`] with an [`Input`] (a multicast request, a received message, a suspicion,
+//!   a tick of logical time, a leave, a join request), then [`Node::flush`] whenever the driver has no
+//!   more input queued (that is when coalesced acknowledgements go out);
+//! - outputs: everything lands in an [`Outbox`] the driver drains after each call, in order: messages to
+//!   send, deliveries, installed views, the end of this member's life;
+//! - getters: [`Node::view`], [`Node::phase`], [`Node::status`] and friends;
+//! - tests: [`Node::check_invariants`] after every call.
+//!
+//! # Life of a member
+//! ```text
+//!            Node::rejoin                     Node::new (formed group)
+//!                 │                                  │
+//!                 ▼      Decide lists this life      ▼
+//!             Joining ─────────────────────────► Member ◄──────────────┐
+//!                                                  │  promise a ballot  │ install the decided view
+//!                                                  ▼                    │
+//!                                               Changing ───────────────┘
+//!                                                  │ a decided view without this life,
+//!                                                  ▼ or no quorum left unsuspected
+//!                                          Excluded / Left (inert)
+//! ```
+//!
+//! # The algorithm in one paragraph
+//! Within a view, members multicast with Lamport timestamps; every message is held in a queue ordered by
+//! (Lamport time, origin rank) and delivered once every member of the view acknowledged it
+//! ([`holdback`]). A suspicion, a leave or a rejoin request starts a view change ([`view_change`]): a
+//! consensus among the view's members that fixes the next view and the cut (the messages of the old view
+//! every member of the new view must still deliver), so a message is delivered by all survivors or by
+//! none. `docs/PROTOCOL.md` gives the full argument.
 
-use crate::message::Message;
-use crate::types::{MemberId, Payload, Rank, View, ViewId};
+pub mod holdback;
+pub mod view_change;
+
+use std::collections::{BTreeSet, VecDeque};
+
+use log::{debug, info, warn};
+
+use crate::message::{Message, Multicast, Proposal};
+use crate::types::{Incarnation, MemberId, Payload, Rank, Stamp, View, ViewId};
+use holdback::Epoch;
+use view_change::{Acceptor, Proposer};
 
 /// Settings of one member's core. Time is counted in ticks ([`Input::Tick`]); the driver decides how long
 /// a tick is.
@@ -20,7 +65,11 @@ pub struct Config {
 impl Config {
     /// Defaults for `me`: a view change timeout of 20 ticks, a window of 1024 messages.
     pub fn new(me: Rank) -> Config {
-        Config { me, view_change_timeout_ticks: 20, window: 1024 }
+        Config {
+            me,
+            view_change_timeout_ticks: 20,
+            window: 1024,
+        }
     }
 }
 
@@ -141,55 +190,636 @@ pub enum Phase {
     Left,
 }
 
+/// Why a message is not yet delivered, as seen by one member: the answer to "why isn't it delivered?".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// This life.
+    pub me: MemberId,
+    /// Where it is in its life.
+    pub phase: Phase,
+    /// The installed view, if any.
+    pub view: Option<View>,
+    /// The Lamport clock.
+    pub lamport: u64,
+    /// Messages delivered since formation.
+    pub delivered_count: u64,
+    /// Undelivered messages held.
+    pub held: usize,
+    /// The head of the hold-back queue and the members whose acknowledgement it still waits for.
+    pub head: Option<(Stamp, Vec<MemberId>)>,
+    /// Multicasts waiting to be sent.
+    pub backlog: usize,
+    /// Members this one suspects.
+    pub suspects: Vec<MemberId>,
+}
+
 /// One member's protocol state machine. See the module docs.
 #[derive(Debug)]
 pub struct Node {
-    _todo: (),
+    config: Config,
+    /// This life (incarnation 0 until a joiner is admitted).
+    me: MemberId,
+    phase: Phase,
+    /// The installed view; `None` while joining.
+    view: Option<View>,
+    /// The installed view's ordering state; `None` unless a member.
+    epoch: Option<Epoch>,
+    lamport: u64,
+    /// Messages delivered since the group formed: the position of the last one.
+    delivered_count: u64,
+    /// Multicasts accepted from the application but not yet sent.
+    backlog: VecDeque<Payload>,
+    /// Lives of the current view suspected by this member or reported suspected by another.
+    suspects: BTreeSet<MemberId>,
+    /// Lives of the current view that announced a clean departure.
+    leaving: BTreeSet<MemberId>,
+    /// Ranks asking to rejoin through this member.
+    joining: BTreeSet<Rank>,
+    /// The application asked to leave (announced once its own messages are delivered).
+    leave_requested: bool,
+    acceptor: Acceptor,
+    proposer: Option<Proposer>,
+    /// The decision that installed the current view, for members that fall behind.
+    last_decision: Option<Proposal>,
+    /// The highest ballot round seen, so a new ballot beats every earlier one.
+    highest_round_seen: u64,
+    now_ticks: u64,
+    /// This member received data since it last sent its acknowledgements.
+    ack_dirty: bool,
+    /// Messages this member sends to itself, handled before `handle` returns.
+    self_queue: VecDeque<Message>,
+    /// Members a joiner can reach (it asks each of them to be admitted).
+    join_contacts: BTreeSet<Rank>,
+    /// The last reason a member gave for not admitting this joiner.
+    last_join_refusal: Option<String>,
+    /// Set when an internal check fails in a way that must not panic a running member.
+    broken_invariant: Option<String>,
 }
 
 impl Node {
     /// A member of a freshly formed group: `view` is [`View::initial`] and must list `config.me`.
-    pub fn new(_config: Config, _view: View) -> Node {
-        todo!()
+    pub fn new(config: Config, view: View) -> Node {
+        let me = view
+            .member(config.me)
+            .expect("the initial view lists every member");
+        let mut node = Node::blank(config, me, Phase::Member);
+        node.epoch = Some(Epoch::new(view.clone(), me));
+        node.view = Some(view);
+        node
     }
-    /// A restarted process that asks to come back as `config.me`.
-    pub fn rejoin(_config: Config) -> Node {
-        todo!()
+
+    /// A restarted process that asks to come back as `config.me`. Report each member connection with
+    /// [`Input::Connected`]; the node asks to be admitted and becomes a member when a view lists it.
+    pub fn rejoin(config: Config) -> Node {
+        let me = MemberId {
+            rank: config.me,
+            incarnation: Incarnation(0),
+        };
+        Node::blank(config, me, Phase::Joining)
     }
+
+    fn blank(config: Config, me: MemberId, phase: Phase) -> Node {
+        Node {
+            config,
+            me,
+            phase,
+            view: None,
+            epoch: None,
+            lamport: 0,
+            delivered_count: 0,
+            backlog: VecDeque::new(),
+            suspects: BTreeSet::new(),
+            leaving: BTreeSet::new(),
+            joining: BTreeSet::new(),
+            leave_requested: false,
+            acceptor: Acceptor::default(),
+            proposer: None,
+            last_decision: None,
+            highest_round_seen: 0,
+            now_ticks: 0,
+            ack_dirty: false,
+            self_queue: VecDeque::new(),
+            join_contacts: BTreeSet::new(),
+            last_join_refusal: None,
+            broken_invariant: None,
+        }
+    }
+
     /// Feeds one input; outputs go to `out`, in order.
-    pub fn handle(&mut self, _input: Input, _out: &mut Outbox) {
-        todo!()
+    pub fn handle(&mut self, input: Input, out: &mut Outbox) {
+        match input {
+            Input::Multicast(payload) => self.on_multicast(payload, out),
+            Input::Received { from, msg } => self.on_message(from, msg, out),
+            Input::JoinRequest { rank } => self.on_join_request(rank, out),
+            Input::Connected(rank) => self.on_connected(rank, out),
+            Input::Suspect(rank) => {
+                if let Some(member) = self.view.as_ref().and_then(|v| v.member(rank)) {
+                    self.add_suspect(member, out);
+                }
+            }
+            Input::Tick => self.on_tick(out),
+            Input::Leave => {
+                self.leave_requested = true;
+                self.maybe_announce_leave(out);
+            }
+        }
+        while let Some(msg) = self.self_queue.pop_front() {
+            let me = self.me.rank;
+            self.on_message(me, msg, out);
+        }
     }
+
     /// The driver has no more input queued: send acknowledgements held back for coalescing.
-    pub fn flush(&mut self, _out: &mut Outbox) {
-        todo!()
+    pub fn flush(&mut self, out: &mut Outbox) {
+        if !self.ack_dirty || self.phase != Phase::Member {
+            return;
+        }
+        self.ack_dirty = false;
+        let Some(epoch) = &self.epoch else { return };
+        let msg = Message::Ack {
+            view: epoch.view.id,
+            acks: epoch.my_acks(),
+        };
+        self.send_to_others(out, msg);
     }
+
     /// This life (incarnation 0 while joining).
     pub fn me(&self) -> MemberId {
-        todo!()
+        self.me
     }
+
     /// The installed view (none while joining).
     pub fn view(&self) -> Option<&View> {
-        todo!()
+        self.view.as_ref()
     }
+
     /// Where this member is in its life.
     pub fn phase(&self) -> Phase {
-        todo!()
+        self.phase
     }
+
     /// Messages delivered since the group formed (a joiner starts at its join position).
     pub fn delivered_count(&self) -> u64 {
-        todo!()
+        self.delivered_count
     }
+
     /// The Lamport clock.
     pub fn lamport(&self) -> u64 {
-        todo!()
+        self.lamport
     }
+
     /// Multicasts accepted but not yet sent (flow control or a view change holds them).
     pub fn backlog(&self) -> usize {
-        todo!()
+        self.backlog.len()
     }
+
+    /// This member's own messages multicast and not yet delivered, plus its backlog: what flow control
+    /// counts against [`Config::window`].
+    pub fn undelivered_own(&self) -> usize {
+        self.backlog.len() + self.epoch.as_ref().map_or(0, |e| e.own_undelivered())
+    }
+
+    /// The last reason a member gave for not admitting this joiner.
+    pub fn last_join_refusal(&self) -> Option<&str> {
+        self.last_join_refusal.as_deref()
+    }
+
+    /// A snapshot for "why isn't it delivered?".
+    pub fn status(&self) -> Status {
+        Status {
+            me: self.me,
+            phase: self.phase,
+            view: self.view.clone(),
+            lamport: self.lamport,
+            delivered_count: self.delivered_count,
+            held: self.epoch.as_ref().map_or(0, |e| e.held_len()),
+            head: self.epoch.as_ref().and_then(|e| e.head_waiting_for()),
+            backlog: self.backlog.len(),
+            suspects: self.suspects.iter().copied().collect(),
+        }
+    }
+
     /// Panics if an internal invariant is broken. Drivers call it after every input in tests.
     pub fn check_invariants(&self) {
-        todo!()
+        if let Some(problem) = &self.broken_invariant {
+            panic!("member {}: {problem}", self.me);
+        }
+        match self.phase {
+            Phase::Member | Phase::Changing => {
+                let view = self.view.as_ref().expect("a member has a view");
+                let epoch = self.epoch.as_ref().expect("a member has an epoch");
+                assert_eq!(&epoch.view, view, "epoch and view disagree");
+                assert!(
+                    view.contains(self.me),
+                    "member {} not in its own view",
+                    self.me
+                );
+                assert_eq!(
+                    self.phase == Phase::Changing,
+                    self.acceptor.promised != Default::default(),
+                    "Changing exactly when a ballot is promised"
+                );
+                epoch.check();
+                for msg in epoch.held() {
+                    assert!(msg.lamport <= self.lamport, "clock behind a held message");
+                }
+                assert!(self.self_queue.is_empty());
+            }
+            Phase::Joining => assert!(self.view.is_none() && self.epoch.is_none()),
+            Phase::Excluded | Phase::Left => assert!(self.epoch.is_none()),
+        }
+    }
+
+    // ---- sending -----------------------------------------------------------------------------------
+
+    fn send(&mut self, out: &mut Outbox, to: Rank, msg: Message) {
+        if to == self.me.rank {
+            self.self_queue.push_back(msg);
+        } else {
+            out.push(Output::Send { to, msg });
+        }
+    }
+
+    /// To every member of the view, this one included.
+    fn send_to_view(&mut self, out: &mut Outbox, msg: Message) {
+        let ranks: Vec<Rank> = self.view.iter().flat_map(|v| v.ranks()).collect();
+        for rank in ranks {
+            self.send(out, rank, msg.clone());
+        }
+    }
+
+    fn send_to_others(&mut self, out: &mut Outbox, msg: Message) {
+        let me = self.me.rank;
+        let ranks: Vec<Rank> = self
+            .view
+            .iter()
+            .flat_map(|v| v.ranks())
+            .filter(|r| *r != me)
+            .collect();
+        for rank in ranks {
+            out.push(Output::Send {
+                to: rank,
+                msg: msg.clone(),
+            });
+        }
+    }
+
+    // ---- the normal case ---------------------------------------------------------------------------
+
+    fn on_multicast(&mut self, payload: Payload, out: &mut Outbox) {
+        match self.phase {
+            Phase::Excluded | Phase::Left => warn!(
+                "member {}: multicast after the end of membership dropped",
+                self.me
+            ),
+            _ if self.leave_requested => {
+                warn!("member {}: multicast after leave() dropped", self.me)
+            }
+            _ => {
+                self.backlog.push_back(payload);
+                self.pump_backlog(out);
+            }
+        }
+    }
+
+    /// Sends backlog messages while the view is stable and the window has room.
+    fn pump_backlog(&mut self, out: &mut Outbox) {
+        while self.phase == Phase::Member {
+            let Some(epoch) = self.epoch.as_mut() else {
+                return;
+            };
+            if epoch.own_undelivered() >= self.config.window {
+                return;
+            }
+            let Some(payload) = self.backlog.pop_front() else {
+                return;
+            };
+            self.lamport += 1;
+            let msg = Multicast {
+                origin: self.me.rank,
+                seq: epoch.next_own_seq(),
+                lamport: self.lamport,
+                payload,
+            };
+            epoch.hold_own(msg.clone());
+            let data = Message::Data {
+                view: epoch.view.id,
+                msg,
+                acks: epoch.my_acks(),
+            };
+            // The data carries this member's acknowledgements: nothing else to send for now.
+            self.ack_dirty = false;
+            self.send_to_others(out, data);
+            self.try_deliver(out);
+        }
+    }
+
+    fn on_message(&mut self, from: Rank, msg: Message, out: &mut Outbox) {
+        if matches!(self.phase, Phase::Excluded | Phase::Left) {
+            return;
+        }
+        if self.phase == Phase::Joining {
+            match msg {
+                Message::Decide { proposal } => self.on_decide(*proposal, out),
+                Message::JoinRefused { reason } => {
+                    info!(
+                        "member {}: member {} does not admit us yet: {}",
+                        self.me, from, reason
+                    );
+                    self.last_join_refusal = Some(reason);
+                }
+                other => debug!(
+                    "member {}: {} from {} ignored while joining",
+                    self.me,
+                    other.kind(),
+                    from
+                ),
+            }
+            return;
+        }
+        match msg {
+            Message::Data { view, msg, acks } => self.on_data(from, view, msg, acks, out),
+            Message::Ack { view, acks } => self.on_ack(from, view, acks, out),
+            Message::Suspect { view, rank } => {
+                if self.is_current_member(from, view) {
+                    if let Some(member) = self.view.as_ref().and_then(|v| v.member(rank)) {
+                        self.note_suspect(member, out);
+                    }
+                }
+            }
+            Message::Leave { view } => {
+                if self.is_current_member(from, view) {
+                    if let Some(member) = self.view.as_ref().and_then(|v| v.member(from)) {
+                        self.leaving.insert(member);
+                        self.maybe_start_change(out);
+                    }
+                }
+            }
+            Message::Prepare { view, ballot } => self.on_prepare(from, view, ballot, out),
+            Message::Promise {
+                view,
+                ballot,
+                accepted,
+                report,
+            } => self.on_promise(from, view, ballot, accepted, report, out),
+            Message::Reject {
+                view,
+                ballot,
+                promised,
+            } => self.on_reject(view, ballot, promised),
+            Message::Accept {
+                view,
+                ballot,
+                proposal,
+            } => self.on_accept(from, view, ballot, *proposal, out),
+            Message::Accepted { view, ballot } => self.on_accepted(from, view, ballot, out),
+            Message::Decide { proposal } => self.on_decide(*proposal, out),
+            Message::JoinRequest { rank } => self.on_join_request(rank, out),
+            Message::JoinRefused { .. } => {
+                debug!("member {}: join refusal from {} ignored", self.me, from)
+            }
+        }
+    }
+
+    /// True if `from` is a member of this member's view and `view` is that view.
+    fn is_current_member(&self, from: Rank, view: ViewId) -> bool {
+        self.view
+            .as_ref()
+            .is_some_and(|v| v.id == view && v.index_of(from).is_some())
+    }
+
+    fn on_data(
+        &mut self,
+        from: Rank,
+        view: ViewId,
+        msg: Multicast,
+        acks: Vec<u64>,
+        out: &mut Outbox,
+    ) {
+        let Some(epoch) = self.epoch.as_mut() else {
+            return;
+        };
+        if epoch.view.id != view {
+            // An older view's frame (its content is settled by the cut) or, impossibly, a newer one.
+            debug!(
+                "member {}: data of view {} from {} dropped at view {}",
+                self.me, view, from, epoch.view.id
+            );
+            return;
+        }
+        let Some(from_index) = epoch.view.index_of(from) else {
+            return;
+        };
+        let lamport = msg.lamport;
+        if let Err(refusal) = epoch.hold_received(from_index, msg, &acks) {
+            warn!(
+                "member {}: data from {} dropped: {:?}",
+                self.me, from, refusal
+            );
+            return;
+        }
+        self.lamport = self.lamport.max(lamport) + 1;
+        self.ack_dirty = true;
+        self.try_deliver(out);
+    }
+
+    fn on_ack(&mut self, from: Rank, view: ViewId, acks: Vec<u64>, out: &mut Outbox) {
+        let Some(epoch) = self.epoch.as_mut() else {
+            return;
+        };
+        if epoch.view.id != view {
+            return;
+        }
+        let Some(from_index) = epoch.view.index_of(from) else {
+            return;
+        };
+        if let Err(refusal) = epoch.merge_acks(from_index, &acks) {
+            warn!(
+                "member {}: ack from {} dropped: {:?}",
+                self.me, from, refusal
+            );
+            return;
+        }
+        self.try_deliver(out);
+    }
+
+    fn try_deliver(&mut self, out: &mut Outbox) {
+        let mut delivered_any = false;
+        while let Some(msg) = self.epoch.as_mut().and_then(|e| e.pop_deliverable()) {
+            self.deliver(msg, out);
+            delivered_any = true;
+        }
+        if delivered_any {
+            self.pump_backlog(out);
+            self.maybe_announce_leave(out);
+        }
+    }
+
+    /// Hands one message of the current view to the application.
+    fn deliver(&mut self, msg: Multicast, out: &mut Outbox) {
+        let origin = self.view.as_ref().and_then(|v| v.member(msg.origin));
+        let Some(origin) = origin else {
+            warn!(
+                "member {}: message from non-member {} not delivered",
+                self.me, msg.origin
+            );
+            return;
+        };
+        self.delivered_count += 1;
+        out.push(Output::Deliver(Delivery {
+            origin,
+            lamport: msg.lamport,
+            payload: msg.payload,
+            position: self.delivered_count,
+        }));
+    }
+
+    // ---- membership --------------------------------------------------------------------------------
+
+    /// This member's own detector suspects `member`: tell the others, then act.
+    fn add_suspect(&mut self, member: MemberId, out: &mut Outbox) {
+        if member == self.me || self.suspects.contains(&member) {
+            return;
+        }
+        if let Some(view) = self.view.as_ref().map(|v| v.id) {
+            self.send_to_others(
+                out,
+                Message::Suspect {
+                    view,
+                    rank: member.rank,
+                },
+            );
+        }
+        self.note_suspect(member, out);
+    }
+
+    /// Records a suspicion (this member's or another's). Without a quorum of unsuspected members left,
+    /// this member cannot tell "they crashed" from "I am cut off", and stops.
+    fn note_suspect(&mut self, member: MemberId, out: &mut Outbox) {
+        if !matches!(self.phase, Phase::Member | Phase::Changing) || !self.suspects.insert(member) {
+            return;
+        }
+        info!("member {}: suspects {}", self.me, member);
+        let Some(view) = self.view.clone() else {
+            return;
+        };
+        let unsuspected: Vec<Rank> = view
+            .members
+            .iter()
+            .filter(|m| !self.suspects.contains(m))
+            .map(|m| m.rank)
+            .collect();
+        if !view.is_quorum(&unsuspected) {
+            warn!(
+                "member {}: no quorum of view {} left unsuspected; stopping to keep one history",
+                self.me, view.id
+            );
+            self.become_inert(Phase::Excluded, view.id, out);
+            return;
+        }
+        self.maybe_start_change(out);
+    }
+
+    fn maybe_announce_leave(&mut self, out: &mut Outbox) {
+        if !self.leave_requested || self.phase != Phase::Member || !self.backlog.is_empty() {
+            return;
+        }
+        if self.epoch.as_ref().is_some_and(|e| e.own_undelivered() > 0)
+            || self.leaving.contains(&self.me)
+        {
+            return;
+        }
+        let Some(view) = self.view.as_ref().map(|v| v.id) else {
+            return;
+        };
+        info!("member {}: leaving", self.me);
+        self.leaving.insert(self.me);
+        self.send_to_others(out, Message::Leave { view });
+        self.maybe_start_change(out);
+    }
+
+    fn on_join_request(&mut self, rank: Rank, out: &mut Outbox) {
+        let refuse = |node: &Node, reason: String| {
+            debug!(
+                "member {}: join of rank {} refused: {}",
+                node.me, rank, reason
+            );
+            Output::SendToJoiner {
+                rank,
+                msg: Message::JoinRefused { reason },
+            }
+        };
+        let Some(view) = self
+            .view
+            .clone()
+            .filter(|_| matches!(self.phase, Phase::Member | Phase::Changing))
+        else {
+            out.push(refuse(
+                self,
+                format!("member {} is not in a running group", self.me),
+            ));
+            return;
+        };
+        if rank == self.me.rank || rank.0 == 0 {
+            out.push(refuse(
+                self,
+                format!("rank {rank} cannot rejoin through itself"),
+            ));
+            return;
+        }
+        if let Some(old) = view.member(rank) {
+            if !self.suspects.contains(&old) {
+                out.push(refuse(
+                    self,
+                    format!("rank {rank} is alive in view {} (life {old})", view.id),
+                ));
+                return;
+            }
+        }
+        if self.joining.insert(rank) {
+            info!("member {}: rank {} asks to rejoin", self.me, rank);
+        }
+        self.maybe_start_change(out);
+    }
+
+    fn on_connected(&mut self, rank: Rank, out: &mut Outbox) {
+        if self.phase == Phase::Joining && self.join_contacts.insert(rank) {
+            out.push(Output::Send {
+                to: rank,
+                msg: Message::JoinRequest { rank: self.me.rank },
+            });
+        }
+    }
+
+    fn on_tick(&mut self, out: &mut Outbox) {
+        self.now_ticks += 1;
+        match self.phase {
+            Phase::Joining => {
+                // Ask again now and then: a refusal ("still alive") may no longer hold.
+                if self.now_ticks % self.config.view_change_timeout_ticks.max(1) == 0 {
+                    for rank in self.join_contacts.clone() {
+                        out.push(Output::Send {
+                            to: rank,
+                            msg: Message::JoinRequest { rank: self.me.rank },
+                        });
+                    }
+                }
+            }
+            Phase::Member | Phase::Changing => self.view_change_timers(out),
+            Phase::Excluded | Phase::Left => {}
+        }
+    }
+
+    /// After installing a view: send what waited, and carry on with what is still wanted.
+    fn after_install(&mut self, out: &mut Outbox) {
+        self.pump_backlog(out);
+        if self.leave_requested {
+            self.leaving.remove(&self.me);
+            self.maybe_announce_leave(out);
+        }
+        self.maybe_start_change(out);
     }
 }
+
+#[cfg(test)]
+mod tests;
