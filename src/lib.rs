@@ -1,4 +1,5 @@
 #![forbid(unsafe_code)]
+pub mod detector;
 pub mod message;
-pub mod types;
 pub mod protocol;
+pub mod types;
