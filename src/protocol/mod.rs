@@ -310,7 +310,10 @@ impl Node {
         match input {
             Input::Multicast(payload) => self.on_multicast(payload, out),
             Input::Received { from, msg } => self.on_message(from, msg, out),
-            Input::JoinRequest { rank } => self.on_join_request(rank, out),
+            Input::JoinRequest { rank } => {
+                self.on_join_request(rank, out);
+                self.forward_join_request(rank, out);
+            }
             Input::Connected(rank) => self.on_connected(rank, out),
             Input::Suspect(rank) => {
                 if let Some(member) = self.view.as_ref().and_then(|v| v.member(rank)) {
@@ -780,6 +783,17 @@ impl Node {
             info!("member {}: rank {} asks to rejoin", self.me, rank);
         }
         self.maybe_start_change(out);
+    }
+
+    /// A joiner may not reach the coordinator: pass its request on (only requests straight from a
+    /// joiner are passed on, so two members that disagree on the coordinator cannot bounce one forever).
+    fn forward_join_request(&mut self, rank: Rank, out: &mut Outbox) {
+        if !self.joining.contains(&rank) {
+            return;
+        }
+        if let Some(coordinator) = self.coordinator().filter(|c| *c != self.me.rank) {
+            out.push(Output::Send { to: coordinator, msg: Message::JoinRequest { rank } });
+        }
     }
 
     fn on_connected(&mut self, rank: Rank, out: &mut Outbox) {
