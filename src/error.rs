@@ -1,0 +1,101 @@
+//! The crate's error type: everything a library call can fail with, as values.
+//!
+//! Errors are for operating conditions (a refusal, an unreachable helper, a closed port range), never for
+//! bugs. The enum is `#[non_exhaustive]` because the runtime adds its own conditions; match it with a
+//! wildcard arm. Every variant's `Display` names what failed and where, because it often ends up as the
+//! last line a program prints before it exits.
+
+use std::fmt;
+use std::io;
+
+use crate::wire::{ReadError, WireError};
+
+/// What a library call failed with.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O operation failed.
+    Io(io::Error),
+    /// A peer sent bytes that are not a valid frame.
+    Wire(WireError),
+    /// The helper or a member refused us; the reason is theirs.
+    Refused(String),
+    /// The helper could not be reached after every retry.
+    HelperUnreachable {
+        /// The helper address as configured.
+        addr: String,
+        /// The last connection error.
+        reason: String,
+    },
+    /// No port from `first` on (`span` ports) could be bound.
+    PortsExhausted {
+        /// The first port tried.
+        first: u16,
+        /// How many ports were tried.
+        span: u16,
+    },
+    /// Something took longer than allowed; says what.
+    Timeout(String),
+    /// A setting cannot work; says which and why.
+    InvalidConfig(String),
+    /// A peer answered with something the protocol does not allow at that point; says what.
+    Unexpected(String),
+}
+
+/// A result with the crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(error) => write!(f, "I/O error: {error}"),
+            Error::Wire(error) => write!(f, "bad frame: {error}"),
+            Error::Refused(reason) => write!(f, "refused: {reason}"),
+            Error::HelperUnreachable { addr, reason } => {
+                write!(f, "helper at {addr} unreachable: {reason}")
+            }
+            Error::PortsExhausted { first, span } => write!(
+                f,
+                "no free port among {span} ports from {first} (raise the port span or pick another first port)"
+            ),
+            Error::Timeout(what) => write!(f, "timed out {what}"),
+            Error::InvalidConfig(what) => write!(f, "invalid configuration: {what}"),
+            Error::Unexpected(what) => write!(f, "unexpected answer: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(error) => Some(error),
+            Error::Wire(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(error: io::Error) -> Self {
+        Error::Io(error)
+    }
+}
+
+impl From<WireError> for Error {
+    fn from(error: WireError) -> Self {
+        Error::Wire(error)
+    }
+}
+
+impl From<ReadError> for Error {
+    fn from(error: ReadError) -> Self {
+        match error {
+            ReadError::Io(error) => Error::Io(error),
+            ReadError::Wire(error) => Error::Wire(error),
+            closed @ (ReadError::Eof | ReadError::EofMidFrame) => Error::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                closed.to_string(),
+            )),
+        }
+    }
+}

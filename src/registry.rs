@@ -1,0 +1,331 @@
+//! The helper: the directory that forms a group and that restarted members later ask for addresses.
+//!
+//! [`Registry`] is the pure part (who registered, which rank, what roster); [`Helper`] serves it on a
+//! listener. The helper takes no part in the protocol: once the group is formed, members never need it
+//! again, except a restarted member that looks up where the others listen now.
+//!
+//! # Invariants
+//! - Ranks are 1..=N in arrival order, each given once; the first N first-time registrations form the
+//!   group, and every one of those N members gets the same full roster.
+//! - After formation, a first-time registration is refused (the group has its N members); a rejoin
+//!   registration (`rejoin: Some(rank)`) updates that rank's address, so the roster stays current, and
+//!   gets the roster back. It is never an (N+1)th member.
+//! - Every client is served on its own thread and must send its registration before a deadline, and
+//!   at most [`Settings::pending_max`] clients may be that early: a silent or hostile client never
+//!   delays another. Every refusal is sent to the client (when it can still read it) and logged with the
+//!   client's address and the reason.
+
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use log::{info, warn};
+use parking_lot::{Condvar, Mutex};
+
+use crate::runtime::net::{self, Listening, PendingSlot};
+use crate::types::Rank;
+use crate::wire::{self, Frame, ReadError, Register, Roster, RosterEntry};
+
+/// The pure registration logic of the helper.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    group: String,
+    size: u16,
+    /// Entry `i` is rank `i + 1`.
+    members: Vec<RosterEntry>,
+}
+
+impl Registry {
+    /// A registry that forms `group` once `size` members registered.
+    pub fn new(group: impl Into<String>, size: u16) -> Registry {
+        Registry {
+            group: group.into(),
+            size,
+            members: Vec::new(),
+        }
+    }
+
+    /// The group this registry forms.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// The group's size N.
+    pub fn size(&self) -> u16 {
+        self.size
+    }
+
+    /// True once N members registered.
+    pub fn is_formed(&self) -> bool {
+        self.members.len() >= usize::from(self.size)
+    }
+
+    /// Every registered member, sorted by rank, with its latest address.
+    pub fn members(&self) -> &[RosterEntry] {
+        &self.members
+    }
+
+    /// Registers a member: its rank, or the reason it is refused.
+    ///
+    /// A first-time registration from an address already registered before formation (a member that
+    /// retried) gets its rank again rather than a second one.
+    pub fn register(&mut self, request: &Register) -> Result<Rank, String> {
+        if request.group != self.group {
+            return Err(format!(
+                "wrong group: this helper forms group {:?}, the member asked for {:?}",
+                self.group, request.group
+            ));
+        }
+        if request.host.is_empty() || request.port == 0 {
+            return Err(format!(
+                "unusable address {}:{} (host must be non-empty, port non-zero)",
+                request.host, request.port
+            ));
+        }
+        if request
+            .host
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_unspecified())
+        {
+            return Err(format!(
+                "unusable host {}: other members cannot dial an unspecified address",
+                request.host
+            ));
+        }
+        if let Some(rank) = request.rejoin {
+            return self.rejoin(rank, request);
+        }
+        if let Some(entry) = self
+            .members
+            .iter()
+            .find(|entry| entry.host == request.host && entry.port == request.port)
+        {
+            if !self.is_formed() {
+                return Ok(entry.rank);
+            }
+        }
+        if self.is_formed() {
+            return Err(format!(
+                "group {:?} is already formed with {} members (a restarted member rejoins with its rank)",
+                self.group, self.size
+            ));
+        }
+        // At most u16::MAX members, since `members.len() < size`.
+        let rank = Rank(self.members.len() as u16 + 1);
+        self.members.push(RosterEntry {
+            rank,
+            host: request.host.clone(),
+            port: request.port,
+        });
+        Ok(rank)
+    }
+
+    fn rejoin(&mut self, rank: Rank, request: &Register) -> Result<Rank, String> {
+        if !self.is_formed() {
+            return Err(format!(
+                "rank {rank} cannot rejoin: group {:?} is not formed yet",
+                self.group
+            ));
+        }
+        let Some(entry) = self.members.iter_mut().find(|entry| entry.rank == rank) else {
+            return Err(format!(
+                "rank {rank} cannot rejoin: ranks of group {:?} are 1..={}",
+                self.group, self.size
+            ));
+        };
+        entry.host = request.host.clone();
+        entry.port = request.port;
+        Ok(rank)
+    }
+
+    /// The roster as `rank` receives it, once the group is formed.
+    pub fn roster_for(&self, rank: Rank) -> Option<Roster> {
+        self.is_formed().then(|| Roster {
+            rank,
+            size: self.size,
+            members: self.members.clone(),
+        })
+    }
+}
+
+/// How the helper serves.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The group's size N.
+    pub size: u16,
+    /// The group's name; registrations for another group are refused.
+    pub group: String,
+    /// How long a client may take to send its registration. Default 5,000 ms.
+    pub handshake_timeout_ms: u64,
+    /// Most clients that may be connected without having registered yet; further ones are closed at
+    /// once. Default 64.
+    pub pending_max: usize,
+}
+
+impl Settings {
+    /// Defaults for a group `group` of `size` members.
+    pub fn new(size: u16, group: impl Into<String>) -> Settings {
+        Settings {
+            size,
+            group: group.into(),
+            handshake_timeout_ms: 5_000,
+            pending_max: 64,
+        }
+    }
+}
+
+/// How long a refusal or a roster may take to write: a client that does not read cannot hold a thread.
+const REPLY_TIMEOUT_MS: u64 = 2_000;
+
+/// What every client thread of one helper shares.
+struct Shared {
+    registry: Mutex<Registry>,
+    /// Signalled when the group forms, and when the helper stops.
+    changed: Condvar,
+    listening: Arc<Listening>,
+    settings: Settings,
+}
+
+/// A running helper: a thread accepting registrations until [`Helper::stop`] (or drop).
+pub struct Helper {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Helper {
+    /// Starts serving `settings.group` on `listener`.
+    pub fn start(listener: TcpListener, settings: Settings) -> std::io::Result<Helper> {
+        let listening = Listening::new(listener.local_addr()?, settings.pending_max);
+        let shared = Arc::new(Shared {
+            registry: Mutex::new(Registry::new(settings.group.clone(), settings.size)),
+            changed: Condvar::new(),
+            listening: Arc::clone(&listening),
+            settings,
+        });
+        let serving = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("tom-helper-accept".into())
+            .spawn(move || {
+                net::accept_loop(
+                    listener,
+                    listening,
+                    "helper",
+                    "tom-helper-client",
+                    move |stream, peer, slot| serve_client(&serving, stream, peer, slot),
+                )
+            })?;
+        Ok(Helper {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address the helper listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.listening.local_addr()
+    }
+
+    /// Every registered member so far, sorted by rank, with its latest address.
+    pub fn members(&self) -> Vec<RosterEntry> {
+        self.shared.registry.lock().members().to_vec()
+    }
+
+    /// Stops accepting, releases clients waiting for formation, and waits for the accepting thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    /// Blocks until the helper's accepting thread ends, which in a program is never: it serves forever.
+    pub fn wait(mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    fn shutdown(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        {
+            // Under the lock, so that no client checks the flag and then misses the notification.
+            let _registry = self.shared.registry.lock();
+            self.shared.listening.set_stopped();
+            self.shared.changed.notify_all();
+        }
+        self.shared.listening.wake();
+        let _ = thread.join();
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Serves `settings.group` on `listener`, forever.
+pub fn serve(listener: TcpListener, settings: Settings) -> std::io::Result<()> {
+    Helper::start(listener, settings)?.wait();
+    Ok(())
+}
+
+fn serve_client(shared: &Shared, stream: TcpStream, peer: SocketAddr, pending: PendingSlot) {
+    let _ = stream.set_nodelay(true);
+    let reply_timeout = Duration::from_millis(REPLY_TIMEOUT_MS);
+    let refuse = |reason: &str| net::refuse(&stream, peer, reason, "helper", reply_timeout);
+    let deadline = Instant::now() + Duration::from_millis(shared.settings.handshake_timeout_ms);
+    let request = match net::read_frame_before(&stream, deadline, wire::HANDSHAKE_LEN_MAX) {
+        Ok(Frame::Register(request)) => request,
+        Ok(other) => return refuse(&format!("expected a registration, got a {}", other.kind())),
+        Err(ReadError::Wire(error)) => return refuse(&error.to_string()),
+        Err(error) => {
+            warn!("helper: dropped {peer}: {error} before registering");
+            return;
+        }
+    };
+    drop(pending);
+    let mut registry = shared.registry.lock();
+    let was_formed = registry.is_formed();
+    let rank = match registry.register(&request) {
+        Ok(rank) => rank,
+        Err(reason) => {
+            drop(registry);
+            return refuse(&reason);
+        }
+    };
+    let size = registry.size();
+    if request.rejoin.is_some() {
+        info!(
+            "helper: rank {rank} rejoins from {peer}, now at {}:{}",
+            request.host, request.port
+        );
+    } else {
+        info!(
+            "helper: rank {rank} registered from {peer} at {}:{} ({} of {size})",
+            request.host,
+            request.port,
+            registry.members().len()
+        );
+        if registry.is_formed() && !was_formed {
+            info!(
+                "helper: group {:?} formed with {size} members",
+                registry.group()
+            );
+            shared.changed.notify_all();
+        }
+    }
+    let roster = loop {
+        if let Some(roster) = registry.roster_for(rank) {
+            break roster;
+        }
+        if shared.listening.is_stopped() {
+            return;
+        }
+        shared.changed.wait(&mut registry);
+    };
+    drop(registry);
+    if let Err(error) = net::write_frame(&stream, &Frame::Roster(roster), reply_timeout) {
+        warn!("helper: could not send the roster to rank {rank} at {peer}: {error}");
+    }
+}
