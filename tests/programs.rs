@@ -1,0 +1,137 @@
+//! The real programs, as a lab runs them: `tom-helper` and four `tom-member` processes sharing one first
+//! port on 127.0.0.1, plus their command-line contract (help, bad arguments, `--rejoin`, an unreachable
+//! helper). Every process started here is killed and waited for by a guard, also when a test panics.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const HELPER: &str = env!("CARGO_BIN_EXE_tom-helper");
+const MEMBER: &str = env!("CARGO_BIN_EXE_tom-member");
+
+/// Kills and reaps every child on drop, so a failing test leaves no process behind.
+#[derive(Default)]
+struct Processes(Vec<Child>);
+
+impl Processes {
+    fn spawn(&mut self, command: &mut Command) -> &mut Child {
+        let child = command.spawn().expect("spawn program");
+        self.0.push(child);
+        self.0.last_mut().expect("just pushed")
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind probe");
+    listener.local_addr().expect("addr").port()
+}
+
+#[test]
+fn four_members_sharing_a_first_port_each_print_joined() {
+    let helper_port = free_port();
+    let first_port = free_port();
+    let mut processes = Processes::default();
+    processes.spawn(
+        Command::new(HELPER)
+            .args(["--size", "4", "--bind", "127.0.0.1"])
+            .args(["--port", &helper_port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let (lines_tx, lines_rx) = mpsc::channel();
+    for _ in 0..4 {
+        let member = processes.spawn(
+            Command::new(MEMBER)
+                .args(["--helper", &format!("127.0.0.1:{helper_port}")])
+                .args(["--port", &first_port.to_string()])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+        );
+        let stdout = member.stdout.take().expect("stdout");
+        let lines = lines_tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+    }
+    let mut ranks = Vec::new();
+    for _ in 0..4 {
+        let line = lines_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a JOINED line within 60 s");
+        let fields: Vec<&str> = line.split(' ').collect();
+        assert_eq!(fields.len(), 3, "line {line:?}");
+        assert_eq!(fields[0], "JOINED", "line {line:?}");
+        assert_eq!(fields[2], "4", "line {line:?}");
+        ranks.push(fields[1].parse::<u16>().expect("rank"));
+    }
+    ranks.sort_unstable();
+    assert_eq!(ranks, vec![1, 2, 3, 4]);
+    // stdout carries only contract lines: nothing else arrives.
+    assert!(lines_rx.recv_timeout(Duration::from_millis(200)).is_err());
+}
+
+fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run program")
+}
+
+#[test]
+fn help_is_printed_and_bad_arguments_exit_2_with_usage() {
+    for program in [HELPER, MEMBER] {
+        let help = run(program, &["--help"]);
+        assert!(help.status.success());
+        assert!(String::from_utf8_lossy(&help.stdout).contains("usage:"));
+
+        let bad = run(program, &["--bogus", "1"]);
+        assert_eq!(bad.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&bad.stderr).contains("usage:"));
+        assert!(bad.stdout.is_empty());
+    }
+    assert_eq!(
+        run(HELPER, &[]).status.code(),
+        Some(2),
+        "--size is required"
+    );
+    assert_eq!(run(HELPER, &["--size", "x"]).status.code(), Some(2));
+    assert_eq!(
+        run(MEMBER, &[]).status.code(),
+        Some(2),
+        "--helper is required"
+    );
+}
+
+#[test]
+fn rejoin_is_not_supported_yet() {
+    let output = run(MEMBER, &["--helper", "127.0.0.1:9", "--rejoin", "2"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not supported yet"));
+}
+
+#[test]
+fn unreachable_helper_exits_non_zero_naming_the_address() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let output = run(MEMBER, &["--helper", &addr, "--port", "0"]);
+    assert!(!output.status.success());
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&addr), "stderr: {stderr}");
+    assert!(stderr.contains("retrying"), "retries are logged: {stderr}");
+}
