@@ -11,8 +11,9 @@ build:
 	$(CARGO) build --release
 
 # One test thread: the tests that start processes or wait on deadlines must not compete for the CPU.
+# --no-fail-fast: one failing test binary must not hide the results of the others.
 test:
-	$(CARGO) test -- --test-threads=1
+	$(CARGO) test --no-fail-fast -- --test-threads=1
 
 helper: build
 	./target/release/tom-helper --size $(N) --port $(PORT)

@@ -329,3 +329,68 @@ fn serve_client(shared: &Shared, stream: TcpStream, peer: SocketAddr, pending: P
         warn!("helper: could not send the roster to rank {rank} at {peer}: {error}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(host: &str, port: u16, rejoin: Option<u16>) -> Register {
+        Register {
+            group: "tom".into(),
+            host: host.into(),
+            port,
+            rejoin: rejoin.map(Rank),
+        }
+    }
+
+    #[test]
+    fn ranks_follow_arrival_order_and_a_retry_keeps_its_rank() {
+        let mut registry = Registry::new("tom", 3);
+        assert_eq!(registry.register(&request("a", 1, None)), Ok(Rank(1)));
+        assert_eq!(registry.register(&request("b", 2, None)), Ok(Rank(2)));
+        assert_eq!(registry.register(&request("a", 1, None)), Ok(Rank(1)));
+        assert!(registry.roster_for(Rank(1)).is_none());
+        assert_eq!(registry.register(&request("c", 3, None)), Ok(Rank(3)));
+        let roster = registry.roster_for(Rank(2)).expect("formed");
+        assert_eq!(
+            (roster.rank, roster.size, roster.members.len()),
+            (Rank(2), 3, 3)
+        );
+    }
+
+    #[test]
+    fn after_formation_first_timers_are_refused_and_rejoins_move_their_rank() {
+        let mut registry = Registry::new("tom", 2);
+        assert!(registry.register(&request("a", 1, Some(1))).is_err());
+        registry.register(&request("a", 1, None)).unwrap();
+        registry.register(&request("b", 2, None)).unwrap();
+        assert!(registry.register(&request("c", 3, None)).is_err());
+        assert!(registry.register(&request("a", 1, None)).is_err());
+        assert!(registry.register(&request("c", 3, Some(0))).is_err());
+        assert!(registry.register(&request("c", 3, Some(3))).is_err());
+        assert_eq!(registry.register(&request("c", 3, Some(2))), Ok(Rank(2)));
+        assert_eq!(registry.members().len(), 2);
+        assert_eq!(
+            (
+                registry.members()[1].host.as_str(),
+                registry.members()[1].port
+            ),
+            ("c", 3)
+        );
+    }
+
+    #[test]
+    fn wrong_group_and_unusable_addresses_are_refused() {
+        let mut registry = Registry::new("tom", 2);
+        let mut other = request("a", 1, None);
+        other.group = "other".into();
+        assert!(registry
+            .register(&other)
+            .unwrap_err()
+            .contains("wrong group"));
+        assert!(registry.register(&request("0.0.0.0", 1, None)).is_err());
+        assert!(registry.register(&request("", 1, None)).is_err());
+        assert!(registry.register(&request("a", 0, None)).is_err());
+        assert!(registry.members().is_empty());
+    }
+}
