@@ -1,0 +1,1265 @@
+//! A deterministic whole-group simulator for the pure protocol core.
+//!
+//! [`Sim`] owns every life of every rank (a [`Node`] plus its recorded [`LifeHistory`]), the
+//! [`Net`] between them, and one [`Rng`]. Everything that happens is an [`Action`]; applying one logs a
+//! readable line (and its effects) to the story, so a failing seed reads as what happened, step by step.
+//!
+//! Two ways to drive it:
+//! - scripted, from `tests/scenarios.rs`: `sim.multicast(1)`, `sim.deliver_next(1, 2)`, `sim.crash(3)`,
+//!   `sim.suspect_everywhere(3)`, `sim.run_until_quiet()` … — nothing happens unless asked;
+//! - randomly, from `tests/simulation.rs` through [`sweep`]: a seed fixes the group size, delays,
+//!   workload and faults; the detector is automatic (see [`Sim::auto_detect`]).
+//!
+//! # What the simulator promises the core (the driver contract)
+//! - after every `handle` or `flush` of a node, its outbox is drained in order and `check_invariants`
+//!   runs;
+//! - `Send` goes on the FIFO link from this life to the life its connection to that rank reaches (see
+//!   [`Life::target`]): the founders at first; after a crash the connection is broken (sends are lost)
+//!   until this life installs a view that lists a new life of the rank;
+//! - a joiner's own `JoinRequest` travels on its rejoin connection and arrives as
+//!   [`Input::JoinRequest`]; `SendToJoiner` goes to the running joiner of that rank;
+//! - the detector never names a newer life for an older one's death: a suspicion is only delivered
+//!   while the life it is about is still the rank's newest, and a rank restarts only after every
+//!   scheduled suspicion of its old life was delivered.
+//!
+//! All randomness comes from the one seeded [`Rng`], so a seed is a complete replay.
+
+#![allow(dead_code)] // each test crate uses a different part of the simulator
+
+pub mod check;
+pub mod net;
+pub mod rng;
+pub mod sweep;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use tom::protocol::{Config, Input, Node, Outbox, Output, Phase};
+use tom::types::{Rank, View};
+
+use check::{Delivered, End, Expect, LifeHistory};
+use net::{describe_message, lives_of, CutMode, DelayProfile, Frame, LifeId, Net};
+use rng::Rng;
+
+/// How a crash treats what the crashed life still had in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loss {
+    /// Each outgoing link keeps a random prefix (a broken TCP connection).
+    RandomPrefix,
+    /// Everything in flight from it is lost.
+    All,
+    /// Everything already sent still arrives.
+    Nothing,
+}
+
+/// One thing that happens in a run. Lives are named by index; the story prints them as `rank` (first
+/// life) or `rank~life` (later lives).
+#[derive(Clone, Debug)]
+pub enum Action {
+    /// The application of `node` multicasts its next payload.
+    Multicast { node: LifeId },
+    /// The head frame of the link `from → to` arrives.
+    Deliver { from: LifeId, to: LifeId },
+    /// One tick of logical time at `node`.
+    Tick { node: LifeId },
+    /// `node`'s driver is idle: coalesced acknowledgements go out.
+    Flush { node: LifeId },
+    /// `node` dies.
+    Crash { node: LifeId, loss: Loss },
+    /// An excluded or departed life's process exits (its connections close cleanly).
+    Exit { node: LifeId },
+    /// The detector at `at` reports `of`'s rank (only while `of` is that rank's newest life).
+    Suspect { at: LifeId, of: LifeId },
+    /// Links between the two sides hold or drop everything.
+    Partition {
+        side_a: Vec<Rank>,
+        side_b: Vec<Rank>,
+        mode: CutMode,
+    },
+    /// Every cut heals.
+    Heal,
+    /// A new process for `rank` starts and asks to rejoin.
+    Restart { rank: Rank },
+    /// The joiner `joiner` reports its connection to `to`'s rank.
+    Connect { joiner: LifeId, to: LifeId },
+    /// `node`'s application leaves the group.
+    Leave { node: LifeId },
+}
+
+/// One life of one rank.
+#[derive(Debug)]
+pub struct Life {
+    /// The rank.
+    pub rank: Rank,
+    /// The core; `None` once the process crashed or exited.
+    pub node: Option<Node>,
+    /// Everything recorded about this life, for the checker.
+    pub history: LifeHistory,
+    /// The life each of this life's member connections reaches, by rank (`None`: broken or absent).
+    pub target: BTreeMap<Rank, Option<LifeId>>,
+    /// The newest view id anyone had installed when this life started: the group gives a joiner an
+    /// incarnation larger than that, which tells its future incarnation from its predecessors'.
+    pub born_after_view: u64,
+    leave_requested: bool,
+}
+
+impl Life {
+    /// True while the process runs (it may be inert: excluded or left but not yet exited).
+    pub fn running(&self) -> bool {
+        self.node.is_some()
+    }
+
+    /// The phase of a running life.
+    pub fn phase(&self) -> Option<Phase> {
+        self.node.as_ref().map(Node::phase)
+    }
+}
+
+/// One step of the story: the action's line and what it caused.
+#[derive(Clone, Debug)]
+struct Entry {
+    step: u64,
+    line: String,
+    effects: Vec<String>,
+}
+
+/// The simulated group.
+pub struct Sim {
+    /// The seed the run started from.
+    pub seed: u64,
+    /// The group size at formation.
+    pub size: u16,
+    pub rng: Rng,
+    pub lives: Vec<Life>,
+    pub net: Net,
+    /// Logical time in steps (frame delays and scheduled events count in steps; ticks are separate).
+    pub now_step: u64,
+    /// Events scheduled for a later step (detector reports, exits, joiner connections, heals).
+    pub scheduled: Vec<(u64, Action)>,
+    /// When true, crashes and exits schedule suspicions at every running life, exclusions schedule the
+    /// process's exit, and restarts schedule the joiner's connections: the automatic detector of random
+    /// runs. Scripted scenarios leave it off and report everything themselves.
+    pub auto_detect: bool,
+    /// Longest detector delay, in steps, when `auto_detect` is on.
+    pub detect_delay_max_steps: u64,
+    /// Percent of node inputs followed at once by a flush of that node.
+    pub flush_after_percent: u64,
+    /// Every view anyone installed, by id (for quorum guards).
+    pub views: BTreeMap<u64, View>,
+    story: Vec<Entry>,
+    /// Set when a fault plan may have cost the group its quorum: only safety is then checked.
+    pub liveness_waived: bool,
+}
+
+impl Sim {
+    /// A formed group of `size` founders, with a given delay profile.
+    pub fn with_delays(size: u16, seed: u64, delay: DelayProfile) -> Sim {
+        let mut sim = Sim {
+            seed,
+            size,
+            rng: Rng::new(seed),
+            lives: Vec::new(),
+            net: Net::new(delay),
+            now_step: 0,
+            scheduled: Vec::new(),
+            auto_detect: false,
+            detect_delay_max_steps: 200,
+            flush_after_percent: 0,
+            views: BTreeMap::new(),
+            story: Vec::new(),
+            liveness_waived: false,
+        };
+        let view = View::initial(size);
+        sim.views.insert(1, view.clone());
+        for rank in 1..=size {
+            let node = Node::new(Config::new(Rank(rank)), view.clone());
+            let mut history = LifeHistory::founder(rank);
+            history.views.push(view.clone());
+            let target = (1..=size)
+                .filter(|r| *r != rank)
+                .map(|r| (Rank(r), Some(r as usize - 1)))
+                .collect();
+            sim.net.register(sim.lives.len(), Rank(rank));
+            sim.lives.push(Life {
+                rank: Rank(rank),
+                node: Some(node),
+                history,
+                target,
+                born_after_view: 0,
+                leave_requested: false,
+            });
+        }
+        sim
+    }
+
+    /// A scripted group: frames arrive only when a scenario delivers them.
+    pub fn new(size: u16) -> Sim {
+        Sim::with_delays(
+            size,
+            0,
+            DelayProfile {
+                max_steps: 0,
+                slow_percent: 0,
+            },
+        )
+    }
+
+    // ---- names and lookups --------------------------------------------------------------------------
+
+    /// How the story names a life.
+    pub fn name(&self, life: LifeId) -> String {
+        self.lives[life].history.to_string()
+    }
+
+    /// The newest life of `rank`.
+    pub fn current(&self, rank: u16) -> LifeId {
+        self.lives
+            .iter()
+            .rposition(|l| l.rank.0 == rank)
+            .unwrap_or_else(|| panic!("no rank {rank} in this group"))
+    }
+
+    /// Lives whose process runs and that are members of a view (not joining, not inert).
+    pub fn members(&self) -> Vec<LifeId> {
+        (0..self.lives.len())
+            .filter(|l| {
+                matches!(
+                    self.lives[*l].phase(),
+                    Some(Phase::Member | Phase::Changing)
+                )
+            })
+            .collect()
+    }
+
+    /// Lives whose process runs.
+    pub fn running(&self) -> Vec<LifeId> {
+        (0..self.lives.len())
+            .filter(|l| self.lives[*l].running())
+            .collect()
+    }
+
+    /// Running lives still asking to be admitted.
+    pub fn joiners(&self) -> Vec<LifeId> {
+        (0..self.lives.len())
+            .filter(|l| self.lives[*l].phase() == Some(Phase::Joining))
+            .collect()
+    }
+
+    /// The histories of every life, marked with how each stands right now.
+    pub fn histories(&self) -> Vec<LifeHistory> {
+        self.lives
+            .iter()
+            .map(|life| {
+                let mut history = life.history.clone();
+                history.member_at_end =
+                    matches!(life.phase(), Some(Phase::Member | Phase::Changing));
+                history
+            })
+            .collect()
+    }
+
+    // ---- the story ----------------------------------------------------------------------------------
+
+    fn log(&mut self, line: String) {
+        self.story.push(Entry {
+            step: self.now_step,
+            line,
+            effects: Vec::new(),
+        });
+    }
+
+    fn effect(&mut self, line: String) {
+        if let Some(entry) = self.story.last_mut() {
+            entry.effects.push(line);
+        }
+    }
+
+    /// Adds a free-form line (a scenario's or a driver's remark).
+    pub fn note(&mut self, line: impl Into<String>) {
+        self.log(format!("# {}", line.into()));
+    }
+
+    /// The last `entries` steps of the story, one action per line, effects indented.
+    pub fn story(&self, entries: usize) -> String {
+        let mut text = String::new();
+        let skip = self.story.len().saturating_sub(entries);
+        if skip > 0 {
+            let _ = writeln!(text, "… {skip} earlier steps not shown");
+        }
+        for entry in &self.story[skip..] {
+            let _ = writeln!(text, "[{:>6}] {}", entry.step, entry.line);
+            for effect in &entry.effects {
+                let _ = writeln!(text, "           {effect}");
+            }
+        }
+        text
+    }
+
+    /// Number of steps logged.
+    pub fn story_len(&self) -> usize {
+        self.story.len()
+    }
+
+    /// Panics with `problem`, the seed and the story.
+    pub fn fail(&self, problem: &str) -> ! {
+        // A replay (`SIM_SEED`) shows the whole story; a sweep keeps the report short.
+        let entries = if std::env::var("SIM_SEED").is_ok() {
+            usize::MAX
+        } else {
+            200
+        };
+        panic!(
+            "simulation failed (seed {}): {problem}\n--- story ---\n{}--- state ---\n{}",
+            self.seed,
+            self.story(entries),
+            self.state_summary()
+        );
+    }
+
+    /// One line per life: how it stands now (phase, view, position, what its queue head waits for).
+    pub fn state_summary(&self) -> String {
+        let mut text = String::new();
+        for (id, life) in self.lives.iter().enumerate() {
+            let name = self.name(id);
+            let Some(node) = &life.node else {
+                let _ = writeln!(
+                    text,
+                    "{name}: gone ({:?}), delivered up to {}",
+                    life.history.end,
+                    life.history.last_position()
+                );
+                continue;
+            };
+            let status = node.status();
+            let _ = writeln!(
+                text,
+                "{name}: {} {:?} view {} [{}] delivered {} held {} head {:?} backlog {} suspects {:?} lamport {}",
+                status.me,
+                status.phase,
+                status.view.as_ref().map_or(0, |v| v.id.0),
+                status.view.as_ref().map_or(String::new(), lives_of),
+                status.delivered_count,
+                status.held,
+                status.head.map(|(stamp, waiting)| format!(
+                    "{stamp} waiting for {}",
+                    waiting.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(",")
+                )),
+                status.backlog,
+                status.suspects.iter().map(|m| m.to_string()).collect::<Vec<_>>(),
+                status.lamport
+            );
+        }
+        text
+    }
+
+    fn describe(&self, action: &Action) -> String {
+        match action {
+            Action::Multicast { node } => format!("multicast at {}", self.name(*node)),
+            Action::Deliver { from, to } => {
+                let what = self
+                    .net
+                    .peek(*from, *to)
+                    .map_or("nothing".to_string(), Frame::describe);
+                format!("deliver {} → {}: {what}", self.name(*from), self.name(*to))
+            }
+            Action::Tick { node } => format!("tick {}", self.name(*node)),
+            Action::Flush { node } => format!("flush {}", self.name(*node)),
+            Action::Crash { node, loss } => format!("CRASH {} ({loss:?} lost)", self.name(*node)),
+            Action::Exit { node } => format!("exit {} (its process ends)", self.name(*node)),
+            Action::Suspect { at, of } => {
+                format!("detector at {} suspects {}", self.name(*at), self.name(*of))
+            }
+            Action::Partition {
+                side_a,
+                side_b,
+                mode,
+            } => format!("PARTITION {side_a:?} | {side_b:?} ({mode:?})"),
+            Action::Heal => "HEAL every cut".to_string(),
+            Action::Restart { rank } => format!("RESTART rank {rank} (new life, empty memory)"),
+            Action::Connect { joiner, to } => {
+                format!(
+                    "joiner {} connects to {}",
+                    self.name(*joiner),
+                    self.name(*to)
+                )
+            }
+            Action::Leave { node } => format!("LEAVE {}", self.name(*node)),
+        }
+    }
+
+    // ---- applying actions ---------------------------------------------------------------------------
+
+    /// Logs and performs one action.
+    pub fn apply(&mut self, action: Action) {
+        let line = self.describe(&action);
+        self.log(line);
+        // A tick or flush that changed nothing is not worth a line of the story.
+        let quiet_if_no_effect = matches!(action, Action::Tick { .. } | Action::Flush { .. });
+        self.perform(action);
+        if quiet_if_no_effect && self.story.last().is_some_and(|e| e.effects.is_empty()) {
+            self.story.pop();
+        }
+    }
+
+    fn perform(&mut self, action: Action) {
+        match action {
+            Action::Multicast { node } => self.do_multicast(node),
+            Action::Deliver { from, to } => self.do_deliver(from, to),
+            Action::Tick { node } => self.input(node, Input::Tick),
+            Action::Flush { node } => self.do_flush(node),
+            Action::Crash { node, loss } => self.do_crash(node, loss),
+            Action::Exit { node } => self.do_exit(node),
+            Action::Suspect { at, of } => self.do_suspect(at, of),
+            Action::Partition {
+                side_a,
+                side_b,
+                mode,
+            } => {
+                let lost = self.net.cut(&side_a, &side_b, mode, &mut self.rng);
+                if lost > 0 {
+                    self.effect(format!("{lost} frames in flight across the cut lost"));
+                }
+                if mode == CutMode::Drop && self.auto_detect {
+                    self.schedule_cut_suspicions(&side_a, &side_b);
+                }
+            }
+            Action::Heal => self.net.heal(),
+            Action::Restart { rank } => self.do_restart(rank),
+            Action::Connect { joiner, to } => {
+                if self.lives[to].running() {
+                    let rank = self.lives[to].rank;
+                    self.input(joiner, Input::Connected(rank));
+                } else {
+                    self.effect("unreachable: that process is gone".to_string());
+                }
+            }
+            Action::Leave { node } => {
+                self.lives[node].leave_requested = true;
+                self.input(node, Input::Leave);
+            }
+        }
+    }
+
+    fn do_multicast(&mut self, node: LifeId) {
+        let life = &self.lives[node];
+        let inert = matches!(life.phase(), None | Some(Phase::Excluded | Phase::Left));
+        if inert || life.leave_requested {
+            self.effect("refused: this life no longer multicasts".to_string());
+            return;
+        }
+        let k = life.history.multicasts.len() as u64 + 1;
+        let payload = check::payload_text(life.rank.0, life.history.life, k);
+        self.effect(format!("payload {payload:?}"));
+        self.lives[node].history.multicasts.push(payload.clone());
+        self.input(node, Input::Multicast(payload.as_str().into()));
+    }
+
+    fn do_deliver(&mut self, from: LifeId, to: LifeId) {
+        let Some(frame) = self.net.pop(from, to) else {
+            self.fail(&format!(
+                "nothing in flight from {} to {}",
+                self.name(from),
+                self.name(to)
+            ));
+        };
+        if !self.lives[to].running() {
+            self.effect("dropped: the receiver is gone".to_string());
+            return;
+        }
+        let input = match frame {
+            Frame::Msg(msg) => Input::Received {
+                from: self.lives[from].rank,
+                msg,
+            },
+            Frame::JoinRequest(rank) => Input::JoinRequest { rank },
+        };
+        self.input(to, input);
+    }
+
+    fn do_flush(&mut self, node: LifeId) {
+        let Some(core) = self.lives[node].node.as_mut() else {
+            return;
+        };
+        let mut out = Outbox::new();
+        core.flush(&mut out);
+        self.after_call(node, out);
+    }
+
+    /// Feeds one input to a running life and routes what it outputs.
+    pub fn input(&mut self, node: LifeId, input: Input) {
+        let Some(core) = self.lives[node].node.as_mut() else {
+            self.effect(format!("ignored: {} is gone", self.name(node)));
+            return;
+        };
+        let mut out = Outbox::new();
+        core.handle(input, &mut out);
+        self.after_call(node, out);
+        if self.flush_after_percent > 0
+            && self.lives[node].running()
+            && self.rng.percent(self.flush_after_percent)
+        {
+            let before = self.story.last().map_or(0, |e| e.effects.len());
+            self.do_flush(node);
+            if let Some(line) = self
+                .story
+                .last_mut()
+                .and_then(|e| e.effects.get_mut(before))
+            {
+                *line = format!("then flushes: {line}");
+            }
+        }
+    }
+
+    fn after_call(&mut self, node: LifeId, mut out: Outbox) {
+        let core = self.lives[node]
+            .node
+            .as_ref()
+            .expect("called on a running life");
+        let checked =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.check_invariants()));
+        if let Err(panic) = checked {
+            let text = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            self.fail(&format!(
+                "check_invariants of {} failed: {text}",
+                self.name(node)
+            ));
+        }
+        let me = core.me();
+        if me.incarnation.0 != 0 {
+            self.lives[node].history.incarnation = Some(me.incarnation.0);
+        }
+        let outputs: Vec<Output> = out.drain().collect();
+        let mut sends: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+        for output in outputs {
+            match output {
+                Output::Send { to, msg } => {
+                    let kind = msg.kind();
+                    let dest = self.route(node, to, &msg);
+                    sends.entry(kind).or_default().push(dest);
+                }
+                Output::SendToJoiner { rank, msg } => {
+                    let kind = msg.kind();
+                    let joiner = self.current(rank.0);
+                    let dest = if self.lives[joiner].running() && joiner != node {
+                        let detail = describe_message(&msg);
+                        self.send_frame(node, joiner, Frame::Msg(msg));
+                        format!("joiner {} ({detail})", self.name(joiner))
+                    } else {
+                        format!("joiner of rank {rank} (none running: lost)")
+                    };
+                    sends.entry(kind).or_default().push(dest);
+                }
+                Output::Deliver(d) => self.record_delivery(node, d),
+                Output::ViewInstalled(view) => {
+                    self.effect(format!(
+                        "{} installs view {} [{}]",
+                        self.name(node),
+                        view.id,
+                        lives_of(&view)
+                    ));
+                    self.retarget(node, &view);
+                    self.views.insert(view.id.0, view.clone());
+                    if self.auto_detect {
+                        self.schedule_suspicions_in(node, &view);
+                    }
+                    self.lives[node].history.views.push(view);
+                }
+                Output::Joined { position } => {
+                    self.effect(format!("{} JOINED at position {position}", self.name(node)));
+                    self.lives[node].history.joined = Some(position);
+                }
+                Output::Excluded { view } => {
+                    self.effect(format!(
+                        "{} EXCLUDED (view {view}); it stops",
+                        self.name(node)
+                    ));
+                    self.lives[node].history.end = End::Excluded;
+                    self.schedule_exit(node);
+                }
+                Output::Left => {
+                    self.effect(format!("{} LEFT", self.name(node)));
+                    self.lives[node].history.end = End::Left;
+                    self.schedule_exit(node);
+                }
+            }
+        }
+        if !sends.is_empty() {
+            let parts: Vec<String> = sends
+                .into_iter()
+                .map(|(kind, dests)| format!("{kind} → {}", dests.join(", ")))
+                .collect();
+            self.effect(format!("{} sends {}", self.name(node), parts.join("; ")));
+        }
+    }
+
+    fn record_delivery(&mut self, node: LifeId, d: tom::protocol::Delivery) {
+        let payload = String::from_utf8_lossy(d.payload.as_bytes()).into_owned();
+        self.effect(format!(
+            "{} delivers #{} {payload:?} (from {}, lamport {})",
+            self.name(node),
+            d.position,
+            d.origin,
+            d.lamport
+        ));
+        self.lives[node].history.deliveries.push(Delivered {
+            origin: d.origin,
+            lamport: d.lamport,
+            payload,
+            position: d.position,
+        });
+    }
+
+    /// Puts a `Send` on the right link; returns how the story names its destination.
+    fn route(&mut self, node: LifeId, to: Rank, msg: &tom::message::Message) -> String {
+        let own_join_request = matches!(msg, tom::message::Message::JoinRequest { rank }
+            if *rank == self.lives[node].rank && self.lives[node].history.life > 1
+                && self.lives[node].history.joined.is_none());
+        if own_join_request {
+            // A joiner's request goes out on its rejoin connection to whatever process has that rank.
+            let dest = self.current(to.0);
+            if !self.lives[dest].running() {
+                return format!("{to} (gone: lost)");
+            }
+            self.send_frame(node, dest, Frame::JoinRequest(self.lives[node].rank));
+            return self.name(dest);
+        }
+        match self.lives[node].target.get(&to).copied().flatten() {
+            Some(dest) if self.lives[dest].running() => {
+                self.send_frame(node, dest, Frame::Msg(msg.clone()));
+                self.name(dest)
+            }
+            _ => format!("{to} (no connection: lost)"),
+        }
+    }
+
+    fn send_frame(&mut self, from: LifeId, to: LifeId, frame: Frame) {
+        if !self.net.send(from, to, frame, self.now_step, &mut self.rng) {
+            self.effect(format!(
+                "a frame {} → {} is lost in the cut",
+                self.name(from),
+                self.name(to)
+            ));
+        }
+    }
+
+    /// `node` installed `view`: its connection to each listed rank now reaches the life the view lists,
+    /// which is the rank's newest life if that one is the listed incarnation or is still unnamed.
+    fn retarget(&mut self, node: LifeId, view: &View) {
+        for member in &view.members {
+            if member.rank == self.lives[node].rank {
+                continue;
+            }
+            let listed = member.incarnation.0;
+            let reaches_listed = |sim: &Sim, life: LifeId| {
+                sim.lives[life].running()
+                    && sim.lives[life]
+                        .history
+                        .incarnation
+                        .map_or(true, |inc| inc == listed)
+            };
+            let target = self.lives[node].target.get(&member.rank).copied().flatten();
+            if target.is_some_and(|t| reaches_listed(self, t)) {
+                continue;
+            }
+            let newest = self.current(member.rank.0);
+            let next = reaches_listed(self, newest).then_some(newest);
+            if next != target {
+                if let Some(life) = next {
+                    self.effect(format!(
+                        "{}'s connection to rank {} now reaches {}",
+                        self.name(node),
+                        member.rank,
+                        self.name(life)
+                    ));
+                }
+                self.lives[node].target.insert(member.rank, next);
+            }
+        }
+    }
+
+    fn do_crash(&mut self, node: LifeId, loss: Loss) {
+        if !self.lives[node].running() {
+            self.effect("already gone".to_string());
+            return;
+        }
+        self.lives[node].node = None;
+        self.lives[node].history.end = End::Crashed;
+        let lost = match loss {
+            Loss::RandomPrefix => self.net.crash(node, &mut self.rng),
+            Loss::All => {
+                let mut lost = self.net.close_incoming(node);
+                for (from, to) in self.net.busy_links() {
+                    if from == node {
+                        while self.net.pop(from, to).is_some() {
+                            lost += 1;
+                        }
+                    }
+                }
+                lost
+            }
+            Loss::Nothing => self.net.close_incoming(node),
+        };
+        if lost > 0 {
+            self.effect(format!("{lost} frames to or from it lost"));
+        }
+        self.break_connections_to(node);
+        if self.auto_detect {
+            self.schedule_suspicions_of(node);
+        }
+    }
+
+    fn do_exit(&mut self, node: LifeId) {
+        if !self.lives[node].running() {
+            return;
+        }
+        self.lives[node].node = None;
+        let lost = self.net.close_incoming(node);
+        if lost > 0 {
+            self.effect(format!("{lost} frames to it lost"));
+        }
+        self.break_connections_to(node);
+        if self.auto_detect {
+            self.schedule_suspicions_of(node);
+        }
+    }
+
+    fn break_connections_to(&mut self, node: LifeId) {
+        let rank = self.lives[node].rank;
+        for life in &mut self.lives {
+            if life.target.get(&rank) == Some(&Some(node)) {
+                life.target.insert(rank, None);
+            }
+        }
+    }
+
+    fn do_suspect(&mut self, at: LifeId, of: LifeId) {
+        let rank = self.lives[of].rank;
+        if self.listed_life(at, rank) != Some(of) {
+            // The detector watches the connection to the life `at`'s view names; another life of the
+            // rank (older or newer) is not suspected for this one.
+            self.effect(format!(
+                "not delivered: {}'s view does not name {}",
+                self.name(at),
+                self.name(of)
+            ));
+            return;
+        }
+        self.input(at, Input::Suspect(rank));
+    }
+
+    /// The life of `rank` that `at`'s installed view names, if any. A joiner that has not learnt its
+    /// incarnation yet stands for any incarnation above the views that existed when it started.
+    pub fn listed_life(&self, at: LifeId, rank: Rank) -> Option<LifeId> {
+        let listed = self.lives[at].node.as_ref()?.view()?.member(rank)?;
+        let incarnation = listed.incarnation.0;
+        (0..self.lives.len()).rev().find(|l| {
+            let life = &self.lives[*l];
+            life.rank == rank
+                && match life.history.incarnation {
+                    Some(known) => known == incarnation,
+                    None => incarnation > life.born_after_view,
+                }
+        })
+    }
+
+    /// True once every running member either no longer lists `rank` or suspects the life it lists, and
+    /// no report about the rank's newest life is still on its way: a new life may then start without
+    /// the detector ever confusing the two.
+    pub fn restartable(&self, rank: Rank) -> bool {
+        let newest = self.current(rank.0);
+        if self.lives[newest].running() || self.suspicion_pending(newest) {
+            return false;
+        }
+        self.members().into_iter().all(|member| {
+            let Some(node) = &self.lives[member].node else {
+                return true;
+            };
+            let Some(listed) = node.view().and_then(|v| v.member(rank)) else {
+                return true;
+            };
+            node.status().suspects.contains(&listed)
+        })
+    }
+
+    /// After `node` installed `view`: its detector will notice every listed life that is gone.
+    fn schedule_suspicions_in(&mut self, node: LifeId, view: &View) {
+        for member in &view.members {
+            if member.rank == self.lives[node].rank {
+                continue;
+            }
+            if let Some(listed) = self.listed_life(node, member.rank) {
+                if !self.lives[listed].running() {
+                    let when = self.now_step + self.rng.range(1, self.detect_delay_max_steps);
+                    self.schedule(
+                        when,
+                        Action::Suspect {
+                            at: node,
+                            of: listed,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn do_restart(&mut self, rank: Rank) {
+        let old = self.current(rank.0);
+        if self.lives[old].running() {
+            self.fail(&format!(
+                "restart of rank {rank} while {} still runs",
+                self.name(old)
+            ));
+        }
+        let life_no = self.lives[old].history.life + 1;
+        let id = self.lives.len();
+        self.net.register(id, rank);
+        let target = (1..=self.size)
+            .filter(|r| *r != rank.0)
+            .map(|r| {
+                let newest = self.current(r);
+                (Rank(r), self.lives[newest].running().then_some(newest))
+            })
+            .collect();
+        self.lives.push(Life {
+            rank,
+            node: Some(Node::rejoin(Config::new(rank))),
+            history: LifeHistory::joiner(rank.0, life_no),
+            target,
+            born_after_view: self.views.keys().next_back().copied().unwrap_or(0),
+            leave_requested: false,
+        });
+        self.effect(format!("{} starts, joining", self.name(id)));
+        if self.auto_detect {
+            for member in self.members() {
+                let at = self.now_step + self.rng.range(1, self.detect_delay_max_steps);
+                self.schedule(
+                    at,
+                    Action::Connect {
+                        joiner: id,
+                        to: member,
+                    },
+                );
+            }
+        }
+    }
+
+    // ---- the automatic detector ---------------------------------------------------------------------
+
+    /// Queues an action for step `at`.
+    pub fn schedule(&mut self, at: u64, action: Action) {
+        self.scheduled.push((at, action));
+    }
+
+    fn schedule_suspicions_of(&mut self, gone: LifeId) {
+        for at in self.running() {
+            if at != gone {
+                let when = self.now_step + self.rng.range(1, self.detect_delay_max_steps);
+                self.schedule(when, Action::Suspect { at, of: gone });
+            }
+        }
+    }
+
+    fn schedule_exit(&mut self, node: LifeId) {
+        if self.auto_detect {
+            let when = self.now_step + self.rng.range(1, self.detect_delay_max_steps);
+            self.schedule(when, Action::Exit { node });
+        }
+    }
+
+    /// A dropping cut breaks connections: both ends' detectors notice, each at its own time.
+    fn schedule_cut_suspicions(&mut self, side_a: &[Rank], side_b: &[Rank]) {
+        let lives_of_side = |sim: &Sim, side: &[Rank]| -> Vec<LifeId> {
+            side.iter()
+                .map(|r| sim.current(r.0))
+                .filter(|l| sim.lives[*l].running())
+                .collect()
+        };
+        let a = lives_of_side(self, side_a);
+        let b = lives_of_side(self, side_b);
+        for x in &a {
+            for y in &b {
+                for (at, of) in [(*x, *y), (*y, *x)] {
+                    let when = self.now_step + self.rng.range(1, self.detect_delay_max_steps);
+                    self.schedule(when, Action::Suspect { at, of });
+                }
+            }
+        }
+    }
+
+    /// True if a suspicion of `life` is still scheduled (its rank may not restart before it fires).
+    pub fn suspicion_pending(&self, life: LifeId) -> bool {
+        self.scheduled.iter().any(
+            |(_, a)| matches!(a, Action::Suspect { of, .. } | Action::Exit { node: of } if *of == life),
+        )
+    }
+
+    /// Removes and returns the earliest scheduled action due by now.
+    pub fn take_due(&mut self) -> Option<Action> {
+        let (index, _) = self
+            .scheduled
+            .iter()
+            .enumerate()
+            .filter(|(_, (at, _))| *at <= self.now_step)
+            .min_by_key(|(i, (at, _))| (*at, *i))?;
+        Some(self.scheduled.remove(index).1)
+    }
+
+    // ---- scripted API (ranks name the newest life) ----------------------------------------------------
+
+    /// The newest life of `rank` multicasts; returns the payload.
+    pub fn multicast(&mut self, rank: u16) -> String {
+        let node = self.current(rank);
+        self.apply(Action::Multicast { node });
+        self.lives[node]
+            .history
+            .multicasts
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Delivers the head frame from `from`'s newest life to `to`'s newest life; returns its description.
+    pub fn deliver_next(&mut self, from: u16, to: u16) -> String {
+        let (from, to) = (self.current(from), self.current(to));
+        self.deliver_between(from, to)
+    }
+
+    /// Delivers the head frame on a link between two given lives.
+    pub fn deliver_between(&mut self, from: LifeId, to: LifeId) -> String {
+        let Some(frame) = self.net.peek(from, to) else {
+            self.fail(&format!(
+                "scenario expected a frame from {} to {}",
+                self.name(from),
+                self.name(to)
+            ));
+        };
+        let text = frame.describe();
+        self.apply(Action::Deliver { from, to });
+        text
+    }
+
+    /// Delivers everything queued from `from` to `to`.
+    pub fn deliver_all(&mut self, from: u16, to: u16) {
+        let (from, to) = (self.current(from), self.current(to));
+        while self.net.queued(from, to) > 0 {
+            self.apply(Action::Deliver { from, to });
+        }
+    }
+
+    /// Frames queued from `from`'s newest life to `to`'s newest life.
+    pub fn queued(&self, from: u16, to: u16) -> usize {
+        self.net.queued(self.current(from), self.current(to))
+    }
+
+    /// The kind of the head frame from `from` to `to`, if any.
+    pub fn next_kind(&self, from: u16, to: u16) -> Option<&'static str> {
+        match self.net.peek(self.current(from), self.current(to))? {
+            Frame::Msg(msg) => Some(msg.kind()),
+            Frame::JoinRequest(_) => Some("join-request"),
+        }
+    }
+
+    /// Flushes `rank`.
+    pub fn flush(&mut self, rank: u16) {
+        let node = self.current(rank);
+        self.apply(Action::Flush { node });
+    }
+
+    /// `ticks` ticks at every running life, one round at a time.
+    pub fn tick_all(&mut self, ticks: u64) {
+        for _ in 0..ticks {
+            self.tick_round();
+        }
+    }
+
+    /// One tick at every running life, as one line of the story.
+    fn tick_round(&mut self) {
+        self.log("tick every running life".to_string());
+        for node in self.running() {
+            self.input(node, Input::Tick);
+        }
+        // Quiet rounds of ticks fold into one line, so a stalled run's story stays readable.
+        let len = self.story.len();
+        if len >= 2 && self.story[len - 1].effects.is_empty() {
+            let previous = &self.story[len - 2];
+            if previous.effects.is_empty() && previous.line.starts_with("tick every running life") {
+                let rounds: u64 = previous
+                    .line
+                    .rsplit('×')
+                    .next()
+                    .and_then(|n| n.trim_end_matches(')').parse().ok())
+                    .unwrap_or(1);
+                self.story.pop();
+                let last = self.story.last_mut().expect("checked");
+                last.line = format!("tick every running life (quiet rounds ×{})", rounds + 1);
+            }
+        }
+    }
+
+    /// `rank` crashes; what it had in flight is lost.
+    pub fn crash(&mut self, rank: u16) {
+        let node = self.current(rank);
+        self.apply(Action::Crash {
+            node,
+            loss: Loss::All,
+        });
+    }
+
+    /// `rank` crashes; what it had already sent still arrives.
+    pub fn crash_keeping_in_flight(&mut self, rank: u16) {
+        let node = self.current(rank);
+        self.apply(Action::Crash {
+            node,
+            loss: Loss::Nothing,
+        });
+    }
+
+    /// The detector of `at` suspects `rank`.
+    pub fn suspect(&mut self, at: u16, rank: u16) {
+        let (at, of) = (self.current(at), self.current(rank));
+        self.apply(Action::Suspect { at, of });
+    }
+
+    /// Every running life other than `rank`'s newest suspects `rank`.
+    pub fn suspect_everywhere(&mut self, rank: u16) {
+        let of = self.current(rank);
+        for at in self.running() {
+            if at != of {
+                self.apply(Action::Suspect { at, of });
+            }
+        }
+    }
+
+    /// Cuts the links between two sides.
+    pub fn partition(&mut self, side_a: &[u16], side_b: &[u16], mode: CutMode) {
+        let ranks = |side: &[u16]| side.iter().map(|r| Rank(*r)).collect();
+        self.apply(Action::Partition {
+            side_a: ranks(side_a),
+            side_b: ranks(side_b),
+            mode,
+        });
+    }
+
+    /// Heals every cut.
+    pub fn heal(&mut self) {
+        self.apply(Action::Heal);
+    }
+
+    /// Starts a new life of `rank` (its old one must be gone).
+    pub fn restart(&mut self, rank: u16) {
+        self.apply(Action::Restart { rank: Rank(rank) });
+    }
+
+    /// `rank`'s joiner reports its connection to `to`.
+    pub fn connect(&mut self, rank: u16, to: u16) {
+        let (joiner, to) = (self.current(rank), self.current(to));
+        self.apply(Action::Connect { joiner, to });
+    }
+
+    /// `rank` leaves.
+    pub fn leave(&mut self, rank: u16) {
+        let node = self.current(rank);
+        self.apply(Action::Leave { node });
+    }
+
+    /// Payloads delivered by `rank`'s newest life, in order.
+    pub fn delivered(&self, rank: u16) -> Vec<String> {
+        self.lives[self.current(rank)]
+            .history
+            .deliveries
+            .iter()
+            .map(|d| d.payload.clone())
+            .collect()
+    }
+
+    /// The ranks of `rank`'s newest life's view.
+    pub fn view_of(&self, rank: u16) -> Vec<u16> {
+        self.lives[self.current(rank)]
+            .history
+            .views
+            .last()
+            .map_or(Vec::new(), |v| v.ranks().map(|r| r.0).collect())
+    }
+
+    /// The phase of `rank`'s newest life (`None` once gone).
+    pub fn phase(&self, rank: u16) -> Option<Phase> {
+        self.lives[self.current(rank)].phase()
+    }
+
+    /// `rank`'s newest life's core.
+    pub fn node(&self, rank: u16) -> &Node {
+        self.lives[self.current(rank)]
+            .node
+            .as_ref()
+            .unwrap_or_else(|| panic!("rank {rank} is not running"))
+    }
+
+    // ---- running --------------------------------------------------------------------------------------
+
+    /// Delivers frames in a seeded random order, flushing idle nodes, until nothing is in flight and no
+    /// flush sends anything. No ticks: timers do not fire. Panics (with the story) past `max_steps`.
+    pub fn run_until_quiet(&mut self) {
+        let max_steps = 200_000;
+        for _ in 0..max_steps {
+            self.now_step += 1;
+            let ready = self.net.busy_links();
+            if let Some((from, to)) = self.rng.pick(&ready) {
+                self.apply(Action::Deliver { from, to });
+                continue;
+            }
+            if !self.flush_all() {
+                return;
+            }
+        }
+        self.fail(&format!("not quiet after {max_steps} steps"));
+    }
+
+    /// Flushes every running life; true if any of them sent something.
+    pub fn flush_all(&mut self) -> bool {
+        let before = self.net_len_marker();
+        self.log("idle: flush every running life".to_string());
+        for node in self.running() {
+            self.do_flush(node);
+        }
+        let sent = self.net_len_marker() != before;
+        if !sent {
+            // A flush that changed nothing is not worth a line of the story.
+            self.story.pop();
+        }
+        sent
+    }
+
+    fn net_len_marker(&self) -> usize {
+        self.net
+            .busy_links()
+            .iter()
+            .map(|(f, t)| self.net.queued(*f, *t))
+            .sum()
+    }
+
+    /// The liveness phase: cuts heal, no new faults; frames, scheduled events, flushes and ticks go on
+    /// until the group settles ([`Sim::settled`]). Panics (with the story) past `max_steps`.
+    pub fn settle(&mut self, max_steps: u64) {
+        if !self.try_settle(max_steps) {
+            let why = self.settled().err().unwrap_or_else(|| {
+                format!("{} scheduled events still pending", self.scheduled.len())
+            });
+            self.fail(&format!(
+                "liveness: the group did not settle within {max_steps} steps after faults stopped: {why}"
+            ));
+        }
+    }
+
+    /// [`Sim::settle`] without the verdict: true if the group settled within `max_steps`.
+    pub fn try_settle(&mut self, max_steps: u64) -> bool {
+        if self.net.is_cut() {
+            self.apply(Action::Heal);
+        }
+        for joiner in self.joiners() {
+            for to in self.members() {
+                self.apply(Action::Connect { joiner, to });
+            }
+        }
+        let deadline = self.now_step + max_steps;
+        let mut rounds_without_progress = 0;
+        while self.now_step < deadline {
+            self.now_step += 1;
+            if let Some(action) = self.take_due() {
+                self.apply(action);
+                continue;
+            }
+            let ready = self.net.ready(self.now_step);
+            if let Some((from, to)) = self.rng.pick(&ready) {
+                self.apply(Action::Deliver { from, to });
+                if self.rng.percent(5) {
+                    let node = self.rng.pick(&self.running()).expect("someone runs");
+                    self.apply(Action::Tick { node });
+                }
+                continue;
+            }
+            if !self.net.is_empty() {
+                // Frames wait for their delay: let time pass, with ticks.
+                let next = self.net.next_ready_at().unwrap_or(self.now_step);
+                self.now_step = next.max(self.now_step);
+                continue;
+            }
+            if self.flush_all() {
+                continue;
+            }
+            if self.scheduled.is_empty() && self.settled().is_ok() {
+                return true;
+            }
+            rounds_without_progress += 1;
+            self.tick_round();
+            if rounds_without_progress % 50 == 0 {
+                // Joiners whose contacts died need a live member to ask.
+                for joiner in self.joiners() {
+                    for to in self.members() {
+                        self.apply(Action::Connect { joiner, to });
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    /// Ok if every running life is a member of one and the same view, listing exactly them, with
+    /// nothing held or waiting; otherwise why not.
+    pub fn settled(&self) -> Result<(), String> {
+        let mut view: Option<&View> = None;
+        let mut running = Vec::new();
+        for (id, life) in self.lives.iter().enumerate() {
+            let Some(node) = &life.node else { continue };
+            if matches!(node.phase(), Phase::Excluded | Phase::Left) {
+                // Inert: it delivers nothing more; its process exits when the driver gets to it.
+                continue;
+            }
+            if node.phase() != Phase::Member {
+                return Err(format!("{} is {:?}", self.name(id), node.phase()));
+            }
+            let status = node.status();
+            if status.held > 0 || status.backlog > 0 {
+                return Err(format!(
+                    "{} holds {} messages, backlog {}, head {:?}",
+                    self.name(id),
+                    status.held,
+                    status.backlog,
+                    status.head
+                ));
+            }
+            let mine = node.view().expect("a member has a view");
+            if view.is_some_and(|v| v != mine) {
+                return Err(format!(
+                    "views differ: {} vs {} at {}",
+                    view.map_or(0, |v| v.id.0),
+                    mine.id,
+                    self.name(id)
+                ));
+            }
+            view = Some(mine);
+            running.push(node.me());
+        }
+        running.sort();
+        if let Some(view) = view {
+            if view.members != running {
+                return Err(format!(
+                    "view {} lists [{}] but the running members are {running:?}",
+                    view.id,
+                    lives_of(view)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the history checker; panics with the story on a counterexample.
+    pub fn check(&self, expect: Expect) {
+        if let Err(problem) = check::check(&self.histories(), expect) {
+            self.fail(&problem);
+        }
+    }
+}

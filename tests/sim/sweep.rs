@@ -1,0 +1,521 @@
+//! Random runs: one seed decides a whole run of one fault family, which is then checked.
+//!
+//! A run has two phases. The *chaos* phase interleaves frame deliveries (any ready link head), ticks,
+//! flushes, a planned workload of multicasts and the family's planned faults. The *liveness* phase stops
+//! the faults and lets frames, detector reports, flushes and ticks go on until the group settles; then
+//! the checker judges every life's history. A seed whose faults may have cost the group its quorum
+//! (only the partition family does that, on purpose) is judged on safety alone.
+//!
+//! Faults stay sane by construction: a crash, leave, false suspicion or cut is only applied if the lives
+//! left healthy form a quorum of every view still in use ([`Driver::can_lose`]); otherwise it is skipped
+//! (and the story says so).
+
+use std::collections::BTreeSet;
+
+use tom::protocol::Phase;
+use tom::types::Rank;
+
+use super::check::Expect;
+use super::net::{CutMode, DelayProfile, LifeId};
+use super::rng::Rng;
+use super::{Action, Loss, Sim};
+
+/// A family of random runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// No faults: N = 2..8, multicasts from everyone, random delays (issue 3).
+    NoFault,
+    /// Crashes at any moment (mid-multicast, during view changes, several at once) and clean leaves
+    /// (issue 5).
+    Crash,
+    /// False suspicions of live members, partitions that hold or drop, healing later (issue 6).
+    Partition,
+    /// Crash, restart and rejoin cycles, concurrent rejoins, crashes of joiners (issue 7).
+    Rejoin,
+}
+
+impl Family {
+    /// Every family.
+    pub const ALL: [Family; 4] = [
+        Family::NoFault,
+        Family::Crash,
+        Family::Partition,
+        Family::Rejoin,
+    ];
+
+    /// The name `SIM_SCENARIO` uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::NoFault => "nofault",
+            Family::Crash => "crash",
+            Family::Partition => "partition",
+            Family::Rejoin => "rejoin",
+        }
+    }
+
+    /// The family called `name`.
+    pub fn parse(name: &str) -> Option<Family> {
+        Family::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+/// What the plan does at a given step of the chaos phase.
+#[derive(Clone, Copy, Debug)]
+enum Planned {
+    Multicast,
+    /// A random healthy member crashes (right after a multicast of its own if `mid_multicast`).
+    Crash {
+        mid_multicast: bool,
+    },
+    /// Waits for a view change in progress, then crashes a member taking part in it.
+    CrashDuringChange,
+    /// Two members crash in the same step.
+    DoubleCrash,
+    Leave,
+    /// A detector wrongly suspects a live member.
+    FalseSuspicion,
+    /// A cut between a random split, healed `duration_steps` later.
+    Partition {
+        mode: CutMode,
+        duration_steps: u64,
+        /// Skip the quorum guard: the group may stop (then only safety is checked).
+        reckless: bool,
+    },
+    /// A rank whose newest life is gone comes back.
+    Restart,
+}
+
+/// One random run in progress.
+pub struct Driver {
+    pub sim: Sim,
+    family: Family,
+    plan: Vec<(u64, Planned)>,
+    chaos_steps: u64,
+    /// Lives a fault has marked for exclusion (falsely suspected, or on the losing side of a cut).
+    doomed: BTreeSet<LifeId>,
+}
+
+impl Driver {
+    /// Draws every parameter of the run from `seed`.
+    pub fn new(family: Family, seed: u64) -> Driver {
+        let mut setup = Rng::new(seed);
+        let size = match family {
+            Family::NoFault => setup.range(2, 8),
+            Family::Crash => setup.range(2, 8),
+            Family::Partition => setup.range(3, 7),
+            Family::Rejoin => setup.range(3, 6),
+        } as u16;
+        let delay = DelayProfile {
+            max_steps: [0, 1, 3, 10, 30][setup.below(5) as usize],
+            slow_percent: [0, 0, 2, 10][setup.below(4) as usize],
+        };
+        let mut sim = Sim::with_delays(size, setup.next_u64(), delay);
+        sim.seed = seed;
+        sim.auto_detect = true;
+        sim.detect_delay_max_steps = setup.range(10, 400);
+        sim.flush_after_percent = [0, 30, 70, 100][setup.below(4) as usize];
+        let chaos_steps = setup.range(300, 2500);
+        let mut plan = Vec::new();
+        let multicasts = setup.range(size as u64, 8 * size as u64);
+        for _ in 0..multicasts {
+            plan.push((setup.below(chaos_steps), Planned::Multicast));
+        }
+        let mut faults = Vec::new();
+        match family {
+            Family::NoFault => {}
+            Family::Crash => {
+                let crashes = setup.range(1, size as u64);
+                for _ in 0..crashes {
+                    let what = match setup.below(5) {
+                        0 | 1 => Planned::Crash {
+                            mid_multicast: false,
+                        },
+                        2 => Planned::Crash {
+                            mid_multicast: true,
+                        },
+                        3 => Planned::CrashDuringChange,
+                        _ => Planned::DoubleCrash,
+                    };
+                    faults.push(what);
+                }
+                if setup.percent(25) {
+                    faults.push(Planned::Leave);
+                }
+            }
+            Family::Partition => {
+                for _ in 0..setup.range(0, 2) {
+                    faults.push(Planned::FalseSuspicion);
+                }
+                for _ in 0..setup.range(1, 2) {
+                    let mode = if setup.percent(50) {
+                        CutMode::Hold
+                    } else {
+                        CutMode::Drop
+                    };
+                    let what = Planned::Partition {
+                        mode,
+                        duration_steps: setup.range(10, 800),
+                        reckless: setup.percent(15),
+                    };
+                    faults.push(what);
+                }
+                if setup.percent(30) {
+                    faults.push(Planned::Crash {
+                        mid_multicast: setup.percent(50),
+                    });
+                }
+            }
+            Family::Rejoin => {
+                let cycles = setup.range(1, 4);
+                for _ in 0..cycles {
+                    let what = match setup.below(6) {
+                        0 => Planned::CrashDuringChange,
+                        1 => Planned::FalseSuspicion,
+                        2 if size >= 5 => Planned::DoubleCrash,
+                        3 => Planned::Crash {
+                            mid_multicast: true,
+                        },
+                        _ => Planned::Crash {
+                            mid_multicast: false,
+                        },
+                    };
+                    faults.push(what);
+                    faults.push(Planned::Restart);
+                    if setup.percent(30) {
+                        faults.push(Planned::Restart);
+                    }
+                }
+                if setup.percent(20) {
+                    faults.push(Planned::Leave);
+                }
+            }
+        }
+        for what in faults {
+            plan.push((setup.below(chaos_steps), what));
+        }
+        // Stable by step: equal steps keep their drawing order.
+        plan.sort_by_key(|(step, _)| *step);
+        plan.reverse();
+        sim.note(format!(
+            "family {}, seed {seed}: {size} members, delays ≤{} steps ({}% slow), detector ≤{} steps, \
+             flush after {}% of inputs, {} chaos steps, {} planned events",
+            family.name(),
+            delay.max_steps,
+            delay.slow_percent,
+            sim.detect_delay_max_steps,
+            sim.flush_after_percent,
+            chaos_steps,
+            plan.len()
+        ));
+        Driver {
+            sim,
+            family,
+            plan,
+            chaos_steps,
+            doomed: BTreeSet::new(),
+        }
+    }
+
+    /// Runs the chaos phase, then the liveness phase, then the checker. Panics with the story on any
+    /// failure.
+    pub fn run(&mut self) {
+        while self.sim.now_step < self.chaos_steps || !self.plan.is_empty() {
+            self.chaos_step();
+            if self.sim.now_step > self.chaos_steps * 4 {
+                // Planned items waiting for a condition (a view change, a restartable rank) give up.
+                self.plan.clear();
+            }
+        }
+        self.sim.note("faults stop: liveness phase");
+        if self.sim.liveness_waived {
+            self.sim.try_settle(20_000);
+            self.sim.check(Expect::Safety);
+        } else {
+            self.sim.settle(200_000);
+            self.sim.check(Expect::Settled);
+        }
+    }
+
+    fn chaos_step(&mut self) {
+        let sim = &mut self.sim;
+        sim.now_step += 1;
+        if let Some(action) = sim.take_due() {
+            sim.apply(action);
+            return;
+        }
+        if self
+            .plan
+            .last()
+            .is_some_and(|(step, _)| *step <= sim.now_step)
+        {
+            let (_, what) = self.plan.pop().expect("checked");
+            if !self.perform(what) {
+                // Not possible now (no view change to crash into, no rank to restart): try later.
+                let retry_at = self.sim.now_step + 20;
+                let index = self
+                    .plan
+                    .iter()
+                    .position(|(step, _)| *step <= retry_at)
+                    .unwrap_or(self.plan.len());
+                self.plan.insert(index, (retry_at, what));
+            }
+            return;
+        }
+        let sim = &mut self.sim;
+        let roll = sim.rng.below(100);
+        let running = sim.running();
+        if roll < 12 {
+            if let Some(node) = sim.rng.pick(&running) {
+                sim.apply(Action::Tick { node });
+            }
+            return;
+        }
+        if roll < 22 {
+            if let Some(node) = sim.rng.pick(&running) {
+                sim.apply(Action::Flush { node });
+            }
+            return;
+        }
+        let ready = sim.net.ready(sim.now_step);
+        if let Some((from, to)) = sim.rng.pick(&ready) {
+            sim.apply(Action::Deliver { from, to });
+        }
+    }
+
+    /// Lives that are members and not marked for exclusion.
+    fn healthy(&self) -> Vec<LifeId> {
+        self.sim
+            .members()
+            .into_iter()
+            .filter(|l| !self.doomed.contains(l))
+            .collect()
+    }
+
+    /// True if the healthy lives minus `lost` still form a quorum of every view in use, from the
+    /// oldest view a healthy life is in to the newest view anyone installed.
+    fn can_lose(&self, lost: &[LifeId]) -> bool {
+        let keep: Vec<LifeId> = self
+            .healthy()
+            .into_iter()
+            .filter(|l| !lost.contains(l))
+            .collect();
+        let Some(oldest) = keep
+            .iter()
+            .filter_map(|l| self.sim.lives[*l].node.as_ref()?.view().map(|v| v.id.0))
+            .min()
+        else {
+            return false;
+        };
+        let ids: Vec<tom::types::MemberId> = keep
+            .iter()
+            .filter_map(|l| self.sim.lives[*l].node.as_ref().map(|n| n.me()))
+            .collect();
+        self.sim.views.range(oldest..).all(|(_, view)| {
+            let voters: Vec<Rank> = ids
+                .iter()
+                .filter(|m| view.contains(**m))
+                .map(|m| m.rank)
+                .collect();
+            view.is_quorum(&voters)
+        })
+    }
+
+    /// Does one planned item; false if it cannot be done yet and should be retried.
+    fn perform(&mut self, what: Planned) -> bool {
+        match what {
+            Planned::Multicast => {
+                let candidates: Vec<LifeId> = self
+                    .sim
+                    .running()
+                    .into_iter()
+                    .filter(|l| {
+                        matches!(
+                            self.sim.lives[*l].phase(),
+                            Some(Phase::Member | Phase::Changing | Phase::Joining)
+                        )
+                    })
+                    .collect();
+                if let Some(node) = self.sim.rng.pick(&candidates) {
+                    self.sim.apply(Action::Multicast { node });
+                }
+                true
+            }
+            Planned::Crash { mid_multicast } => {
+                let Some(node) = self.pick_loss(&[]) else {
+                    self.skip("crash");
+                    return true;
+                };
+                if mid_multicast {
+                    self.sim.apply(Action::Multicast { node });
+                }
+                self.crash(node);
+                true
+            }
+            Planned::CrashDuringChange => {
+                let changing: Vec<LifeId> = self
+                    .healthy()
+                    .into_iter()
+                    .filter(|l| self.sim.lives[*l].phase() == Some(Phase::Changing))
+                    .collect();
+                if changing.is_empty() {
+                    return false;
+                }
+                // The proposer is usually the lowest rank taking part: crash it half of the time.
+                let node = if self.sim.rng.percent(50) {
+                    changing[0]
+                } else {
+                    self.sim.rng.pick(&changing).expect("not empty")
+                };
+                if self.can_lose(&[node]) {
+                    self.crash(node);
+                } else {
+                    self.skip("crash during a view change");
+                }
+                true
+            }
+            Planned::DoubleCrash => {
+                let Some(first) = self.pick_loss(&[]) else {
+                    self.skip("double crash");
+                    return true;
+                };
+                let Some(second) = self.pick_loss(&[first]) else {
+                    self.skip("double crash");
+                    return true;
+                };
+                self.crash(first);
+                self.crash(second);
+                true
+            }
+            Planned::Leave => {
+                let Some(node) = self.pick_loss(&[]) else {
+                    self.skip("leave");
+                    return true;
+                };
+                self.doomed.insert(node);
+                self.sim.apply(Action::Leave { node });
+                true
+            }
+            Planned::FalseSuspicion => {
+                let Some(victim) = self.pick_loss(&[]) else {
+                    self.skip("false suspicion");
+                    return true;
+                };
+                let others: Vec<LifeId> = self
+                    .healthy()
+                    .into_iter()
+                    .filter(|l| *l != victim)
+                    .collect();
+                let Some(at) = self.sim.rng.pick(&others) else {
+                    return true;
+                };
+                self.doomed.insert(victim);
+                self.sim.apply(Action::Suspect { at, of: victim });
+                true
+            }
+            Planned::Partition {
+                mode,
+                duration_steps,
+                reckless,
+            } => {
+                self.partition(mode, duration_steps, reckless);
+                true
+            }
+            Planned::Restart => {
+                let restartable: Vec<u16> = (1..=self.sim.size)
+                    .filter(|r| self.sim.restartable(Rank(*r)))
+                    .collect();
+                let Some(rank) = self.sim.rng.pick(&restartable) else {
+                    return false;
+                };
+                self.sim.apply(Action::Restart { rank: Rank(rank) });
+                true
+            }
+        }
+    }
+
+    /// A random healthy member whose loss (with `also`) keeps a quorum.
+    fn pick_loss(&mut self, also: &[LifeId]) -> Option<LifeId> {
+        let candidates: Vec<LifeId> = self
+            .healthy()
+            .into_iter()
+            .filter(|l| !also.contains(l))
+            .filter(|l| {
+                let mut lost = also.to_vec();
+                lost.push(*l);
+                self.can_lose(&lost)
+            })
+            .collect();
+        self.sim.rng.pick(&candidates)
+    }
+
+    fn crash(&mut self, node: LifeId) {
+        self.doomed.insert(node);
+        self.sim.apply(Action::Crash {
+            node,
+            loss: Loss::RandomPrefix,
+        });
+    }
+
+    fn skip(&mut self, what: &str) {
+        self.sim
+            .note(format!("planned {what} skipped: it could cost the quorum"));
+    }
+
+    /// Splits the running ranks in two; the side without a quorum is doomed. Unless `reckless`, only
+    /// splits that leave a healthy quorum are made.
+    fn partition(&mut self, mode: CutMode, duration_steps: u64, reckless: bool) {
+        if self.sim.net.is_cut() {
+            return;
+        }
+        let running = self.sim.running();
+        let mut side_a = Vec::new();
+        let mut side_b = Vec::new();
+        for life in running {
+            if self.sim.rng.percent(50) {
+                side_a.push(life);
+            } else {
+                side_b.push(life);
+            }
+        }
+        if side_a.is_empty() || side_b.is_empty() {
+            return;
+        }
+        // The side that can go on (if any): the one whose loss the other survives.
+        let a_survives = self.can_lose(&side_b);
+        let b_survives = self.can_lose(&side_a);
+        if !(a_survives || b_survives) {
+            if !reckless {
+                self.skip("partition");
+                return;
+            }
+            self.sim.liveness_waived = true;
+            self.sim
+                .note("reckless partition: no side may keep a quorum; only safety is checked");
+        }
+        if mode == CutMode::Drop {
+            let losers = if a_survives { &side_b } else { &side_a };
+            self.doomed.extend(losers.iter().copied());
+        }
+        let ranks = |sim: &Sim, side: &[LifeId]| side.iter().map(|l| sim.lives[*l].rank).collect();
+        let action = Action::Partition {
+            side_a: ranks(&self.sim, &side_a),
+            side_b: ranks(&self.sim, &side_b),
+            mode,
+        };
+        self.sim.apply(action);
+        let heal_at = self.sim.now_step + duration_steps;
+        self.sim.schedule(heal_at, Action::Heal);
+    }
+
+    /// The family this run belongs to.
+    pub fn family(&self) -> Family {
+        self.family
+    }
+}
+
+/// Runs one seed of one family to the end; panics with the story on failure.
+pub fn run_seed(family: Family, seed: u64) -> Sim {
+    let mut driver = Driver::new(family, seed);
+    driver.run();
+    driver.sim
+}
