@@ -26,7 +26,10 @@ pub struct Detector {
 impl Detector {
     /// A detector that suspects a peer silent for more than `failure_timeout_ms`.
     pub fn new(failure_timeout_ms: u64) -> Detector {
-        Detector { failure_timeout_ms, reported: BTreeSet::new() }
+        Detector {
+            failure_timeout_ms,
+            reported: BTreeSet::new(),
+        }
     }
 
     /// The failure timeout.
@@ -63,7 +66,10 @@ mod tests {
     #[test]
     fn a_peer_is_suspected_once_after_the_timeout_and_again_after_forget() {
         let mut detector = Detector::new(100);
-        assert!(detector.newly_silent(100, [(Rank(2), 0)]).is_empty(), "exactly the timeout is not silence");
+        assert!(
+            detector.newly_silent(100, [(Rank(2), 0)]).is_empty(),
+            "exactly the timeout is not silence"
+        );
         assert_eq!(detector.newly_silent(101, [(Rank(2), 0), (Rank(3), 50)]), vec![Rank(2)]);
         assert!(detector.newly_silent(500, [(Rank(2), 0)]).is_empty(), "reported once");
         detector.forget(Rank(2));
@@ -74,7 +80,9 @@ mod tests {
     fn a_peer_heard_recently_is_never_suspected() {
         let mut detector = Detector::new(100);
         for now in (0..10_000).step_by(50) {
-            assert!(detector.newly_silent(now, [(Rank(1), now.saturating_sub(60))]).is_empty());
+            assert!(detector
+                .newly_silent(now, [(Rank(1), now.saturating_sub(60))])
+                .is_empty());
         }
     }
 }

@@ -40,6 +40,22 @@ pub enum Error {
     InvalidConfig(String),
     /// A peer answered with something the protocol does not allow at that point; says what.
     Unexpected(String),
+    /// A multicast payload is larger than the wire format carries.
+    PayloadTooLarge {
+        /// The payload's length in bytes.
+        len: usize,
+        /// The largest payload allowed.
+        max: usize,
+    },
+    /// `try_multicast` found the flow-control window full; try again after some deliveries.
+    WouldBlock,
+    /// The member was shut down (or its protocol thread ended).
+    ShutDown,
+    /// The member was excluded from the group (or lost its quorum) and delivers nothing more.
+    Excluded {
+        /// The view that excluded it, or its last view when it lost its quorum.
+        view: crate::types::ViewId,
+    },
 }
 
 /// A result with the crate's [`Error`].
@@ -61,6 +77,10 @@ impl fmt::Display for Error {
             Error::Timeout(what) => write!(f, "timed out {what}"),
             Error::InvalidConfig(what) => write!(f, "invalid configuration: {what}"),
             Error::Unexpected(what) => write!(f, "unexpected answer: {what}"),
+            Error::PayloadTooLarge { len, max } => write!(f, "payload of {len} bytes is over the limit of {max} bytes"),
+            Error::WouldBlock => write!(f, "the flow-control window is full"),
+            Error::ShutDown => write!(f, "the member is shut down"),
+            Error::Excluded { view } => write!(f, "excluded from the group by view {view}"),
         }
     }
 }
@@ -92,10 +112,9 @@ impl From<ReadError> for Error {
         match error {
             ReadError::Io(error) => Error::Io(error),
             ReadError::Wire(error) => Error::Wire(error),
-            closed @ (ReadError::Eof | ReadError::EofMidFrame) => Error::Io(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                closed.to_string(),
-            )),
+            closed @ (ReadError::Eof | ReadError::EofMidFrame) => {
+                Error::Io(io::Error::new(io::ErrorKind::UnexpectedEof, closed.to_string()))
+            }
         }
     }
 }

@@ -161,10 +161,7 @@ impl View {
     /// including the lowest rank. Any two quorums of one view intersect, which is what keeps a split
     /// group from deciding two different next views.
     pub fn is_quorum(&self, voters: &[Rank]) -> bool {
-        let count = voters
-            .iter()
-            .filter(|r| self.index_of(**r).is_some())
-            .count();
+        let count = voters.iter().filter(|r| self.index_of(**r).is_some()).count();
         let size = self.members.len();
         if 2 * count > size {
             return true;

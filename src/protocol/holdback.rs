@@ -94,21 +94,13 @@ impl Epoch {
     }
 
     /// Takes a data message received from the member at `from_index`, with its piggybacked acks.
-    pub fn hold_received(
-        &mut self,
-        from_index: usize,
-        msg: Multicast,
-        acks: &[u64],
-    ) -> Result<(), Refusal> {
+    pub fn hold_received(&mut self, from_index: usize, msg: Multicast, acks: &[u64]) -> Result<(), Refusal> {
         if self.view.members[from_index].rank != msg.origin {
             return Err(Refusal::Spoofed);
         }
         let expected = self.acks[self.my_index][from_index] + 1;
         if msg.seq != expected {
-            return Err(Refusal::OutOfSequence {
-                expected,
-                got: msg.seq,
-            });
+            return Err(Refusal::OutOfSequence { expected, got: msg.seq });
         }
         if acks.len() != self.view.members.len() {
             return Err(Refusal::BadAckVector);
@@ -191,10 +183,7 @@ impl Epoch {
         let mut own = 0;
         for (stamp, msg) in &self.held {
             assert_eq!(*stamp, msg.stamp(), "held under a wrong stamp");
-            let origin = self
-                .view
-                .index_of(msg.origin)
-                .expect("held message from a non-member");
+            let origin = self.view.index_of(msg.origin).expect("held message from a non-member");
             assert!(
                 msg.seq <= self.acks[me][origin],
                 "held {stamp} beyond what was received"

@@ -259,9 +259,7 @@ pub struct Node {
 impl Node {
     /// A member of a freshly formed group: `view` is [`View::initial`] and must list `config.me`.
     pub fn new(config: Config, view: View) -> Node {
-        let me = view
-            .member(config.me)
-            .expect("the initial view lists every member");
+        let me = view.member(config.me).expect("the initial view lists every member");
         let mut node = Node::blank(config, me, Phase::Member);
         node.epoch = Some(Epoch::new(view.clone(), me));
         node.view = Some(view);
@@ -412,11 +410,7 @@ impl Node {
                 let view = self.view.as_ref().expect("a member has a view");
                 let epoch = self.epoch.as_ref().expect("a member has an epoch");
                 assert_eq!(&epoch.view, view, "epoch and view disagree");
-                assert!(
-                    view.contains(self.me),
-                    "member {} not in its own view",
-                    self.me
-                );
+                assert!(view.contains(self.me), "member {} not in its own view", self.me);
                 assert_eq!(
                     self.phase == Phase::Changing,
                     self.acceptor.promised != Default::default(),
@@ -453,12 +447,7 @@ impl Node {
 
     fn send_to_others(&mut self, out: &mut Outbox, msg: Message) {
         let me = self.me.rank;
-        let ranks: Vec<Rank> = self
-            .view
-            .iter()
-            .flat_map(|v| v.ranks())
-            .filter(|r| *r != me)
-            .collect();
+        let ranks: Vec<Rank> = self.view.iter().flat_map(|v| v.ranks()).filter(|r| *r != me).collect();
         for rank in ranks {
             out.push(Output::Send {
                 to: rank,
@@ -471,10 +460,7 @@ impl Node {
 
     fn on_multicast(&mut self, payload: Payload, out: &mut Outbox) {
         match self.phase {
-            Phase::Excluded | Phase::Left => warn!(
-                "member {}: multicast after the end of membership dropped",
-                self.me
-            ),
+            Phase::Excluded | Phase::Left => warn!("member {}: multicast after the end of membership dropped", self.me),
             _ if self.leave_requested => {
                 warn!("member {}: multicast after leave() dropped", self.me)
             }
@@ -525,10 +511,7 @@ impl Node {
             match msg {
                 Message::Decide { proposal } => self.on_decide(*proposal, out),
                 Message::JoinRefused { reason } => {
-                    info!(
-                        "member {}: member {} does not admit us yet: {}",
-                        self.me, from, reason
-                    );
+                    info!("member {}: member {} does not admit us yet: {}", self.me, from, reason);
                     self.last_join_refusal = Some(reason);
                 }
                 other => debug!(
@@ -565,16 +548,8 @@ impl Node {
                 accepted,
                 report,
             } => self.on_promise(from, view, ballot, accepted, report, out),
-            Message::Reject {
-                view,
-                ballot,
-                promised,
-            } => self.on_reject(view, ballot, promised),
-            Message::Accept {
-                view,
-                ballot,
-                proposal,
-            } => self.on_accept(from, view, ballot, *proposal, out),
+            Message::Reject { view, ballot, promised } => self.on_reject(view, ballot, promised),
+            Message::Accept { view, ballot, proposal } => self.on_accept(from, view, ballot, *proposal, out),
             Message::Accepted { view, ballot } => self.on_accepted(from, view, ballot, out),
             Message::Decide { proposal } => self.on_decide(*proposal, out),
             Message::JoinRequest { rank } => self.on_join_request(rank, out),
@@ -591,14 +566,7 @@ impl Node {
             .is_some_and(|v| v.id == view && v.index_of(from).is_some())
     }
 
-    fn on_data(
-        &mut self,
-        from: Rank,
-        view: ViewId,
-        msg: Multicast,
-        acks: Vec<u64>,
-        out: &mut Outbox,
-    ) {
+    fn on_data(&mut self, from: Rank, view: ViewId, msg: Multicast, acks: Vec<u64>, out: &mut Outbox) {
         let Some(epoch) = self.epoch.as_mut() else {
             return;
         };
@@ -615,10 +583,7 @@ impl Node {
         };
         let lamport = msg.lamport;
         if let Err(refusal) = epoch.hold_received(from_index, msg, &acks) {
-            warn!(
-                "member {}: data from {} dropped: {:?}",
-                self.me, from, refusal
-            );
+            warn!("member {}: data from {} dropped: {:?}", self.me, from, refusal);
             return;
         }
         self.lamport = self.lamport.max(lamport) + 1;
@@ -637,10 +602,7 @@ impl Node {
             return;
         };
         if let Err(refusal) = epoch.merge_acks(from_index, &acks) {
-            warn!(
-                "member {}: ack from {} dropped: {:?}",
-                self.me, from, refusal
-            );
+            warn!("member {}: ack from {} dropped: {:?}", self.me, from, refusal);
             return;
         }
         self.try_deliver(out);
@@ -727,9 +689,7 @@ impl Node {
         if !self.leave_requested || self.phase != Phase::Member || !self.backlog.is_empty() {
             return;
         }
-        if self.epoch.as_ref().is_some_and(|e| e.own_undelivered() > 0)
-            || self.leaving.contains(&self.me)
-        {
+        if self.epoch.as_ref().is_some_and(|e| e.own_undelivered() > 0) || self.leaving.contains(&self.me) {
             return;
         }
         let Some(view) = self.view.as_ref().map(|v| v.id) else {
@@ -743,10 +703,7 @@ impl Node {
 
     fn on_join_request(&mut self, rank: Rank, out: &mut Outbox) {
         let refuse = |node: &Node, reason: String| {
-            debug!(
-                "member {}: join of rank {} refused: {}",
-                node.me, rank, reason
-            );
+            debug!("member {}: join of rank {} refused: {}", node.me, rank, reason);
             Output::SendToJoiner {
                 rank,
                 msg: Message::JoinRefused { reason },
@@ -757,17 +714,11 @@ impl Node {
             .clone()
             .filter(|_| matches!(self.phase, Phase::Member | Phase::Changing))
         else {
-            out.push(refuse(
-                self,
-                format!("member {} is not in a running group", self.me),
-            ));
+            out.push(refuse(self, format!("member {} is not in a running group", self.me)));
             return;
         };
         if rank == self.me.rank || rank.0 == 0 {
-            out.push(refuse(
-                self,
-                format!("rank {rank} cannot rejoin through itself"),
-            ));
+            out.push(refuse(self, format!("rank {rank} cannot rejoin through itself")));
             return;
         }
         if let Some(old) = view.member(rank) {
@@ -792,7 +743,10 @@ impl Node {
             return;
         }
         if let Some(coordinator) = self.coordinator().filter(|c| *c != self.me.rank) {
-            out.push(Output::Send { to: coordinator, msg: Message::JoinRequest { rank } });
+            out.push(Output::Send {
+                to: coordinator,
+                msg: Message::JoinRequest { rank },
+            });
         }
     }
 

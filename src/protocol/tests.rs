@@ -76,8 +76,7 @@ impl Net {
     fn crash(&mut self, rank: u16) {
         self.nodes[rank as usize - 1] = None;
         self.delivered[rank as usize - 1].clear();
-        self.queue
-            .retain(|(from, to, _)| from.0 != rank && to.0 != rank);
+        self.queue.retain(|(from, to, _)| from.0 != rank && to.0 != rank);
     }
 
     fn ticks(&mut self, count: u32) {
@@ -95,10 +94,7 @@ fn three_members_deliver_the_same_sequence() {
     let mut net = Net::new(3);
     for k in 0..5 {
         for rank in 1..=3 {
-            net.input(
-                rank,
-                Input::Multicast(format!("{rank}-{k}").as_str().into()),
-            );
+            net.input(rank, Input::Multicast(format!("{rank}-{k}").as_str().into()));
         }
     }
     net.run();
@@ -127,10 +123,7 @@ fn a_crash_is_followed_by_a_view_change_and_delivery_resumes() {
     net.input(2, Input::Suspect(Rank(3)));
     net.run();
     net.ticks(1);
-    assert_eq!(
-        net.nodes[0].as_ref().unwrap().view().unwrap().to_string(),
-        "1,2"
-    );
+    assert_eq!(net.nodes[0].as_ref().unwrap().view().unwrap().to_string(), "1,2");
     assert_eq!(net.delivered[0], net.delivered[1]);
     assert_eq!(net.delivered[0].len(), 2);
     net.input(2, Input::Multicast("after".into()));
@@ -178,8 +171,5 @@ fn a_member_that_leaves_delivers_its_own_messages_first() {
     net.run();
     assert!(net.outputs[1].iter().any(|o| matches!(o, Output::Left)));
     assert_eq!(net.delivered[1], vec![(2, "bye".to_string(), 1)]);
-    assert_eq!(
-        net.nodes[0].as_ref().unwrap().view().unwrap().to_string(),
-        "1,3"
-    );
+    assert_eq!(net.nodes[0].as_ref().unwrap().view().unwrap().to_string(), "1,3");
 }

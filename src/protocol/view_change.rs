@@ -80,10 +80,7 @@ impl Node {
     /// The rank that should run the next view change, as this member sees it.
     pub(super) fn coordinator(&self) -> Option<Rank> {
         let view = self.view.as_ref()?;
-        view.members
-            .iter()
-            .find(|m| !self.suspects.contains(m))
-            .map(|m| m.rank)
+        view.members.iter().find(|m| !self.suspects.contains(m)).map(|m| m.rank)
     }
 
     /// True if something asks for a new view: a suspected or leaving member, or a rank asking to rejoin.
@@ -127,23 +124,11 @@ impl Node {
             proposal: None,
             accepted_by: BTreeSet::new(),
         });
-        self.send_to_view(
-            out,
-            Message::Prepare {
-                view: view.id,
-                ballot,
-            },
-        );
+        self.send_to_view(out, Message::Prepare { view: view.id, ballot });
     }
 
     /// Phase 1b.
-    pub(super) fn on_prepare(
-        &mut self,
-        from: Rank,
-        view_id: ViewId,
-        ballot: Ballot,
-        out: &mut Outbox,
-    ) {
+    pub(super) fn on_prepare(&mut self, from: Rank, view_id: ViewId, ballot: Ballot, out: &mut Outbox) {
         let Some(view) = &self.view else { return };
         if view_id < view.id {
             // The sender is behind: the decision that installed this view tells it what happened
@@ -207,18 +192,8 @@ impl Node {
             delivered_count: self.delivered_count,
             last_delivered: epoch.last_delivered(),
             held: epoch.held().cloned().collect(),
-            suspects: self
-                .suspects
-                .iter()
-                .filter(in_view)
-                .map(|m| m.rank)
-                .collect(),
-            leaving: self
-                .leaving
-                .iter()
-                .filter(in_view)
-                .map(|m| m.rank)
-                .collect(),
+            suspects: self.suspects.iter().filter(in_view).map(|m| m.rank).collect(),
+            leaving: self.leaving.iter().filter(in_view).map(|m| m.rank).collect(),
             joining: self.joining.iter().copied().collect(),
             lamport: self.lamport,
         }
@@ -241,9 +216,7 @@ impl Node {
         if proposer.ballot != ballot || current != Some(view_id) {
             return;
         }
-        proposer
-            .promises
-            .insert(from, Promised { accepted, report });
+        proposer.promises.insert(from, Promised { accepted, report });
         self.try_propose(out);
     }
 
@@ -348,24 +321,11 @@ impl Node {
         }
         self.phase = Phase::Changing;
         self.acceptor.accepted = Some((ballot, Box::new(proposal)));
-        self.send(
-            out,
-            from,
-            Message::Accepted {
-                view: view_id,
-                ballot,
-            },
-        );
+        self.send(out, from, Message::Accepted { view: view_id, ballot });
     }
 
     /// An acceptance reached the proposer; a quorum of them decides.
-    pub(super) fn on_accepted(
-        &mut self,
-        from: Rank,
-        view_id: ViewId,
-        ballot: Ballot,
-        out: &mut Outbox,
-    ) {
+    pub(super) fn on_accepted(&mut self, from: Rank, view_id: ViewId, ballot: Ballot, out: &mut Outbox) {
         let Some(view) = self.view.clone() else {
             return;
         };
@@ -432,10 +392,7 @@ impl Node {
         }
         recipients.remove(&self.me.rank);
 
-        let listed = proposal
-            .view
-            .member(self.me.rank)
-            .filter(|m| joining || *m == self.me);
+        let listed = proposal.view.member(self.me.rank).filter(|m| joining || *m == self.me);
         if !joining {
             let last = self.epoch.as_ref().and_then(|e| e.last_delivered());
             let to_deliver: Vec<&Multicast> = proposal
@@ -502,10 +459,8 @@ impl Node {
         self.epoch = Some(Epoch::new(view.clone(), me));
         self.suspects.retain(|m| view.contains(*m));
         self.leaving.retain(|m| view.contains(*m));
-        self.joining.retain(|r| {
-            view.member(*r)
-                .map_or(true, |m| m.incarnation.0 != view.id.0)
-        });
+        self.joining
+            .retain(|r| view.member(*r).map_or(true, |m| m.incarnation.0 != view.id.0));
         self.phase = Phase::Member;
         self.view = Some(view.clone());
         self.ack_dirty = false;
@@ -533,11 +488,7 @@ impl Node {
         info!(
             "member {}: {} by view {}",
             self.me,
-            if phase == Phase::Left {
-                "left"
-            } else {
-                "excluded"
-            },
+            if phase == Phase::Left { "left" } else { "excluded" },
             view_id
         );
         self.phase = phase;
@@ -566,11 +517,7 @@ impl Node {
             }
             return;
         }
-        if self.phase == Phase::Changing
-            && self
-                .now_ticks
-                .saturating_sub(self.acceptor.promised_at_tick)
-                >= 3 * timeout
+        if self.phase == Phase::Changing && self.now_ticks.saturating_sub(self.acceptor.promised_at_tick) >= 3 * timeout
         {
             // The proposer went silent after this member promised: suspect it so someone else takes over.
             let proposer_rank = self.acceptor.promised.proposer;
@@ -615,11 +562,7 @@ fn fresh_proposal(
     let mut members: Vec<MemberId> = view
         .members
         .iter()
-        .filter(|m| {
-            promises.contains_key(&m.rank)
-                && !suspected.contains(&m.rank)
-                && !leaving.contains(&m.rank)
-        })
+        .filter(|m| promises.contains_key(&m.rank) && !suspected.contains(&m.rank) && !leaving.contains(&m.rank))
         .copied()
         .collect();
     for rank in joining {
@@ -637,17 +580,13 @@ fn fresh_proposal(
         .values()
         .next()
         .map(|p| {
-            let after_last =
-                |m: &&Multicast| p.report.last_delivered.map_or(true, |l| m.stamp() > l);
+            let after_last = |m: &&Multicast| p.report.last_delivered.map_or(true, |l| m.stamp() > l);
             p.report.delivered_count + carried.values().filter(after_last).count() as u64
         })
         .unwrap_or(0);
     lamport = carried.values().map(|m| m.lamport).fold(lamport, u64::max);
     Proposal {
-        view: View {
-            id: next_id,
-            members,
-        },
+        view: View { id: next_id, members },
         carried: carried.into_values().collect(),
         start_position,
         lamport,

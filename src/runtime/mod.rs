@@ -1,3 +1,17 @@
-//! The threaded runtime that drives the protocol core over real connections. So far: [`net`], the
-//! socket plumbing (port probing, connecting with retries, reading a handshake before a deadline).
+//! The threaded runtime that drives the protocol core over real connections.
+//!
+//! - [`member`]: the public [`Member`] handle and the protocol thread, the only place protocol state
+//!   changes;
+//! - [`peer`]: one blocking reader thread per connection, which stamps "heard from" and decodes frames;
+//! - [`links`]: per-peer outgoing buffers drained by one writer thread each (the protocol thread never
+//!   blocks on a socket);
+//! - [`heartbeat`]: heartbeats and the failure detector's clock;
+//! - [`net`]: socket plumbing (port probing, connecting with retries, reading a handshake before a
+//!   deadline).
+pub mod heartbeat;
+pub mod links;
+pub mod member;
 pub mod net;
+pub mod peer;
+
+pub use member::{Config, Event, Member};

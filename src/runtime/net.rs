@@ -12,9 +12,7 @@
 //!   stream is handed on, because the runtime's readers block without one.
 
 use std::io::{self, Read, Write};
-use std::net::{
-    IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs,
-};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,11 +48,7 @@ pub fn bind_probing(host: &str, first_port: u16, port_span: u16) -> Result<TcpLi
         match bind_one(SocketAddr::new(ip, port)) {
             Ok(listener) => return Ok(listener),
             // Taken, or reserved for another user: the next port may be free.
-            Err(error)
-                if matches!(
-                    error.kind(),
-                    io::ErrorKind::AddrInUse | io::ErrorKind::PermissionDenied
-                ) => {}
+            Err(error) if matches!(error.kind(), io::ErrorKind::AddrInUse | io::ErrorKind::PermissionDenied) => {}
             Err(error) => return Err(Error::Io(error)),
         }
     }
@@ -88,10 +82,7 @@ pub fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
 pub fn split_host_port(addr: &str) -> Result<(String, u16)> {
     let invalid = || Error::InvalidConfig(format!("{addr:?} is not HOST:PORT"));
     let (host, port) = addr.rsplit_once(':').ok_or_else(invalid)?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     let port: u16 = port.parse().map_err(|_| invalid())?;
     if host.is_empty() {
         return Err(invalid());
@@ -111,8 +102,7 @@ pub fn connect(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream
             Err(error) => last_error = Some(error),
         }
     }
-    Err(last_error
-        .unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address to connect to")))
+    Err(last_error.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address to connect to")))
 }
 
 /// How often and how long to try a connection.
@@ -253,13 +243,8 @@ impl Drop for PendingSlot {
 
 /// Accepts connections until `listening` is stopped, running `serve` for each on its own thread named
 /// `thread_name`. Beyond the pending cap, a connection is closed at once and logged under `label`.
-pub fn accept_loop<F>(
-    listener: TcpListener,
-    listening: Arc<Listening>,
-    label: &str,
-    thread_name: &str,
-    serve: F,
-) where
+pub fn accept_loop<F>(listener: TcpListener, listening: Arc<Listening>, label: &str, thread_name: &str, serve: F)
+where
     F: Fn(TcpStream, SocketAddr, PendingSlot) + Send + Clone + 'static,
 {
     loop {

@@ -1,0 +1,88 @@
+//! The heartbeat thread: the failure detector's clock.
+//!
+//! Every `heartbeat_interval_ms` it appends a heartbeat frame to every connection (the self-connection
+//! included, which proves this member's own listener and reader path) and asks the pure
+//! [`Detector`] which member connections have been silent for longer than the failure timeout. It also
+//! suspects a peer whose writer has been unable to make progress that long: a peer that stopped reading
+//! must not stall the group. Suspicions go to the protocol thread as [`Signal::Suspect`].
+//!
+//! The reader threads stamp "heard from"; this thread only reads the stamps, so its view of silence does
+//! not depend on how busy the protocol thread is.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use log::info;
+
+use super::member::{ConnId, Shared, Signal};
+use crate::detector::Detector;
+use crate::types::Rank;
+use crate::wire::Frame;
+
+/// The heartbeat thread's settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// This member (never suspected by itself).
+    pub me: Rank,
+    /// How often heartbeats go out.
+    pub heartbeat_interval_ms: u64,
+    /// Silence (or a stuck writer) longer than this is a suspicion.
+    pub failure_timeout_ms: u64,
+}
+
+/// Starts the heartbeat thread; it ends when `stop` receives or is dropped.
+pub(crate) fn spawn(
+    settings: Settings,
+    shared: Arc<Shared>,
+    signals: Sender<Signal>,
+    stop: Receiver<()>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("tom-{}-heartbeat", settings.me))
+        .spawn(move || {
+            let mut detector = Detector::new(settings.failure_timeout_ms);
+            // The connection each rank was watched on: a new one (a new life) is watched afresh.
+            let mut watched_conn: BTreeMap<Rank, ConnId> = BTreeMap::new();
+            let interval = Duration::from_millis(settings.heartbeat_interval_ms);
+            loop {
+                match stop.recv_timeout(interval) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                let watched = shared.watched.lock().clone();
+                let now_ms = shared.clock.now_ms();
+                let mut heard = Vec::new();
+                for link in &watched {
+                    link.outgoing.push(&Frame::Heartbeat);
+                    if !link.is_member || link.rank == settings.me {
+                        continue;
+                    }
+                    if watched_conn.insert(link.rank, link.conn) != Some(link.conn) {
+                        detector.forget(link.rank);
+                    }
+                    heard.push((link.rank, link.heard.get_ms()));
+                    if link.outgoing.stalled_for_ms() > settings.failure_timeout_ms && detector.report(link.rank) {
+                        info!(
+                            "member {}: {} stopped reading (writer stuck): suspecting it",
+                            settings.me, link.rank
+                        );
+                        if signals.send(Signal::Suspect(link.rank)).is_err() {
+                            return;
+                        }
+                    }
+                }
+                for rank in detector.newly_silent(now_ms, heard) {
+                    info!(
+                        "member {}: {} silent for over {} ms: suspecting it",
+                        settings.me, rank, settings.failure_timeout_ms
+                    );
+                    if signals.send(Signal::Suspect(rank)).is_err() {
+                        return;
+                    }
+                }
+            }
+        })
+}

@@ -1,0 +1,173 @@
+//! Outgoing connections: a per-peer byte buffer that the protocol thread appends frames to, and a
+//! writer thread per peer that drains it with one `write_all` per batch.
+//!
+//! Why a buffer and not a queue of frames: the protocol thread must never block on a socket, and a
+//! buffer that the writer swaps out whole turns "many small frames while the socket is busy" into one
+//! large write, which is where the throughput on loopback comes from. Appending is a short lock on the
+//! buffer, never a wait for the network.
+//!
+//! A peer that stops reading makes its buffer grow; [`Outgoing::stalled_for_ms`] tells the heartbeat
+//! thread how long the writer has been unable to make progress, and a stall past the failure timeout is
+//! reported as a suspicion (the buffer stays bounded by flow control in the meantime).
+//!
+//! # Invariants
+//! - bytes are written in the order they were appended (one writer per connection);
+//! - after [`Outgoing::close`], the writer writes what is buffered and then shuts the connection down;
+//! - a write error ends the writer and is reported to the protocol thread as an event, never a panic.
+
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::wire::{self, Frame};
+
+/// Milliseconds since a fixed start, shared by the threads of one member.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    start: Instant,
+}
+
+impl Clock {
+    /// A clock starting now.
+    pub fn new() -> Clock {
+        Clock { start: Instant::now() }
+    }
+    /// Milliseconds since the start.
+    pub fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+/// When a peer was last heard from, stamped by its reader thread on every frame.
+#[derive(Debug, Default)]
+pub struct LastHeard(AtomicU64);
+
+impl LastHeard {
+    /// Records that the peer was heard at `now_ms`.
+    pub fn stamp(&self, now_ms: u64) {
+        self.0.store(now_ms, Ordering::Relaxed);
+    }
+    /// When the peer was last heard.
+    pub fn get_ms(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Buffer {
+    bytes: Vec<u8>,
+    closing: bool,
+    /// When the writer last finished a write or found the buffer empty.
+    progress_ms: u64,
+}
+
+/// The outgoing side of one connection.
+#[derive(Debug)]
+pub struct Outgoing {
+    buffer: Mutex<Buffer>,
+    wake: Condvar,
+    clock: Clock,
+}
+
+impl Outgoing {
+    /// Starts the writer thread for `stream`. `on_error` is called (from the writer thread) if a write
+    /// fails; it turns the error into an event for the protocol thread.
+    pub fn start(
+        stream: TcpStream,
+        clock: Clock,
+        name: String,
+        on_error: impl FnOnce(std::io::Error) + Send + 'static,
+    ) -> std::io::Result<(Arc<Outgoing>, JoinHandle<()>)> {
+        let outgoing = Arc::new(Outgoing {
+            buffer: Mutex::new(Buffer {
+                progress_ms: clock.now_ms(),
+                ..Buffer::default()
+            }),
+            wake: Condvar::new(),
+            clock,
+        });
+        let writer = Arc::clone(&outgoing);
+        let handle = std::thread::Builder::new().name(name).spawn(move || {
+            if let Err(error) = writer.drain_into(stream) {
+                on_error(error);
+            }
+        })?;
+        Ok((outgoing, handle))
+    }
+
+    /// Appends one frame. Never waits for the network.
+    pub fn push(&self, frame: &Frame) {
+        let mut buffer = self.buffer.lock();
+        if buffer.closing {
+            return;
+        }
+        let was_empty = buffer.bytes.is_empty();
+        wire::encode(frame, &mut buffer.bytes);
+        if was_empty {
+            buffer.progress_ms = self.clock.now_ms();
+            self.wake.notify_one();
+        }
+    }
+
+    /// Bytes waiting to be written.
+    pub fn queued_bytes(&self) -> usize {
+        self.buffer.lock().bytes.len()
+    }
+
+    /// How long bytes have been waiting without the writer making progress (0 if nothing waits).
+    pub fn stalled_for_ms(&self) -> u64 {
+        let buffer = self.buffer.lock();
+        if buffer.bytes.is_empty() {
+            0
+        } else {
+            self.clock.now_ms().saturating_sub(buffer.progress_ms)
+        }
+    }
+
+    /// Writes what is buffered, then shuts the connection down; later frames are dropped.
+    pub fn close(&self) {
+        self.buffer.lock().closing = true;
+        self.wake.notify_one();
+    }
+
+    fn drain_into(&self, mut stream: TcpStream) -> std::io::Result<()> {
+        let mut batch = Vec::new();
+        loop {
+            {
+                let mut buffer = self.buffer.lock();
+                while buffer.bytes.is_empty() && !buffer.closing {
+                    self.wake.wait(&mut buffer);
+                }
+                if buffer.bytes.is_empty() {
+                    break;
+                }
+                std::mem::swap(&mut buffer.bytes, &mut batch);
+            }
+            let result = stream.write_all(&batch);
+            batch.clear();
+            // Keep the allocation for the next batch, but do not hold on to a burst's worth of memory.
+            if batch.capacity() > 1 << 20 {
+                batch = Vec::new();
+            }
+            self.buffer.lock().progress_ms = self.clock.now_ms();
+            if let Err(error) = result {
+                self.buffer.lock().closing = true;
+                let _ = stream.shutdown(Shutdown::Both);
+                return Err(error);
+            }
+        }
+        let _ = stream.shutdown(Shutdown::Both);
+        Ok(())
+    }
+}

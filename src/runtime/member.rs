@@ -1,0 +1,727 @@
+//! The threaded runtime of one member: the public [`Member`] handle and the protocol thread.
+//!
+//! ```text
+//! reader thread per connection ──┐                          ┌─► Outgoing buffer per peer ─► writer thread
+//! heartbeat thread (suspicions) ─┼─► Signal channel ─► protocol thread: Node::handle ─┤
+//! Member::multicast / leave ─────┤      + tick                                        └─► Event channel ─► application
+//! acceptor (rejoin connections) ─┘
+//! ```
+//!
+//! **The protocol thread is the only place protocol state changes**, and it never blocks on the network:
+//! it appends frames to per-peer buffers that writer threads drain. It drains every queued signal before
+//! calling [`Node::flush`], so acknowledgements are coalesced exactly when there is a backlog and go out
+//! at once when there is none.
+//!
+//! Flow control: [`Member::multicast`] blocks while this member has `window` messages multicast and not
+//! yet delivered; shutdown and the end of membership release it with an error.
+//!
+//! Shutdown order: stop the protocol thread (it closes every outgoing buffer), shut every socket down
+//! (readers blocked in `read` return), stop the heartbeat thread, then join everything. Nothing here
+//! waits on a peer, so shutdown never hangs.
+
+use std::collections::BTreeMap;
+use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{select, Receiver, Sender};
+use log::{debug, info, warn};
+use parking_lot::{Condvar, Mutex};
+
+use super::heartbeat;
+use super::links::{Clock, LastHeard, Outgoing};
+use super::peer::spawn_reader;
+use crate::error::{Error, Result};
+use crate::formation::{self, Formed, Incoming};
+use crate::message::Message;
+use crate::protocol::{self, Delivery, Input, Node, Outbox, Output, Status};
+use crate::types::{Payload, Rank, View, ViewId};
+use crate::wire::{self, Frame, Purpose};
+
+/// Settings of a member: how to form the group, and the runtime's timing.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// How to find the helper and the other members.
+    pub formation: formation::Config,
+    /// Length of one tick of the protocol's logical time.
+    pub tick_ms: u64,
+    /// How often a heartbeat goes to every peer.
+    pub heartbeat_interval_ms: u64,
+    /// A peer silent for longer than this (or whose writer is stuck that long) is suspected. The default
+    /// suits a LAN: long enough for a paused or loaded process, short enough to keep the group moving.
+    pub failure_timeout_ms: u64,
+    /// Most of this member's own messages multicast and not yet delivered; `multicast` blocks beyond.
+    pub window: usize,
+}
+
+impl Config {
+    /// Defaults: 10 ms ticks, heartbeats every 100 ms, a 1,500 ms failure timeout, a window of 1,024.
+    pub fn new(formation: formation::Config) -> Config {
+        Config {
+            formation,
+            tick_ms: 10,
+            heartbeat_interval_ms: 100,
+            failure_timeout_ms: 1_500,
+            window: 1_024,
+        }
+    }
+}
+
+/// What a member reports to the application, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A message, in the group's total order.
+    Deliver(Delivery),
+    /// A new view was installed (also the first view, at formation).
+    View(View),
+    /// This restarted member was admitted; the group had delivered `position` messages before.
+    Joined {
+        /// Messages the group delivered before this member's first delivery.
+        position: u64,
+    },
+    /// This member was excluded (or lost its quorum) and delivers nothing more.
+    Excluded {
+        /// The view that excluded it, or the last view it had when it lost its quorum.
+        view: ViewId,
+    },
+    /// This member's clean departure is complete.
+    Left,
+}
+
+/// A connection's number within one member (connections of one rank come and go).
+pub type ConnId = u64;
+
+/// What the protocol thread is told, by every other thread.
+#[derive(Debug)]
+pub enum Signal {
+    /// A frame arrived on a connection.
+    Frame {
+        /// The connection.
+        conn: ConnId,
+        /// The frame.
+        frame: Frame,
+    },
+    /// A connection ended (end of file, read or write error).
+    Closed {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: String,
+    },
+    /// The heartbeat thread suspects `rank`.
+    Suspect(Rank),
+    /// The application multicasts.
+    Multicast(Payload),
+    /// The application leaves.
+    Leave,
+    /// The application asks for a status snapshot.
+    Status(Sender<Status>),
+    /// Stop now.
+    Shutdown,
+}
+
+/// What a connection is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// The member connection of a rank (or this member's own).
+    Member(Rank),
+    /// A restarted process asking to come back as this rank.
+    Joiner(Rank),
+}
+
+struct Conn {
+    role: Role,
+    outgoing: Arc<Outgoing>,
+}
+
+/// What the heartbeat thread watches: one entry per connection.
+#[derive(Clone)]
+pub struct Watched {
+    /// The connection.
+    pub conn: ConnId,
+    /// The rank at the other end.
+    pub rank: Rank,
+    /// True for member connections (suspected when silent); joiner connections only get heartbeats.
+    pub is_member: bool,
+    /// The outgoing buffer.
+    pub outgoing: Arc<Outgoing>,
+    /// When the peer was last heard from.
+    pub heard: Arc<LastHeard>,
+}
+
+/// State shared by the member's threads.
+pub(crate) struct Shared {
+    pub clock: Clock,
+    /// Every connection's stream, so shutdown can unblock its reader.
+    streams: Mutex<Vec<TcpStream>>,
+    /// What the heartbeat thread pings and watches.
+    pub watched: Mutex<Vec<Watched>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Flow control for `multicast`: counts this member's own undelivered messages.
+struct Gate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+    window: usize,
+}
+
+struct GateState {
+    in_flight: usize,
+    closed: Option<Closed>,
+}
+
+/// Why the gate no longer lets multicasts through.
+#[derive(Clone, Copy, Debug)]
+enum Closed {
+    ShutDown,
+    Excluded(ViewId),
+}
+
+impl Closed {
+    fn error(self) -> Error {
+        match self {
+            Closed::ShutDown => Error::ShutDown,
+            Closed::Excluded(view) => Error::Excluded { view },
+        }
+    }
+}
+
+impl Gate {
+    fn acquire(&self, wait: bool) -> Result<()> {
+        let mut state = self.state.lock();
+        loop {
+            if let Some(closed) = state.closed {
+                return Err(closed.error());
+            }
+            if state.in_flight < self.window {
+                state.in_flight += 1;
+                return Ok(());
+            }
+            if !wait {
+                return Err(Error::WouldBlock);
+            }
+            self.changed.wait(&mut state);
+        }
+    }
+
+    fn release(&self) {
+        let mut state = self.state.lock();
+        state.in_flight = state.in_flight.saturating_sub(1);
+        self.changed.notify_one();
+    }
+
+    fn close(&self, why: Closed) {
+        let mut state = self.state.lock();
+        state.closed.get_or_insert(why);
+        self.changed.notify_all();
+    }
+}
+
+/// A running member of a group. Dropping it shuts it down (as a crash, for the others: use
+/// [`Member::leave`] for a clean departure).
+pub struct Member {
+    rank: Rank,
+    size: u16,
+    signals: Sender<Signal>,
+    events: Receiver<Event>,
+    gate: Arc<Gate>,
+    shared: Arc<Shared>,
+    stop_heartbeat: Option<Sender<()>>,
+    acceptor: Option<formation::Acceptor>,
+    stopped: bool,
+}
+
+impl Member {
+    /// Forms the group through the helper (see [`formation::form`]) and starts the member.
+    pub fn join(config: Config) -> Result<Member> {
+        let formed = formation::form(&config.formation)?;
+        Member::start(config, formed)
+    }
+
+    /// Starts a member on an already formed mesh.
+    pub fn start(config: Config, formed: Formed) -> Result<Member> {
+        let (signal_tx, signal_rx) = crossbeam_channel::unbounded();
+        let (event_tx, event_rx) = crossbeam_channel::unbounded();
+        let shared = Arc::new(Shared {
+            clock: Clock::new(),
+            streams: Mutex::new(Vec::new()),
+            watched: Mutex::new(Vec::new()),
+            threads: Mutex::new(Vec::new()),
+        });
+        let gate = Arc::new(Gate {
+            state: Mutex::new(GateState {
+                in_flight: 0,
+                closed: None,
+            }),
+            changed: Condvar::new(),
+            window: config.window.max(1),
+        });
+        let rank = formed.rank;
+        let size = formed.size;
+        let view = View::initial(size);
+        let mut core_config = protocol::Config::new(rank);
+        core_config.window = config.window.max(1);
+        core_config.view_change_timeout_ticks = (config.failure_timeout_ms / config.tick_ms.max(1)).max(2);
+        let node = Node::new(core_config, view.clone());
+
+        let mut engine = Engine {
+            node,
+            conns: BTreeMap::new(),
+            member_conn: BTreeMap::new(),
+            joiner_conn: BTreeMap::new(),
+            next_conn: 0,
+            shared: Arc::clone(&shared),
+            signals: signal_tx.clone(),
+            events: event_tx,
+            gate: Arc::clone(&gate),
+            to_close: Vec::new(),
+            finished: false,
+        };
+        let Formed {
+            links,
+            self_link,
+            incoming,
+            acceptor,
+            ..
+        } = formed;
+        for (peer, stream) in links {
+            engine.add_conn(Role::Member(peer), stream.try_clone()?, stream)?;
+        }
+        let (dialled, accepted) = self_link;
+        engine.add_conn(Role::Member(rank), accepted, dialled)?;
+        let _ = engine.events.send(Event::View(view));
+
+        let tick = Duration::from_millis(config.tick_ms.max(1));
+        let protocol_thread = std::thread::Builder::new()
+            .name(format!("tom-{rank}-protocol"))
+            .spawn(move || engine.run(signal_rx, incoming, tick))?;
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
+        let heartbeat_thread = heartbeat::spawn(
+            heartbeat::Settings {
+                me: rank,
+                heartbeat_interval_ms: config.heartbeat_interval_ms.max(1),
+                failure_timeout_ms: config.failure_timeout_ms,
+            },
+            Arc::clone(&shared),
+            signal_tx.clone(),
+            stop_rx,
+        )?;
+        shared.threads.lock().extend([protocol_thread, heartbeat_thread]);
+        Ok(Member {
+            rank,
+            size,
+            signals: signal_tx,
+            events: event_rx,
+            gate,
+            shared,
+            stop_heartbeat: Some(stop_tx),
+            acceptor: Some(acceptor),
+            stopped: false,
+        })
+    }
+
+    /// This member's rank.
+    pub fn rank(&self) -> Rank {
+        self.rank
+    }
+
+    /// The size of the group at formation (N).
+    pub fn size(&self) -> u16 {
+        self.size
+    }
+
+    /// Multicasts `payload` to the group. Blocks while this member has `window` messages undelivered.
+    /// Errors: [`Error::PayloadTooLarge`], or the member is no longer running.
+    pub fn multicast(&self, payload: impl Into<Payload>) -> Result<()> {
+        self.multicast_inner(payload.into(), true)
+    }
+
+    /// Like [`Member::multicast`], but returns [`Error::WouldBlock`] at once instead of blocking.
+    pub fn try_multicast(&self, payload: impl Into<Payload>) -> Result<()> {
+        self.multicast_inner(payload.into(), false)
+    }
+
+    fn multicast_inner(&self, payload: Payload, wait: bool) -> Result<()> {
+        if payload.len() > wire::PAYLOAD_LEN_MAX {
+            return Err(Error::PayloadTooLarge {
+                len: payload.len(),
+                max: wire::PAYLOAD_LEN_MAX,
+            });
+        }
+        self.gate.acquire(wait)?;
+        self.signals
+            .send(Signal::Multicast(payload))
+            .map_err(|_| Error::ShutDown)
+    }
+
+    /// Deliveries and views, in order. The channel ends after [`Event::Excluded`] or [`Event::Left`], or at
+    /// shutdown.
+    pub fn events(&self) -> &Receiver<Event> {
+        &self.events
+    }
+
+    /// A snapshot of the protocol state: the head of the hold-back queue and whose acknowledgement it
+    /// waits for, the view, the suspects.
+    pub fn status(&self) -> Result<Status> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.signals.send(Signal::Status(tx)).map_err(|_| Error::ShutDown)?;
+        rx.recv_timeout(Duration::from_secs(5)).map_err(|_| Error::ShutDown)
+    }
+
+    /// Leaves cleanly: this member's own messages are delivered first, then a view without it is
+    /// installed; waits at most `timeout` for that, then shuts down. Deliveries still arrive on
+    /// [`Member::events`] until the [`Event::Left`].
+    pub fn leave(mut self, timeout: Duration) -> Result<()> {
+        self.signals.send(Signal::Leave).map_err(|_| Error::ShutDown)?;
+        let deadline = std::time::Instant::now() + timeout;
+        let mut outcome = Err(Error::Timeout("leave".into()));
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.events.recv_timeout(left) {
+                Ok(Event::Left) => {
+                    outcome = Ok(());
+                    break;
+                }
+                Ok(Event::Excluded { view }) => {
+                    outcome = Err(Error::Excluded { view });
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        self.stop();
+        outcome
+    }
+
+    /// Stops every thread of this member and waits for them. To the group this is a crash.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        self.gate.close(Closed::ShutDown);
+        let _ = self.signals.send(Signal::Shutdown);
+        if let Some(stop) = self.stop_heartbeat.take() {
+            let _ = stop.send(());
+        }
+        if let Some(acceptor) = self.acceptor.take() {
+            acceptor.stop();
+        }
+        // The protocol thread closes the outgoing buffers as it stops; shutting the sockets down here
+        // ends the readers (and any writer blocked on a full socket) without waiting on a peer.
+        let threads: Vec<JoinHandle<()>> = std::mem::take(&mut *self.shared.threads.lock());
+        let mut threads = threads.into_iter();
+        if let Some(protocol_thread) = threads.next() {
+            let _ = protocol_thread.join();
+        }
+        for stream in self.shared.streams.lock().drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        for thread in threads {
+            let _ = thread.join();
+        }
+        // Readers and writers started later by the protocol thread registered themselves too.
+        let rest: Vec<JoinHandle<()>> = std::mem::take(&mut *self.shared.threads.lock());
+        for thread in rest {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The protocol thread's state: the core and the connections it talks through.
+struct Engine {
+    node: Node,
+    conns: BTreeMap<ConnId, Conn>,
+    /// The current member connection of each rank: frames from any other connection of that rank are
+    /// an older life's and are dropped.
+    member_conn: BTreeMap<Rank, ConnId>,
+    /// Connections of restarted processes asking to rejoin.
+    joiner_conn: BTreeMap<Rank, ConnId>,
+    next_conn: ConnId,
+    shared: Arc<Shared>,
+    signals: Sender<Signal>,
+    events: Sender<Event>,
+    gate: Arc<Gate>,
+    /// Connections to close once the current outbox is dispatched (their last frames still go out).
+    to_close: Vec<ConnId>,
+    finished: bool,
+}
+
+impl Engine {
+    fn run(mut self, signals: Receiver<Signal>, mut incoming: Receiver<Incoming>, tick: Duration) {
+        let ticker = crossbeam_channel::tick(tick);
+        let mut out = Outbox::new();
+        while !self.finished {
+            select! {
+                recv(signals) -> signal => match signal {
+                    Ok(signal) => self.on_signal(signal, &mut out),
+                    Err(_) => break,
+                },
+                recv(ticker) -> _ => self.node.handle(Input::Tick, &mut out),
+                recv(incoming) -> accepted => match accepted {
+                    Ok(accepted) => self.on_incoming(accepted),
+                    // The acceptor stopped: stop selecting on it rather than spin on a closed channel.
+                    Err(_) => incoming = crossbeam_channel::never(),
+                },
+            }
+            // Drain what is already queued before flushing: acknowledgements coalesce under load and go
+            // out at once otherwise.
+            while !self.finished {
+                self.dispatch(&mut out);
+                match signals.try_recv() {
+                    Ok(signal) => self.on_signal(signal, &mut out),
+                    Err(_) => break,
+                }
+            }
+            self.node.flush(&mut out);
+            self.dispatch(&mut out);
+        }
+        self.gate.close(Closed::ShutDown);
+        for conn in self.conns.values() {
+            conn.outgoing.close();
+        }
+    }
+
+    fn on_signal(&mut self, signal: Signal, out: &mut Outbox) {
+        match signal {
+            Signal::Frame { conn, frame } => self.on_frame(conn, frame, out),
+            Signal::Closed { conn, reason } => self.on_closed(conn, &reason, out),
+            Signal::Suspect(rank) => self.node.handle(Input::Suspect(rank), out),
+            Signal::Multicast(payload) => self.node.handle(Input::Multicast(payload), out),
+            Signal::Leave => self.node.handle(Input::Leave, out),
+            Signal::Status(reply) => {
+                let _ = reply.send(self.node.status());
+            }
+            Signal::Shutdown => self.finished = true,
+        }
+    }
+
+    fn on_frame(&mut self, conn: ConnId, frame: Frame, out: &mut Outbox) {
+        let Some(role) = self.conns.get(&conn).map(|c| c.role) else {
+            return;
+        };
+        let Frame::Protocol(msg) = frame else {
+            warn!(
+                "member {}: unexpected {:?} frame on connection {conn} dropped",
+                self.node.me(),
+                frame_kind(&frame)
+            );
+            return;
+        };
+        match role {
+            Role::Member(rank) if self.member_conn.get(&rank) == Some(&conn) => {
+                self.node.handle(Input::Received { from: rank, msg }, out)
+            }
+            Role::Member(rank) => debug!(
+                "member {}: frame from an old connection of {rank} dropped",
+                self.node.me()
+            ),
+            Role::Joiner(rank) => match msg {
+                Message::JoinRequest { rank: asked } if asked == rank => {
+                    self.node.handle(Input::JoinRequest { rank }, out)
+                }
+                other => warn!("member {}: {} from joiner {rank} dropped", self.node.me(), other.kind()),
+            },
+        }
+    }
+
+    fn on_closed(&mut self, conn: ConnId, reason: &str, out: &mut Outbox) {
+        let Some(closed) = self.conns.remove(&conn) else { return };
+        closed.outgoing.close();
+        self.forget_watched(conn);
+        match closed.role {
+            Role::Member(rank) if self.member_conn.get(&rank) == Some(&conn) => {
+                self.member_conn.remove(&rank);
+                if rank != self.node.me().rank {
+                    info!(
+                        "member {}: connection to {rank} lost ({reason}): suspecting it",
+                        self.node.me()
+                    );
+                    self.node.handle(Input::Suspect(rank), out);
+                }
+            }
+            Role::Joiner(rank) if self.joiner_conn.get(&rank) == Some(&conn) => {
+                self.joiner_conn.remove(&rank);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_incoming(&mut self, accepted: Incoming) {
+        let Incoming { hello, stream } = accepted;
+        match hello.purpose {
+            Purpose::Rejoin => {
+                let rank = hello.rank;
+                info!("member {}: rank {rank} connects to rejoin", self.node.me());
+                let Ok(reading) = stream.try_clone() else { return };
+                if let Ok(conn) = self.add_conn(Role::Joiner(rank), reading, stream) {
+                    if let Some(old) = self.joiner_conn.insert(rank, conn) {
+                        self.close_conn(old);
+                    }
+                }
+            }
+            other => {
+                warn!(
+                    "member {}: {other:?} connection from rank {} after formation refused",
+                    self.node.me(),
+                    hello.rank
+                );
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    /// Registers a connection: a reader on `reading`, a writer on `writing` (two ends of one socket,
+    /// or, for the self-connection, the two sockets of one loopback connection).
+    fn add_conn(&mut self, role: Role, reading: TcpStream, writing: TcpStream) -> Result<ConnId> {
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        let me = self.node.me().rank;
+        let (rank, is_member) = match role {
+            Role::Member(rank) => (rank, true),
+            Role::Joiner(rank) => (rank, false),
+        };
+        {
+            let mut streams = self.shared.streams.lock();
+            streams.push(reading.try_clone()?);
+            streams.push(writing.try_clone()?);
+        }
+        let heard = Arc::new(LastHeard::default());
+        heard.stamp(self.shared.clock.now_ms());
+        let signals = self.signals.clone();
+        let (outgoing, writer) =
+            Outgoing::start(writing, self.shared.clock, format!("tom-{me}-w{rank}"), move |error| {
+                let _ = signals.send(Signal::Closed {
+                    conn,
+                    reason: format!("write failed: {error}"),
+                });
+            })?;
+        let reader = spawn_reader(
+            reading,
+            conn,
+            Arc::clone(&heard),
+            self.shared.clock,
+            self.signals.clone(),
+            format!("tom-{me}-r{rank}"),
+        )?;
+        self.shared.threads.lock().extend([writer, reader]);
+        self.shared.watched.lock().push(Watched {
+            conn,
+            rank,
+            is_member,
+            outgoing: Arc::clone(&outgoing),
+            heard: Arc::clone(&heard),
+        });
+        if let Role::Member(rank) = role {
+            self.member_conn.insert(rank, conn);
+        }
+        self.conns.insert(conn, Conn { role, outgoing });
+        Ok(conn)
+    }
+
+    fn close_conn(&mut self, conn: ConnId) {
+        if let Some(closed) = self.conns.remove(&conn) {
+            closed.outgoing.close();
+            self.forget_watched(conn);
+        }
+    }
+
+    fn forget_watched(&self, conn: ConnId) {
+        self.shared.watched.lock().retain(|w| w.conn != conn);
+    }
+
+    /// Carries out the core's outputs, in order.
+    fn dispatch(&mut self, out: &mut Outbox) {
+        let me = self.node.me();
+        for output in out.drain() {
+            match output {
+                Output::Send { to, msg } => match self.member_conn.get(&to).and_then(|c| self.conns.get(c)) {
+                    Some(conn) => conn.outgoing.push(&Frame::Protocol(msg)),
+                    None => debug!("member {me}: no connection to {to}; {} dropped", msg.kind()),
+                },
+                Output::SendToJoiner { rank, msg } => {
+                    if let Some(conn) = self.joiner_conn.get(&rank).and_then(|c| self.conns.get(c)) {
+                        conn.outgoing.push(&Frame::Protocol(msg));
+                    }
+                }
+                Output::Deliver(delivery) => {
+                    if delivery.origin == self.node.me() {
+                        self.gate.release();
+                    }
+                    let _ = self.events.send(Event::Deliver(delivery));
+                }
+                Output::ViewInstalled(view) => {
+                    self.adopt_view(&view);
+                    let _ = self.events.send(Event::View(view));
+                }
+                Output::Joined { position } => {
+                    let _ = self.events.send(Event::Joined { position });
+                }
+                Output::Excluded { view } => {
+                    self.gate.close(Closed::Excluded(view));
+                    let _ = self.events.send(Event::Excluded { view });
+                    self.finished = true;
+                }
+                Output::Left => {
+                    self.gate.close(Closed::ShutDown);
+                    let _ = self.events.send(Event::Left);
+                    self.finished = true;
+                }
+            }
+        }
+        for conn in std::mem::take(&mut self.to_close) {
+            self.close_conn(conn);
+        }
+    }
+
+    /// A new view: a joiner's connection becomes the member connection of its rank; connections of
+    /// ranks no longer in the view close once the decision (already queued) has gone out.
+    fn adopt_view(&mut self, view: &View) {
+        for member in &view.members {
+            if member.incarnation.0 != view.id.0 {
+                continue;
+            }
+            if let Some(conn) = self.joiner_conn.remove(&member.rank) {
+                if let Some(entry) = self.conns.get_mut(&conn) {
+                    entry.role = Role::Member(member.rank);
+                }
+                if let Some(old) = self.member_conn.insert(member.rank, conn) {
+                    self.to_close.push(old);
+                }
+                for watched in self.shared.watched.lock().iter_mut().filter(|w| w.conn == conn) {
+                    watched.is_member = true;
+                }
+            }
+        }
+        let gone: Vec<(Rank, ConnId)> = self
+            .member_conn
+            .iter()
+            .filter(|(rank, _)| view.index_of(**rank).is_none())
+            .map(|(r, c)| (*r, *c))
+            .collect();
+        for (rank, conn) in gone {
+            self.member_conn.remove(&rank);
+            self.to_close.push(conn);
+        }
+    }
+}
+
+fn frame_kind(frame: &Frame) -> &'static str {
+    match frame {
+        Frame::Protocol(msg) => msg.kind(),
+        Frame::Heartbeat => "heartbeat",
+        _ => "handshake",
+    }
+}
