@@ -222,20 +222,13 @@ impl Sim {
     /// Lives whose process runs and that are members of a view (not joining, not inert).
     pub fn members(&self) -> Vec<LifeId> {
         (0..self.lives.len())
-            .filter(|l| {
-                matches!(
-                    self.lives[*l].phase(),
-                    Some(Phase::Member | Phase::Changing)
-                )
-            })
+            .filter(|l| matches!(self.lives[*l].phase(), Some(Phase::Member | Phase::Changing)))
             .collect()
     }
 
     /// Lives whose process runs.
     pub fn running(&self) -> Vec<LifeId> {
-        (0..self.lives.len())
-            .filter(|l| self.lives[*l].running())
-            .collect()
+        (0..self.lives.len()).filter(|l| self.lives[*l].running()).collect()
     }
 
     /// Running lives still asking to be admitted.
@@ -251,8 +244,7 @@ impl Sim {
             .iter()
             .map(|life| {
                 let mut history = life.history.clone();
-                history.member_at_end =
-                    matches!(life.phase(), Some(Phase::Member | Phase::Changing));
+                history.member_at_end = matches!(life.phase(), Some(Phase::Member | Phase::Changing));
                 history
             })
             .collect()
@@ -356,10 +348,7 @@ impl Sim {
         match action {
             Action::Multicast { node } => format!("multicast at {}", self.name(*node)),
             Action::Deliver { from, to } => {
-                let what = self
-                    .net
-                    .peek(*from, *to)
-                    .map_or("nothing".to_string(), Frame::describe);
+                let what = self.net.peek(*from, *to).map_or("nothing".to_string(), Frame::describe);
                 format!("deliver {} → {}: {what}", self.name(*from), self.name(*to))
             }
             Action::Tick { node } => format!("tick {}", self.name(*node)),
@@ -369,19 +358,11 @@ impl Sim {
             Action::Suspect { at, of } => {
                 format!("detector at {} suspects {}", self.name(*at), self.name(*of))
             }
-            Action::Partition {
-                side_a,
-                side_b,
-                mode,
-            } => format!("PARTITION {side_a:?} | {side_b:?} ({mode:?})"),
+            Action::Partition { side_a, side_b, mode } => format!("PARTITION {side_a:?} | {side_b:?} ({mode:?})"),
             Action::Heal => "HEAL every cut".to_string(),
             Action::Restart { rank } => format!("RESTART rank {rank} (new life, empty memory)"),
             Action::Connect { joiner, to } => {
-                format!(
-                    "joiner {} connects to {}",
-                    self.name(*joiner),
-                    self.name(*to)
-                )
+                format!("joiner {} connects to {}", self.name(*joiner), self.name(*to))
             }
             Action::Leave { node } => format!("LEAVE {}", self.name(*node)),
         }
@@ -410,11 +391,7 @@ impl Sim {
             Action::Crash { node, loss } => self.do_crash(node, loss),
             Action::Exit { node } => self.do_exit(node),
             Action::Suspect { at, of } => self.do_suspect(at, of),
-            Action::Partition {
-                side_a,
-                side_b,
-                mode,
-            } => {
+            Action::Partition { side_a, side_b, mode } => {
                 let lost = self.net.cut(&side_a, &side_b, mode, &mut self.rng);
                 if lost > 0 {
                     self.effect(format!("{lost} frames in flight across the cut lost"));
@@ -494,39 +471,25 @@ impl Sim {
         let mut out = Outbox::new();
         core.handle(input, &mut out);
         self.after_call(node, out);
-        if self.flush_after_percent > 0
-            && self.lives[node].running()
-            && self.rng.percent(self.flush_after_percent)
-        {
+        if self.flush_after_percent > 0 && self.lives[node].running() && self.rng.percent(self.flush_after_percent) {
             let before = self.story.last().map_or(0, |e| e.effects.len());
             self.do_flush(node);
-            if let Some(line) = self
-                .story
-                .last_mut()
-                .and_then(|e| e.effects.get_mut(before))
-            {
+            if let Some(line) = self.story.last_mut().and_then(|e| e.effects.get_mut(before)) {
                 *line = format!("then flushes: {line}");
             }
         }
     }
 
     fn after_call(&mut self, node: LifeId, mut out: Outbox) {
-        let core = self.lives[node]
-            .node
-            .as_ref()
-            .expect("called on a running life");
-        let checked =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.check_invariants()));
+        let core = self.lives[node].node.as_ref().expect("called on a running life");
+        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.check_invariants()));
         if let Err(panic) = checked {
             let text = panic
                 .downcast_ref::<String>()
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_default();
-            self.fail(&format!(
-                "check_invariants of {} failed: {text}",
-                self.name(node)
-            ));
+            self.fail(&format!("check_invariants of {} failed: {text}", self.name(node)));
         }
         let me = core.me();
         if me.incarnation.0 != 0 {
@@ -573,10 +536,7 @@ impl Sim {
                     self.lives[node].history.joined = Some(position);
                 }
                 Output::Excluded { view } => {
-                    self.effect(format!(
-                        "{} EXCLUDED (view {view}); it stops",
-                        self.name(node)
-                    ));
+                    self.effect(format!("{} EXCLUDED (view {view}); it stops", self.name(node)));
                     self.lives[node].history.end = End::Excluded;
                     self.schedule_exit(node);
                 }
@@ -655,11 +615,7 @@ impl Sim {
             }
             let listed = member.incarnation.0;
             let reaches_listed = |sim: &Sim, life: LifeId| {
-                sim.lives[life].running()
-                    && sim.lives[life]
-                        .history
-                        .incarnation
-                        .map_or(true, |inc| inc == listed)
+                sim.lives[life].running() && sim.lives[life].history.incarnation.map_or(true, |inc| inc == listed)
             };
             let target = self.lives[node].target.get(&member.rank).copied().flatten();
             if target.is_some_and(|t| reaches_listed(self, t)) {
@@ -752,18 +708,22 @@ impl Sim {
     }
 
     /// The life of `rank` that `at`'s installed view names, if any. A joiner that has not learnt its
-    /// incarnation yet stands for any incarnation above the views that existed when it started.
+    /// incarnation yet stands for any incarnation above the views that existed when it started. A
+    /// listed incarnation no process ever took (the group admitted a joiner that died before hearing
+    /// so, or answered a request that was still in flight from a dead one) stands for the newest dead
+    /// life of the rank: nobody answers for it, so the detector must report it.
     pub fn listed_life(&self, at: LifeId, rank: Rank) -> Option<LifeId> {
         let listed = self.lives[at].node.as_ref()?.view()?.member(rank)?;
         let incarnation = listed.incarnation.0;
-        (0..self.lives.len()).rev().find(|l| {
+        let of_rank = (0..self.lives.len()).rev().filter(|l| self.lives[*l].rank == rank);
+        let matching = of_rank.clone().find(|l| {
             let life = &self.lives[*l];
-            life.rank == rank
-                && match life.history.incarnation {
-                    Some(known) => known == incarnation,
-                    None => incarnation > life.born_after_view,
-                }
-        })
+            match life.history.incarnation {
+                Some(known) => known == incarnation,
+                None => incarnation > life.born_after_view,
+            }
+        });
+        matching.or_else(|| of_rank.into_iter().find(|l| !self.lives[*l].running()))
     }
 
     /// True once every running member either no longer lists `rank` or suspects the life it lists, and
@@ -794,13 +754,7 @@ impl Sim {
             if let Some(listed) = self.listed_life(node, member.rank) {
                 if !self.lives[listed].running() {
                     let when = self.now_step + self.rng.range(1, self.detect_delay_max_steps);
-                    self.schedule(
-                        when,
-                        Action::Suspect {
-                            at: node,
-                            of: listed,
-                        },
-                    );
+                    self.schedule(when, Action::Suspect { at: node, of: listed });
                 }
             }
         }
@@ -809,10 +763,7 @@ impl Sim {
     fn do_restart(&mut self, rank: Rank) {
         let old = self.current(rank.0);
         if self.lives[old].running() {
-            self.fail(&format!(
-                "restart of rank {rank} while {} still runs",
-                self.name(old)
-            ));
+            self.fail(&format!("restart of rank {rank} while {} still runs", self.name(old)));
         }
         let life_no = self.lives[old].history.life + 1;
         let id = self.lives.len();
@@ -836,13 +787,7 @@ impl Sim {
         if self.auto_detect {
             for member in self.members() {
                 let at = self.now_step + self.rng.range(1, self.detect_delay_max_steps);
-                self.schedule(
-                    at,
-                    Action::Connect {
-                        joiner: id,
-                        to: member,
-                    },
-                );
+                self.schedule(at, Action::Connect { joiner: id, to: member });
             }
         }
     }
@@ -892,9 +837,9 @@ impl Sim {
 
     /// True if a suspicion of `life` is still scheduled (its rank may not restart before it fires).
     pub fn suspicion_pending(&self, life: LifeId) -> bool {
-        self.scheduled.iter().any(
-            |(_, a)| matches!(a, Action::Suspect { of, .. } | Action::Exit { node: of } if *of == life),
-        )
+        self.scheduled
+            .iter()
+            .any(|(_, a)| matches!(a, Action::Suspect { of, .. } | Action::Exit { node: of } if *of == life))
     }
 
     /// Removes and returns the earliest scheduled action due by now.
@@ -914,12 +859,7 @@ impl Sim {
     pub fn multicast(&mut self, rank: u16) -> String {
         let node = self.current(rank);
         self.apply(Action::Multicast { node });
-        self.lives[node]
-            .history
-            .multicasts
-            .last()
-            .cloned()
-            .unwrap_or_default()
+        self.lives[node].history.multicasts.last().cloned().unwrap_or_default()
     }
 
     /// Delivers the head frame from `from`'s newest life to `to`'s newest life; returns its description.
@@ -1003,10 +943,7 @@ impl Sim {
     /// `rank` crashes; what it had in flight is lost.
     pub fn crash(&mut self, rank: u16) {
         let node = self.current(rank);
-        self.apply(Action::Crash {
-            node,
-            loss: Loss::All,
-        });
+        self.apply(Action::Crash { node, loss: Loss::All });
     }
 
     /// `rank` crashes; what it had already sent still arrives.
@@ -1134,20 +1071,17 @@ impl Sim {
     }
 
     fn net_len_marker(&self) -> usize {
-        self.net
-            .busy_links()
-            .iter()
-            .map(|(f, t)| self.net.queued(*f, *t))
-            .sum()
+        self.net.busy_links().iter().map(|(f, t)| self.net.queued(*f, *t)).sum()
     }
 
     /// The liveness phase: cuts heal, no new faults; frames, scheduled events, flushes and ticks go on
     /// until the group settles ([`Sim::settled`]). Panics (with the story) past `max_steps`.
     pub fn settle(&mut self, max_steps: u64) {
         if !self.try_settle(max_steps) {
-            let why = self.settled().err().unwrap_or_else(|| {
-                format!("{} scheduled events still pending", self.scheduled.len())
-            });
+            let why = self
+                .settled()
+                .err()
+                .unwrap_or_else(|| format!("{} scheduled events still pending", self.scheduled.len()));
             self.fail(&format!(
                 "liveness: the group did not settle within {max_steps} steps after faults stopped: {why}"
             ));
