@@ -5,10 +5,14 @@ N ?= 4
 PORT ?= 9999
 HELPER ?= 127.0.0.1:9999
 
-.PHONY: build test helper member lint
+.PHONY: build run test helper member lint
 
 build:
 	$(CARGO) build --release
+
+# A helper and three members on 127.0.0.1 multicast at once; prints their sequences side by side.
+run: build
+	@bash tests/lab/run.sh
 
 # One test thread: the tests that start processes or wait on deadlines must not compete for the CPU.
 # --no-fail-fast: one failing test binary must not hide the results of the others.

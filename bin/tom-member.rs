@@ -1,69 +1,187 @@
 //! `tom-member`: one member of a group, for the lab.
 //!
-//! It forms the group through the helper and prints `JOINED <rank> <size>` on stdout once every
-//! connection of the mesh is up. stdout carries only such contract lines; logs go to stderr. It then
-//! holds its connections until it is killed: SIGTERM or SIGINT simply end it (std has no signal
-//! handling), and its peers see a closed connection, as after a crash.
+//! It forms the group through the helper, prints `JOINED <rank> <size>`, then multicasts every stdin
+//! line as one message and prints the group's total order:
+//!
+//! ```text
+//! JOINED <rank> <size>                      once every connection of the mesh is up
+//! VIEW <r1,r2,...>                          at formation and at every view change (ascending ranks)
+//! DELIVER <origin_rank> <lamport> <payload> each delivered message, in delivery order
+//! ```
+//!
+//! stdout carries only these lines, written by their own thread in batches and flushed whenever no
+//! delivery is waiting; logs go to stderr. A payload byte that would break the line (newline, carriage
+//! return, backslash, other control bytes, bytes that are not UTF-8) is escaped (`\n`, `\r`, `\\`,
+//! `\xHH`). EOF on stdin does not end the member; with `--exit-on-eof` it waits until its own messages
+//! are delivered, leaves cleanly and exits 0. Excluded from the group, it exits 3.
+//!
+//! SIGTERM or SIGINT simply end it (std has no signal handling): its peers see a closed connection, as
+//! after a crash.
 
 #[path = "common/logger.rs"]
 mod logger;
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use log::error;
-use tom::formation::{self, Config};
+use crossbeam_channel::{Receiver, TryRecvError};
+use log::{error, info, warn};
+use tom::error::Error;
+use tom::formation;
+use tom::runtime::{Config, Event, Member};
 
 const USAGE: &str = "\
 usage: tom-member --helper HOST:PORT [--host ADVERTISED_HOST] [--port FIRST_PORT]
-                  [--group NAME] [--rejoin RANK] [--port-span N]
+                  [--group NAME] [--rejoin RANK] [--port-span N] [--exit-on-eof]
+                  [--failure-timeout-ms MS]
 
-Joins a group formed by tom-helper and prints `JOINED <rank> <size>` once connected
-to every member.
+Joins a group formed by tom-helper, multicasts each stdin line as one message and
+prints the group's total order:
+  JOINED <rank> <size>, VIEW <r1,r2,...>, DELIVER <origin_rank> <lamport> <payload>
 
-  --helper HOST:PORT   the helper's address, required
-  --host HOST          host name or IP address the other members dial to reach this one
-                       (default: this machine's address on the route to the helper)
-  --port FIRST_PORT    first port to try for this member's listener (default 10000);
-                       the next free one upward is used
-  --port-span N        how many ports to try from FIRST_PORT (default 100)
-  --group NAME         group name (default tom)
-  --rejoin RANK        come back as RANK after a crash (not supported yet)
-  --help               this text
+  --helper HOST:PORT       the helper's address, required
+  --host HOST              host name or IP address the other members dial to reach this one
+                           (default: this machine's address on the route to the helper)
+  --port FIRST_PORT        first port to try for this member's listener (default 10000);
+                           the next free one upward is used
+  --port-span N            how many ports to try from FIRST_PORT (default 100)
+  --group NAME             group name (default tom)
+  --rejoin RANK            come back as RANK after a crash (not supported yet)
+  --exit-on-eof            at the end of stdin, wait until this member's messages are
+                           delivered, leave the group cleanly and exit 0
+  --failure-timeout-ms MS  suspect a peer silent for longer than this (default 1500)
+  --help                   this text
 
-Logs go to stderr (level from RUST_LOG, default info). SIGTERM/SIGINT simply end it;
-the other members see a closed connection, as after a crash.";
+Exit codes: 0 after a clean leave, 1 on an error (helper unreachable, ...), 2 on bad
+arguments, 3 when excluded from the group. Logs go to stderr (level from RUST_LOG,
+default info). SIGTERM/SIGINT simply end it; the other members see a closed
+connection, as after a crash.";
 
-/// Parses the command line into a formation config; `Err` carries the message to print before the
-/// usage (empty for `--help`).
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Config, String> {
-    let mut config = Config::new(String::new());
+/// Exit code when the group excluded this member (or it lost its quorum).
+const EXIT_EXCLUDED: u8 = 3;
+
+/// What the command line asks for.
+struct Options {
+    config: Config,
+    exit_on_eof: bool,
+}
+
+/// Parses the command line; `Err` carries the message to print before the usage (empty for `--help`).
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
+    let mut formation = formation::Config::new(String::new());
+    let mut failure_timeout_ms = None;
+    let mut exit_on_eof = false;
     while let Some(flag) = args.next() {
-        if flag == "--help" || flag == "-h" {
-            return Err(String::new());
+        match flag.as_str() {
+            "--help" | "-h" => return Err(String::new()),
+            "--exit-on-eof" => {
+                exit_on_eof = true;
+                continue;
+            }
+            _ => {}
         }
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let number = |what: &str| format!("bad {what} {value:?}");
         match flag.as_str() {
-            "--helper" => config.helper = value,
-            "--host" => config.advertised_host = Some(value),
-            "--port" => config.first_port = value.parse().map_err(|_| number("--port"))?,
-            "--port-span" => config.port_span = value.parse().map_err(|_| number("--port-span"))?,
-            "--group" => config.group = value,
+            "--helper" => formation.helper = value,
+            "--host" => formation.advertised_host = Some(value),
+            "--port" => formation.first_port = value.parse().map_err(|_| number("--port"))?,
+            "--port-span" => formation.port_span = value.parse().map_err(|_| number("--port-span"))?,
+            "--group" => formation.group = value,
+            "--failure-timeout-ms" => {
+                failure_timeout_ms = Some(value.parse().map_err(|_| number("--failure-timeout-ms"))?)
+            }
             "--rejoin" => return Err("--rejoin: not supported yet".to_string()),
             _ => return Err(format!("unknown argument {flag:?}")),
         }
     }
-    if config.helper.is_empty() {
+    if formation.helper.is_empty() {
         return Err("--helper HOST:PORT is required".to_string());
     }
-    Ok(config)
+    let mut config = Config::new(formation);
+    if let Some(timeout) = failure_timeout_ms {
+        config.failure_timeout_ms = timeout;
+    }
+    Ok(Options { config, exit_on_eof })
+}
+
+/// Appends `payload` to `line` so that it stays one printable line.
+fn escape_into(line: &mut Vec<u8>, payload: &[u8]) {
+    let mut rest = payload;
+    while !rest.is_empty() {
+        let (valid, invalid) = match std::str::from_utf8(rest) {
+            Ok(text) => (text, &[][..]),
+            Err(error) => {
+                let (good, bad) = rest.split_at(error.valid_up_to());
+                let bad_len = error.error_len().unwrap_or(bad.len());
+                (std::str::from_utf8(good).unwrap_or_default(), &bad[..bad_len])
+            }
+        };
+        for ch in valid.chars() {
+            match ch {
+                '\n' => line.extend_from_slice(b"\\n"),
+                '\r' => line.extend_from_slice(b"\\r"),
+                '\\' => line.extend_from_slice(b"\\\\"),
+                c if c.is_control() && c != '\t' => line.extend_from_slice(format!("\\x{:02x}", c as u32).as_bytes()),
+                c => line.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+            }
+        }
+        for byte in invalid {
+            line.extend_from_slice(format!("\\x{byte:02x}").as_bytes());
+        }
+        rest = &rest[valid.len() + invalid.len()..];
+    }
+}
+
+/// Prints events as contract lines, batching writes and flushing whenever nothing more is waiting.
+/// Ends the process when the member is excluded; returns when the events end.
+fn print_events(joined: String, events: Receiver<Event>) {
+    let mut stdout = BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    let mut open = writeln!(stdout, "{joined}").and_then(|()| stdout.flush()).is_ok();
+    let mut line = Vec::with_capacity(256);
+    loop {
+        let event = match events.try_recv() {
+            Ok(event) => event,
+            Err(TryRecvError::Empty) => {
+                open = open && stdout.flush().is_ok();
+                match events.recv() {
+                    Ok(event) => event,
+                    Err(_) => break,
+                }
+            }
+            Err(TryRecvError::Disconnected) => break,
+        };
+        line.clear();
+        match &event {
+            Event::Deliver(delivery) => {
+                line.extend_from_slice(format!("DELIVER {} {} ", delivery.origin.rank, delivery.lamport).as_bytes());
+                escape_into(&mut line, delivery.payload.as_bytes());
+            }
+            Event::View(view) => line.extend_from_slice(format!("VIEW {view}").as_bytes()),
+            Event::Joined { .. } | Event::Left => {}
+            Event::Excluded { view } => {
+                let _ = stdout.flush();
+                error!("excluded from the group (view {view}); delivering nothing more");
+                std::process::exit(EXIT_EXCLUDED.into());
+            }
+        }
+        if open && !line.is_empty() {
+            line.push(b'\n');
+            // A closed stdout (the reader went away) must not end the member: stop printing only.
+            if stdout.write_all(&line).is_err() {
+                warn!("stdout closed; deliveries are no longer printed");
+                open = false;
+            }
+        }
+    }
+    let _ = stdout.flush();
 }
 
 fn main() -> ExitCode {
     logger::init("tom-member");
-    let config = match parse_args(std::env::args().skip(1)) {
-        Ok(config) => config,
+    let options = match parse_args(std::env::args().skip(1)) {
+        Ok(options) => options,
         Err(message) if message.is_empty() => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -73,26 +191,64 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let formed = match formation::form(&config) {
-        Ok(formed) => formed,
+    let member = match Member::join(options.config) {
+        Ok(member) => member,
         Err(err) => {
             error!("{err}");
             return ExitCode::FAILURE;
         }
     };
-    let mut stdout = std::io::stdout().lock();
-    if writeln!(stdout, "JOINED {} {}", formed.rank, formed.size)
-        .and_then(|()| stdout.flush())
-        .is_err()
-    {
+    info!("joined as rank {} of {}", member.rank(), member.size());
+    let joined = format!("JOINED {} {}", member.rank(), member.size());
+    let events = member.events().clone();
+    let printer = std::thread::spawn(move || print_events(joined, events));
+
+    // Each stdin line (bytes, UTF-8 or not) is one message; the trailing newline is not part of it.
+    let mut stdin = BufReader::with_capacity(64 * 1024, std::io::stdin().lock());
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match stdin.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(err) => {
+                warn!("stdin: {err}; no more input");
+                break;
+            }
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+        }
+        match member.multicast(line.clone()) {
+            Ok(()) => {}
+            Err(err @ Error::PayloadTooLarge { .. }) => warn!("line not multicast: {err}"),
+            Err(err) => {
+                error!("multicast failed: {err}");
+                break;
+            }
+        }
+    }
+    if !options.exit_on_eof {
+        info!("end of stdin; still a member (use --exit-on-eof to leave at the end of input)");
+        let _ = printer.join();
+        // The events ended: the member was shut down from inside (it is excluded, or it left).
         return ExitCode::FAILURE;
     }
-    drop(stdout);
-    // Nothing to multicast yet: read stdin to its end, then hold the connections (`formed` stays alive,
-    // since this never returns) until killed.
-    let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
-    let _connections = formed;
-    loop {
-        std::thread::park();
+    info!("end of stdin; leaving once this member's messages are delivered");
+    let outcome = member.leave(Duration::from_secs(120));
+    let _ = printer.join();
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Error::Excluded { view }) => {
+            error!("excluded by view {view} before leaving");
+            ExitCode::from(EXIT_EXCLUDED)
+        }
+        Err(err) => {
+            error!("leave: {err}");
+            ExitCode::FAILURE
+        }
     }
 }
