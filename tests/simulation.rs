@@ -15,6 +15,7 @@ mod sim;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
+use sim::panic_text;
 use sim::sweep::{run_seed, Family};
 
 /// Seeds per family inside `make test`: enough to meet each issue's 2,000 while the whole file stays
@@ -33,9 +34,9 @@ fn env_u64(name: &str) -> Option<u64> {
 fn selected(family: Family) -> bool {
     match std::env::var("SIM_SCENARIO") {
         Ok(name) => {
-            Family::parse(&name).unwrap_or_else(|| {
-                panic!("SIM_SCENARIO={name:?}: use nofault, crash, partition or rejoin")
-            }) == family
+            Family::parse(&name)
+                .unwrap_or_else(|| panic!("SIM_SCENARIO={name:?}: use nofault, crash, partition or rejoin"))
+                == family
         }
         Err(_) => true,
     }
@@ -65,7 +66,7 @@ fn sweep(family: Family) {
                 "family {} seed {seed} FAILED\nreplay: {}\n{}",
                 family.name(),
                 replay_command(family, seed),
-                panic_text(&panic)
+                panic_text(panic.as_ref())
             ),
         }
         return;
@@ -77,7 +78,7 @@ fn sweep(family: Family) {
     let mut failures: Vec<(u64, String)> = Vec::new();
     for seed in first..first + seeds {
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| run_seed(family, seed))) {
-            failures.push((seed, panic_text(&panic)));
+            failures.push((seed, panic_text(panic.as_ref())));
             if failures.len() >= MAX_FAILURES_REPORTED {
                 break;
             }
@@ -119,25 +120,11 @@ fn quiet_seed_panics() {
     ONCE.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let text = info
-                .payload()
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| info.payload().downcast_ref::<&str>().copied())
-                .unwrap_or("");
-            if !text.starts_with("simulation failed") {
+            if !panic_text(info.payload()).starts_with("simulation failed") {
                 default(info);
             }
         }));
     });
-}
-
-fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "(no message)".to_string())
 }
 
 /// Issue 3: no faults; total order, FIFO, integrity and validity on random interleavings.

@@ -41,6 +41,15 @@ use check::{Delivered, End, Expect, LifeHistory};
 use net::{describe_message, lives_of, CutMode, DelayProfile, Frame, LifeId, Net};
 use rng::Rng;
 
+/// The message of a caught panic (`panic!` payloads are a `String` or a `&str`).
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "(no message)".to_string())
+}
+
 /// How a crash treats what the crashed life still had in flight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Loss {
@@ -484,11 +493,7 @@ impl Sim {
         let core = self.lives[node].node.as_ref().expect("called on a running life");
         let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.check_invariants()));
         if let Err(panic) = checked {
-            let text = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
+            let text = panic_text(panic.as_ref());
             self.fail(&format!("check_invariants of {} failed: {text}", self.name(node)));
         }
         let me = core.me();
@@ -496,13 +501,18 @@ impl Sim {
             self.lives[node].history.incarnation = Some(me.incarnation.0);
         }
         let outputs: Vec<Output> = out.drain().collect();
-        let mut sends: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+        // Grouped by kind, kinds in the order the core first sent them.
+        let mut sends: Vec<(&'static str, Vec<String>)> = Vec::new();
+        let mut add = |kind: &'static str, dest: String| match sends.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, dests)) => dests.push(dest),
+            None => sends.push((kind, vec![dest])),
+        };
         for output in outputs {
             match output {
                 Output::Send { to, msg } => {
                     let kind = msg.kind();
                     let dest = self.route(node, to, &msg);
-                    sends.entry(kind).or_default().push(dest);
+                    add(kind, dest);
                 }
                 Output::SendToJoiner { rank, msg } => {
                     let kind = msg.kind();
@@ -514,7 +524,7 @@ impl Sim {
                     } else {
                         format!("joiner of rank {rank} (none running: lost)")
                     };
-                    sends.entry(kind).or_default().push(dest);
+                    add(kind, dest);
                 }
                 Output::Deliver(d) => self.record_delivery(node, d),
                 Output::ViewInstalled(view) => {
