@@ -231,13 +231,7 @@ fn global_order(lives: &[LifeHistory]) -> Result<Vec<(Delivered, String)>, Strin
                     return Err(format!(
                         "(a) position {}: life {who} delivered {:?} (origin {}, lamport {}) but life {life} \
                          delivered {:?} (origin {}, lamport {})",
-                        d.position,
-                        other.payload,
-                        other.origin,
-                        other.lamport,
-                        d.payload,
-                        d.origin,
-                        d.lamport
+                        d.position, other.payload, other.origin, other.lamport, d.payload, d.origin, d.lamport
                     ));
                 }
                 Some(_) => {}
@@ -286,9 +280,7 @@ fn check_integrity(lives: &[LifeHistory], global: &[(Delivered, String)]) -> Res
                 d.position, d.payload
             ));
         };
-        let incarnation_agrees = origin
-            .incarnation
-            .map_or(true, |inc| inc == d.origin.incarnation.0);
+        let incarnation_agrees = origin.incarnation.map_or(true, |inc| inc == d.origin.incarnation.0);
         if d.origin.rank.0 != rank || !incarnation_agrees {
             return Err(format!(
                 "(b) position {} holds {:?} of life {origin} (incarnation {:?}) but is delivered as from {} \
@@ -369,10 +361,7 @@ fn members(view: &View) -> String {
 /// (d) and (e), plus "the group ended in one view": only for runs that settled.
 fn check_settled(lives: &[LifeHistory], global: &[(Delivered, String)]) -> Result<(), String> {
     let survivors: Vec<&LifeHistory> = lives.iter().filter(|l| l.is_survivor()).collect();
-    if let Some(stuck) = lives
-        .iter()
-        .find(|l| l.end == End::Alive && !l.member_at_end)
-    {
+    if let Some(stuck) = lives.iter().find(|l| l.end == End::Alive && !l.member_at_end) {
         return Err(format!(
             "(d) life {stuck} is running but is no member at the end (still joining or stuck)"
         ));
@@ -425,11 +414,7 @@ fn check_settled(lives: &[LifeHistory], global: &[(Delivered, String)]) -> Resul
         if !(life.is_survivor() || life.end == End::Left) {
             continue;
         }
-        if let Some(lost) = life
-            .multicasts
-            .iter()
-            .find(|m| !delivered.contains(m.as_str()))
-        {
+        if let Some(lost) = life.multicasts.iter().find(|m| !delivered.contains(m.as_str())) {
             return Err(format!(
                 "(d) life {life} ({:?}) multicast {lost:?} but it was never delivered",
                 life.end

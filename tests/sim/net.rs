@@ -59,10 +59,7 @@ pub fn describe_message(msg: &Message) -> String {
         Message::Suspect { view, rank } => format!("suspect v{view} rank {rank}"),
         Message::Leave { view } => format!("leave v{view}"),
         Message::Prepare { view, ballot } => {
-            format!(
-                "prepare v{view} ballot {}.{}",
-                ballot.round, ballot.proposer
-            )
+            format!("prepare v{view} ballot {}.{}", ballot.round, ballot.proposer)
         }
         Message::Promise {
             view,
@@ -84,11 +81,7 @@ pub fn describe_message(msg: &Message) -> String {
         Message::Reject { view, ballot, .. } => {
             format!("reject v{view} ballot {}.{}", ballot.round, ballot.proposer)
         }
-        Message::Accept {
-            view,
-            ballot,
-            proposal,
-        } => format!(
+        Message::Accept { view, ballot, proposal } => format!(
             "accept v{view} ballot {}.{} → v{} [{}] carrying {} start {}",
             ballot.round,
             ballot.proposer,
@@ -98,10 +91,7 @@ pub fn describe_message(msg: &Message) -> String {
             proposal.start_position
         ),
         Message::Accepted { view, ballot } => {
-            format!(
-                "accepted v{view} ballot {}.{}",
-                ballot.round, ballot.proposer
-            )
+            format!("accepted v{view} ballot {}.{}", ballot.round, ballot.proposer)
         }
         Message::Decide { proposal } => format!(
             "decide v{} [{}] carrying {} start {}",
@@ -179,20 +169,11 @@ impl Net {
     }
 
     fn cut_between(&self, from: LifeId, to: LifeId) -> Option<CutMode> {
-        self.cuts
-            .get(&(self.rank_of[from], self.rank_of[to]))
-            .copied()
+        self.cuts.get(&(self.rank_of[from], self.rank_of[to])).copied()
     }
 
     /// Queues a frame; returns false if a dropping cut lost it.
-    pub fn send(
-        &mut self,
-        from: LifeId,
-        to: LifeId,
-        frame: Frame,
-        now: u64,
-        rng: &mut Rng,
-    ) -> bool {
+    pub fn send(&mut self, from: LifeId, to: LifeId, frame: Frame, now: u64, rng: &mut Rng) -> bool {
         if self.cut_between(from, to) == Some(CutMode::Drop) || self.broken.contains(&(from, to)) {
             return false;
         }
@@ -214,8 +195,7 @@ impl Net {
         self.links
             .iter()
             .filter(|(key, queue)| {
-                queue.front().is_some_and(|f| f.ready_at_step <= now)
-                    && self.cut_between(key.0, key.1).is_none()
+                queue.front().is_some_and(|f| f.ready_at_step <= now) && self.cut_between(key.0, key.1).is_none()
             })
             .map(|(key, _)| *key)
             .collect()

@@ -36,12 +36,7 @@ pub enum Family {
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 4] = [
-        Family::NoFault,
-        Family::Crash,
-        Family::Partition,
-        Family::Rejoin,
-    ];
+    pub const ALL: [Family; 4] = [Family::NoFault, Family::Crash, Family::Partition, Family::Rejoin];
 
     /// The name `SIM_SCENARIO` uses.
     pub fn name(self) -> &'static str {
@@ -127,12 +122,8 @@ impl Driver {
                 let crashes = setup.range(1, size as u64);
                 for _ in 0..crashes {
                     let what = match setup.below(5) {
-                        0 | 1 => Planned::Crash {
-                            mid_multicast: false,
-                        },
-                        2 => Planned::Crash {
-                            mid_multicast: true,
-                        },
+                        0 | 1 => Planned::Crash { mid_multicast: false },
+                        2 => Planned::Crash { mid_multicast: true },
                         3 => Planned::CrashDuringChange,
                         _ => Planned::DoubleCrash,
                     };
@@ -172,12 +163,8 @@ impl Driver {
                         0 => Planned::CrashDuringChange,
                         1 => Planned::FalseSuspicion,
                         2 if size >= 5 => Planned::DoubleCrash,
-                        3 => Planned::Crash {
-                            mid_multicast: true,
-                        },
-                        _ => Planned::Crash {
-                            mid_multicast: false,
-                        },
+                        3 => Planned::Crash { mid_multicast: true },
+                        _ => Planned::Crash { mid_multicast: false },
                     };
                     faults.push(what);
                     faults.push(Planned::Restart);
@@ -243,11 +230,7 @@ impl Driver {
             sim.apply(action);
             return;
         }
-        if self
-            .plan
-            .last()
-            .is_some_and(|(step, _)| *step <= sim.now_step)
-        {
+        if self.plan.last().is_some_and(|(step, _)| *step <= sim.now_step) {
             let (_, what) = self.plan.pop().expect("checked");
             if !self.perform(what) {
                 // Not possible now (no view change to crash into, no rank to restart): try later.
@@ -294,11 +277,7 @@ impl Driver {
     /// True if the healthy lives minus `lost` still form a quorum of every view in use, from the
     /// oldest view a healthy life is in to the newest view anyone installed.
     fn can_lose(&self, lost: &[LifeId]) -> bool {
-        let keep: Vec<LifeId> = self
-            .healthy()
-            .into_iter()
-            .filter(|l| !lost.contains(l))
-            .collect();
+        let keep: Vec<LifeId> = self.healthy().into_iter().filter(|l| !lost.contains(l)).collect();
         let Some(oldest) = keep
             .iter()
             .filter_map(|l| self.sim.lives[*l].node.as_ref()?.view().map(|v| v.id.0))
@@ -311,11 +290,7 @@ impl Driver {
             .filter_map(|l| self.sim.lives[*l].node.as_ref().map(|n| n.me()))
             .collect();
         self.sim.views.range(oldest..).all(|(_, view)| {
-            let voters: Vec<Rank> = ids
-                .iter()
-                .filter(|m| view.contains(**m))
-                .map(|m| m.rank)
-                .collect();
+            let voters: Vec<Rank> = ids.iter().filter(|m| view.contains(**m)).map(|m| m.rank).collect();
             view.is_quorum(&voters)
         })
     }
@@ -400,11 +375,7 @@ impl Driver {
                     self.skip("false suspicion");
                     return true;
                 };
-                let others: Vec<LifeId> = self
-                    .healthy()
-                    .into_iter()
-                    .filter(|l| *l != victim)
-                    .collect();
+                let others: Vec<LifeId> = self.healthy().into_iter().filter(|l| *l != victim).collect();
                 let Some(at) = self.sim.rng.pick(&others) else {
                     return true;
                 };
@@ -421,9 +392,7 @@ impl Driver {
                 true
             }
             Planned::Restart => {
-                let restartable: Vec<u16> = (1..=self.sim.size)
-                    .filter(|r| self.sim.restartable(Rank(*r)))
-                    .collect();
+                let restartable: Vec<u16> = (1..=self.sim.size).filter(|r| self.sim.restartable(Rank(*r))).collect();
                 let Some(rank) = self.sim.rng.pick(&restartable) else {
                     return false;
                 };
