@@ -5,7 +5,7 @@ N ?= 4
 PORT ?= 9999
 HELPER ?= 127.0.0.1:9999
 
-.PHONY: build run test helper member lint
+.PHONY: build run test sim soak helper member lint
 
 build:
 	$(CARGO) build --release
@@ -18,6 +18,15 @@ run: build
 # --no-fail-fast: one failing test binary must not hide the results of the others.
 test:
 	$(CARGO) test --no-fail-fast -- --test-threads=1
+
+# Replays one simulator seed and prints its story: make sim SEED=42 [FAMILY=nofault|crash|partition|rejoin]
+sim:
+	SIM_SEED=$(SEED) $(if $(FAMILY),SIM_SCENARIO=$(FAMILY)) $(CARGO) test --test simulation -- --nocapture
+
+# Sweeps many seeds per family (default 100,000 from seed 1): make soak [SEEDS=n] [FIRST=s] [FAMILY=...]
+soak:
+	SIM_SEEDS=$(or $(SEEDS),100000) SIM_FIRST_SEED=$(or $(FIRST),1) $(if $(FAMILY),SIM_SCENARIO=$(FAMILY)) \
+		$(CARGO) test --test simulation -- --nocapture
 
 helper: build
 	./target/release/tom-helper --size $(N) --port $(PORT)

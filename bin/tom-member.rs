@@ -9,6 +9,10 @@
 //! DELIVER <origin_rank> <lamport> <payload> each delivered message, in delivery order
 //! ```
 //!
+//! Restarted with `--rejoin RANK` after a crash, it comes back as a new life of RANK: it first prints
+//! `STATE <position>` (how many messages the group delivered before its first delivery), then
+//! `JOINED <rank> <size>`, then VIEW and DELIVER lines from its join point on.
+//!
 //! stdout carries only these lines, written by their own thread in batches and flushed whenever no
 //! delivery is waiting; logs go to stderr. A payload byte that would break the line (newline, carriage
 //! return, backslash, other control bytes, bytes that are not UTF-8) is escaped (`\n`, `\r`, `\\`,
@@ -30,11 +34,12 @@ use log::{error, info, warn};
 use tom::error::Error;
 use tom::formation;
 use tom::runtime::{Config, Event, Member};
+use tom::types::Rank;
 
 const USAGE: &str = "\
 usage: tom-member --helper HOST:PORT [--host ADVERTISED_HOST] [--port FIRST_PORT]
-                  [--group NAME] [--rejoin RANK] [--port-span N] [--exit-on-eof]
-                  [--failure-timeout-ms MS]
+                  [--group NAME] [--rejoin RANK] [--peer HOST:PORT]... [--port-span N]
+                  [--exit-on-eof] [--failure-timeout-ms MS] [--join-timeout-ms MS]
 
 Joins a group formed by tom-helper, multicasts each stdin line as one message and
 prints the group's total order:
@@ -47,7 +52,11 @@ prints the group's total order:
                            the next free one upward is used
   --port-span N            how many ports to try from FIRST_PORT (default 100)
   --group NAME             group name (default tom)
-  --rejoin RANK            come back as RANK after a crash (not supported yet)
+  --rejoin RANK            come back as RANK after a crash: prints STATE <position>, then
+                           JOINED, then the group's order from its join point on
+  --peer HOST:PORT         with --rejoin: a live member to ask for the group when the
+                           helper is gone (repeatable)
+  --join-timeout-ms MS     with --rejoin: give up if not admitted within MS (default 60000)
   --exit-on-eof            at the end of stdin, wait until this member's messages are
                            delivered, leave the group cleanly and exit 0
   --failure-timeout-ms MS  suspect a peer silent for longer than this (default 1500)
@@ -65,6 +74,9 @@ const EXIT_EXCLUDED: u8 = 3;
 struct Options {
     config: Config,
     exit_on_eof: bool,
+    rejoin: Option<Rank>,
+    peers: Vec<String>,
+    join_timeout_ms: u64,
 }
 
 /// Parses the command line; `Err` carries the message to print before the usage (empty for `--help`).
@@ -72,6 +84,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
     let mut formation = formation::Config::new(String::new());
     let mut failure_timeout_ms = None;
     let mut exit_on_eof = false;
+    let mut rejoin = None;
+    let mut peers = Vec::new();
+    let mut join_timeout_ms = 60_000;
     while let Some(flag) = args.next() {
         match flag.as_str() {
             "--help" | "-h" => return Err(String::new()),
@@ -92,18 +107,26 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             "--failure-timeout-ms" => {
                 failure_timeout_ms = Some(value.parse().map_err(|_| number("--failure-timeout-ms"))?)
             }
-            "--rejoin" => return Err("--rejoin: not supported yet".to_string()),
+            "--rejoin" => match value.parse::<u16>() {
+                Ok(rank) if rank > 0 => rejoin = Some(Rank(rank)),
+                _ => return Err(number("--rejoin")),
+            },
+            "--peer" => peers.push(value),
+            "--join-timeout-ms" => join_timeout_ms = value.parse().map_err(|_| number("--join-timeout-ms"))?,
             _ => return Err(format!("unknown argument {flag:?}")),
         }
     }
-    if formation.helper.is_empty() {
-        return Err("--helper HOST:PORT is required".to_string());
+    if formation.helper.is_empty() && (rejoin.is_none() || peers.is_empty()) {
+        return Err("--helper HOST:PORT is required (with --rejoin, --peer can stand in for it)".to_string());
+    }
+    if !peers.is_empty() && rejoin.is_none() {
+        return Err("--peer only makes sense with --rejoin".to_string());
     }
     let mut config = Config::new(formation);
     if let Some(timeout) = failure_timeout_ms {
         config.failure_timeout_ms = timeout;
     }
-    Ok(Options { config, exit_on_eof })
+    Ok(Options { config, exit_on_eof, rejoin, peers, join_timeout_ms })
 }
 
 /// Appends `payload` to `line` so that it stays one printable line.
@@ -136,9 +159,9 @@ fn escape_into(line: &mut Vec<u8>, payload: &[u8]) {
 
 /// Prints events as contract lines, batching writes and flushing whenever nothing more is waiting.
 /// Ends the process when the member is excluded; returns when the events end.
-fn print_events(joined: String, events: Receiver<Event>) {
+fn print_events(first_lines: String, events: Receiver<Event>) {
     let mut stdout = BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
-    let mut open = writeln!(stdout, "{joined}").and_then(|()| stdout.flush()).is_ok();
+    let mut open = write!(stdout, "{first_lines}").and_then(|()| stdout.flush()).is_ok();
     let mut line = Vec::with_capacity(256);
     loop {
         let event = match events.try_recv() {
@@ -191,17 +214,28 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let member = match Member::join(options.config) {
-        Ok(member) => member,
+    let joined = match options.rejoin {
+        None => Member::join(options.config).map(|member| (member, None)),
+        Some(rank) => {
+            let timeout = Duration::from_millis(options.join_timeout_ms);
+            Member::rejoin(options.config, rank, &options.peers, timeout).map(|(member, at)| (member, Some(at)))
+        }
+    };
+    let (member, position) = match joined {
+        Ok(joined) => joined,
         Err(err) => {
             error!("{err}");
             return ExitCode::FAILURE;
         }
     };
     info!("joined as rank {} of {}", member.rank(), member.size());
-    let joined = format!("JOINED {} {}", member.rank(), member.size());
+    let mut first_lines = String::new();
+    if let Some(position) = position {
+        first_lines.push_str(&format!("STATE {position}\n"));
+    }
+    first_lines.push_str(&format!("JOINED {} {}\n", member.rank(), member.size()));
     let events = member.events().clone();
-    let printer = std::thread::spawn(move || print_events(joined, events));
+    let printer = std::thread::spawn(move || print_events(first_lines, events));
 
     // Each stdin line (bytes, UTF-8 or not) is one message; the trailing newline is not part of it.
     let mut stdin = BufReader::with_capacity(64 * 1024, std::io::stdin().lock());

@@ -14,20 +14,47 @@ use std::time::{Duration, Instant};
 use net_support::{form_group, start_helper};
 use tom::formation;
 use tom::protocol::Delivery;
+use tom::registry::Helper;
 use tom::runtime::{Config, Event, Member};
+use tom::types::Rank;
 
 /// Forms a group of `size` members on loopback and starts the runtime on each.
 fn start_group(size: u16, failure_timeout_ms: u64) -> Vec<Member> {
+    start_group_with_helper(size, failure_timeout_ms).1
+}
+
+fn member_config(helper: Option<&Helper>, failure_timeout_ms: u64) -> Config {
+    let mut formation = formation::Config::new(helper.map(|h| h.local_addr().to_string()).unwrap_or_default());
+    formation.bind_host = "127.0.0.1".into();
+    formation.advertised_host = Some("127.0.0.1".into());
+    formation.first_port = 0;
+    let mut config = Config::new(formation);
+    config.failure_timeout_ms = failure_timeout_ms;
+    config
+}
+
+/// Like [`start_group`], keeping the helper running (a rejoining member asks it for the group).
+fn start_group_with_helper(size: u16, failure_timeout_ms: u64) -> (Helper, Vec<Member>) {
     let helper = start_helper(size, "tom");
     let formed = form_group(helper.local_addr(), size);
-    formed
+    let members = formed
         .into_iter()
-        .map(|formed| {
-            let mut config = Config::new(formation::Config::new(helper.local_addr().to_string()));
-            config.failure_timeout_ms = failure_timeout_ms;
-            Member::start(config, formed).expect("start member")
-        })
-        .collect()
+        .map(|formed| Member::start(member_config(Some(&helper), failure_timeout_ms), formed).expect("start member"))
+        .collect();
+    (helper, members)
+}
+
+/// Waits until `member` reports a view with exactly `ranks`, returning the deliveries seen meanwhile.
+fn wait_for_view(member: &Member, ranks: &str, deadline: Instant) -> Vec<Delivery> {
+    let mut delivered = Vec::new();
+    loop {
+        match member.events().recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(Event::View(view)) if view.to_string() == ranks => return delivered,
+            Ok(Event::Deliver(delivery)) => delivered.push(delivery),
+            Ok(_) => {}
+            Err(_) => panic!("member {} never installed view {ranks}", member.rank()),
+        }
+    }
 }
 
 /// Collects deliveries from `member` until `count` arrived (or the deadline passes).
@@ -141,16 +168,7 @@ fn a_member_that_stops_is_excluded_and_the_others_go_on() {
     within(Duration::from_secs(20), "shutdown", move || third.shutdown());
     let deadline = Instant::now() + Duration::from_secs(60);
     for member in &members {
-        loop {
-            match member
-                .events()
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(Event::View(view)) if view.to_string() == "1,2" => break,
-                Ok(_) => {}
-                Err(_) => panic!("member {} never installed view 1,2", member.rank()),
-            }
-        }
+        wait_for_view(member, "1,2", deadline);
     }
     for member in &members {
         member
@@ -163,4 +181,70 @@ fn a_member_that_stops_is_excluded_and_the_others_go_on() {
     within(Duration::from_secs(20), "shutdown", move || {
         members.into_iter().for_each(Member::shutdown)
     });
+}
+
+/// Sends `count` messages from each member and returns every member's deliveries of them.
+fn exchange(members: &[Member], tag: &str, count: usize, deadline: Instant) -> Vec<Vec<Delivery>> {
+    for member in members {
+        for k in 0..count {
+            member.multicast(format!("{tag} {k} from {}", member.rank()).into_bytes()).unwrap();
+        }
+    }
+    members.iter().map(|m| collect(m, members.len() * count, deadline)).collect()
+}
+
+/// Crashes the last member of `members` and waits until the others installed a view without it.
+fn crash_last(members: &mut Vec<Member>, survivors_view: &str, deadline: Instant) {
+    let last = members.pop().unwrap();
+    within(Duration::from_secs(20), "shutdown", move || last.shutdown());
+    for member in members.iter() {
+        wait_for_view(member, survivors_view, deadline);
+    }
+}
+
+#[test]
+fn a_crashed_member_rejoins_through_the_helper_and_then_through_a_peer() {
+    let (helper, mut members) = start_group_with_helper(3, 10_000);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let before = exchange(&members, "before", 10, deadline);
+    assert_eq!(before[0], before[2]);
+
+    // Rank 3 crashes; it comes back through the helper.
+    crash_last(&mut members, "1,2", deadline);
+    let (back, position) = Member::rejoin(member_config(Some(&helper), 10_000), Rank(3), &[], Duration::from_secs(30))
+        .expect("rejoin through the helper");
+    assert_eq!(position, 30, "the group delivered 30 messages before the join");
+    members.push(back);
+    for member in &members {
+        wait_for_view(member, "1,2,3", deadline);
+    }
+    let after = exchange(&members, "after", 10, deadline);
+    assert_eq!(after[0], after[1]);
+    assert_eq!(after[0], after[2], "the returning member delivers exactly the group's order");
+    assert_eq!(after[2][0].position, 31);
+
+    // The helper goes away; rank 3 crashes again and comes back through rank 1.
+    helper.stop();
+    crash_last(&mut members, "1,2", deadline);
+    let peer = members[0].local_addr().to_string();
+    let (back, position) = Member::rejoin(member_config(None, 10_000), Rank(3), &[peer], Duration::from_secs(30))
+        .expect("rejoin through a peer");
+    assert_eq!(position, 60);
+    members.push(back);
+    for member in &members {
+        wait_for_view(member, "1,2,3", deadline);
+    }
+    let again = exchange(&members, "again", 5, deadline);
+    assert_eq!(again[0], again[2]);
+    within(Duration::from_secs(30), "shutdown", move || members.into_iter().for_each(Member::shutdown));
+}
+
+#[test]
+fn a_rank_that_is_still_alive_cannot_rejoin() {
+    let (helper, members) = start_group_with_helper(3, 10_000);
+    let error = Member::rejoin(member_config(Some(&helper), 10_000), Rank(2), &[], Duration::from_secs(2))
+        .err()
+        .expect("rank 2 is alive");
+    assert!(error.to_string().contains("alive"), "clear reason: {error}");
+    within(Duration::from_secs(30), "shutdown", move || members.into_iter().for_each(Member::shutdown));
 }

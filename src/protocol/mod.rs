@@ -181,8 +181,8 @@ pub enum Phase {
     Joining,
     /// A member of an installed view, multicasting and delivering.
     Member,
-    /// A member that promised a view change: it neither acknowledges nor multicasts until the next view
-    /// is decided (deliveries already fully acknowledged still happen).
+    /// A member that promised a view change: frozen until the next view is decided (it neither takes
+    /// data, acknowledges, multicasts nor delivers), so the report it sent stays exactly its state.
     Changing,
     /// Excluded by a view that does not list it; inert.
     Excluded,
@@ -211,6 +211,8 @@ pub struct Status {
     pub backlog: usize,
     /// Members this one suspects.
     pub suspects: Vec<MemberId>,
+    /// While joining: the last reason a member gave for not admitting this process yet.
+    pub join_refusal: Option<String>,
 }
 
 /// One member's protocol state machine. See the module docs.
@@ -315,7 +317,7 @@ impl Node {
             Input::Connected(rank) => self.on_connected(rank, out),
             Input::Suspect(rank) => {
                 if let Some(member) = self.view.as_ref().and_then(|v| v.member(rank)) {
-                    self.add_suspect(member, out);
+                    self.suspect(member, out);
                 }
             }
             Input::Tick => self.on_tick(out),
@@ -397,6 +399,7 @@ impl Node {
             head: self.epoch.as_ref().and_then(|e| e.head_waiting_for()),
             backlog: self.backlog.len(),
             suspects: self.suspects.iter().copied().collect(),
+            join_refusal: self.last_join_refusal.clone(),
         }
     }
 
@@ -529,7 +532,7 @@ impl Node {
             Message::Suspect { view, rank } => {
                 if self.is_current_member(from, view) {
                     if let Some(member) = self.view.as_ref().and_then(|v| v.member(rank)) {
-                        self.note_suspect(member, out);
+                        self.suspect(member, out);
                     }
                 }
             }
@@ -578,6 +581,13 @@ impl Node {
             );
             return;
         }
+        if self.phase == Phase::Changing {
+            // After promising, this member takes nothing new of the old view: its report is already out.
+            // The message is carried by its origin's report if the origin stays, and delivered by
+            // nobody otherwise.
+            debug!("member {}: data from {} after promising dropped", self.me, from);
+            return;
+        }
         let Some(from_index) = epoch.view.index_of(from) else {
             return;
         };
@@ -609,6 +619,11 @@ impl Node {
     }
 
     fn try_deliver(&mut self, out: &mut Outbox) {
+        if self.phase == Phase::Changing {
+            // A member that promised is frozen until the next view: its report must stay exactly its
+            // state, or the cut could miss what it delivers (or count it twice).
+            return;
+        }
         let mut delivered_any = false;
         while let Some(msg) = self.epoch.as_mut().and_then(|e| e.pop_deliverable()) {
             self.deliver(msg, out);
@@ -641,44 +656,25 @@ impl Node {
 
     // ---- membership --------------------------------------------------------------------------------
 
-    /// This member's own detector suspects `member`: tell the others, then act.
-    fn add_suspect(&mut self, member: MemberId, out: &mut Outbox) {
-        if member == self.me || self.suspects.contains(&member) {
+    /// Records a suspicion, this member's own or one it was told, and passes it on to every other
+    /// member the first time: a suspicion a crashing member sent only partly still reaches every live
+    /// member, so live members agree on whom they suspect and hence on who coordinates. A member never
+    /// suspects itself (it would stop coordinating while the others wait for it). Without a quorum of
+    /// unsuspected members left, this member cannot tell "they crashed" from "I am cut off", and stops.
+    fn suspect(&mut self, member: MemberId, out: &mut Outbox) {
+        if member == self.me || !matches!(self.phase, Phase::Member | Phase::Changing) {
             return;
         }
-        if let Some(view) = self.view.as_ref().map(|v| v.id) {
-            self.send_to_others(
-                out,
-                Message::Suspect {
-                    view,
-                    rank: member.rank,
-                },
-            );
-        }
-        self.note_suspect(member, out);
-    }
-
-    /// Records a suspicion (this member's or another's). Without a quorum of unsuspected members left,
-    /// this member cannot tell "they crashed" from "I am cut off", and stops.
-    fn note_suspect(&mut self, member: MemberId, out: &mut Outbox) {
-        if !matches!(self.phase, Phase::Member | Phase::Changing) || !self.suspects.insert(member) {
+        let Some(view) = self.view.clone() else { return };
+        if !view.contains(member) || !self.suspects.insert(member) {
             return;
         }
         info!("member {}: suspects {}", self.me, member);
-        let Some(view) = self.view.clone() else {
-            return;
-        };
-        let unsuspected: Vec<Rank> = view
-            .members
-            .iter()
-            .filter(|m| !self.suspects.contains(m))
-            .map(|m| m.rank)
-            .collect();
+        self.send_to_others(out, Message::Suspect { view: view.id, rank: member.rank });
+        let unsuspected: Vec<Rank> =
+            view.members.iter().filter(|m| !self.suspects.contains(m)).map(|m| m.rank).collect();
         if !view.is_quorum(&unsuspected) {
-            warn!(
-                "member {}: no quorum of view {} left unsuspected; stopping to keep one history",
-                self.me, view.id
-            );
+            warn!("member {}: no quorum of view {} left unsuspected; stopping to keep one history", self.me, view.id);
             self.become_inert(Phase::Excluded, view.id, out);
             return;
         }
@@ -780,6 +776,12 @@ impl Node {
 
     /// After installing a view: send what waited, and carry on with what is still wanted.
     fn after_install(&mut self, out: &mut Outbox) {
+        // Suspicions that outlive the view are announced again: a member that just joined never heard them.
+        if let Some(view) = self.view.as_ref().map(|v| v.id) {
+            for member in self.suspects.clone() {
+                self.send_to_others(out, Message::Suspect { view, rank: member.rank });
+            }
+        }
         self.pump_backlog(out);
         if self.leave_requested {
             self.leaving.remove(&self.me);

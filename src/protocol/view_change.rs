@@ -464,12 +464,14 @@ impl Node {
         self.phase = Phase::Member;
         self.view = Some(view.clone());
         self.ack_dirty = false;
-        out.push(Output::ViewInstalled(view.clone()));
+        // A joiner learns its position before its first view, so its driver can report the join point
+        // (`STATE`) before anything else.
         if joining {
             out.push(Output::Joined {
                 position: proposal.start_position,
             });
         }
+        out.push(Output::ViewInstalled(view.clone()));
         for rank in &recipients {
             self.send(
                 out,
@@ -528,7 +530,7 @@ impl Node {
                         "member {}: proposer {} silent during the view change; suspecting it",
                         self.me, member
                     );
-                    self.add_suspect(member, out);
+                    self.suspect(member, out);
                 }
             }
         }

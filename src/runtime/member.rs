@@ -20,7 +20,7 @@
 //! waits on a peer, so shutdown never hangs.
 
 use std::collections::BTreeMap;
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -32,12 +32,13 @@ use parking_lot::{Condvar, Mutex};
 use super::heartbeat;
 use super::links::{Clock, LastHeard, Outgoing};
 use super::peer::spawn_reader;
+use super::rejoin;
 use crate::error::{Error, Result};
 use crate::formation::{self, Formed, Incoming};
 use crate::message::Message;
 use crate::protocol::{self, Delivery, Input, Node, Outbox, Output, Status};
 use crate::types::{Payload, Rank, View, ViewId};
-use crate::wire::{self, Frame, Purpose};
+use crate::wire::{self, Frame, Purpose, Roster, RosterEntry};
 
 /// Settings of a member: how to form the group, and the runtime's timing.
 #[derive(Clone, Debug)]
@@ -230,6 +231,7 @@ pub struct Member {
     shared: Arc<Shared>,
     stop_heartbeat: Option<Sender<()>>,
     acceptor: Option<formation::Acceptor>,
+    local_addr: SocketAddr,
     stopped: bool,
 }
 
@@ -242,6 +244,66 @@ impl Member {
 
     /// Starts a member on an already formed mesh.
     pub fn start(config: Config, formed: Formed) -> Result<Member> {
+        let Formed { rank, size, roster, links, self_link, incoming, acceptor, .. } = formed;
+        let view = View::initial(size);
+        let node = Node::new(core_config(&config, rank), view.clone());
+        let mut conns: Vec<(Rank, TcpStream, TcpStream)> = Vec::new();
+        for (peer, stream) in links {
+            conns.push((peer, stream.try_clone()?, stream));
+        }
+        let (dialled, accepted) = self_link;
+        conns.push((rank, accepted, dialled));
+        Member::launch(&config, node, size, roster, conns, incoming, acceptor, Some(Event::View(view)))
+    }
+
+    /// Comes back as `rank` after a crash: finds the live members through the helper in `config` (or,
+    /// if it does not answer, through `peers`, `HOST:PORT` of live members), asks to be admitted and
+    /// waits until the group admits this process as a new life of `rank`, at most `join_timeout`.
+    ///
+    /// Returns the member and its join position: the number of messages the group delivered before
+    /// this member's first delivery. Fails with a clear error when no member can be reached, or when
+    /// the group does not admit it in time (for example because the rank is still alive).
+    pub fn rejoin(config: Config, rank: Rank, peers: &[String], join_timeout: Duration) -> Result<(Member, u64)> {
+        let found = rejoin::reconnect(&config.formation, rank, peers)?;
+        let node = Node::rejoin(core_config(&config, rank));
+        let conns = found
+            .links
+            .into_iter()
+            .map(|(peer, stream)| Ok((peer, stream.try_clone()?, stream)))
+            .collect::<Result<Vec<_>>>()?;
+        let member =
+            Member::launch(&config, node, found.size, found.roster, conns, found.incoming, found.acceptor, None)?;
+        let deadline = std::time::Instant::now() + join_timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match member.events.recv_timeout(left) {
+                Ok(Event::Joined { position }) => return Ok((member, position)),
+                Ok(other) => debug!("rank {rank}: {other:?} before being admitted"),
+                Err(_) => {
+                    let reason = member.status().ok().and_then(|s| s.join_refusal);
+                    member.shutdown();
+                    return Err(match reason {
+                        Some(reason) => Error::Refused(format!("rank {rank} was not admitted: {reason}")),
+                        None => Error::Timeout(format!("waiting to be admitted as rank {rank}")),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Starts the threads around `node`, with one connection per entry of `conns`
+    /// (`(rank, reading end, writing end)`).
+    #[allow(clippy::too_many_arguments)]
+    fn launch(
+        config: &Config,
+        node: Node,
+        size: u16,
+        directory: Vec<RosterEntry>,
+        conns: Vec<(Rank, TcpStream, TcpStream)>,
+        incoming: Receiver<Incoming>,
+        acceptor: formation::Acceptor,
+        first_event: Option<Event>,
+    ) -> Result<Member> {
         let (signal_tx, signal_rx) = crossbeam_channel::unbounded();
         let (event_tx, event_rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
@@ -251,21 +313,11 @@ impl Member {
             threads: Mutex::new(Vec::new()),
         });
         let gate = Arc::new(Gate {
-            state: Mutex::new(GateState {
-                in_flight: 0,
-                closed: None,
-            }),
+            state: Mutex::new(GateState { in_flight: 0, closed: None }),
             changed: Condvar::new(),
             window: config.window.max(1),
         });
-        let rank = formed.rank;
-        let size = formed.size;
-        let view = View::initial(size);
-        let mut core_config = protocol::Config::new(rank);
-        core_config.window = config.window.max(1);
-        core_config.view_change_timeout_ticks = (config.failure_timeout_ms / config.tick_ms.max(1)).max(2);
-        let node = Node::new(core_config, view.clone());
-
+        let rank = node.me().rank;
         let mut engine = Engine {
             node,
             conns: BTreeMap::new(),
@@ -278,20 +330,18 @@ impl Member {
             gate: Arc::clone(&gate),
             to_close: Vec::new(),
             finished: false,
+            size,
+            directory,
         };
-        let Formed {
-            links,
-            self_link,
-            incoming,
-            acceptor,
-            ..
-        } = formed;
-        for (peer, stream) in links {
-            engine.add_conn(Role::Member(peer), stream.try_clone()?, stream)?;
+        let mut out = Outbox::new();
+        for (peer, reading, writing) in conns {
+            engine.add_conn(Role::Member(peer), reading, writing)?;
+            engine.node.handle(Input::Connected(peer), &mut out);
         }
-        let (dialled, accepted) = self_link;
-        engine.add_conn(Role::Member(rank), accepted, dialled)?;
-        let _ = engine.events.send(Event::View(view));
+        engine.dispatch(&mut out);
+        if let Some(event) = first_event {
+            let _ = engine.events.send(event);
+        }
 
         let tick = Duration::from_millis(config.tick_ms.max(1));
         let protocol_thread = std::thread::Builder::new()
@@ -317,6 +367,7 @@ impl Member {
             gate,
             shared,
             stop_heartbeat: Some(stop_tx),
+            local_addr: acceptor.local_addr(),
             acceptor: Some(acceptor),
             stopped: false,
         })
@@ -330,6 +381,11 @@ impl Member {
     /// The size of the group at formation (N).
     pub fn size(&self) -> u16 {
         self.size
+    }
+
+    /// The address this member listens on (for processes that rejoin through it, and status queries).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
     }
 
     /// Multicasts `payload` to the group. Blocks while this member has `window` messages undelivered.
@@ -440,6 +496,14 @@ impl Drop for Member {
     }
 }
 
+/// The core's settings from the runtime's: the view-change timeout follows the failure timeout.
+fn core_config(config: &Config, rank: Rank) -> protocol::Config {
+    let mut core = protocol::Config::new(rank);
+    core.window = config.window.max(1);
+    core.view_change_timeout_ticks = (config.failure_timeout_ms / config.tick_ms.max(1)).max(2);
+    core
+}
+
 /// The protocol thread's state: the core and the connections it talks through.
 struct Engine {
     node: Node,
@@ -457,6 +521,10 @@ struct Engine {
     /// Connections to close once the current outbox is dispatched (their last frames still go out).
     to_close: Vec<ConnId>,
     finished: bool,
+    /// The group's size N.
+    size: u16,
+    /// Every rank's last known address, handed to a process that rejoins through this member.
+    directory: Vec<RosterEntry>,
 }
 
 impl Engine {
@@ -509,31 +577,43 @@ impl Engine {
     }
 
     fn on_frame(&mut self, conn: ConnId, frame: Frame, out: &mut Outbox) {
-        let Some(role) = self.conns.get(&conn).map(|c| c.role) else {
-            return;
-        };
-        let Frame::Protocol(msg) = frame else {
-            warn!(
-                "member {}: unexpected {:?} frame on connection {conn} dropped",
-                self.node.me(),
-                frame_kind(&frame)
-            );
-            return;
-        };
-        match role {
-            Role::Member(rank) if self.member_conn.get(&rank) == Some(&conn) => {
+        let Some(role) = self.conns.get(&conn).map(|c| c.role) else { return };
+        let me = self.node.me();
+        match (role, frame) {
+            (Role::Member(rank), Frame::Protocol(msg)) if self.member_conn.get(&rank) == Some(&conn) => {
                 self.node.handle(Input::Received { from: rank, msg }, out)
             }
-            Role::Member(rank) => debug!(
-                "member {}: frame from an old connection of {rank} dropped",
-                self.node.me()
-            ),
-            Role::Joiner(rank) => match msg {
-                Message::JoinRequest { rank: asked } if asked == rank => {
-                    self.node.handle(Input::JoinRequest { rank }, out)
-                }
-                other => warn!("member {}: {} from joiner {rank} dropped", self.node.me(), other.kind()),
-            },
+            (Role::Member(rank), Frame::Protocol(_)) => {
+                debug!("member {me}: frame from an old connection of {rank} dropped")
+            }
+            (Role::Joiner(rank), Frame::Protocol(Message::JoinRequest { rank: asked })) if asked == rank => {
+                self.node.handle(Input::JoinRequest { rank }, out)
+            }
+            (Role::Joiner(rank), Frame::Register(register)) if register.rejoin == Some(rank) => {
+                self.on_new_address(conn, rank, register.host, register.port)
+            }
+            // A member answering a rejoiner's address with its directory: only used by `--peer` discovery.
+            (Role::Member(_), Frame::Roster(_)) => {}
+            (_, other) => warn!("member {me}: unexpected {} frame on connection {conn} dropped", other.kind()),
+        }
+    }
+
+    /// A restarted process told this member its new address: remember it (the next rejoiner may ask
+    /// for it) and answer with every address this member knows.
+    fn on_new_address(&mut self, conn: ConnId, rank: Rank, host: String, port: u16) {
+        match self.directory.iter_mut().find(|entry| entry.rank == rank) {
+            Some(entry) => {
+                entry.host = host;
+                entry.port = port;
+            }
+            None => {
+                self.directory.push(RosterEntry { rank, host, port });
+                self.directory.sort_by_key(|entry| entry.rank);
+            }
+        }
+        let roster = Roster { rank, size: self.size, members: self.directory.clone() };
+        if let Some(joiner) = self.conns.get(&conn) {
+            joiner.outgoing.push(&Frame::Roster(roster));
         }
     }
 
@@ -715,13 +795,5 @@ impl Engine {
             self.member_conn.remove(&rank);
             self.to_close.push(conn);
         }
-    }
-}
-
-fn frame_kind(frame: &Frame) -> &'static str {
-    match frame {
-        Frame::Protocol(msg) => msg.kind(),
-        Frame::Heartbeat => "heartbeat",
-        _ => "handshake",
     }
 }

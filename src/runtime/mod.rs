@@ -13,5 +13,6 @@ pub mod links;
 pub mod member;
 pub mod net;
 pub mod peer;
+pub mod rejoin;
 
 pub use member::{Config, Event, Member};
