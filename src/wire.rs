@@ -69,6 +69,15 @@ pub enum Frame {
     Roster(Roster),
     /// A protocol message between members.
     Protocol(Message),
+    /// The application's state at a join position, from a live member to the member that rejoined.
+    Snapshot {
+        /// The view that admitted the rejoining member.
+        view: ViewId,
+        /// The join position: messages delivered before the state was taken.
+        position: u64,
+        /// The application's bytes.
+        state: Vec<u8>,
+    },
 }
 
 /// Why a connection is opened; the acceptor decides what the connection may do from this.
@@ -196,6 +205,7 @@ impl Frame {
             Frame::Register(_) => "registration",
             Frame::Roster(_) => "roster",
             Frame::Protocol(msg) => msg.kind(),
+            Frame::Snapshot { .. } => "snapshot",
         }
     }
 }
@@ -248,6 +258,7 @@ const TAG_HEARTBEAT: u8 = 4;
 const TAG_REGISTER: u8 = 5;
 const TAG_ROSTER: u8 = 6;
 const TAG_PROTOCOL: u8 = 7;
+const TAG_SNAPSHOT: u8 = 8;
 
 const MSG_DATA: u8 = 1;
 const MSG_ACK: u8 = 2;
@@ -326,6 +337,12 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
         Frame::Protocol(msg) => {
             w.u8(TAG_PROTOCOL);
             w.message(msg);
+        }
+        Frame::Snapshot { view, position, state } => {
+            w.u8(TAG_SNAPSHOT);
+            w.u64(view.0);
+            w.u64(*position);
+            w.bytes(state);
         }
     }
     let body_len = out.len() - start - LENGTH_PREFIX_LEN;
@@ -805,6 +822,16 @@ impl<R: Read> Reader<'_, R> {
                 })?,
             }),
             TAG_PROTOCOL => Frame::Protocol(self.message()?),
+            TAG_SNAPSHOT => Frame::Snapshot {
+                view: ViewId(self.u64()?),
+                position: self.u64()?,
+                state: {
+                    let len = self.count(1)?;
+                    let mut state = vec![0; len];
+                    self.fill(&mut state)?;
+                    state
+                },
+            },
             tag => {
                 return Err(ReadError::Wire(WireError::UnknownTag {
                     what: "frame",

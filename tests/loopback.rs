@@ -248,3 +248,75 @@ fn a_rank_that_is_still_alive_cannot_rejoin() {
     assert!(error.to_string().contains("alive"), "clear reason: {error}");
     within(Duration::from_secs(30), "shutdown", move || members.into_iter().for_each(Member::shutdown));
 }
+
+/// The application state of the state-transfer test: how many messages were applied, and a running
+/// checksum of their payloads in order (so a wrong order or a gap changes it).
+#[derive(Default)]
+struct Digest {
+    applied: u64,
+    checksum: u64,
+}
+
+impl tom::runtime::Replicated for Digest {
+    fn apply(&mut self, delivery: &Delivery) {
+        self.applied += 1;
+        for byte in delivery.payload.as_bytes() {
+            self.checksum = self.checksum.wrapping_mul(31).wrapping_add(u64::from(*byte));
+        }
+    }
+    fn snapshot(&self) -> Vec<u8> {
+        [self.applied.to_be_bytes(), self.checksum.to_be_bytes()].concat()
+    }
+    fn restore(&mut self, snapshot: &[u8]) {
+        let word = |i: usize| u64::from_be_bytes(snapshot[i..i + 8].try_into().expect("8 bytes"));
+        self.applied = word(0);
+        self.checksum = word(8);
+    }
+}
+
+#[test]
+fn a_returning_member_takes_over_the_application_state_at_its_join_position() {
+    let helper = start_helper(3, "tom");
+    let formed = form_group(helper.local_addr(), 3);
+    let mut states = Vec::new();
+    let mut members: Vec<Member> = formed
+        .into_iter()
+        .map(|formed| {
+            let state = tom::runtime::ReplicatedState::new(Digest::default());
+            states.push(state.clone());
+            let mut config = member_config(Some(&helper), 10_000);
+            config.state = Some(state);
+            Member::start(config, formed).expect("start member")
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    exchange(&members, "before", 20, deadline);
+    crash_last(&mut members, "1,2", deadline);
+    states.pop();
+    // Messages ordered after the crash and before the join are part of the state handed over.
+    exchange(&members, "between", 5, deadline);
+
+    let state = tom::runtime::ReplicatedState::new(Digest::default());
+    let mut config = member_config(Some(&helper), 10_000);
+    config.state = Some(state.clone());
+    let (back, position) = Member::rejoin(config, Rank(3), &[], Duration::from_secs(30)).expect("rejoin");
+    assert_eq!(position, 70);
+    members.push(back);
+    states.push(state);
+    for member in &members {
+        wait_for_view(member, "1,2,3", deadline);
+    }
+    exchange(&members, "after", 10, deadline);
+    let digests: Vec<(u64, u64)> = states
+        .iter()
+        .map(|s| {
+            let guard = s.0.lock();
+            let bytes = guard.snapshot();
+            (u64::from_be_bytes(bytes[..8].try_into().unwrap()), u64::from_be_bytes(bytes[8..].try_into().unwrap()))
+        })
+        .collect();
+    assert_eq!(digests[0].0, 100);
+    assert_eq!(digests[0], digests[1]);
+    assert_eq!(digests[0], digests[2], "the returning member's state equals the others'");
+    within(Duration::from_secs(30), "shutdown", move || members.into_iter().for_each(Member::shutdown));
+}

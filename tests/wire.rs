@@ -204,6 +204,8 @@ fn all_frames() -> Vec<Frame> {
         }),
     ];
     frames.extend(all_messages().into_iter().map(Frame::Protocol));
+    frames.push(Frame::Snapshot { view: ViewId(7), position: 41, state: b"counter=41".to_vec() });
+    frames.push(Frame::Snapshot { view: ViewId(2), position: 0, state: Vec::new() });
     frames
 }
 

@@ -33,6 +33,7 @@ use super::heartbeat;
 use super::links::{Clock, LastHeard, Outgoing};
 use super::peer::spawn_reader;
 use super::rejoin;
+use super::state::{self, ReplicatedState};
 use crate::error::{Error, Result};
 use crate::formation::{self, Formed, Incoming};
 use crate::message::Message;
@@ -54,6 +55,9 @@ pub struct Config {
     pub failure_timeout_ms: u64,
     /// Most of this member's own messages multicast and not yet delivered; `multicast` blocks beyond.
     pub window: usize,
+    /// The application's state, kept in step with the total order and handed to members that rejoin
+    /// (see [`super::state`]). `None`: nothing is transferred.
+    pub state: Option<ReplicatedState>,
 }
 
 impl Config {
@@ -65,6 +69,7 @@ impl Config {
             heartbeat_interval_ms: 100,
             failure_timeout_ms: 1_500,
             window: 1_024,
+            state: None,
         }
     }
 }
@@ -318,6 +323,13 @@ impl Member {
             window: config.window.max(1),
         });
         let rank = node.me().rank;
+        // A returning member with state to receive expects a snapshot from the moment it starts: the
+        // sponsor's may arrive before this member learns it was admitted.
+        let transfer = if node.phase() == protocol::Phase::Joining && config.state.is_some() {
+            Transfer::Admitted { early: None }
+        } else {
+            Transfer::None
+        };
         let mut engine = Engine {
             node,
             conns: BTreeMap::new(),
@@ -332,6 +344,9 @@ impl Member {
             finished: false,
             size,
             directory,
+            state: config.state.clone(),
+            transfer,
+            held: Vec::new(),
         };
         let mut out = Outbox::new();
         for (peer, reading, writing) in conns {
@@ -525,6 +540,23 @@ struct Engine {
     size: u16,
     /// Every rank's last known address, handed to a process that rejoins through this member.
     directory: Vec<RosterEntry>,
+    /// The application's state, if it asked for state transfer.
+    state: Option<ReplicatedState>,
+    /// Where this member is in receiving a snapshot.
+    transfer: Transfer,
+    /// Events held back until the snapshot is restored.
+    held: Vec<Event>,
+}
+
+/// A returning member's progress in receiving the application's state.
+#[derive(Debug)]
+enum Transfer {
+    /// Nothing to receive.
+    None,
+    /// Not yet in a view; a snapshot that arrives before the view is kept.
+    Admitted { early: Option<(ViewId, Vec<u8>)> },
+    /// Waiting for the snapshot of `view` from `sponsor`; events are held.
+    Awaiting { sponsor: Rank, view: ViewId },
 }
 
 impl Engine {
@@ -594,6 +626,7 @@ impl Engine {
             }
             // A member answering a rejoiner's address with its directory: only used by `--peer` discovery.
             (Role::Member(_), Frame::Roster(_)) => {}
+            (Role::Member(rank), Frame::Snapshot { view, state, .. }) => self.on_snapshot(rank, view, &state),
             (_, other) => warn!("member {me}: unexpected {} frame on connection {conn} dropped", other.kind()),
         }
     }
@@ -740,11 +773,12 @@ impl Engine {
                     if delivery.origin == self.node.me() {
                         self.gate.release();
                     }
-                    let _ = self.events.send(Event::Deliver(delivery));
+                    self.report(Event::Deliver(delivery));
                 }
                 Output::ViewInstalled(view) => {
                     self.adopt_view(&view);
-                    let _ = self.events.send(Event::View(view));
+                    self.transfer_state(&view);
+                    self.report(Event::View(view));
                 }
                 Output::Joined { position } => {
                     let _ = self.events.send(Event::Joined { position });
@@ -763,6 +797,74 @@ impl Engine {
         }
         for conn in std::mem::take(&mut self.to_close) {
             self.close_conn(conn);
+        }
+    }
+
+    /// Applies a delivery to the application's state and reports an event, or holds both back while a
+    /// snapshot is awaited.
+    fn report(&mut self, event: Event) {
+        if matches!(self.transfer, Transfer::Awaiting { .. }) {
+            self.held.push(event);
+            return;
+        }
+        if let (Event::Deliver(delivery), Some(state)) = (&event, &self.state) {
+            state.0.lock().apply(delivery);
+        }
+        let _ = self.events.send(event);
+    }
+
+    /// At a view installed: a sponsor sends the state to each new life; a member just admitted starts
+    /// waiting for it (or restores the one that came early); a member waiting on a sponsor that is gone
+    /// stops.
+    fn transfer_state(&mut self, view: &View) {
+        let me = self.node.me();
+        match std::mem::replace(&mut self.transfer, Transfer::None) {
+            Transfer::Admitted { early } => {
+                let Some(sponsor) = state::sponsor(view) else { return };
+                self.transfer = Transfer::Awaiting { sponsor, view: view.id };
+                if let Some((early_view, snapshot)) = early {
+                    self.on_snapshot(sponsor, early_view, &snapshot);
+                }
+                return;
+            }
+            Transfer::Awaiting { sponsor, view: awaited } if view.index_of(sponsor).is_none() => {
+                warn!("member {me}: rank {sponsor} left before handing over the state of view {awaited}; stopping");
+                self.gate.close(Closed::Excluded(view.id));
+                self.held.clear();
+                let _ = self.events.send(Event::Excluded { view: view.id });
+                self.finished = true;
+                return;
+            }
+            other => self.transfer = other,
+        }
+        if state::sponsor(view) != Some(me.rank) {
+            return;
+        }
+        let position = self.node.delivered_count();
+        let snapshot = self.state.as_ref().map(|s| s.0.lock().snapshot()).unwrap_or_default();
+        for rank in state::new_lives(view).collect::<Vec<_>>() {
+            if let Some(conn) = self.member_conn.get(&rank).and_then(|c| self.conns.get(c)) {
+                info!("member {me}: handing the state at position {position} to rank {rank}");
+                conn.outgoing.push(&Frame::Snapshot { view: view.id, position, state: snapshot.clone() });
+            }
+        }
+    }
+
+    /// A snapshot arrived from `from`: restore it if it is the awaited one, then release held events.
+    fn on_snapshot(&mut self, from: Rank, view: ViewId, snapshot: &[u8]) {
+        match &mut self.transfer {
+            Transfer::Admitted { early } => *early = Some((view, snapshot.to_vec())),
+            Transfer::Awaiting { sponsor, view: awaited } if *sponsor == from && *awaited == view => {
+                if let Some(state) = &self.state {
+                    state.0.lock().restore(snapshot);
+                }
+                info!("member {}: state restored from rank {from}", self.node.me());
+                self.transfer = Transfer::None;
+                for event in std::mem::take(&mut self.held) {
+                    self.report(event);
+                }
+            }
+            _ => debug!("member {}: snapshot from {from} for view {view} ignored", self.node.me()),
         }
     }
 

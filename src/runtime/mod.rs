@@ -14,5 +14,7 @@ pub mod member;
 pub mod net;
 pub mod peer;
 pub mod rejoin;
+pub mod state;
 
 pub use member::{Config, Event, Member};
+pub use state::{Replicated, ReplicatedState};

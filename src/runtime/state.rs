@@ -1,0 +1,63 @@
+//! State transfer for a member that rejoins: the application's state, taken exactly at the join
+//! position on a live member, handed to the returning one before its first delivery.
+//!
+//! The application keeps its state in a [`Replicated`] object that the protocol thread updates with every
+//! delivery, in order, before reporting it. That is what makes "exactly at the join position" exact:
+//! when a view admitting a new life is installed, the protocol thread has applied every message ordered
+//! before the join and none after it, so the snapshot it takes then is the state at the join position.
+//!
+//! Who sends: the lowest rank of the new view that is not itself new (the *sponsor*); both sides compute
+//! it from the view, so no extra agreement is needed. The snapshot goes on the connection to the new life
+//! right after the view is installed, before anything of the new view. The returning member holds back
+//! its events until the snapshot arrives and is restored, then applies and reports them in order.
+//!
+//! Limitation, stated plainly: if the sponsor leaves the view before its snapshot arrives, the returning
+//! member cannot get the state and stops (it reports itself excluded) rather than run with a wrong one.
+
+use std::fmt;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::protocol::Delivery;
+use crate::types::{Rank, View};
+
+/// An application state kept in step with the total order.
+pub trait Replicated: Send {
+    /// Applies one delivered message. Called on the protocol thread, in delivery order, before the
+    /// delivery is reported on the member's events.
+    fn apply(&mut self, delivery: &Delivery);
+    /// The state as bytes, for a member that rejoins.
+    fn snapshot(&self) -> Vec<u8>;
+    /// Replaces the state with a live member's snapshot (on a member that rejoined, before its first
+    /// delivery).
+    fn restore(&mut self, snapshot: &[u8]);
+}
+
+/// A shared handle on the application's [`Replicated`] state: the runtime updates it, the application
+/// reads it through its own clone.
+#[derive(Clone)]
+pub struct ReplicatedState(pub Arc<Mutex<dyn Replicated>>);
+
+impl ReplicatedState {
+    /// Wraps `state`, returning the handle to put in the runtime's config (clone it to read the state).
+    pub fn new(state: impl Replicated + 'static) -> ReplicatedState {
+        ReplicatedState(Arc::new(Mutex::new(state)))
+    }
+}
+
+impl fmt::Debug for ReplicatedState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ReplicatedState")
+    }
+}
+
+/// The member of `view` that hands the state to its new lives: its lowest rank that is not new itself.
+pub fn sponsor(view: &View) -> Option<Rank> {
+    view.members.iter().find(|m| m.incarnation.0 != view.id.0).map(|m| m.rank)
+}
+
+/// Ranks that `view` admits as new lives.
+pub fn new_lives(view: &View) -> impl Iterator<Item = Rank> + '_ {
+    view.members.iter().filter(move |m| m.incarnation.0 == view.id.0).map(|m| m.rank)
+}
