@@ -34,12 +34,13 @@ use log::{error, info, warn};
 use tom::error::Error;
 use tom::formation;
 use tom::runtime::{Config, Event, Member};
-use tom::types::Rank;
+use tom::types::{Rank, ViewId};
 
 const USAGE: &str = "\
 usage: tom-member --helper HOST:PORT [--host ADVERTISED_HOST] [--port FIRST_PORT]
                   [--group NAME] [--rejoin RANK] [--peer HOST:PORT]... [--port-span N]
-                  [--exit-on-eof] [--failure-timeout-ms MS] [--join-timeout-ms MS]
+                  [--exit-on-eof] [--rejoin-when-excluded] [--failure-timeout-ms MS]
+                  [--join-timeout-ms MS]
 
 Joins a group formed by tom-helper, multicasts each stdin line as one message and
 prints the group's total order:
@@ -59,6 +60,9 @@ prints the group's total order:
   --join-timeout-ms MS     with --rejoin: give up if not admitted within MS (default 60000)
   --exit-on-eof            at the end of stdin, wait until this member's messages are
                            delivered, leave the group cleanly and exit 0
+  --rejoin-when-excluded   when the group excludes this member (it was suspected, e.g. after
+                           a pause), come back as a new life of its rank (STATE, JOINED, ...)
+                           instead of exiting 3 (default: exit, so a lab run shows it)
   --failure-timeout-ms MS  suspect a peer silent for longer than this (default 1500)
   --help                   this text
 
@@ -77,6 +81,7 @@ struct Options {
     rejoin: Option<Rank>,
     peers: Vec<String>,
     join_timeout_ms: u64,
+    rejoin_when_excluded: bool,
 }
 
 /// Parses the command line; `Err` carries the message to print before the usage (empty for `--help`).
@@ -87,11 +92,16 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
     let mut rejoin = None;
     let mut peers = Vec::new();
     let mut join_timeout_ms = 60_000;
+    let mut rejoin_when_excluded = false;
     while let Some(flag) = args.next() {
         match flag.as_str() {
             "--help" | "-h" => return Err(String::new()),
             "--exit-on-eof" => {
                 exit_on_eof = true;
+                continue;
+            }
+            "--rejoin-when-excluded" => {
+                rejoin_when_excluded = true;
                 continue;
             }
             _ => {}
@@ -126,7 +136,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
     if let Some(timeout) = failure_timeout_ms {
         config.failure_timeout_ms = timeout;
     }
-    Ok(Options { config, exit_on_eof, rejoin, peers, join_timeout_ms })
+    Ok(Options { config, exit_on_eof, rejoin, peers, join_timeout_ms, rejoin_when_excluded })
 }
 
 /// Appends `payload` to `line` so that it stays one printable line.
@@ -157,9 +167,17 @@ fn escape_into(line: &mut Vec<u8>, payload: &[u8]) {
     }
 }
 
-/// Prints events as contract lines, batching writes and flushing whenever nothing more is waiting.
-/// Ends the process when the member is excluded; returns when the events end.
-fn print_events(first_lines: String, events: Receiver<Event>) {
+/// How a member's events ended.
+enum Ended {
+    /// The group excluded this member (or it lost its quorum).
+    Excluded(ViewId),
+    /// The events stopped for another reason (the member left or was shut down).
+    Closed,
+}
+
+/// Prints events as contract lines, batching writes and flushing whenever nothing more is waiting,
+/// until the member's events end.
+fn print_events(first_lines: String, events: Receiver<Event>) -> Ended {
     let mut stdout = BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
     let mut open = write!(stdout, "{first_lines}").and_then(|()| stdout.flush()).is_ok();
     let mut line = Vec::with_capacity(256);
@@ -185,8 +203,7 @@ fn print_events(first_lines: String, events: Receiver<Event>) {
             Event::Joined { .. } | Event::Left => {}
             Event::Excluded { view } => {
                 let _ = stdout.flush();
-                error!("excluded from the group (view {view}); delivering nothing more");
-                std::process::exit(EXIT_EXCLUDED.into());
+                return Ended::Excluded(*view);
             }
         }
         if open && !line.is_empty() {
@@ -199,6 +216,56 @@ fn print_events(first_lines: String, events: Receiver<Event>) {
         }
     }
     let _ = stdout.flush();
+    Ended::Closed
+}
+
+/// Joins (or rejoins as `rank`) and returns the member with the lines to print first.
+fn start(options: &Options, rank: Option<Rank>) -> Result<(Member, String), Error> {
+    let (member, position) = match rank {
+        None => (Member::join(options.config.clone())?, None),
+        Some(rank) => {
+            let timeout = Duration::from_millis(options.join_timeout_ms);
+            let (member, position) = Member::rejoin(options.config.clone(), rank, &options.peers, timeout)?;
+            (member, Some(position))
+        }
+    };
+    info!("joined as rank {} of {}", member.rank(), member.size());
+    let mut first_lines = String::new();
+    if let Some(position) = position {
+        first_lines.push_str(&format!("STATE {position}\n"));
+    }
+    first_lines.push_str(&format!("JOINED {} {}\n", member.rank(), member.size()));
+    Ok((member, first_lines))
+}
+
+/// Reads stdin on its own thread: each line (bytes, UTF-8 or not, without its line ending) is one
+/// message. The channel closes at the end of input.
+fn read_lines() -> Receiver<Vec<u8>> {
+    let (lines, received) = crossbeam_channel::bounded(1024);
+    std::thread::spawn(move || {
+        let mut stdin = BufReader::with_capacity(64 * 1024, std::io::stdin().lock());
+        loop {
+            let mut line = Vec::new();
+            match stdin.read_until(b'\n', &mut line) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(err) => {
+                    warn!("stdin: {err}; no more input");
+                    return;
+                }
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+            }
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    received
 }
 
 fn main() -> ExitCode {
@@ -214,75 +281,71 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let joined = match options.rejoin {
-        None => Member::join(options.config).map(|member| (member, None)),
-        Some(rank) => {
-            let timeout = Duration::from_millis(options.join_timeout_ms);
-            Member::rejoin(options.config, rank, &options.peers, timeout).map(|(member, at)| (member, Some(at)))
-        }
-    };
-    let (member, position) = match joined {
-        Ok(joined) => joined,
-        Err(err) => {
-            error!("{err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    info!("joined as rank {} of {}", member.rank(), member.size());
-    let mut first_lines = String::new();
-    if let Some(position) = position {
-        first_lines.push_str(&format!("STATE {position}\n"));
-    }
-    first_lines.push_str(&format!("JOINED {} {}\n", member.rank(), member.size()));
-    let events = member.events().clone();
-    let printer = std::thread::spawn(move || print_events(first_lines, events));
-
-    // Each stdin line (bytes, UTF-8 or not) is one message; the trailing newline is not part of it.
-    let mut stdin = BufReader::with_capacity(64 * 1024, std::io::stdin().lock());
-    let mut line = Vec::new();
+    let lines = read_lines();
+    let mut rank = options.rejoin;
+    let mut input_open = true;
+    // One turn per life of this process: a member excluded with --rejoin-when-excluded comes back.
     loop {
-        line.clear();
-        match stdin.read_until(b'\n', &mut line) {
-            Ok(0) => break,
-            Ok(_) => {}
+        let (member, first_lines) = match start(&options, rank) {
+            Ok(started) => started,
             Err(err) => {
-                warn!("stdin: {err}; no more input");
-                break;
+                error!("{err}");
+                return ExitCode::FAILURE;
             }
-        }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
+        };
+        let events = member.events().clone();
+        let (ended_tx, ended) = crossbeam_channel::bounded(1);
+        let printer = std::thread::spawn(move || {
+            let _ = ended_tx.send(print_events(first_lines, events));
+        });
+        let outcome = loop {
+            if !input_open && options.exit_on_eof {
+                info!("end of stdin; leaving once this member's messages are delivered");
+                let left = member.leave(Duration::from_secs(120));
+                let _ = printer.join();
+                return match left {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(Error::Excluded { view }) => {
+                        error!("excluded by view {view} before leaving");
+                        ExitCode::from(EXIT_EXCLUDED)
+                    }
+                    Err(err) => {
+                        error!("leave: {err}");
+                        ExitCode::FAILURE
+                    }
+                };
             }
-        }
-        match member.multicast(line.clone()) {
-            Ok(()) => {}
-            Err(err @ Error::PayloadTooLarge { .. }) => warn!("line not multicast: {err}"),
-            Err(err) => {
-                error!("multicast failed: {err}");
-                break;
+            let line_source = if input_open { lines.clone() } else { crossbeam_channel::never() };
+            crossbeam_channel::select! {
+                recv(line_source) -> line => match line {
+                    Ok(line) => match member.multicast(line) {
+                        Ok(()) => {}
+                        Err(err @ Error::PayloadTooLarge { .. }) => warn!("line not multicast: {err}"),
+                        Err(err) => info!("multicast refused: {err}"),
+                    },
+                    Err(_) => {
+                        input_open = false;
+                        if !options.exit_on_eof {
+                            info!("end of stdin; still a member (use --exit-on-eof to leave at the end of input)");
+                        }
+                    }
+                },
+                recv(ended) -> outcome => break outcome.unwrap_or(Ended::Closed),
             }
-        }
-    }
-    if !options.exit_on_eof {
-        info!("end of stdin; still a member (use --exit-on-eof to leave at the end of input)");
+        };
         let _ = printer.join();
-        // The events ended: the member was shut down from inside (it is excluded, or it left).
-        return ExitCode::FAILURE;
-    }
-    info!("end of stdin; leaving once this member's messages are delivered");
-    let outcome = member.leave(Duration::from_secs(120));
-    let _ = printer.join();
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Error::Excluded { view }) => {
-            error!("excluded by view {view} before leaving");
-            ExitCode::from(EXIT_EXCLUDED)
-        }
-        Err(err) => {
-            error!("leave: {err}");
-            ExitCode::FAILURE
+        let rank_now = member.rank();
+        member.shutdown();
+        match outcome {
+            Ended::Excluded(view) if options.rejoin_when_excluded => {
+                info!("excluded by view {view}; coming back as a new life of rank {rank_now}");
+                rank = Some(rank_now);
+            }
+            Ended::Excluded(view) => {
+                error!("excluded from the group (view {view}); delivering nothing more");
+                return ExitCode::from(EXIT_EXCLUDED);
+            }
+            Ended::Closed => return ExitCode::FAILURE,
         }
     }
 }
