@@ -1,4 +1,88 @@
+//! # tom: total-order multicast for a group of processes that crash and come back
+//!
+//! A group of N processes agrees on one order of all messages any of them multicasts, and keeps
+//! agreeing when members crash, are wrongly suspected, leave, or restart and rejoin. Every member
+//! delivers the same messages in the same order; a message is delivered by all survivors or by none,
+//! even when its sender dies halfway through sending it.
+//!
+//! ## Using it
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tom::formation;
+//! use tom::runtime::{Config, Event, Member};
+//!
+//! // A helper (`tom-helper --size 3`) runs on port 9999; start three processes like this one.
+//! let member = Member::join(Config::new(formation::Config::new("127.0.0.1:9999")))?;
+//! member.multicast(format!("hello from {}", member.rank()).into_bytes())?;
+//! for event in member.events().iter() {
+//!     match event {
+//!         Event::Deliver(d) => println!("{} {} {:?}", d.origin.rank, d.lamport, d.payload),
+//!         Event::View(view) => println!("view {view}"),
+//!         Event::Excluded { .. } | Event::Left => break,
+//!         Event::Joined { .. } => {}
+//!     }
+//! }
+//! member.leave(Duration::from_secs(10))?;
+//! # Ok::<(), tom::error::Error>(())
+//! ```
+//!
+//! `examples/three_members.rs` runs a whole group in one process. The programs `tom-helper` and
+//! `tom-member` (in `bin/`) are the same library behind a line-oriented stdin/stdout contract.
+//!
+//! ## Architecture: one core, two drivers
+//!
+//! ```text
+//! reader thread per connection ──┐                          ┌─► Outgoing buffer per peer ─► writer thread
+//! heartbeat thread (suspicions) ─┼─► Signal channel ─► protocol thread: Node::handle ─┤
+//! Member::multicast / leave ─────┤      + tick                                        └─► Event channel ─► application
+//! acceptor (rejoin connections) ─┘
+//! ```
+//!
+//! The protocol is a pure, deterministic state machine, [`protocol::Node`]: no sockets, threads,
+//! clocks or randomness inside. **Feed it one [`protocol::Input`] at a time, drain the
+//! [`protocol::Outbox`] after every call, and call [`protocol::Node::flush`] whenever no input is
+//! waiting.** Two drivers do exactly that:
+//!
+//! - the threaded runtime ([`runtime`]): blocking `TcpStream` reader threads feed a crossbeam channel
+//!   into one protocol thread, which owns the Lamport clock, the acknowledgement table and the alive
+//!   set, and never blocks on a socket; a heartbeat thread is the failure detector;
+//! - the seeded simulator in `tests/sim/`, which runs several nodes through random delays, crashes,
+//!   partitions and rejoins, thousands of seeds per `make test`, and checks every history.
+//!
+//! The runtime's protocol loop, in essence:
+//!
+//! ```ignore
+//! loop {
+//!     select! {
+//!         recv(signals) -> signal => node.handle(input_of(signal), &mut out), // frame, suspicion, multicast…
+//!         recv(ticker) -> _ => node.handle(Input::Tick, &mut out),
+//!     }
+//!     while let Ok(signal) = signals.try_recv() { node.handle(input_of(signal), &mut out); dispatch(&mut out); }
+//!     node.flush(&mut out); // nothing more queued: coalesced acknowledgements go out now
+//!     dispatch(&mut out);   // frames to peers' buffers, deliveries and views to the application
+//! }
+//! ```
+//!
+//! ## Modules
+//!
+//! | module | what lives there |
+//! |---|---|
+//! | [`types`] | `Rank`, `Incarnation`, `ViewId`, `Stamp` (its `Ord` is the total order), `Payload`, `View` |
+//! | [`message`] | the member-to-member protocol messages, as plain data |
+//! | [`protocol`] | the pure core: hold-back queue and delivery rule, view changes, rejoin, leave |
+//! | [`detector`] | the failure detector's decision, a pure function of last-heard times |
+//! | [`wire`] | length-prefixed binary frames; decoding never panics and never trusts a length |
+//! | [`registry`] | the helper: ranks 1..N in arrival order, the roster, rejoin registrations |
+//! | [`formation`] | the member side of forming a group: probe a port, register, build the mesh |
+//! | [`runtime`] | threads and sockets around the core: [`runtime::Member`] |
+//! | [`error`] | the crate's error type |
+//!
+//! `docs/PROTOCOL.md` explains the algorithm and why it is correct, case by case. The library never
+//! writes to stdout and never installs a logger: it logs through the `log` crate.
+
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 pub mod detector;
 pub mod error;
 pub mod formation;
