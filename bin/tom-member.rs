@@ -41,6 +41,7 @@ usage: tom-member --helper HOST:PORT [--host ADVERTISED_HOST] [--port FIRST_PORT
                   [--group NAME] [--rejoin RANK] [--peer HOST:PORT]... [--port-span N]
                   [--exit-on-eof] [--rejoin-when-excluded] [--failure-timeout-ms MS]
                   [--join-timeout-ms MS]
+       tom-member --status HOST:PORT [--group NAME]
 
 Joins a group formed by tom-helper, multicasts each stdin line as one message and
 prints the group's total order:
@@ -64,6 +65,9 @@ prints the group's total order:
                            a pause), come back as a new life of its rank (STATE, JOINED, ...)
                            instead of exiting 3 (default: exit, so a lab run shows it)
   --failure-timeout-ms MS  suspect a peer silent for longer than this (default 1500)
+  --status HOST:PORT       do not join: ask the member listening there why its messages are
+                           (not) delivered (its hold-back head and whose acks it waits for,
+                           view, incarnations, suspects), print the answer and exit
   --help                   this text
 
 Exit codes: 0 after a clean leave, 1 on an error (helper unreachable, ...), 2 on bad
@@ -82,6 +86,7 @@ struct Options {
     peers: Vec<String>,
     join_timeout_ms: u64,
     rejoin_when_excluded: bool,
+    status: Option<String>,
 }
 
 /// Parses the command line; `Err` carries the message to print before the usage (empty for `--help`).
@@ -93,6 +98,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
     let mut peers = Vec::new();
     let mut join_timeout_ms = 60_000;
     let mut rejoin_when_excluded = false;
+    let mut status = None;
     while let Some(flag) = args.next() {
         match flag.as_str() {
             "--help" | "-h" => return Err(String::new()),
@@ -122,11 +128,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
                 _ => return Err(number("--rejoin")),
             },
             "--peer" => peers.push(value),
+            "--status" => status = Some(value),
             "--join-timeout-ms" => join_timeout_ms = value.parse().map_err(|_| number("--join-timeout-ms"))?,
             _ => return Err(format!("unknown argument {flag:?}")),
         }
     }
-    if formation.helper.is_empty() && (rejoin.is_none() || peers.is_empty()) {
+    if formation.helper.is_empty() && status.is_none() && (rejoin.is_none() || peers.is_empty()) {
         return Err("--helper HOST:PORT is required (with --rejoin, --peer can stand in for it)".to_string());
     }
     if !peers.is_empty() && rejoin.is_none() {
@@ -136,7 +143,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
     if let Some(timeout) = failure_timeout_ms {
         config.failure_timeout_ms = timeout;
     }
-    Ok(Options { config, exit_on_eof, rejoin, peers, join_timeout_ms, rejoin_when_excluded })
+    Ok(Options { config, exit_on_eof, rejoin, peers, join_timeout_ms, rejoin_when_excluded, status })
 }
 
 /// Appends `payload` to `line` so that it stays one printable line.
@@ -281,6 +288,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(addr) = &options.status {
+        return match tom::runtime::query_status(addr, &options.config.formation.group, Duration::from_secs(5)) {
+            Ok(report) => {
+                println!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                error!("status of {addr}: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let lines = read_lines();
     let mut rank = options.rejoin;
     let mut input_open = true;

@@ -69,6 +69,11 @@ pub enum Frame {
     Roster(Roster),
     /// A protocol message between members.
     Protocol(Message),
+    /// A member's answer to a status query ("why isn't it delivered?"): a readable report.
+    StatusReport {
+        /// The report, several lines of text.
+        report: String,
+    },
     /// The application's state at a join position, from a live member to the member that rejoined.
     Snapshot {
         /// The view that admitted the rejoining member.
@@ -206,6 +211,7 @@ impl Frame {
             Frame::Roster(_) => "roster",
             Frame::Protocol(msg) => msg.kind(),
             Frame::Snapshot { .. } => "snapshot",
+            Frame::StatusReport { .. } => "status report",
         }
     }
 }
@@ -259,6 +265,7 @@ const TAG_REGISTER: u8 = 5;
 const TAG_ROSTER: u8 = 6;
 const TAG_PROTOCOL: u8 = 7;
 const TAG_SNAPSHOT: u8 = 8;
+const TAG_STATUS_REPORT: u8 = 9;
 
 const MSG_DATA: u8 = 1;
 const MSG_ACK: u8 = 2;
@@ -337,6 +344,10 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
         Frame::Protocol(msg) => {
             w.u8(TAG_PROTOCOL);
             w.message(msg);
+        }
+        Frame::StatusReport { report } => {
+            w.u8(TAG_STATUS_REPORT);
+            w.str(report);
         }
         Frame::Snapshot { view, position, state } => {
             w.u8(TAG_SNAPSHOT);
@@ -822,6 +833,7 @@ impl<R: Read> Reader<'_, R> {
                 })?,
             }),
             TAG_PROTOCOL => Frame::Protocol(self.message()?),
+            TAG_STATUS_REPORT => Frame::StatusReport { report: self.string()? },
             TAG_SNAPSHOT => Frame::Snapshot {
                 view: ViewId(self.u64()?),
                 position: self.u64()?,

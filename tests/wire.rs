@@ -206,6 +206,7 @@ fn all_frames() -> Vec<Frame> {
     frames.extend(all_messages().into_iter().map(Frame::Protocol));
     frames.push(Frame::Snapshot { view: ViewId(7), position: 41, state: b"counter=41".to_vec() });
     frames.push(Frame::Snapshot { view: ViewId(2), position: 0, state: Vec::new() });
+    frames.push(Frame::StatusReport { report: "member 1#1 Member\nhead none".into() });
     frames
 }
 

@@ -215,6 +215,35 @@ pub struct Status {
     pub join_refusal: Option<String>,
 }
 
+impl std::fmt::Display for Status {
+    /// A readable report: what a status query over a member's port answers.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "member {} ({:?})", self.me, self.phase)?;
+        match &self.view {
+            Some(view) => {
+                let lives: Vec<String> = view.members.iter().map(|m| m.to_string()).collect();
+                writeln!(f, "view {}: {} (rank#incarnation)", view.id, lives.join(" "))?
+            }
+            None => writeln!(f, "view: none yet (joining)")?,
+        }
+        writeln!(f, "lamport {}, delivered {}, held back {}, backlog {}", self.lamport, self.delivered_count, self.held, self.backlog)?;
+        match &self.head {
+            Some((stamp, waiting)) if waiting.is_empty() => writeln!(f, "head {stamp}: deliverable")?,
+            Some((stamp, waiting)) => {
+                let lives: Vec<String> = waiting.iter().map(|m| m.to_string()).collect();
+                writeln!(f, "head {stamp} (lamport.origin): waiting for acknowledgements from {}", lives.join(" "))?
+            }
+            None => writeln!(f, "head: nothing held back")?,
+        }
+        let suspects: Vec<String> = self.suspects.iter().map(|m| m.to_string()).collect();
+        write!(f, "suspects: {}", if suspects.is_empty() { "none".to_string() } else { suspects.join(" ") })?;
+        if let Some(reason) = &self.join_refusal {
+            write!(f, "\nlast join refusal: {reason}")?;
+        }
+        Ok(())
+    }
+}
+
 /// One member's protocol state machine. See the module docs.
 #[derive(Debug)]
 pub struct Node {

@@ -511,6 +511,31 @@ impl Drop for Member {
     }
 }
 
+/// Asks the member listening at `addr` (`HOST:PORT`) of group `group` for its status: the head of its
+/// hold-back queue and whose acknowledgements it waits for, its view with every member's incarnation, its
+/// suspects. The answer to "why isn't it delivered?", from outside the process.
+pub fn query_status(addr: &str, group: &str, timeout: Duration) -> Result<String> {
+    let (host, port) = super::net::split_host_port(addr)?;
+    let stream = super::net::connect(&host, port, timeout)?;
+    let hello = wire::Hello {
+        group: group.to_string(),
+        rank: Rank(0),
+        incarnation: crate::types::Incarnation(0),
+        purpose: Purpose::Status,
+    };
+    super::net::write_frame(&stream, &Frame::Hello(hello), timeout)?;
+    let deadline = std::time::Instant::now() + timeout;
+    match super::net::read_frame_before(&stream, deadline, wire::HANDSHAKE_LEN_MAX)? {
+        Frame::Welcome => {}
+        Frame::Refuse { reason } => return Err(Error::Refused(format!("{addr}: {reason}"))),
+        other => return Err(Error::Unexpected(format!("{addr} answered a status query with a {}", other.kind()))),
+    }
+    match super::net::read_frame_before(&stream, deadline, wire::FRAME_LEN_MAX)? {
+        Frame::StatusReport { report } => Ok(report),
+        other => Err(Error::Unexpected(format!("{addr} answered a status query with a {}", other.kind()))),
+    }
+}
+
 /// The core's settings from the runtime's: the view-change timeout follows the failure timeout.
 fn core_config(config: &Config, rank: Rank) -> protocol::Config {
     let mut core = protocol::Config::new(rank);
@@ -685,12 +710,16 @@ impl Engine {
                     }
                 }
             }
-            other => {
-                warn!(
-                    "member {}: {other:?} connection from rank {} after formation refused",
-                    self.node.me(),
-                    hello.rank
-                );
+            Purpose::Status => {
+                // Answered from a short-lived thread: the protocol thread never waits on a socket.
+                let report = Frame::StatusReport { report: self.node.status().to_string() };
+                let _ = std::thread::Builder::new().name("tom-status".into()).spawn(move || {
+                    let _ = super::net::write_frame(&stream, &report, Duration::from_secs(5));
+                    let _ = stream.shutdown(Shutdown::Both);
+                });
+            }
+            Purpose::Form => {
+                warn!("member {}: formation connection from rank {} after formation refused", self.node.me(), hello.rank);
                 let _ = stream.shutdown(Shutdown::Both);
             }
         }

@@ -16,5 +16,5 @@ pub mod peer;
 pub mod rejoin;
 pub mod state;
 
-pub use member::{Config, Event, Member};
+pub use member::{query_status, Config, Event, Member};
 pub use state::{Replicated, ReplicatedState};
