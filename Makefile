@@ -5,7 +5,7 @@ N ?= 4
 PORT ?= 9999
 HELPER ?= 127.0.0.1:9999
 
-.PHONY: build run test sim soak helper member lint
+.PHONY: build run test sim soak helper member lab stop lint
 
 build:
 	$(CARGO) build --release
@@ -27,6 +27,14 @@ sim:
 soak:
 	SIM_SEEDS=$(or $(SEEDS),100000) SIM_FIRST_SEED=$(or $(FIRST),1) $(if $(FAMILY),SIM_SCENARIO=$(FAMILY)) \
 		$(CARGO) test --test simulation -- --nocapture
+
+# A tmux session with the helper and N interactive members on 127.0.0.1: make lab N=4 [PORT=9999]
+lab: build
+	@N=$(N) PORT=$(PORT) bash tests/lab/lab.sh
+
+# Ends exactly the processes make lab started (recorded PIDs), and its tmux session.
+stop:
+	@bash tests/lab/stop.sh
 
 helper: build
 	./target/release/tom-helper --size $(N) --port $(PORT)
