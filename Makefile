@@ -5,7 +5,7 @@ N ?= 4
 PORT ?= 9999
 HELPER ?= 127.0.0.1:9999
 
-.PHONY: build run test sim soak helper member lab stop lint
+.PHONY: build run test sim soak bench helper member lab stop lint
 
 build:
 	$(CARGO) build --release
@@ -27,6 +27,16 @@ sim:
 soak:
 	SIM_SEEDS=$(or $(SEEDS),100000) SIM_FIRST_SEED=$(or $(FIRST),1) $(if $(FAMILY),SIM_SCENARIO=$(FAMILY)) \
 		$(CARGO) test --test simulation -- --nocapture
+
+# Throughput and latency of the real runtime (tom-bench): N = 3, 5, 8, 16 members x 64 B and 1 KiB,
+# saturated and at 1 msg/ms per member; one JSON line per run. Speed is measured here, never in tests.
+BENCH_MESSAGES ?= 50000
+BENCH_PACED_MESSAGES ?= 5000
+bench: build
+	@for n in 3 5 8 16; do for size in 64 1024; do \
+		./target/release/tom-bench --members $$n --size $$size --messages $(BENCH_MESSAGES) --json; \
+		./target/release/tom-bench --members $$n --size $$size --messages $(BENCH_PACED_MESSAGES) --rate 1000 --json; \
+	done; done
 
 # A tmux session with the helper and N interactive members on 127.0.0.1: make lab N=4 [PORT=9999]
 lab: build

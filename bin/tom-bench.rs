@@ -1,0 +1,219 @@
+//! `tom-bench`: throughput and latency of the real runtime, N members as threads of one process over
+//! real loopback TCP.
+//!
+//! ```text
+//! tom-bench --members N --size BYTES --messages PER_MEMBER [--rate PER_MEMBER_PER_S] [--json]
+//! ```
+//!
+//! Every member multicasts `--messages` messages of `--size` bytes, as fast as flow control allows
+//! (rate 0 or absent) or paced at `--rate` per second. Reported: delivered messages per second per member
+//! (median over members, from the first multicast to that member's last delivery), the latency from
+//! `multicast()` to the sender's own delivery (p50, p99, p99.9 in µs, over every member's messages), and
+//! the process's peak resident memory. With `--json`, one JSON line; without, a readable table.
+
+use std::net::TcpListener;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tom::formation;
+use tom::registry::{Helper, Settings};
+use tom::runtime::{Config, Event, Member};
+
+const USAGE: &str = "\
+usage: tom-bench --members N --size BYTES --messages PER_MEMBER [--rate PER_MEMBER_PER_S] [--json]
+
+Runs N members as threads of this process over loopback TCP; each multicasts PER_MEMBER
+messages of BYTES bytes (as fast as flow control allows, or --rate per second), and reports
+delivered messages per second per member (median), multicast-to-own-delivery latency
+(p50/p99/p99.9 µs) and peak RSS.";
+
+struct Options {
+    members: u16,
+    size: usize,
+    messages: usize,
+    rate: u64,
+    json: bool,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
+    let (mut members, mut size, mut messages, mut rate, mut json) = (None, None, None, 0, false);
+    while let Some(flag) = args.next() {
+        if flag == "--json" {
+            json = true;
+            continue;
+        }
+        if flag == "--help" || flag == "-h" {
+            return Err(String::new());
+        }
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let bad = || format!("bad {flag} {value:?}");
+        match flag.as_str() {
+            "--members" => members = Some(value.parse::<u16>().map_err(|_| bad())?),
+            "--size" => size = Some(value.parse::<usize>().map_err(|_| bad())?),
+            "--messages" => messages = Some(value.parse::<usize>().map_err(|_| bad())?),
+            "--rate" => rate = value.parse::<u64>().map_err(|_| bad())?,
+            _ => return Err(format!("unknown argument {flag:?}")),
+        }
+    }
+    let members = members.filter(|n| *n > 0).ok_or("--members N (N >= 1) is required")?;
+    let size = size.ok_or("--size BYTES is required")?;
+    let messages = messages.filter(|m| *m > 0).ok_or("--messages PER_MEMBER (>= 1) is required")?;
+    if size < 8 || size > tom::wire::PAYLOAD_LEN_MAX {
+        return Err(format!("--size must be 8..={} (the first 8 bytes carry the message number)", tom::wire::PAYLOAD_LEN_MAX));
+    }
+    Ok(Options { members, size, messages, rate, json })
+}
+
+/// The process's peak resident set size, from /proc (0 where unavailable).
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+fn percentile(sorted: &[u64], fraction: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+struct Outcome {
+    delivered_per_s: Vec<f64>,
+    latencies_ns: Vec<u64>,
+}
+
+fn run(options: &Options) -> Result<Outcome, Box<dyn std::error::Error>> {
+    let helper = Helper::start(TcpListener::bind("127.0.0.1:0")?, Settings::new(options.members, "bench"))?;
+    let helper_addr = helper.local_addr().to_string();
+    let members: Vec<Member> = std::thread::scope(|scope| {
+        let joining: Vec<_> = (0..options.members)
+            .map(|_| {
+                let mut formation = formation::Config::new(helper_addr.clone());
+                formation.group = "bench".into();
+                formation.bind_host = "127.0.0.1".into();
+                formation.advertised_host = Some("127.0.0.1".into());
+                formation.first_port = 0;
+                let mut config = Config::new(formation);
+                // A saturated 2-core machine is slow, not dead: no false suspicions in a benchmark.
+                config.failure_timeout_ms = 30_000;
+                scope.spawn(move || Member::join(config))
+            })
+            .collect();
+        joining.into_iter().map(|j| j.join().expect("joining thread")).collect::<Result<Vec<_>, _>>()
+    })?;
+    helper.stop();
+
+    let total = options.members as usize * options.messages;
+    let start = Instant::now();
+    let outcome = std::thread::scope(|scope| {
+        let mut receivers = Vec::new();
+        for member in &members {
+            // When each own message was multicast, in ns since `start` (0 = not yet).
+            let sent_at: Arc<Vec<AtomicU64>> = Arc::new((0..options.messages).map(|_| AtomicU64::new(0)).collect());
+            let sent = Arc::clone(&sent_at);
+            scope.spawn(move || {
+                let interval = (options.rate > 0).then(|| Duration::from_nanos(1_000_000_000 / options.rate));
+                let mut payload = vec![0u8; options.size];
+                for k in 0..options.messages {
+                    if let Some(interval) = interval {
+                        let due = start + interval * k as u32;
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                    }
+                    payload[..8].copy_from_slice(&(k as u64).to_be_bytes());
+                    sent[k].store(start.elapsed().as_nanos() as u64 + 1, Ordering::Relaxed);
+                    if member.multicast(payload.clone()).is_err() {
+                        return;
+                    }
+                }
+            });
+            receivers.push(scope.spawn(move || {
+                let me = member.rank();
+                let mut latencies = Vec::with_capacity(options.messages);
+                let mut delivered = 0usize;
+                while delivered < total {
+                    match member.events().recv_timeout(Duration::from_secs(60)) {
+                        Ok(Event::Deliver(d)) => {
+                            delivered += 1;
+                            if d.origin.rank == me {
+                                let k = u64::from_be_bytes(d.payload.as_bytes()[..8].try_into().unwrap_or_default());
+                                let sent = sent_at[k as usize].load(Ordering::Relaxed);
+                                let now = start.elapsed().as_nanos() as u64 + 1;
+                                latencies.push(now.saturating_sub(sent));
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+                let elapsed = start.elapsed().as_secs_f64();
+                (delivered as f64 / elapsed, latencies, delivered)
+            }));
+        }
+        let mut delivered_per_s = Vec::new();
+        let mut latencies_ns = Vec::new();
+        for receiver in receivers {
+            let (rate, latencies, delivered) = receiver.join().expect("receiver");
+            if delivered < total {
+                eprintln!("tom-bench: a member delivered only {delivered} of {total} messages");
+            }
+            delivered_per_s.push(rate);
+            latencies_ns.extend(latencies);
+        }
+        Outcome { delivered_per_s, latencies_ns }
+    });
+    for member in members {
+        member.shutdown();
+    }
+    Ok(outcome)
+}
+
+fn main() -> ExitCode {
+    let options = match parse_args(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(message) if message.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("tom-bench: {message}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut outcome = match run(&options) {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            eprintln!("tom-bench: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    outcome.delivered_per_s.sort_by(|a, b| a.total_cmp(b));
+    outcome.latencies_ns.sort_unstable();
+    let median = outcome.delivered_per_s[outcome.delivered_per_s.len() / 2];
+    let us = |fraction: f64| percentile(&outcome.latencies_ns, fraction) as f64 / 1_000.0;
+    let (p50, p99, p999) = (us(0.50), us(0.99), us(0.999));
+    let rss = peak_rss_bytes();
+    if options.json {
+        println!(
+            "{{\"members\":{},\"size\":{},\"messages_per_member\":{},\"rate\":{},\"delivered_per_s_median\":{:.0},\"latency_p50_us\":{:.1},\"latency_p99_us\":{:.1},\"latency_p999_us\":{:.1},\"peak_rss_bytes\":{}}}",
+            options.members, options.size, options.messages, options.rate, median, p50, p99, p999, rss
+        );
+    } else {
+        println!("members                   {}", options.members);
+        println!("payload size              {} B", options.size);
+        println!("messages per member       {}", options.messages);
+        println!("rate per member           {}", if options.rate == 0 { "saturated".to_string() } else { format!("{}/s", options.rate) });
+        println!("delivered/s per member    {median:.0} (median over members)");
+        println!("latency p50 / p99 / p99.9 {p50:.1} / {p99:.1} / {p999:.1} µs (multicast to own delivery)");
+        println!("peak RSS                  {:.1} MiB", rss as f64 / (1024.0 * 1024.0));
+    }
+    ExitCode::SUCCESS
+}
