@@ -60,7 +60,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
     let members = members.filter(|n| *n > 0).ok_or("--members N (N >= 1) is required")?;
     let size = size.ok_or("--size BYTES is required")?;
     let messages = messages.filter(|m| *m > 0).ok_or("--messages PER_MEMBER (>= 1) is required")?;
-    if size < 8 || size > tom::wire::PAYLOAD_LEN_MAX {
+    if !(8..=tom::wire::PAYLOAD_LEN_MAX).contains(&size) {
         return Err(format!("--size must be 8..={} (the first 8 bytes carry the message number)", tom::wire::PAYLOAD_LEN_MAX));
     }
     Ok(Options { members, size, messages, rate, json })
