@@ -71,6 +71,15 @@ fn collect(member: &Member, count: usize, deadline: Instant) -> Vec<Delivery> {
     delivered
 }
 
+/// Collects from every member at once: an application that stops reading one member's events slows
+/// the whole group (flow control), so a test must not read them one member after the other.
+fn collect_all(members: &[Member], count: usize, deadline: Instant) -> Vec<Vec<Delivery>> {
+    std::thread::scope(|scope| {
+        let readers: Vec<_> = members.iter().map(|m| scope.spawn(move || collect(m, count, deadline))).collect();
+        readers.into_iter().map(|r| r.join().expect("reader")).collect()
+    })
+}
+
 /// Runs `work` on its own thread and fails the test if it does not finish within `limit`.
 fn within<T: Send + 'static>(limit: Duration, what: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = mpsc::channel();
@@ -95,7 +104,7 @@ fn everyone_multicasts_at_once(size: u16, per_member: usize) {
             });
         }
         let total = size as usize * per_member;
-        let sequences: Vec<Vec<Delivery>> = members.iter().map(|m| collect(m, total, deadline)).collect();
+        let sequences = collect_all(&members, total, deadline);
         for (member, sequence) in members.iter().zip(&sequences) {
             assert_eq!(
                 sequence.len(),
@@ -117,7 +126,7 @@ fn everyone_multicasts_at_once(size: u16, per_member: usize) {
         assert_eq!(positions, (1..=total as u64).collect::<Vec<_>>());
     });
     within(Duration::from_secs(30), "shutdown", move || {
-        members.into_iter().for_each(Member::shutdown)
+        members.iter().for_each(Member::shutdown)
     });
 }
 
@@ -133,30 +142,28 @@ fn five_members_each_multicasting_2000_at_once_deliver_identical_sequences() {
 
 #[test]
 fn shutdown_while_peers_are_still_sending_never_hangs() {
-    let members = start_group(3, 10_000);
-    let mut members = members.into_iter();
-    let first = members.next().unwrap();
-    let others: Vec<Member> = members.collect();
-    let senders: Vec<_> = others
-        .into_iter()
+    let members: Vec<std::sync::Arc<Member>> = start_group(3, 10_000).into_iter().map(std::sync::Arc::new).collect();
+    let senders: Vec<_> = members
+        .iter()
         .map(|member| {
+            let member = std::sync::Arc::clone(member);
             std::thread::spawn(move || {
-                // Sends until the member is excluded or shut down; the error ends the loop.
-                let mut sent = 0u64;
-                while member.multicast(b"load".to_vec()).is_ok() && sent < 1_000_000 {
-                    sent += 1;
+                // Sends (and reads its deliveries) until the member is shut down: the error ends the loop.
+                while member.multicast(b"load".to_vec()).is_ok() {
                     while member.events().try_recv().is_ok() {}
                 }
-                member
             })
         })
         .collect();
     std::thread::sleep(Duration::from_millis(300));
+    let first = std::sync::Arc::clone(&members[0]);
     within(Duration::from_secs(20), "shutdown under load", move || first.shutdown());
-    // The survivors lose their quorum (one of three gone is fine, but they keep sending): stop them too.
-    let survivors: Vec<Member> = senders.into_iter().map(|s| s.join().expect("sender")).collect();
-    within(Duration::from_secs(20), "shutdown of the survivors", move || {
-        survivors.into_iter().for_each(Member::shutdown)
+    std::thread::sleep(Duration::from_millis(300));
+    within(Duration::from_secs(20), "shutdown of the others, still sending", move || {
+        members.iter().for_each(|m| m.shutdown());
+        for sender in senders {
+            sender.join().expect("sender");
+        }
     });
 }
 
@@ -179,7 +186,7 @@ fn a_member_that_stops_is_excluded_and_the_others_go_on() {
     assert_eq!(sequences[0].len(), 2);
     assert_eq!(sequences[0], sequences[1]);
     within(Duration::from_secs(20), "shutdown", move || {
-        members.into_iter().for_each(Member::shutdown)
+        members.iter().for_each(Member::shutdown)
     });
 }
 
@@ -190,7 +197,7 @@ fn exchange(members: &[Member], tag: &str, count: usize, deadline: Instant) -> V
             member.multicast(format!("{tag} {k} from {}", member.rank()).into_bytes()).unwrap();
         }
     }
-    members.iter().map(|m| collect(m, members.len() * count, deadline)).collect()
+    collect_all(members, members.len() * count, deadline)
 }
 
 /// Crashes the last member of `members` and waits until the others installed a view without it.
@@ -236,7 +243,7 @@ fn a_crashed_member_rejoins_through_the_helper_and_then_through_a_peer() {
     }
     let again = exchange(&members, "again", 5, deadline);
     assert_eq!(again[0], again[2]);
-    within(Duration::from_secs(30), "shutdown", move || members.into_iter().for_each(Member::shutdown));
+    within(Duration::from_secs(30), "shutdown", move || members.iter().for_each(Member::shutdown));
 }
 
 #[test]
@@ -246,7 +253,7 @@ fn a_rank_that_is_still_alive_cannot_rejoin() {
         .err()
         .expect("rank 2 is alive");
     assert!(error.to_string().contains("alive"), "clear reason: {error}");
-    within(Duration::from_secs(30), "shutdown", move || members.into_iter().for_each(Member::shutdown));
+    within(Duration::from_secs(30), "shutdown", move || members.iter().for_each(Member::shutdown));
 }
 
 /// The application state of the state-transfer test: how many messages were applied, and a running
@@ -318,7 +325,7 @@ fn a_returning_member_takes_over_the_application_state_at_its_join_position() {
     assert_eq!(digests[0].0, 100);
     assert_eq!(digests[0], digests[1]);
     assert_eq!(digests[0], digests[2], "the returning member's state equals the others'");
-    within(Duration::from_secs(30), "shutdown", move || members.into_iter().for_each(Member::shutdown));
+    within(Duration::from_secs(30), "shutdown", move || members.iter().for_each(Member::shutdown));
 }
 
 #[test]
@@ -333,5 +340,5 @@ fn a_status_query_over_a_members_port_says_what_the_head_waits_for() {
     assert_eq!(local.view.map(|v| v.to_string()), Some("1,2,3".to_string()));
     let wrong_group = tom::runtime::query_status(&members[0].local_addr().to_string(), "other", Duration::from_secs(5));
     assert!(wrong_group.is_err(), "a stranger's group is refused");
-    within(Duration::from_secs(30), "shutdown", move || members.into_iter().for_each(Member::shutdown));
+    within(Duration::from_secs(30), "shutdown", move || members.iter().for_each(Member::shutdown));
 }

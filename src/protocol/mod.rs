@@ -99,6 +99,11 @@ pub enum Input {
     Tick,
     /// The application leaves the group cleanly.
     Leave,
+    /// The application is (`true`) or is no longer (`false`) behind on deliveries. While it is, this
+    /// member delivers nothing, acknowledges nothing and multicasts nothing, so the group slows down to
+    /// its pace instead of queueing without bound (others cannot deliver without its acknowledgements,
+    /// and their flow-control windows fill). Safety is unaffected: this is only slowness.
+    ApplicationBusy(bool),
 }
 
 /// One delivered message.
@@ -285,6 +290,8 @@ pub struct Node {
     last_join_refusal: Option<String>,
     /// Set when an internal check fails in a way that must not panic a running member.
     broken_invariant: Option<String>,
+    /// The application is behind on deliveries (see [`Input::ApplicationBusy`]).
+    application_busy: bool,
 }
 
 impl Node {
@@ -331,6 +338,7 @@ impl Node {
             join_contacts: BTreeSet::new(),
             last_join_refusal: None,
             broken_invariant: None,
+            application_busy: false,
         }
     }
 
@@ -354,6 +362,13 @@ impl Node {
                 self.leave_requested = true;
                 self.maybe_announce_leave(out);
             }
+            Input::ApplicationBusy(busy) => {
+                self.application_busy = busy;
+                if !busy {
+                    self.try_deliver(out);
+                    self.pump_backlog(out);
+                }
+            }
         }
         while let Some(msg) = self.self_queue.pop_front() {
             let me = self.me.rank;
@@ -363,7 +378,7 @@ impl Node {
 
     /// The driver has no more input queued: send acknowledgements held back for coalescing.
     pub fn flush(&mut self, out: &mut Outbox) {
-        if !self.ack_dirty || self.phase != Phase::Member {
+        if !self.ack_dirty || self.phase != Phase::Member || self.application_busy {
             return;
         }
         self.ack_dirty = false;
@@ -505,7 +520,7 @@ impl Node {
 
     /// Sends backlog messages while the view is stable and the window has room.
     fn pump_backlog(&mut self, out: &mut Outbox) {
-        while self.phase == Phase::Member {
+        while self.phase == Phase::Member && !self.application_busy {
             let Some(epoch) = self.epoch.as_mut() else {
                 return;
             };
@@ -648,9 +663,9 @@ impl Node {
     }
 
     fn try_deliver(&mut self, out: &mut Outbox) {
-        if self.phase == Phase::Changing {
-            // A member that promised is frozen until the next view: its report must stay exactly its
-            // state, or the cut could miss what it delivers (or count it twice).
+        // A member that promised is frozen until the next view: its report must stay exactly its state,
+        // or the cut could miss what it delivers (or count it twice). A busy application waits.
+        if self.phase == Phase::Changing || self.application_busy {
             return;
         }
         let mut delivered_any = false;

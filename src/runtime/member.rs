@@ -38,6 +38,7 @@ use crate::error::{Error, Result};
 use crate::formation::{self, Formed, Incoming};
 use crate::message::Message;
 use crate::protocol::{self, Delivery, Input, Node, Outbox, Output, Status};
+use crate::trace::{self, EventKind, TraceEvent, TraceSink};
 use crate::types::{Payload, Rank, View, ViewId};
 use crate::wire::{self, Frame, Purpose, Roster, RosterEntry};
 
@@ -55,13 +56,21 @@ pub struct Config {
     pub failure_timeout_ms: u64,
     /// Most of this member's own messages multicast and not yet delivered; `multicast` blocks beyond.
     pub window: usize,
+    /// Most events waiting for the application before this member holds back its deliveries and
+    /// acknowledgements (so a slow consumer slows the group instead of growing a queue); it resumes
+    /// when the application has taken half of them.
+    pub delivery_queue_max: usize,
+    /// Where to write this member's trace (one JSON line per protocol event, see [`crate::trace`]);
+    /// `None`: no trace.
+    pub trace: Option<TraceSink>,
     /// The application's state, kept in step with the total order and handed to members that rejoin
     /// (see [`super::state`]). `None`: nothing is transferred.
     pub state: Option<ReplicatedState>,
 }
 
 impl Config {
-    /// Defaults: 10 ms ticks, heartbeats every 100 ms, a 1,500 ms failure timeout, a window of 1,024.
+    /// Defaults: 10 ms ticks, heartbeats every 100 ms, a 1,500 ms failure timeout, a window of 1,024,
+    /// at most 4,096 events waiting for the application.
     pub fn new(formation: formation::Config) -> Config {
         Config {
             formation,
@@ -69,6 +78,8 @@ impl Config {
             heartbeat_interval_ms: 100,
             failure_timeout_ms: 1_500,
             window: 1_024,
+            delivery_queue_max: 4_096,
+            trace: None,
             state: None,
         }
     }
@@ -234,10 +245,10 @@ pub struct Member {
     events: Receiver<Event>,
     gate: Arc<Gate>,
     shared: Arc<Shared>,
-    stop_heartbeat: Option<Sender<()>>,
-    acceptor: Option<formation::Acceptor>,
+    stop_heartbeat: Mutex<Option<Sender<()>>>,
+    acceptor: Mutex<Option<formation::Acceptor>>,
     local_addr: SocketAddr,
-    stopped: bool,
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 impl Member {
@@ -346,8 +357,19 @@ impl Member {
             directory,
             state: config.state.clone(),
             transfer,
+            trace: config.trace.clone(),
             held: Vec::new(),
+            delivery_queue_max: config.delivery_queue_max.max(1),
+            application_busy: false,
         };
+        let joining = engine.node.phase() == protocol::Phase::Joining;
+        engine.trace_event(EventKind::Start {
+            clock: "wall".into(),
+            joining,
+        });
+        if let Some(Event::View(view)) = &first_event {
+            engine.trace_output(&Output::ViewInstalled(view.clone()));
+        }
         let mut out = Outbox::new();
         for (peer, reading, writing) in conns {
             engine.add_conn(Role::Member(peer), reading, writing)?;
@@ -381,10 +403,10 @@ impl Member {
             events: event_rx,
             gate,
             shared,
-            stop_heartbeat: Some(stop_tx),
+            stop_heartbeat: Mutex::new(Some(stop_tx)),
             local_addr: acceptor.local_addr(),
-            acceptor: Some(acceptor),
-            stopped: false,
+            acceptor: Mutex::new(Some(acceptor)),
+            stopped: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -444,7 +466,7 @@ impl Member {
     /// Leaves cleanly: this member's own messages are delivered first, then a view without it is
     /// installed; waits at most `timeout` for that, then shuts down. Deliveries still arrive on
     /// [`Member::events`] until the [`Event::Left`].
-    pub fn leave(mut self, timeout: Duration) -> Result<()> {
+    pub fn leave(self, timeout: Duration) -> Result<()> {
         self.signals.send(Signal::Leave).map_err(|_| Error::ShutDown)?;
         let deadline = std::time::Instant::now() + timeout;
         let mut outcome = Err(Error::Timeout("leave".into()));
@@ -466,22 +488,22 @@ impl Member {
         outcome
     }
 
-    /// Stops every thread of this member and waits for them. To the group this is a crash.
-    pub fn shutdown(mut self) {
+    /// Stops every thread of this member and waits for them; a `multicast` blocked on another thread
+    /// returns [`Error::ShutDown`]. To the group this is a crash. Calling it again does nothing.
+    pub fn shutdown(&self) {
         self.stop();
     }
 
-    fn stop(&mut self) {
-        if self.stopped {
+    fn stop(&self) {
+        if self.stopped.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return;
         }
-        self.stopped = true;
         self.gate.close(Closed::ShutDown);
         let _ = self.signals.send(Signal::Shutdown);
-        if let Some(stop) = self.stop_heartbeat.take() {
+        if let Some(stop) = self.stop_heartbeat.lock().take() {
             let _ = stop.send(());
         }
-        if let Some(acceptor) = self.acceptor.take() {
+        if let Some(acceptor) = self.acceptor.lock().take() {
             acceptor.stop();
         }
         // The protocol thread closes the outgoing buffers as it stops; shutting the sockets down here
@@ -569,8 +591,14 @@ struct Engine {
     state: Option<ReplicatedState>,
     /// Where this member is in receiving a snapshot.
     transfer: Transfer,
+    /// Where protocol events are traced, if anywhere.
+    trace: Option<TraceSink>,
     /// Events held back until the snapshot is restored.
     held: Vec<Event>,
+    /// See [`Config::delivery_queue_max`].
+    delivery_queue_max: usize,
+    /// The core was told the application is behind.
+    application_busy: bool,
 }
 
 /// A returning member's progress in receiving the application's state.
@@ -589,6 +617,7 @@ impl Engine {
         let ticker = crossbeam_channel::tick(tick);
         let mut out = Outbox::new();
         while !self.finished {
+            self.flush_trace();
             select! {
                 recv(signals) -> signal => match signal {
                     Ok(signal) => self.on_signal(signal, &mut out),
@@ -612,10 +641,28 @@ impl Engine {
             }
             self.node.flush(&mut out);
             self.dispatch(&mut out);
+            self.pace_to_application(&mut out);
         }
+        self.flush_trace();
         self.gate.close(Closed::ShutDown);
         for conn in self.conns.values() {
             conn.outgoing.close();
+        }
+    }
+
+    /// Holds back deliveries while the application is behind, resumes when it has caught up halfway.
+    fn pace_to_application(&mut self, out: &mut Outbox) {
+        let waiting = self.events.len();
+        let busy = if self.application_busy {
+            waiting > self.delivery_queue_max / 2
+        } else {
+            waiting > self.delivery_queue_max
+        };
+        if busy != self.application_busy {
+            debug!("member {}: application {} ({waiting} events waiting)", self.node.me(), if busy { "behind" } else { "caught up" });
+            self.application_busy = busy;
+            self.node.handle(Input::ApplicationBusy(busy), out);
+            self.dispatch(out);
         }
     }
 
@@ -623,13 +670,16 @@ impl Engine {
         match signal {
             Signal::Frame { conn, frame } => self.on_frame(conn, frame, out),
             Signal::Closed { conn, reason } => self.on_closed(conn, &reason, out),
-            Signal::Suspect(rank) => self.node.handle(Input::Suspect(rank), out),
-            Signal::Multicast(payload) => self.node.handle(Input::Multicast(payload), out),
-            Signal::Leave => self.node.handle(Input::Leave, out),
+            Signal::Suspect(rank) => self.handle(Input::Suspect(rank), out),
+            Signal::Multicast(payload) => self.handle(Input::Multicast(payload), out),
+            Signal::Leave => self.handle(Input::Leave, out),
             Signal::Status(reply) => {
                 let _ = reply.send(self.node.status());
             }
-            Signal::Shutdown => self.finished = true,
+            Signal::Shutdown => {
+                self.trace_event(EventKind::Stop);
+                self.finished = true
+            }
         }
     }
 
@@ -638,13 +688,13 @@ impl Engine {
         let me = self.node.me();
         match (role, frame) {
             (Role::Member(rank), Frame::Protocol(msg)) if self.member_conn.get(&rank) == Some(&conn) => {
-                self.node.handle(Input::Received { from: rank, msg }, out)
+                self.handle(Input::Received { from: rank, msg }, out)
             }
             (Role::Member(rank), Frame::Protocol(_)) => {
                 debug!("member {me}: frame from an old connection of {rank} dropped")
             }
             (Role::Joiner(rank), Frame::Protocol(Message::JoinRequest { rank: asked })) if asked == rank => {
-                self.node.handle(Input::JoinRequest { rank }, out)
+                self.handle(Input::JoinRequest { rank }, out)
             }
             (Role::Joiner(rank), Frame::Register(register)) if register.rejoin == Some(rank) => {
                 self.on_new_address(conn, rank, register.host, register.port)
@@ -687,7 +737,7 @@ impl Engine {
                         "member {}: connection to {rank} lost ({reason}): suspecting it",
                         self.node.me()
                     );
-                    self.node.handle(Input::Suspect(rank), out);
+                    self.handle(Input::Suspect(rank), out);
                 }
             }
             Role::Joiner(rank) if self.joiner_conn.get(&rank) == Some(&conn) => {
@@ -788,6 +838,7 @@ impl Engine {
     fn dispatch(&mut self, out: &mut Outbox) {
         let me = self.node.me();
         for output in out.drain() {
+            self.trace_output(&output);
             match output {
                 Output::Send { to, msg } => match self.member_conn.get(&to).and_then(|c| self.conns.get(c)) {
                     Some(conn) => conn.outgoing.push(&Frame::Protocol(msg)),
@@ -925,6 +976,41 @@ impl Engine {
         for (rank, conn) in gone {
             self.member_conn.remove(&rank);
             self.to_close.push(conn);
+        }
+    }
+}
+
+/// The trace hooks: events derived from the core's inputs and outputs, stamped with the wall clock.
+impl Engine {
+    /// Feeds one input to the core, tracing it (after the call, so the event carries the clock it left).
+    fn handle(&mut self, input: Input, out: &mut Outbox) {
+        let event = self.trace.as_ref().and_then(|_| trace::input_event(&self.node, &input));
+        self.node.handle(input, out);
+        if let Some(kind) = event {
+            self.trace_event(kind);
+        }
+    }
+
+    fn trace_output(&self, output: &Output) {
+        if let Some(kind) = self
+            .trace
+            .as_ref()
+            .and_then(|_| trace::output_event(&self.node, output))
+        {
+            self.trace_event(kind);
+        }
+    }
+
+    fn trace_event(&self, kind: EventKind) {
+        if let Some(sink) = &self.trace {
+            sink.record(&TraceEvent::of(&self.node, trace::wall_clock_us(), kind));
+        }
+    }
+
+    /// Once per batch of the protocol loop: a running member's trace is readable as it runs.
+    fn flush_trace(&self) {
+        if let Some(sink) = &self.trace {
+            sink.flush();
         }
     }
 }
