@@ -5,7 +5,7 @@ N ?= 4
 PORT ?= 9999
 HELPER ?= 127.0.0.1:9999
 
-.PHONY: build run test sim soak bench helper member lab stop lint
+.PHONY: build run test sim soak bench helper member lab stop lint diagram check-run sim-diagram
 
 build:
 	$(CARGO) build --release
@@ -55,3 +55,22 @@ member: build
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+
+# Draws the last `make run` from its members' traces (target/run/member*.trace) into target/run/run.svg.
+diagram:
+	$(CARGO) build --release --bin tom-diagram
+	./target/release/tom-diagram -o target/run/run.svg target/run/member*.trace
+	@echo "wrote target/run/run.svg"
+
+# Checks the last `make run` from its members' stdout logs: total order, agreement, integrity, FIFO, rejoins.
+check-run:
+	$(CARGO) build --release --bin tom-check
+	./target/release/tom-check target/run/member*.out
+
+# Draws one simulator seed: make sim-diagram SEED=n [FAMILY=crash|nofault|partition|rejoin] [DIAGRAM=out.svg]
+sim-diagram:
+	rm -rf target/sim-trace
+	SIM_SEED=$(SEED) SIM_SCENARIO=$(or $(FAMILY),crash) SIM_TRACE=target/sim-trace $(CARGO) test --test simulation -q
+	$(CARGO) build --release --bin tom-diagram
+	./target/release/tom-diagram -o $(or $(DIAGRAM),target/sim.svg) target/sim-trace/*.trace
+	@echo "wrote $(or $(DIAGRAM),target/sim.svg)"

@@ -19,6 +19,9 @@
 //! `\xHH`). EOF on stdin does not end the member; with `--exit-on-eof` it waits until its own messages
 //! are delivered, leaves cleanly and exits 0. Excluded from the group, it exits 3.
 //!
+//! With `--trace FILE` it also writes one JSON line per protocol event to FILE as it happens (see
+//! `tom::trace`); `tom-diagram` draws such traces.
+//!
 //! SIGTERM or SIGINT simply end it (std has no signal handling): its peers see a closed connection, as
 //! after a crash.
 
@@ -40,7 +43,7 @@ const USAGE: &str = "\
 usage: tom-member --helper HOST:PORT [--host ADVERTISED_HOST] [--port FIRST_PORT]
                   [--group NAME] [--rejoin RANK] [--peer HOST:PORT]... [--port-span N]
                   [--exit-on-eof] [--rejoin-when-excluded] [--failure-timeout-ms MS]
-                  [--join-timeout-ms MS]
+                  [--join-timeout-ms MS] [--trace FILE]
        tom-member --status HOST:PORT [--group NAME]
 
 Joins a group formed by tom-helper, multicasts each stdin line as one message and
@@ -65,6 +68,9 @@ prints the group's total order:
                            a pause), come back as a new life of its rank (STATE, JOINED, ...)
                            instead of exiting 3 (default: exit, so a lab run shows it)
   --failure-timeout-ms MS  suspect a peer silent for longer than this (default 1500)
+  --trace FILE             write one JSON line per protocol event (send, receive, ack,
+                           deliver, view, suspicion, ...) to FILE as it happens; tom-diagram
+                           draws such traces
   --status HOST:PORT       do not join: ask the member listening there why its messages are
                            (not) delivered (its hold-back head and whose acks it waits for,
                            view, incarnations, suspects), print the answer and exit
@@ -87,6 +93,7 @@ struct Options {
     join_timeout_ms: u64,
     rejoin_when_excluded: bool,
     status: Option<String>,
+    trace: Option<String>,
 }
 
 /// Parses the command line; `Err` carries the message to print before the usage (empty for `--help`).
@@ -99,6 +106,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
     let mut join_timeout_ms = 60_000;
     let mut rejoin_when_excluded = false;
     let mut status = None;
+    let mut trace = None;
     while let Some(flag) = args.next() {
         match flag.as_str() {
             "--help" | "-h" => return Err(String::new()),
@@ -129,6 +137,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             },
             "--peer" => peers.push(value),
             "--status" => status = Some(value),
+            "--trace" => trace = Some(value),
             "--join-timeout-ms" => join_timeout_ms = value.parse().map_err(|_| number("--join-timeout-ms"))?,
             _ => return Err(format!("unknown argument {flag:?}")),
         }
@@ -143,7 +152,16 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
     if let Some(timeout) = failure_timeout_ms {
         config.failure_timeout_ms = timeout;
     }
-    Ok(Options { config, exit_on_eof, rejoin, peers, join_timeout_ms, rejoin_when_excluded, status })
+    Ok(Options {
+        config,
+        exit_on_eof,
+        rejoin,
+        peers,
+        join_timeout_ms,
+        rejoin_when_excluded,
+        status,
+        trace,
+    })
 }
 
 /// Appends `payload` to `line` so that it stays one printable line.
@@ -277,7 +295,7 @@ fn read_lines() -> Receiver<Vec<u8>> {
 
 fn main() -> ExitCode {
     logger::init("tom-member");
-    let options = match parse_args(std::env::args().skip(1)) {
+    let mut options = match parse_args(std::env::args().skip(1)) {
         Ok(options) => options,
         Err(message) if message.is_empty() => {
             println!("{USAGE}");
@@ -299,6 +317,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    if let Some(path) = &options.trace {
+        match tom::trace::TraceSink::create(std::path::Path::new(path)) {
+            Ok(sink) => options.config.trace = Some(sink),
+            Err(err) => {
+                error!("--trace {path}: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     let lines = read_lines();
     let mut rank = options.rejoin;

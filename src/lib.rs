@@ -76,6 +76,8 @@
 //! | [`registry`] | the helper: ranks 1..N in arrival order, the roster, rejoin registrations |
 //! | [`formation`] | the member side of forming a group: probe a port, register, build the mesh |
 //! | [`runtime`] | threads and sockets around the core: [`runtime::Member`] |
+//! | [`trace`] | JSON-lines traces of protocol events (`tom-member --trace`, the simulator), read by `tom-diagram` |
+//! | [`logcheck`] | checks the stdout logs of a run's `tom-member` processes (`tom-check`) |
 //! | [`error`] | the crate's error type |
 //!
 //! `docs/PROTOCOL.md` explains the algorithm and why it is correct, case by case. The library never
@@ -86,9 +88,11 @@
 pub mod detector;
 pub mod error;
 pub mod formation;
+pub mod logcheck;
 pub mod message;
 pub mod protocol;
 pub mod registry;
 pub mod runtime;
+pub mod trace;
 pub mod types;
 pub mod wire;

@@ -56,10 +56,6 @@ pub struct Config {
     pub failure_timeout_ms: u64,
     /// Most of this member's own messages multicast and not yet delivered; `multicast` blocks beyond.
     pub window: usize,
-    /// Most events waiting for the application before this member holds back its deliveries and
-    /// acknowledgements (so a slow consumer slows the group instead of growing a queue); it resumes
-    /// when the application has taken half of them.
-    pub delivery_queue_max: usize,
     /// Where to write this member's trace (one JSON line per protocol event, see [`crate::trace`]);
     /// `None`: no trace.
     pub trace: Option<TraceSink>,
@@ -69,8 +65,7 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults: 10 ms ticks, heartbeats every 100 ms, a 1,500 ms failure timeout, a window of 1,024,
-    /// at most 4,096 events waiting for the application.
+    /// Defaults: 10 ms ticks, heartbeats every 100 ms, a 1,500 ms failure timeout, a window of 1,024.
     pub fn new(formation: formation::Config) -> Config {
         Config {
             formation,
@@ -78,7 +73,6 @@ impl Config {
             heartbeat_interval_ms: 100,
             failure_timeout_ms: 1_500,
             window: 1_024,
-            delivery_queue_max: 4_096,
             trace: None,
             state: None,
         }
@@ -245,10 +239,10 @@ pub struct Member {
     events: Receiver<Event>,
     gate: Arc<Gate>,
     shared: Arc<Shared>,
-    stop_heartbeat: Mutex<Option<Sender<()>>>,
-    acceptor: Mutex<Option<formation::Acceptor>>,
+    stop_heartbeat: Option<Sender<()>>,
+    acceptor: Option<formation::Acceptor>,
     local_addr: SocketAddr,
-    stopped: std::sync::atomic::AtomicBool,
+    stopped: bool,
 }
 
 impl Member {
@@ -359,8 +353,6 @@ impl Member {
             transfer,
             trace: config.trace.clone(),
             held: Vec::new(),
-            delivery_queue_max: config.delivery_queue_max.max(1),
-            application_busy: false,
         };
         let joining = engine.node.phase() == protocol::Phase::Joining;
         engine.trace_event(EventKind::Start {
@@ -403,10 +395,10 @@ impl Member {
             events: event_rx,
             gate,
             shared,
-            stop_heartbeat: Mutex::new(Some(stop_tx)),
+            stop_heartbeat: Some(stop_tx),
             local_addr: acceptor.local_addr(),
-            acceptor: Mutex::new(Some(acceptor)),
-            stopped: std::sync::atomic::AtomicBool::new(false),
+            acceptor: Some(acceptor),
+            stopped: false,
         })
     }
 
@@ -466,7 +458,7 @@ impl Member {
     /// Leaves cleanly: this member's own messages are delivered first, then a view without it is
     /// installed; waits at most `timeout` for that, then shuts down. Deliveries still arrive on
     /// [`Member::events`] until the [`Event::Left`].
-    pub fn leave(self, timeout: Duration) -> Result<()> {
+    pub fn leave(mut self, timeout: Duration) -> Result<()> {
         self.signals.send(Signal::Leave).map_err(|_| Error::ShutDown)?;
         let deadline = std::time::Instant::now() + timeout;
         let mut outcome = Err(Error::Timeout("leave".into()));
@@ -488,22 +480,22 @@ impl Member {
         outcome
     }
 
-    /// Stops every thread of this member and waits for them; a `multicast` blocked on another thread
-    /// returns [`Error::ShutDown`]. To the group this is a crash. Calling it again does nothing.
-    pub fn shutdown(&self) {
+    /// Stops every thread of this member and waits for them. To the group this is a crash.
+    pub fn shutdown(mut self) {
         self.stop();
     }
 
-    fn stop(&self) {
-        if self.stopped.swap(true, std::sync::atomic::Ordering::SeqCst) {
+    fn stop(&mut self) {
+        if self.stopped {
             return;
         }
+        self.stopped = true;
         self.gate.close(Closed::ShutDown);
         let _ = self.signals.send(Signal::Shutdown);
-        if let Some(stop) = self.stop_heartbeat.lock().take() {
+        if let Some(stop) = self.stop_heartbeat.take() {
             let _ = stop.send(());
         }
-        if let Some(acceptor) = self.acceptor.lock().take() {
+        if let Some(acceptor) = self.acceptor.take() {
             acceptor.stop();
         }
         // The protocol thread closes the outgoing buffers as it stops; shutting the sockets down here
@@ -595,10 +587,6 @@ struct Engine {
     trace: Option<TraceSink>,
     /// Events held back until the snapshot is restored.
     held: Vec<Event>,
-    /// See [`Config::delivery_queue_max`].
-    delivery_queue_max: usize,
-    /// The core was told the application is behind.
-    application_busy: bool,
 }
 
 /// A returning member's progress in receiving the application's state.
@@ -641,28 +629,11 @@ impl Engine {
             }
             self.node.flush(&mut out);
             self.dispatch(&mut out);
-            self.pace_to_application(&mut out);
         }
         self.flush_trace();
         self.gate.close(Closed::ShutDown);
         for conn in self.conns.values() {
             conn.outgoing.close();
-        }
-    }
-
-    /// Holds back deliveries while the application is behind, resumes when it has caught up halfway.
-    fn pace_to_application(&mut self, out: &mut Outbox) {
-        let waiting = self.events.len();
-        let busy = if self.application_busy {
-            waiting > self.delivery_queue_max / 2
-        } else {
-            waiting > self.delivery_queue_max
-        };
-        if busy != self.application_busy {
-            debug!("member {}: application {} ({waiting} events waiting)", self.node.me(), if busy { "behind" } else { "caught up" });
-            self.application_busy = busy;
-            self.node.handle(Input::ApplicationBusy(busy), out);
-            self.dispatch(out);
         }
     }
 

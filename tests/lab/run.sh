@@ -9,7 +9,7 @@ per_member=${MESSAGES:-5}
 bin=${BIN:-target/release}
 out=${OUT:-target/run}
 mkdir -p "$out"
-rm -f "$out"/*.log "$out"/*.out "$out"/*.in
+rm -f "$out"/*.log "$out"/*.out "$out"/*.in "$out"/*.trace
 
 pids=()
 cleanup() {
@@ -30,7 +30,7 @@ for i in $(seq 1 "$members"); do
     # Keep each member's stdin open until the end (the member keeps running after stdin EOF anyway).
     sleep 1000 >"$out/member$i.in" &
     pids+=($!)
-    "$bin/tom-member" --helper "127.0.0.1:$helper_port" --host 127.0.0.1 --port "$first_port" \
+    "$bin/tom-member" --helper "127.0.0.1:$helper_port" --host 127.0.0.1 --port "$first_port" --trace "$out/member$i.trace" \
         <"$out/member$i.in" >"$out/member$i.out" 2>"$out/member$i.log" &
     pids+=($!)
     exec {fd}>"$out/member$i.in"

@@ -23,6 +23,10 @@
 //!   scheduled suspicion of its old life was delivered.
 //!
 //! All randomness comes from the one seeded [`Rng`], so a seed is a complete replay.
+//!
+//! Traces: with `SIM_TRACE=DIR` and `SIM_SEED=n`, the run of seed `n` writes one trace per life to
+//! `DIR/lifeNN-rankR.trace`, in the format of `tom::trace` (the runtime's), with simulation steps for
+//! time; `tom-diagram DIR/*.trace` draws it. Stale traces in DIR are removed when the run starts.
 
 #![allow(dead_code)] // each test crate uses a different part of the simulator
 
@@ -35,6 +39,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use tom::protocol::{Config, Input, Node, Outbox, Output, Phase};
+use tom::trace::{self, EventKind, TraceEvent, TraceSink};
 use tom::types::{Rank, View};
 
 use check::{Delivered, End, Expect, LifeHistory};
@@ -156,6 +161,8 @@ pub struct Sim {
     /// Every view anyone installed, by id (for quorum guards).
     pub views: BTreeMap<u64, View>,
     story: Vec<Entry>,
+    /// Per-life trace files, when `SIM_TRACE` asks for them (decided at the first input).
+    tracer: Tracer,
     /// Set when a fault plan may have cost the group its quorum: only safety is then checked.
     pub liveness_waived: bool,
 }
@@ -176,6 +183,7 @@ impl Sim {
             flush_after_percent: 0,
             views: BTreeMap::new(),
             story: Vec::new(),
+            tracer: Tracer::Unchecked,
             liveness_waived: false,
         };
         let view = View::initial(size);
@@ -473,12 +481,20 @@ impl Sim {
 
     /// Feeds one input to a running life and routes what it outputs.
     pub fn input(&mut self, node: LifeId, input: Input) {
+        self.trace_init();
+        let traced = match (&self.tracer, self.lives[node].node.as_ref()) {
+            (Tracer::On { .. }, Some(core)) => trace::input_event(core, &input),
+            _ => None,
+        };
         let Some(core) = self.lives[node].node.as_mut() else {
             self.effect(format!("ignored: {} is gone", self.name(node)));
             return;
         };
         let mut out = Outbox::new();
         core.handle(input, &mut out);
+        if let Some(kind) = traced {
+            self.trace(node, kind);
+        }
         self.after_call(node, out);
         if self.flush_after_percent > 0 && self.lives[node].running() && self.rng.percent(self.flush_after_percent) {
             let before = self.story.last().map_or(0, |e| e.effects.len());
@@ -501,6 +517,7 @@ impl Sim {
             self.lives[node].history.incarnation = Some(me.incarnation.0);
         }
         let outputs: Vec<Output> = out.drain().collect();
+        self.trace_outputs(node, &outputs);
         // Grouped by kind, kinds in the order the core first sent them.
         let mut sends: Vec<(&'static str, Vec<String>)> = Vec::new();
         let mut add = |kind: &'static str, dest: String| match sends.iter_mut().find(|(k, _)| *k == kind) {
@@ -658,6 +675,7 @@ impl Sim {
             self.effect("already gone".to_string());
             return;
         }
+        self.trace(node, EventKind::Crash);
         self.lives[node].node = None;
         self.lives[node].history.end = End::Crashed;
         let lost = match loss {
@@ -688,6 +706,7 @@ impl Sim {
         if !self.lives[node].running() {
             return;
         }
+        self.trace(node, EventKind::Stop);
         self.lives[node].node = None;
         let lost = self.net.close_incoming(node);
         if lost > 0 {
@@ -800,6 +819,13 @@ impl Sim {
             leave_requested: false,
         });
         self.effect(format!("{} starts, joining", self.name(id)));
+        self.trace(
+            id,
+            EventKind::Start {
+                clock: "sim".into(),
+                joining: true,
+            },
+        );
         if self.auto_detect {
             for member in self.members() {
                 let at = self.now_step + self.rng.range(1, self.detect_delay_max_steps);
@@ -1210,6 +1236,90 @@ impl Sim {
     pub fn check(&self, expect: Expect) {
         if let Err(problem) = check::check(&self.histories(), expect) {
             self.fail(&problem);
+        }
+    }
+}
+
+/// Where a simulated run's traces go.
+enum Tracer {
+    /// `SIM_TRACE` not looked at yet (the driver sets the seed after building the group).
+    Unchecked,
+    /// No tracing for this run.
+    Off,
+    /// One trace file per life, opened at its first event.
+    On {
+        dir: std::path::PathBuf,
+        sinks: BTreeMap<LifeId, TraceSink>,
+    },
+}
+
+impl Sim {
+    /// At the first input: trace this run if `SIM_TRACE` is set and `SIM_SEED` names its seed; founders
+    /// get their `start` and first `view` lines at step 0.
+    fn trace_init(&mut self) {
+        if !matches!(self.tracer, Tracer::Unchecked) {
+            return;
+        }
+        self.tracer = Tracer::Off;
+        let Ok(dir) = std::env::var("SIM_TRACE") else { return };
+        let seed_matches = std::env::var("SIM_SEED").ok().and_then(|s| s.parse::<u64>().ok()) == Some(self.seed);
+        if dir.is_empty() || !seed_matches {
+            return;
+        }
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("SIM_TRACE={}: {e}", dir.display()));
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.path().extension().is_some_and(|x| x == "trace") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        self.tracer = Tracer::On {
+            dir,
+            sinks: BTreeMap::new(),
+        };
+        for life in 0..self.lives.len() {
+            let joining = self.lives[life].history.life > 1;
+            self.trace(
+                life,
+                EventKind::Start {
+                    clock: "sim".into(),
+                    joining,
+                },
+            );
+            if let Some(view) = self.lives[life].node.as_ref().and_then(|n| n.view().cloned()) {
+                self.trace_outputs(life, &[Output::ViewInstalled(view)]);
+            }
+        }
+    }
+
+    /// Appends one event to `life`'s trace (written at once: a failing seed still leaves its trace).
+    fn trace(&mut self, life: LifeId, kind: EventKind) {
+        let Tracer::On { dir, sinks } = &mut self.tracer else {
+            return;
+        };
+        let Some(core) = self.lives[life].node.as_ref() else {
+            return;
+        };
+        let sink = sinks.entry(life).or_insert_with(|| {
+            let path = dir.join(format!("life{life:02}-rank{}.trace", self.lives[life].rank));
+            TraceSink::create(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        });
+        sink.record(&TraceEvent::of(core, self.now_step, kind));
+        sink.flush();
+    }
+
+    fn trace_outputs(&mut self, life: LifeId, outputs: &[Output]) {
+        if !matches!(self.tracer, Tracer::On { .. }) {
+            return;
+        }
+        for output in outputs {
+            let kind = self.lives[life]
+                .node
+                .as_ref()
+                .and_then(|core| trace::output_event(core, output));
+            if let Some(kind) = kind {
+                self.trace(life, kind);
+            }
         }
     }
 }
