@@ -81,6 +81,9 @@ arguments, 3 when excluded from the group. Logs go to stderr (level from RUST_LO
 default info). SIGTERM/SIGINT simply end it; the other members see a closed
 connection, as after a crash.";
 
+/// How long a clean departure (`--exit-on-eof`) may take before the member gives up.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Exit code when the group excluded this member (or it lost its quorum).
 const EXIT_EXCLUDED: u8 = 3;
 
@@ -196,7 +199,9 @@ fn escape_into(line: &mut Vec<u8>, payload: &[u8]) {
 enum Ended {
     /// The group excluded this member (or it lost its quorum).
     Excluded(ViewId),
-    /// The events stopped for another reason (the member left or was shut down).
+    /// The member left the group cleanly.
+    Left,
+    /// The events stopped for another reason (the member was shut down).
     Closed,
 }
 
@@ -210,7 +215,10 @@ fn print_events(first_lines: String, events: Receiver<Event>) -> Ended {
         let event = match events.try_recv() {
             Ok(event) => event,
             Err(TryRecvError::Empty) => {
-                open = open && stdout.flush().is_ok();
+                if open && stdout.flush().is_err() {
+                    warn!("stdout closed; deliveries are no longer printed");
+                    open = false;
+                }
                 match events.recv() {
                     Ok(event) => event,
                     Err(_) => break,
@@ -225,7 +233,11 @@ fn print_events(first_lines: String, events: Receiver<Event>) -> Ended {
                 escape_into(&mut line, delivery.payload.as_bytes());
             }
             Event::View(view) => line.extend_from_slice(format!("VIEW {view}").as_bytes()),
-            Event::Joined { .. } | Event::Left => {}
+            Event::Joined { .. } => {}
+            Event::Left => {
+                let _ = stdout.flush();
+                return Ended::Left;
+            }
             Event::Excluded { view } => {
                 let _ = stdout.flush();
                 return Ended::Excluded(*view);
@@ -344,22 +356,17 @@ fn main() -> ExitCode {
         let printer = std::thread::spawn(move || {
             let _ = ended_tx.send(print_events(first_lines, events));
         });
+        let mut leaving = false;
+        let mut leave_deadline = crossbeam_channel::never();
         let outcome = loop {
-            if !input_open && options.exit_on_eof {
+            if !input_open && options.exit_on_eof && !leaving {
                 info!("end of stdin; leaving once this member's messages are delivered");
-                let left = member.leave(Duration::from_secs(120));
-                let _ = printer.join();
-                return match left {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(Error::Excluded { view }) => {
-                        error!("excluded by view {view} before leaving");
-                        ExitCode::from(EXIT_EXCLUDED)
-                    }
-                    Err(err) => {
-                        error!("leave: {err}");
-                        ExitCode::FAILURE
-                    }
-                };
+                leaving = true;
+                leave_deadline = crossbeam_channel::after(LEAVE_TIMEOUT);
+                if let Err(err) = member.start_leave() {
+                    error!("leave: {err}");
+                    return ExitCode::FAILURE;
+                }
             }
             let line_source = if input_open { lines.clone() } else { crossbeam_channel::never() };
             crossbeam_channel::select! {
@@ -377,6 +384,10 @@ fn main() -> ExitCode {
                     }
                 },
                 recv(ended) -> outcome => break outcome.unwrap_or(Ended::Closed),
+                recv(leave_deadline) -> _ => {
+                    error!("leave: the group did not complete this member's departure within {LEAVE_TIMEOUT:?}");
+                    return ExitCode::FAILURE;
+                }
             }
         };
         let _ = printer.join();
@@ -391,6 +402,7 @@ fn main() -> ExitCode {
                 error!("excluded from the group (view {view}); delivering nothing more");
                 return ExitCode::from(EXIT_EXCLUDED);
             }
+            Ended::Left => return ExitCode::SUCCESS,
             Ended::Closed => return ExitCode::FAILURE,
         }
     }

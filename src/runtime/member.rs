@@ -56,6 +56,10 @@ pub struct Config {
     pub failure_timeout_ms: u64,
     /// Most of this member's own messages multicast and not yet delivered; `multicast` blocks beyond.
     pub window: usize,
+    /// Most events waiting for the application before this member holds back its deliveries and
+    /// acknowledgements (so a slow consumer slows the group instead of growing a queue); it resumes
+    /// when the application has taken half of them.
+    pub delivery_queue_max: usize,
     /// Where to write this member's trace (one JSON line per protocol event, see [`crate::trace`]);
     /// `None`: no trace.
     pub trace: Option<TraceSink>,
@@ -65,7 +69,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults: 10 ms ticks, heartbeats every 100 ms, a 1,500 ms failure timeout, a window of 1,024.
+    /// Defaults: 10 ms ticks, heartbeats every 100 ms, a 1,500 ms failure timeout, a window of 1,024,
+    /// at most 4,096 events waiting for the application.
     pub fn new(formation: formation::Config) -> Config {
         Config {
             formation,
@@ -73,6 +78,7 @@ impl Config {
             heartbeat_interval_ms: 100,
             failure_timeout_ms: 1_500,
             window: 1_024,
+            delivery_queue_max: 4_096,
             trace: None,
             state: None,
         }
@@ -239,10 +245,10 @@ pub struct Member {
     events: Receiver<Event>,
     gate: Arc<Gate>,
     shared: Arc<Shared>,
-    stop_heartbeat: Option<Sender<()>>,
-    acceptor: Option<formation::Acceptor>,
+    stop_heartbeat: Mutex<Option<Sender<()>>>,
+    acceptor: Mutex<Option<formation::Acceptor>>,
     local_addr: SocketAddr,
-    stopped: bool,
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 impl Member {
@@ -353,6 +359,8 @@ impl Member {
             transfer,
             trace: config.trace.clone(),
             held: Vec::new(),
+            delivery_queue_max: config.delivery_queue_max.max(1),
+            application_busy: false,
         };
         let joining = engine.node.phase() == protocol::Phase::Joining;
         engine.trace_event(EventKind::Start {
@@ -395,10 +403,10 @@ impl Member {
             events: event_rx,
             gate,
             shared,
-            stop_heartbeat: Some(stop_tx),
+            stop_heartbeat: Mutex::new(Some(stop_tx)),
             local_addr: acceptor.local_addr(),
-            acceptor: Some(acceptor),
-            stopped: false,
+            acceptor: Mutex::new(Some(acceptor)),
+            stopped: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -455,10 +463,18 @@ impl Member {
         rx.recv_timeout(Duration::from_secs(5)).map_err(|_| Error::ShutDown)
     }
 
+    /// Starts a clean departure and returns at once: this member's own messages are delivered first,
+    /// then a view without it is installed, and [`Event::Left`] ends its events. For an application that
+    /// reads the events on another thread (see [`Member::leave`] to wait here instead).
+    pub fn start_leave(&self) -> Result<()> {
+        self.signals.send(Signal::Leave).map_err(|_| Error::ShutDown)
+    }
+
     /// Leaves cleanly: this member's own messages are delivered first, then a view without it is
-    /// installed; waits at most `timeout` for that, then shuts down. Deliveries still arrive on
-    /// [`Member::events`] until the [`Event::Left`].
-    pub fn leave(mut self, timeout: Duration) -> Result<()> {
+    /// installed; waits at most `timeout` for that, then shuts down. It reads [`Member::events`] itself
+    /// (deliveries before the departure are skipped): an application that reads them on another thread
+    /// uses [`Member::start_leave`] instead.
+    pub fn leave(self, timeout: Duration) -> Result<()> {
         self.signals.send(Signal::Leave).map_err(|_| Error::ShutDown)?;
         let deadline = std::time::Instant::now() + timeout;
         let mut outcome = Err(Error::Timeout("leave".into()));
@@ -480,22 +496,22 @@ impl Member {
         outcome
     }
 
-    /// Stops every thread of this member and waits for them. To the group this is a crash.
-    pub fn shutdown(mut self) {
+    /// Stops every thread of this member and waits for them; a `multicast` blocked on another thread
+    /// returns [`Error::ShutDown`]. To the group this is a crash. Calling it again does nothing.
+    pub fn shutdown(&self) {
         self.stop();
     }
 
-    fn stop(&mut self) {
-        if self.stopped {
+    fn stop(&self) {
+        if self.stopped.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return;
         }
-        self.stopped = true;
         self.gate.close(Closed::ShutDown);
         let _ = self.signals.send(Signal::Shutdown);
-        if let Some(stop) = self.stop_heartbeat.take() {
+        if let Some(stop) = self.stop_heartbeat.lock().take() {
             let _ = stop.send(());
         }
-        if let Some(acceptor) = self.acceptor.take() {
+        if let Some(acceptor) = self.acceptor.lock().take() {
             acceptor.stop();
         }
         // The protocol thread closes the outgoing buffers as it stops; shutting the sockets down here
@@ -587,6 +603,10 @@ struct Engine {
     trace: Option<TraceSink>,
     /// Events held back until the snapshot is restored.
     held: Vec<Event>,
+    /// See [`Config::delivery_queue_max`].
+    delivery_queue_max: usize,
+    /// The core was told the application is behind.
+    application_busy: bool,
 }
 
 /// A returning member's progress in receiving the application's state.
@@ -629,11 +649,28 @@ impl Engine {
             }
             self.node.flush(&mut out);
             self.dispatch(&mut out);
+            self.pace_to_application(&mut out);
         }
         self.flush_trace();
         self.gate.close(Closed::ShutDown);
         for conn in self.conns.values() {
             conn.outgoing.close();
+        }
+    }
+
+    /// Holds back deliveries while the application is behind, resumes when it has caught up halfway.
+    fn pace_to_application(&mut self, out: &mut Outbox) {
+        let waiting = self.events.len();
+        let busy = if self.application_busy {
+            waiting > self.delivery_queue_max / 2
+        } else {
+            waiting > self.delivery_queue_max
+        };
+        if busy != self.application_busy {
+            debug!("member {}: application {} ({waiting} events waiting)", self.node.me(), if busy { "behind" } else { "caught up" });
+            self.application_busy = busy;
+            self.node.handle(Input::ApplicationBusy(busy), out);
+            self.dispatch(out);
         }
     }
 
