@@ -463,9 +463,17 @@ impl Member {
         rx.recv_timeout(Duration::from_secs(5)).map_err(|_| Error::ShutDown)
     }
 
+    /// Starts a clean departure and returns at once: this member's own messages are delivered first,
+    /// then a view without it is installed, and [`Event::Left`] ends its events. For an application that
+    /// reads the events on another thread (see [`Member::leave`] to wait here instead).
+    pub fn start_leave(&self) -> Result<()> {
+        self.signals.send(Signal::Leave).map_err(|_| Error::ShutDown)
+    }
+
     /// Leaves cleanly: this member's own messages are delivered first, then a view without it is
-    /// installed; waits at most `timeout` for that, then shuts down. Deliveries still arrive on
-    /// [`Member::events`] until the [`Event::Left`].
+    /// installed; waits at most `timeout` for that, then shuts down. It reads [`Member::events`] itself
+    /// (deliveries before the departure are skipped): an application that reads them on another thread
+    /// uses [`Member::start_leave`] instead.
     pub fn leave(self, timeout: Duration) -> Result<()> {
         self.signals.send(Signal::Leave).map_err(|_| Error::ShutDown)?;
         let deadline = std::time::Instant::now() + timeout;
