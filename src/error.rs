@@ -49,6 +49,12 @@ pub enum Error {
     },
     /// `try_multicast` found the flow-control window full; try again after some deliveries.
     WouldBlock,
+    /// A restarted member found neither the helper nor any live member to rejoin through; says what it
+    /// tried and what each answered.
+    GroupUnreachable {
+        /// Every address tried, with its error.
+        tried: String,
+    },
     /// The member was shut down (or its protocol thread ended).
     ShutDown,
     /// The member was excluded from the group (or lost its quorum) and delivers nothing more.
@@ -79,6 +85,7 @@ impl fmt::Display for Error {
             Error::Unexpected(what) => write!(f, "unexpected answer: {what}"),
             Error::PayloadTooLarge { len, max } => write!(f, "payload of {len} bytes is over the limit of {max} bytes"),
             Error::WouldBlock => write!(f, "the flow-control window is full"),
+            Error::GroupUnreachable { tried } => write!(f, "cannot reach the group to rejoin it: {tried}"),
             Error::ShutDown => write!(f, "the member is shut down"),
             Error::Excluded { view } => write!(f, "excluded from the group by view {view}"),
         }

@@ -73,16 +73,20 @@ pub fn reconnect(config: &formation::Config, rank: Rank, peers: &[String]) -> Re
 
     let register = Register { group: config.group.clone(), host, port: local_addr.port(), rejoin: Some(rank) };
     let mut links = BTreeMap::new();
+    let mut tried = Vec::new();
     for entry in roster.members.iter().filter(|e| e.rank != rank) {
         match dial_member(config, entry, rank, &register) {
             Ok(stream) => {
                 links.insert(entry.rank, stream);
             }
-            Err(error) => warn!("rank {} at {}:{} not reachable: {error}", entry.rank, entry.host, entry.port),
+            Err(error) => {
+                warn!("rank {} at {}:{} not reachable: {error}", entry.rank, entry.host, entry.port);
+                tried.push(format!("rank {} at {}:{} ({error})", entry.rank, entry.host, entry.port));
+            }
         }
     }
     if links.is_empty() {
-        return Err(Error::Refused(format!("rank {rank} cannot rejoin: no member of the group is reachable")));
+        return Err(Error::GroupUnreachable { tried: format!("no member answered: {}", tried.join("; ")) });
     }
     info!("rank {rank}: connected to ranks {:?}; asking to be admitted", links.keys().collect::<Vec<_>>());
     Ok(Reconnected { rank, size: roster.size, roster: roster.members, links, incoming, acceptor, local_addr })
@@ -91,7 +95,7 @@ pub fn reconnect(config: &formation::Config, rank: Rank, peers: &[String]) -> Re
 /// The roster, and the host to advertise: from the helper, else from the first peer that answers.
 fn find_roster(config: &formation::Config, rank: Rank, port: u16, peers: &[String]) -> Result<(Roster, String)> {
     let deadline = Instant::now() + Duration::from_millis(config.handshake_timeout_ms.max(1_000));
-    let mut last_error = None;
+    let mut tried = Vec::new();
     if !config.helper.is_empty() {
         // With peers to fall back on, do not spend the whole retry budget on a helper that may be gone.
         let attempts = if peers.is_empty() { config.connect_attempts } else { 2 };
@@ -99,7 +103,7 @@ fn find_roster(config: &formation::Config, rank: Rank, port: u16, peers: &[Strin
             Ok(found) => return Ok(found),
             Err(error) => {
                 warn!("helper at {}: {error}", config.helper);
-                last_error = Some(error);
+                tried.push(format!("helper {} ({error})", config.helper));
             }
         }
     }
@@ -108,11 +112,14 @@ fn find_roster(config: &formation::Config, rank: Rank, port: u16, peers: &[Strin
             Ok(found) => return Ok(found),
             Err(error) => {
                 warn!("peer {peer}: {error}");
-                last_error = Some(error);
+                tried.push(format!("peer {peer} ({error})"));
             }
         }
     }
-    Err(last_error.unwrap_or_else(|| Error::InvalidConfig("neither a helper nor a peer to find the group".into())))
+    if tried.is_empty() {
+        return Err(Error::InvalidConfig("neither a helper nor a peer to find the group".into()));
+    }
+    Err(Error::GroupUnreachable { tried: tried.join("; ") })
 }
 
 fn ask_helper(
