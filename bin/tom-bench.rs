@@ -59,11 +59,22 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
     }
     let members = members.filter(|n| *n > 0).ok_or("--members N (N >= 1) is required")?;
     let size = size.ok_or("--size BYTES is required")?;
-    let messages = messages.filter(|m| *m > 0).ok_or("--messages PER_MEMBER (>= 1) is required")?;
+    let messages = messages
+        .filter(|m| *m > 0)
+        .ok_or("--messages PER_MEMBER (>= 1) is required")?;
     if !(8..=tom::wire::PAYLOAD_LEN_MAX).contains(&size) {
-        return Err(format!("--size must be 8..={} (the first 8 bytes carry the message number)", tom::wire::PAYLOAD_LEN_MAX));
+        return Err(format!(
+            "--size must be 8..={} (the first 8 bytes carry the message number)",
+            tom::wire::PAYLOAD_LEN_MAX
+        ));
     }
-    Ok(Options { members, size, messages, rate, json })
+    Ok(Options {
+        members,
+        size,
+        messages,
+        rate,
+        json,
+    })
 }
 
 /// The process's peak resident set size, from /proc (0 where unavailable).
@@ -90,7 +101,10 @@ struct Outcome {
 }
 
 fn run(options: &Options) -> Result<Outcome, Box<dyn std::error::Error>> {
-    let helper = Helper::start(TcpListener::bind("127.0.0.1:0")?, Settings::new(options.members, "bench"))?;
+    let helper = Helper::start(
+        TcpListener::bind("127.0.0.1:0")?,
+        Settings::new(options.members, "bench"),
+    )?;
     let helper_addr = helper.local_addr().to_string();
     let members: Vec<Member> = std::thread::scope(|scope| {
         let joining: Vec<_> = (0..options.members)
@@ -106,7 +120,10 @@ fn run(options: &Options) -> Result<Outcome, Box<dyn std::error::Error>> {
                 scope.spawn(move || Member::join(config))
             })
             .collect();
-        joining.into_iter().map(|j| j.join().expect("joining thread")).collect::<Result<Vec<_>, _>>()
+        joining
+            .into_iter()
+            .map(|j| j.join().expect("joining thread"))
+            .collect::<Result<Vec<_>, _>>()
     })?;
     helper.stop();
 
@@ -168,7 +185,10 @@ fn run(options: &Options) -> Result<Outcome, Box<dyn std::error::Error>> {
             delivered_per_s.push(rate);
             latencies_ns.extend(latencies);
         }
-        Outcome { delivered_per_s, latencies_ns }
+        Outcome {
+            delivered_per_s,
+            latencies_ns,
+        }
     });
     for member in members {
         member.shutdown();
@@ -210,7 +230,14 @@ fn main() -> ExitCode {
         println!("members                   {}", options.members);
         println!("payload size              {} B", options.size);
         println!("messages per member       {}", options.messages);
-        println!("rate per member           {}", if options.rate == 0 { "saturated".to_string() } else { format!("{}/s", options.rate) });
+        println!(
+            "rate per member           {}",
+            if options.rate == 0 {
+                "saturated".to_string()
+            } else {
+                format!("{}/s", options.rate)
+            }
+        );
         println!("delivered/s per member    {median:.0} (median over members)");
         println!("latency p50 / p99 / p99.9 {p50:.1} / {p99:.1} / {p999:.1} µs (multicast to own delivery)");
         println!("peak RSS                  {:.1} MiB", rss as f64 / (1024.0 * 1024.0));

@@ -368,7 +368,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             }
-            let line_source = if input_open { lines.clone() } else { crossbeam_channel::never() };
+            let line_source = if input_open {
+                lines.clone()
+            } else {
+                crossbeam_channel::never()
+            };
             crossbeam_channel::select! {
                 recv(line_source) -> line => match line {
                     Ok(line) => match member.multicast(line) {

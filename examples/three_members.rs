@@ -29,7 +29,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 scope.spawn(move || Member::join(Config::new(formation)))
             })
             .collect();
-        joining.into_iter().map(|j| j.join().expect("joining thread")).collect::<Result<_, _>>()
+        joining
+            .into_iter()
+            .map(|j| j.join().expect("joining thread"))
+            .collect::<Result<_, _>>()
     })?;
 
     for member in &members {
@@ -53,7 +56,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         sequences.push(delivered);
     }
     let agree = sequences.windows(2).all(|pair| pair[0] == pair[1]);
-    println!("{}", if agree { "all members agree on one order" } else { "MEMBERS DISAGREE" });
+    println!(
+        "{}",
+        if agree {
+            "all members agree on one order"
+        } else {
+            "MEMBERS DISAGREE"
+        }
+    );
 
     for member in members {
         member.leave(Duration::from_secs(10))?;

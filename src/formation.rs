@@ -155,11 +155,12 @@ pub fn form(config: &Config) -> Result<Formed> {
     )?;
     info!("listening on {local_addr}");
 
-    let helper = net::connect_retrying(&helper_host, helper_port, config.retry(), "helper")
-        .map_err(|error| Error::HelperUnreachable {
+    let helper = net::connect_retrying(&helper_host, helper_port, config.retry(), "helper").map_err(|error| {
+        Error::HelperUnreachable {
             addr: config.helper.clone(),
             reason: error.to_string(),
-        })?;
+        }
+    })?;
     let host = match &config.advertised_host {
         Some(host) => host.clone(),
         None => helper.local_addr()?.ip().to_string(),
@@ -182,12 +183,7 @@ pub fn form(config: &Config) -> Result<Formed> {
     );
     let roster = match net::read_frame_before(&helper, deadline, wire::HANDSHAKE_LEN_MAX) {
         Ok(Frame::Roster(roster)) => roster,
-        Ok(Frame::Refuse { reason }) => {
-            return Err(Error::Refused(format!(
-                "helper at {}: {reason}",
-                config.helper
-            )))
-        }
+        Ok(Frame::Refuse { reason }) => return Err(Error::Refused(format!("helper at {}: {reason}", config.helper))),
         Ok(other) => {
             return Err(Error::Unexpected(format!(
                 "helper at {} sent a {} instead of the roster",
@@ -224,9 +220,7 @@ pub fn form(config: &Config) -> Result<Formed> {
                     "waiting for connections from ranks {missing:?}"
                 )))
             }
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err(Error::Unexpected("the acceptor stopped".into()))
-            }
+            Err(RecvTimeoutError::Disconnected) => return Err(Error::Unexpected("the acceptor stopped".into())),
         };
         if hello.purpose != Purpose::Form {
             warn!(
@@ -248,10 +242,7 @@ pub fn form(config: &Config) -> Result<Formed> {
     let (Some(dialled), Some(accepted)) = (dialled_self, accepted_self) else {
         return Err(Error::Unexpected("self-connection missing".into()));
     };
-    info!(
-        "rank {rank} of {size}: formed, {} connections up",
-        links.len() + 1
-    );
+    info!("rank {rank} of {size}: formed, {} connections up", links.len() + 1);
     Ok(Formed {
         rank,
         size,
@@ -322,9 +313,7 @@ fn dial(config: &Config, entry: &RosterEntry, me: Rank, deadline: Instant) -> Re
 
 fn timeout_or(error: ReadError, what: &str) -> Error {
     match error {
-        ReadError::Io(error) if error.kind() == std::io::ErrorKind::TimedOut => {
-            Error::Timeout(what.to_string())
-        }
+        ReadError::Io(error) if error.kind() == std::io::ErrorKind::TimedOut => Error::Timeout(what.to_string()),
         other => other.into(),
     }
 }
@@ -378,10 +367,7 @@ impl std::fmt::Debug for Acceptor {
 
 impl Acceptor {
     /// Starts accepting on `listener`. Validated connections arrive on the returned receiver.
-    pub fn start(
-        listener: TcpListener,
-        settings: AcceptorSettings,
-    ) -> std::io::Result<(Acceptor, Receiver<Incoming>)> {
+    pub fn start(listener: TcpListener, settings: AcceptorSettings) -> std::io::Result<(Acceptor, Receiver<Incoming>)> {
         let local_addr = listener.local_addr()?;
         let listening = Listening::new(local_addr, settings.pending_max);
         let (sender, receiver) = crossbeam_channel::unbounded();
@@ -543,11 +529,7 @@ fn admit_member(shared: &AcceptShared, hello: &Hello) -> std::result::Result<(),
         if shared.listening.is_stopped() {
             return Err("this member is shutting down".into());
         }
-        if shared
-            .changed
-            .wait_until(&mut state, hold_until)
-            .timed_out()
-        {
+        if shared.changed.wait_until(&mut state, hold_until).timed_out() {
             return Err("this member never learnt its rank".into());
         }
     };
@@ -576,9 +558,7 @@ fn admit_member(shared: &AcceptShared, hello: &Hello) -> std::result::Result<(),
             }
             Ok(())
         }
-        Purpose::Rejoin if !state.formed => Err(format!(
-            "rank {rank} cannot rejoin: the group is not formed yet"
-        )),
+        Purpose::Rejoin if !state.formed => Err(format!("rank {rank} cannot rejoin: the group is not formed yet")),
         Purpose::Rejoin | Purpose::Status => Ok(()),
     }
 }

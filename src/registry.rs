@@ -83,11 +83,7 @@ impl Registry {
                 request.host, request.port
             ));
         }
-        if request
-            .host
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_unspecified())
-        {
+        if request.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified()) {
             return Err(format!(
                 "unusable host {}: other members cannot dial an unspecified address",
                 request.host
@@ -308,10 +304,7 @@ fn serve_client(shared: &Shared, stream: TcpStream, peer: SocketAddr, pending: P
             registry.members().len()
         );
         if registry.is_formed() && !was_formed {
-            info!(
-                "helper: group {:?} formed with {size} members",
-                registry.group()
-            );
+            info!("helper: group {:?} formed with {size} members", registry.group());
             shared.changed.notify_all();
         }
     }
@@ -352,10 +345,7 @@ mod tests {
         assert!(registry.roster_for(Rank(1)).is_none());
         assert_eq!(registry.register(&request("c", 3, None)), Ok(Rank(3)));
         let roster = registry.roster_for(Rank(2)).expect("formed");
-        assert_eq!(
-            (roster.rank, roster.size, roster.members.len()),
-            (Rank(2), 3, 3)
-        );
+        assert_eq!((roster.rank, roster.size, roster.members.len()), (Rank(2), 3, 3));
     }
 
     #[test]
@@ -371,10 +361,7 @@ mod tests {
         assert_eq!(registry.register(&request("c", 3, Some(2))), Ok(Rank(2)));
         assert_eq!(registry.members().len(), 2);
         assert_eq!(
-            (
-                registry.members()[1].host.as_str(),
-                registry.members()[1].port
-            ),
+            (registry.members()[1].host.as_str(), registry.members()[1].port),
             ("c", 3)
         );
     }
@@ -384,10 +371,7 @@ mod tests {
         let mut registry = Registry::new("tom", 2);
         let mut other = request("a", 1, None);
         other.group = "other".into();
-        assert!(registry
-            .register(&other)
-            .unwrap_err()
-            .contains("wrong group"));
+        assert!(registry.register(&other).unwrap_err().contains("wrong group"));
         assert!(registry.register(&request("0.0.0.0", 1, None)).is_err());
         assert!(registry.register(&request("", 1, None)).is_err());
         assert!(registry.register(&request("a", 0, None)).is_err());

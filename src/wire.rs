@@ -549,21 +549,13 @@ impl Writer<'_> {
                 });
                 self.report(report);
             }
-            Message::Reject {
-                view,
-                ballot,
-                promised,
-            } => {
+            Message::Reject { view, ballot, promised } => {
                 self.u8(MSG_REJECT);
                 self.u64(view.0);
                 self.ballot(ballot);
                 self.ballot(promised);
             }
-            Message::Accept {
-                view,
-                ballot,
-                proposal,
-            } => {
+            Message::Accept { view, ballot, proposal } => {
                 self.u8(MSG_ACCEPT);
                 self.u64(view.0);
                 self.ballot(ballot);
@@ -644,9 +636,7 @@ impl<R: Read> Reader<'_, R> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
-            _ => Err(ReadError::Wire(WireError::Malformed(
-                "flag byte is neither 0 nor 1",
-            ))),
+            _ => Err(ReadError::Wire(WireError::Malformed("flag byte is neither 0 nor 1"))),
         }
     }
 
@@ -669,11 +659,7 @@ impl<R: Read> Reader<'_, R> {
         let mut bytes: Arc<[u8]> = (0..len).map(|_| 0u8).collect();
         match Arc::get_mut(&mut bytes) {
             Some(buf) => self.fill(buf)?,
-            None => {
-                return Err(ReadError::Wire(WireError::Malformed(
-                    "payload buffer shared",
-                )))
-            }
+            None => return Err(ReadError::Wire(WireError::Malformed("payload buffer shared"))),
         }
         Ok(Payload(bytes))
     }
@@ -691,10 +677,7 @@ impl<R: Read> Reader<'_, R> {
         Ok(items)
     }
 
-    fn option<T>(
-        &mut self,
-        item: impl FnOnce(&mut Self) -> Result<T, ReadError>,
-    ) -> Result<Option<T>, ReadError> {
+    fn option<T>(&mut self, item: impl FnOnce(&mut Self) -> Result<T, ReadError>) -> Result<Option<T>, ReadError> {
         if self.bool()? {
             Ok(Some(item(self)?))
         } else {
@@ -798,19 +781,12 @@ impl<R: Read> Reader<'_, R> {
                         PURPOSE_FORM => Purpose::Form,
                         PURPOSE_REJOIN => Purpose::Rejoin,
                         PURPOSE_STATUS => Purpose::Status,
-                        tag => {
-                            return Err(ReadError::Wire(WireError::UnknownTag {
-                                what: "purpose",
-                                tag,
-                            }))
-                        }
+                        tag => return Err(ReadError::Wire(WireError::UnknownTag { what: "purpose", tag })),
                     },
                 })
             }
             TAG_WELCOME => Frame::Welcome,
-            TAG_REFUSE => Frame::Refuse {
-                reason: self.string()?,
-            },
+            TAG_REFUSE => Frame::Refuse { reason: self.string()? },
             TAG_HEARTBEAT => Frame::Heartbeat,
             TAG_REGISTER => {
                 self.handshake_header()?;
@@ -844,17 +820,10 @@ impl<R: Read> Reader<'_, R> {
                     state
                 },
             },
-            tag => {
-                return Err(ReadError::Wire(WireError::UnknownTag {
-                    what: "frame",
-                    tag,
-                }))
-            }
+            tag => return Err(ReadError::Wire(WireError::UnknownTag { what: "frame", tag })),
         };
         if self.remaining != 0 {
-            return Err(ReadError::Wire(WireError::Malformed(
-                "bytes left after the last field",
-            )));
+            return Err(ReadError::Wire(WireError::Malformed("bytes left after the last field")));
         }
         Ok(frame)
     }
@@ -875,9 +844,7 @@ impl<R: Read> Reader<'_, R> {
                 view: self.view_id()?,
                 rank: self.rank()?,
             },
-            MSG_LEAVE => Message::Leave {
-                view: self.view_id()?,
-            },
+            MSG_LEAVE => Message::Leave { view: self.view_id()? },
             MSG_PREPARE => Message::Prepare {
                 view: self.view_id()?,
                 ballot: self.ballot()?,
@@ -906,15 +873,8 @@ impl<R: Read> Reader<'_, R> {
                 proposal: Box::new(self.proposal()?),
             },
             MSG_JOIN_REQUEST => Message::JoinRequest { rank: self.rank()? },
-            MSG_JOIN_REFUSED => Message::JoinRefused {
-                reason: self.string()?,
-            },
-            tag => {
-                return Err(ReadError::Wire(WireError::UnknownTag {
-                    what: "message",
-                    tag,
-                }))
-            }
+            MSG_JOIN_REFUSED => Message::JoinRefused { reason: self.string()? },
+            tag => return Err(ReadError::Wire(WireError::UnknownTag { what: "message", tag })),
         })
     }
 }

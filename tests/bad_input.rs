@@ -9,18 +9,14 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use net_support::{
-    capture_logs, check_mesh, form_group, member_config, start_helper, wait_for_log,
-};
+use net_support::{capture_logs, check_mesh, form_group, member_config, start_helper, wait_for_log};
 use tom::formation;
 use tom::types::{Incarnation, Rank};
 use tom::wire::{self, Frame, Hello, Purpose, ReadError, Register};
 
 fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .expect("timeout");
+    stream.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
     stream
 }
 
@@ -105,9 +101,7 @@ fn helper_refuses_bad_clients_and_still_forms_the_group() {
 
     let truncated = connect(addr);
     send(&truncated, &register("tom", 4000, None)[..9]);
-    truncated
-        .shutdown(std::net::Shutdown::Write)
-        .expect("shutdown");
+    truncated.shutdown(std::net::Shutdown::Write).expect("shutdown");
     expect_closed(&truncated);
     wait_for_log(&["helper: dropped", &me(&truncated), "middle of a frame"]);
 
@@ -124,10 +118,7 @@ fn helper_refuses_bad_clients_and_still_forms_the_group() {
 
     let newer = wire::PROTOCOL_VERSION + 1;
     let wrong_version = connect(addr);
-    send(
-        &wrong_version,
-        &with_version(register("tom", 4000, None), newer),
-    );
+    send(&wrong_version, &with_version(register("tom", 4000, None), newer));
     let reason = expect_refusal(&wrong_version);
     assert!(
         reason.contains(&format!("version {}", wire::PROTOCOL_VERSION)),
@@ -197,9 +188,7 @@ fn member_refuses_strangers_and_still_forms_the_group() {
 
     let truncated = connect(member);
     send(&truncated, &hello("tom", 1)[..7]);
-    truncated
-        .shutdown(std::net::Shutdown::Write)
-        .expect("shutdown");
+    truncated.shutdown(std::net::Shutdown::Write).expect("shutdown");
     expect_closed(&truncated);
     wait_for_log(&["dropped", &me(&truncated), "middle of a frame"]);
 
@@ -226,20 +215,13 @@ fn member_refuses_strangers_and_still_forms_the_group() {
     let mut second = member_config(helper_addr, net_support::free_port());
     second.handshake_timeout_ms = 500;
     let second = formation::form(&second).expect("second member forms");
-    let first = first
-        .join()
-        .expect("first thread")
-        .expect("first member forms");
+    let first = first.join().expect("first thread").expect("first member forms");
     check_mesh(&[first, second]);
 
     assert!(expect_refusal(&out_of_range).contains("out of range"));
     wait_for_log(&["refused", &me(&out_of_range), "rank 9 out of range"]);
     assert!(expect_refusal(&should_not_dial).contains("should not dial"));
-    wait_for_log(&[
-        "refused",
-        &me(&should_not_dial),
-        "rank 2 should not dial rank 1",
-    ]);
+    wait_for_log(&["refused", &me(&should_not_dial), "rank 2 should not dial rank 1"]);
     helper.stop();
 }
 

@@ -79,9 +79,15 @@ fn a_slow_consumer_slows_the_group_instead_of_growing_a_queue() {
     let held = slow.status().expect("status").held;
     // Bounded by the queue limit plus what one round of the protocol loop can deliver, and by the
     // others' windows.
-    assert!(waiting <= QUEUE_MAX + 3 * WINDOW + 2, "{waiting} events queued at the slow member");
+    assert!(
+        waiting <= QUEUE_MAX + 3 * WINDOW + 2,
+        "{waiting} events queued at the slow member"
+    );
     assert!(held <= 3 * WINDOW, "{held} messages held back at the slow member");
-    assert!(sent.iter().sum::<usize>() < 10 * (QUEUE_MAX + 3 * WINDOW), "the senders were slowed: sent {sent:?}");
+    assert!(
+        sent.iter().sum::<usize>() < 10 * (QUEUE_MAX + 3 * WINDOW),
+        "the senders were slowed: sent {sent:?}"
+    );
 
     // Once the application reads again, everything is delivered everywhere.
     let total = sent.iter().sum::<usize>();
@@ -165,7 +171,10 @@ fn a_view_change_releases_a_blocked_multicast() {
     // Member 3 crashes: the view change delivers what it held back, and the window opens.
     members[2].shutdown();
     while !blocked.is_finished() {
-        assert!(Instant::now() < deadline, "the view change did not release the blocked multicast");
+        assert!(
+            Instant::now() < deadline,
+            "the view change did not release the blocked multicast"
+        );
         drain(&members[0]);
         drain(&members[1]);
         std::thread::sleep(Duration::from_millis(5));

@@ -48,7 +48,10 @@ fn start_group_with_helper(size: u16, failure_timeout_ms: u64) -> (Helper, Vec<M
 fn wait_for_view(member: &Member, ranks: &str, deadline: Instant) -> Vec<Delivery> {
     let mut delivered = Vec::new();
     loop {
-        match member.events().recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        match member
+            .events()
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
             Ok(Event::View(view)) if view.to_string() == ranks => return delivered,
             Ok(Event::Deliver(delivery)) => delivered.push(delivery),
             Ok(_) => {}
@@ -75,7 +78,10 @@ fn collect(member: &Member, count: usize, deadline: Instant) -> Vec<Delivery> {
 /// the whole group (flow control), so a test must not read them one member after the other.
 fn collect_all(members: &[Member], count: usize, deadline: Instant) -> Vec<Vec<Delivery>> {
     std::thread::scope(|scope| {
-        let readers: Vec<_> = members.iter().map(|m| scope.spawn(move || collect(m, count, deadline))).collect();
+        let readers: Vec<_> = members
+            .iter()
+            .map(|m| scope.spawn(move || collect(m, count, deadline)))
+            .collect();
         readers.into_iter().map(|r| r.join().expect("reader")).collect()
     })
 }
@@ -159,12 +165,16 @@ fn shutdown_while_peers_are_still_sending_never_hangs() {
     let first = std::sync::Arc::clone(&members[0]);
     within(Duration::from_secs(20), "shutdown under load", move || first.shutdown());
     std::thread::sleep(Duration::from_millis(300));
-    within(Duration::from_secs(20), "shutdown of the others, still sending", move || {
-        members.iter().for_each(|m| m.shutdown());
-        for sender in senders {
-            sender.join().expect("sender");
-        }
-    });
+    within(
+        Duration::from_secs(20),
+        "shutdown of the others, still sending",
+        move || {
+            members.iter().for_each(|m| m.shutdown());
+            for sender in senders {
+                sender.join().expect("sender");
+            }
+        },
+    );
 }
 
 #[test]
@@ -194,7 +204,9 @@ fn a_member_that_stops_is_excluded_and_the_others_go_on() {
 fn exchange(members: &[Member], tag: &str, count: usize, deadline: Instant) -> Vec<Vec<Delivery>> {
     for member in members {
         for k in 0..count {
-            member.multicast(format!("{tag} {k} from {}", member.rank()).into_bytes()).unwrap();
+            member
+                .multicast(format!("{tag} {k} from {}", member.rank()).into_bytes())
+                .unwrap();
         }
     }
     collect_all(members, members.len() * count, deadline)
@@ -218,8 +230,13 @@ fn a_crashed_member_rejoins_through_the_helper_and_then_through_a_peer() {
 
     // Rank 3 crashes; it comes back through the helper.
     crash_last(&mut members, "1,2", deadline);
-    let (back, position) = Member::rejoin(member_config(Some(&helper), 10_000), Rank(3), &[], Duration::from_secs(30))
-        .expect("rejoin through the helper");
+    let (back, position) = Member::rejoin(
+        member_config(Some(&helper), 10_000),
+        Rank(3),
+        &[],
+        Duration::from_secs(30),
+    )
+    .expect("rejoin through the helper");
     assert_eq!(position, 30, "the group delivered 30 messages before the join");
     members.push(back);
     for member in &members {
@@ -227,7 +244,10 @@ fn a_crashed_member_rejoins_through_the_helper_and_then_through_a_peer() {
     }
     let after = exchange(&members, "after", 10, deadline);
     assert_eq!(after[0], after[1]);
-    assert_eq!(after[0], after[2], "the returning member delivers exactly the group's order");
+    assert_eq!(
+        after[0], after[2],
+        "the returning member delivers exactly the group's order"
+    );
     assert_eq!(after[2][0].position, 31);
 
     // The helper goes away; rank 3 crashes again and comes back through rank 1.
@@ -243,17 +263,26 @@ fn a_crashed_member_rejoins_through_the_helper_and_then_through_a_peer() {
     }
     let again = exchange(&members, "again", 5, deadline);
     assert_eq!(again[0], again[2]);
-    within(Duration::from_secs(30), "shutdown", move || members.iter().for_each(Member::shutdown));
+    within(Duration::from_secs(30), "shutdown", move || {
+        members.iter().for_each(Member::shutdown)
+    });
 }
 
 #[test]
 fn a_rank_that_is_still_alive_cannot_rejoin() {
     let (helper, members) = start_group_with_helper(3, 10_000);
-    let error = Member::rejoin(member_config(Some(&helper), 10_000), Rank(2), &[], Duration::from_secs(2))
-        .err()
-        .expect("rank 2 is alive");
+    let error = Member::rejoin(
+        member_config(Some(&helper), 10_000),
+        Rank(2),
+        &[],
+        Duration::from_secs(2),
+    )
+    .err()
+    .expect("rank 2 is alive");
     assert!(error.to_string().contains("alive"), "clear reason: {error}");
-    within(Duration::from_secs(30), "shutdown", move || members.iter().for_each(Member::shutdown));
+    within(Duration::from_secs(30), "shutdown", move || {
+        members.iter().for_each(Member::shutdown)
+    });
 }
 
 /// The application state of the state-transfer test: how many messages were applied, and a running
@@ -319,13 +348,21 @@ fn a_returning_member_takes_over_the_application_state_at_its_join_position() {
         .map(|s| {
             let guard = s.0.lock();
             let bytes = guard.snapshot();
-            (u64::from_be_bytes(bytes[..8].try_into().unwrap()), u64::from_be_bytes(bytes[8..].try_into().unwrap()))
+            (
+                u64::from_be_bytes(bytes[..8].try_into().unwrap()),
+                u64::from_be_bytes(bytes[8..].try_into().unwrap()),
+            )
         })
         .collect();
     assert_eq!(digests[0].0, 100);
     assert_eq!(digests[0], digests[1]);
-    assert_eq!(digests[0], digests[2], "the returning member's state equals the others'");
-    within(Duration::from_secs(30), "shutdown", move || members.iter().for_each(Member::shutdown));
+    assert_eq!(
+        digests[0], digests[2],
+        "the returning member's state equals the others'"
+    );
+    within(Duration::from_secs(30), "shutdown", move || {
+        members.iter().for_each(Member::shutdown)
+    });
 }
 
 #[test]
@@ -340,5 +377,7 @@ fn a_status_query_over_a_members_port_says_what_the_head_waits_for() {
     assert_eq!(local.view.map(|v| v.to_string()), Some("1,2,3".to_string()));
     let wrong_group = tom::runtime::query_status(&members[0].local_addr().to_string(), "other", Duration::from_secs(5));
     assert!(wrong_group.is_err(), "a stranger's group is refused");
-    within(Duration::from_secs(30), "shutdown", move || members.iter().for_each(Member::shutdown));
+    within(Duration::from_secs(30), "shutdown", move || {
+        members.iter().for_each(Member::shutdown)
+    });
 }

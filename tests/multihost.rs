@@ -21,7 +21,12 @@ const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Runs `ip` with `args`; true on success.
 fn ip(args: &[&str]) -> bool {
-    Command::new("ip").args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new("ip")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// The namespaces and links of one test run, removed on drop.
@@ -36,7 +41,11 @@ impl Network {
     fn build(count: usize) -> Network {
         let prefix = format!("tom{}", std::process::id() % 100_000);
         let switch = format!("{prefix}-sw");
-        let mut network = Network { prefix: prefix.clone(), hosts: Vec::new(), switch: switch.clone() };
+        let mut network = Network {
+            prefix: prefix.clone(),
+            hosts: Vec::new(),
+            switch: switch.clone(),
+        };
         assert!(ip(&["netns", "add", &switch]), "create the switch namespace");
         assert!(ip(&["-n", &switch, "link", "add", "br0", "type", "bridge"]));
         assert!(ip(&["-n", &switch, "link", "set", "br0", "up"]));
@@ -49,7 +58,15 @@ impl Network {
             assert!(ip(&["link", "set", &inside, "netns", &host]));
             assert!(ip(&["link", "set", &outside, "netns", &switch]));
             assert!(ip(&["-n", &host, "link", "set", &inside, "name", "eth0"]));
-            assert!(ip(&["-n", &host, "addr", "add", &format!("{}/24", Network::address(i)), "dev", "eth0"]));
+            assert!(ip(&[
+                "-n",
+                &host,
+                "addr",
+                "add",
+                &format!("{}/24", Network::address(i)),
+                "dev",
+                "eth0"
+            ]));
             assert!(ip(&["-n", &host, "link", "set", "eth0", "up"]));
             assert!(ip(&["-n", &host, "link", "set", "lo", "up"]));
             assert!(ip(&["-n", &switch, "link", "set", &outside, "master", "br0"]));
@@ -65,7 +82,14 @@ impl Network {
     /// Cuts (or mends) host `i`'s cable at the switch: no reset, only silence.
     fn set_cable(&self, host: usize, up: bool) {
         let port = format!("{}s{host}", self.prefix);
-        assert!(ip(&["-n", &self.switch, "link", "set", &port, if up { "up" } else { "down" }]));
+        assert!(ip(&[
+            "-n",
+            &self.switch,
+            "link",
+            "set",
+            &port,
+            if up { "up" } else { "down" }
+        ]));
     }
 
     /// A command that runs `program` inside host `i`.
@@ -94,7 +118,12 @@ struct Process {
 
 impl Process {
     fn start(mut command: Command) -> Process {
-        let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
         let stdout = child.stdout.take().expect("stdout");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&lines);
@@ -103,7 +132,11 @@ impl Process {
                 sink.lock().unwrap().push(line);
             }
         });
-        Process { stdin: child.stdin.take(), child, lines }
+        Process {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+        }
     }
 
     fn lines(&self) -> Vec<String> {
@@ -120,7 +153,11 @@ impl Process {
     fn wait_for(&self, what: &str, wanted: impl Fn(&[String]) -> bool) {
         let deadline = Instant::now() + DEADLINE;
         while !wanted(&self.lines()) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; output: {:?}", self.lines());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; output: {:?}",
+                self.lines()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -138,7 +175,11 @@ impl Drop for Process {
 }
 
 fn can_run() -> Result<(), String> {
-    let root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
     if !root {
         return Err("not root".into());
     }
@@ -163,7 +204,14 @@ fn a_host_cut_off_by_a_dead_link_is_excluded_and_stops_without_diverging() {
     let network = Network::build(MEMBERS + 1);
     let helper_addr = format!("{}:9999", Network::address(0));
     let mut helper = network.command(0, HELPER);
-    helper.args(["--size", &MEMBERS.to_string(), "--bind", &Network::address(0), "--port", "9999"]);
+    helper.args([
+        "--size",
+        &MEMBERS.to_string(),
+        "--bind",
+        &Network::address(0),
+        "--port",
+        "9999",
+    ]);
     let _helper = Process::start(helper);
     let mut members: Vec<Process> = (1..=MEMBERS)
         .map(|host| {
@@ -173,7 +221,9 @@ fn a_host_cut_off_by_a_dead_link_is_excluded_and_stops_without_diverging() {
         })
         .collect();
     for member in &members {
-        member.wait_for("JOINED and the first view", |lines| lines.iter().any(|l| l == "VIEW 1,2,3,4"));
+        member.wait_for("JOINED and the first view", |lines| {
+            lines.iter().any(|l| l == "VIEW 1,2,3,4")
+        });
     }
     let rank_of = |p: &Process| -> String { p.lines()[0].split(' ').nth(1).unwrap_or_default().to_string() };
     let cut = MEMBERS - 1; // the process on the last host
@@ -182,7 +232,9 @@ fn a_host_cut_off_by_a_dead_link_is_excluded_and_stops_without_diverging() {
         member.say(&format!("before {i}"));
     }
     for member in &members {
-        member.wait_for("the first messages", |lines| lines.iter().filter(|l| l.starts_with("DELIVER")).count() == MEMBERS);
+        member.wait_for("the first messages", |lines| {
+            lines.iter().filter(|l| l.starts_with("DELIVER")).count() == MEMBERS
+        });
     }
 
     network.set_cable(MEMBERS, false);
@@ -209,7 +261,10 @@ fn a_host_cut_off_by_a_dead_link_is_excluded_and_stops_without_diverging() {
         if let Some(status) = members[cut].child.try_wait().expect("wait") {
             break status;
         }
-        assert!(Instant::now() < deadline, "the cut member (rank {cut_rank}) did not stop");
+        assert!(
+            Instant::now() < deadline,
+            "the cut member (rank {cut_rank}) did not stop"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(status.code(), Some(3), "the cut member stops as excluded");
@@ -229,5 +284,9 @@ fn a_host_cut_off_by_a_dead_link_is_excluded_and_stops_without_diverging() {
         assert_eq!(members[i].deliveries(), reference, "survivors agree");
     }
     let cut_sequence = members[cut].deliveries();
-    assert_eq!(cut_sequence[..], reference[..cut_sequence.len()], "the cut member delivered a prefix, nothing divergent");
+    assert_eq!(
+        cut_sequence[..],
+        reference[..cut_sequence.len()],
+        "the cut member delivered a prefix, nothing divergent"
+    );
 }

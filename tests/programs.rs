@@ -69,7 +69,9 @@ fn four_members_sharing_a_first_port_each_print_joined() {
     }
     let mut ranks = Vec::new();
     while ranks.len() < 4 {
-        let line = lines_rx.recv_timeout(Duration::from_secs(60)).expect("a JOINED line within 60 s");
+        let line = lines_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a JOINED line within 60 s");
         let fields: Vec<&str> = line.split(' ').collect();
         // stdout carries only contract lines: JOINED, then the first VIEW.
         if fields[0] == "VIEW" {
@@ -108,22 +110,18 @@ fn help_is_printed_and_bad_arguments_exit_2_with_usage() {
         assert!(String::from_utf8_lossy(&bad.stderr).contains("usage:"));
         assert!(bad.stdout.is_empty());
     }
-    assert_eq!(
-        run(HELPER, &[]).status.code(),
-        Some(2),
-        "--size is required"
-    );
+    assert_eq!(run(HELPER, &[]).status.code(), Some(2), "--size is required");
     assert_eq!(run(HELPER, &["--size", "x"]).status.code(), Some(2));
-    assert_eq!(
-        run(MEMBER, &[]).status.code(),
-        Some(2),
-        "--helper is required"
-    );
+    assert_eq!(run(MEMBER, &[]).status.code(), Some(2), "--helper is required");
 }
 
 #[test]
 fn rejoin_without_a_reachable_group_fails_with_a_clear_error() {
-    assert_eq!(run(MEMBER, &["--helper", "127.0.0.1:9", "--rejoin", "0"]).status.code(), Some(2), "rank 0");
+    assert_eq!(
+        run(MEMBER, &["--helper", "127.0.0.1:9", "--rejoin", "0"]).status.code(),
+        Some(2),
+        "rank 0"
+    );
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let output = run(MEMBER, &["--rejoin", "2", "--peer", &addr, "--port", "0"]);

@@ -10,8 +10,7 @@ use std::io::Cursor;
 use tom::message::{Ballot, Message, Multicast, Proposal, Report};
 use tom::types::{Incarnation, MemberId, Payload, Rank, Stamp, View, ViewId};
 use tom::wire::{
-    self, decode, encode, read_frame, Frame, Hello, Purpose, ReadError, Register, Roster,
-    RosterEntry, WireError,
+    self, decode, encode, read_frame, Frame, Hello, Purpose, ReadError, Register, Roster, RosterEntry, WireError,
 };
 
 /// SplitMix64: a tiny, well-mixed generator; good enough for test input and trivially seeded.
@@ -90,10 +89,7 @@ fn all_messages() -> Vec<Message> {
             view,
             acks: vec![u64::MAX, 0, 17],
         },
-        Message::Suspect {
-            view,
-            rank: Rank(2),
-        },
+        Message::Suspect { view, rank: Rank(2) },
         Message::Leave { view },
         Message::Prepare {
             view,
@@ -204,9 +200,19 @@ fn all_frames() -> Vec<Frame> {
         }),
     ];
     frames.extend(all_messages().into_iter().map(Frame::Protocol));
-    frames.push(Frame::Snapshot { view: ViewId(7), position: 41, state: b"counter=41".to_vec() });
-    frames.push(Frame::Snapshot { view: ViewId(2), position: 0, state: Vec::new() });
-    frames.push(Frame::StatusReport { report: "member 1#1 Member\nhead none".into() });
+    frames.push(Frame::Snapshot {
+        view: ViewId(7),
+        position: 41,
+        state: b"counter=41".to_vec(),
+    });
+    frames.push(Frame::Snapshot {
+        view: ViewId(2),
+        position: 0,
+        state: Vec::new(),
+    });
+    frames.push(Frame::StatusReport {
+        report: "member 1#1 Member\nhead none".into(),
+    });
     frames
 }
 
@@ -221,10 +227,7 @@ fn every_frame_and_message_round_trips_through_decode_and_read_frame() {
     for frame in all_frames() {
         let bytes = encoded(&frame);
         let body = &bytes[wire::LENGTH_PREFIX_LEN..];
-        assert_eq!(
-            u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize,
-            body.len()
-        );
+        assert_eq!(u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize, body.len());
         assert_eq!(decode(body).as_ref(), Ok(&frame), "decode {frame:?}");
         let mut cursor = Cursor::new(&bytes);
         let read = read_frame(&mut cursor, wire::FRAME_LEN_MAX).expect("read_frame");
@@ -245,10 +248,7 @@ fn batched_frames_read_back_in_order() {
     }
     let mut cursor = Cursor::new(bytes);
     for frame in &frames {
-        assert_eq!(
-            &read_frame(&mut cursor, wire::FRAME_LEN_MAX).unwrap(),
-            frame
-        );
+        assert_eq!(&read_frame(&mut cursor, wire::FRAME_LEN_MAX).unwrap(), frame);
     }
     assert!(matches!(
         read_frame(&mut cursor, wire::FRAME_LEN_MAX),
@@ -262,10 +262,7 @@ fn every_truncation_of_every_frame_is_an_error() {
         let bytes = encoded(&frame);
         let body = &bytes[wire::LENGTH_PREFIX_LEN..];
         for cut in 0..body.len() {
-            assert!(
-                decode(&body[..cut]).is_err(),
-                "body of {frame:?} cut at {cut} decoded"
-            );
+            assert!(decode(&body[..cut]).is_err(), "body of {frame:?} cut at {cut} decoded");
         }
         for cut in 1..bytes.len() {
             let result = read_frame(&mut Cursor::new(&bytes[..cut]), wire::FRAME_LEN_MAX);
@@ -389,14 +386,8 @@ fn handshakes_check_magic_and_version_first() {
 
 #[test]
 fn unknown_tags_and_bad_utf8_are_errors() {
-    assert!(matches!(
-        decode(&[200]),
-        Err(WireError::UnknownTag { tag: 200, .. })
-    ));
-    assert!(matches!(
-        decode(&[7, 99]),
-        Err(WireError::UnknownTag { tag: 99, .. })
-    ));
+    assert!(matches!(decode(&[200]), Err(WireError::UnknownTag { tag: 200, .. })));
+    assert!(matches!(decode(&[7, 99]), Err(WireError::UnknownTag { tag: 99, .. })));
     let mut refuse = vec![3];
     refuse.extend_from_slice(&2u32.to_be_bytes());
     refuse.extend_from_slice(&[0xC3, 0x28]);

@@ -231,17 +231,33 @@ impl std::fmt::Display for Status {
             }
             None => writeln!(f, "view: none yet (joining)")?,
         }
-        writeln!(f, "lamport {}, delivered {}, held back {}, backlog {}", self.lamport, self.delivered_count, self.held, self.backlog)?;
+        writeln!(
+            f,
+            "lamport {}, delivered {}, held back {}, backlog {}",
+            self.lamport, self.delivered_count, self.held, self.backlog
+        )?;
         match &self.head {
             Some((stamp, waiting)) if waiting.is_empty() => writeln!(f, "head {stamp}: deliverable")?,
             Some((stamp, waiting)) => {
                 let lives: Vec<String> = waiting.iter().map(|m| m.to_string()).collect();
-                writeln!(f, "head {stamp} (lamport.origin): waiting for acknowledgements from {}", lives.join(" "))?
+                writeln!(
+                    f,
+                    "head {stamp} (lamport.origin): waiting for acknowledgements from {}",
+                    lives.join(" ")
+                )?
             }
             None => writeln!(f, "head: nothing held back")?,
         }
         let suspects: Vec<String> = self.suspects.iter().map(|m| m.to_string()).collect();
-        write!(f, "suspects: {}", if suspects.is_empty() { "none".to_string() } else { suspects.join(" ") })?;
+        write!(
+            f,
+            "suspects: {}",
+            if suspects.is_empty() {
+                "none".to_string()
+            } else {
+                suspects.join(" ")
+            }
+        )?;
         if let Some(reason) = &self.join_refusal {
             write!(f, "\nlast join refusal: {reason}")?;
         }
@@ -714,11 +730,24 @@ impl Node {
             return;
         }
         info!("member {}: suspects {}", self.me, member);
-        self.send_to_others(out, Message::Suspect { view: view.id, rank: member.rank });
-        let unsuspected: Vec<Rank> =
-            view.members.iter().filter(|m| !self.suspects.contains(m)).map(|m| m.rank).collect();
+        self.send_to_others(
+            out,
+            Message::Suspect {
+                view: view.id,
+                rank: member.rank,
+            },
+        );
+        let unsuspected: Vec<Rank> = view
+            .members
+            .iter()
+            .filter(|m| !self.suspects.contains(m))
+            .map(|m| m.rank)
+            .collect();
         if !view.is_quorum(&unsuspected) {
-            warn!("member {}: no quorum of view {} left unsuspected; stopping to keep one history", self.me, view.id);
+            warn!(
+                "member {}: no quorum of view {} left unsuspected; stopping to keep one history",
+                self.me, view.id
+            );
             self.become_inert(Phase::Excluded, view.id, out);
             return;
         }
@@ -823,7 +852,13 @@ impl Node {
         // Suspicions that outlive the view are announced again: a member that just joined never heard them.
         if let Some(view) = self.view.as_ref().map(|v| v.id) {
             for member in self.suspects.clone() {
-                self.send_to_others(out, Message::Suspect { view, rank: member.rank });
+                self.send_to_others(
+                    out,
+                    Message::Suspect {
+                        view,
+                        rank: member.rank,
+                    },
+                );
             }
         }
         self.pump_backlog(out);

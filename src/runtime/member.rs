@@ -260,7 +260,16 @@ impl Member {
 
     /// Starts a member on an already formed mesh.
     pub fn start(config: Config, formed: Formed) -> Result<Member> {
-        let Formed { rank, size, roster, links, self_link, incoming, acceptor, .. } = formed;
+        let Formed {
+            rank,
+            size,
+            roster,
+            links,
+            self_link,
+            incoming,
+            acceptor,
+            ..
+        } = formed;
         let view = View::initial(size);
         let node = Node::new(core_config(&config, rank), view.clone());
         let mut conns: Vec<(Rank, TcpStream, TcpStream)> = Vec::new();
@@ -269,7 +278,16 @@ impl Member {
         }
         let (dialled, accepted) = self_link;
         conns.push((rank, accepted, dialled));
-        Member::launch(&config, node, size, roster, conns, incoming, acceptor, Some(Event::View(view)))
+        Member::launch(
+            &config,
+            node,
+            size,
+            roster,
+            conns,
+            incoming,
+            acceptor,
+            Some(Event::View(view)),
+        )
     }
 
     /// Comes back as `rank` after a crash: finds the live members through the helper in `config` (or,
@@ -287,8 +305,16 @@ impl Member {
             .into_iter()
             .map(|(peer, stream)| Ok((peer, stream.try_clone()?, stream)))
             .collect::<Result<Vec<_>>>()?;
-        let member =
-            Member::launch(&config, node, found.size, found.roster, conns, found.incoming, found.acceptor, None)?;
+        let member = Member::launch(
+            &config,
+            node,
+            found.size,
+            found.roster,
+            conns,
+            found.incoming,
+            found.acceptor,
+            None,
+        )?;
         let deadline = std::time::Instant::now() + join_timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -329,7 +355,10 @@ impl Member {
             threads: Mutex::new(Vec::new()),
         });
         let gate = Arc::new(Gate {
-            state: Mutex::new(GateState { in_flight: 0, closed: None }),
+            state: Mutex::new(GateState {
+                in_flight: 0,
+                closed: None,
+            }),
             changed: Condvar::new(),
             window: config.window.max(1),
         });
@@ -558,11 +587,19 @@ pub fn query_status(addr: &str, group: &str, timeout: Duration) -> Result<String
     match super::net::read_frame_before(&stream, deadline, wire::HANDSHAKE_LEN_MAX)? {
         Frame::Welcome => {}
         Frame::Refuse { reason } => return Err(Error::Refused(format!("{addr}: {reason}"))),
-        other => return Err(Error::Unexpected(format!("{addr} answered a status query with a {}", other.kind()))),
+        other => {
+            return Err(Error::Unexpected(format!(
+                "{addr} answered a status query with a {}",
+                other.kind()
+            )))
+        }
     }
     match super::net::read_frame_before(&stream, deadline, wire::FRAME_LEN_MAX)? {
         Frame::StatusReport { report } => Ok(report),
-        other => Err(Error::Unexpected(format!("{addr} answered a status query with a {}", other.kind()))),
+        other => Err(Error::Unexpected(format!(
+            "{addr} answered a status query with a {}",
+            other.kind()
+        ))),
     }
 }
 
@@ -667,7 +704,11 @@ impl Engine {
             waiting > self.delivery_queue_max
         };
         if busy != self.application_busy {
-            debug!("member {}: application {} ({waiting} events waiting)", self.node.me(), if busy { "behind" } else { "caught up" });
+            debug!(
+                "member {}: application {} ({waiting} events waiting)",
+                self.node.me(),
+                if busy { "behind" } else { "caught up" }
+            );
             self.application_busy = busy;
             self.node.handle(Input::ApplicationBusy(busy), out);
             self.dispatch(out);
@@ -692,7 +733,9 @@ impl Engine {
     }
 
     fn on_frame(&mut self, conn: ConnId, frame: Frame, out: &mut Outbox) {
-        let Some(role) = self.conns.get(&conn).map(|c| c.role) else { return };
+        let Some(role) = self.conns.get(&conn).map(|c| c.role) else {
+            return;
+        };
         let me = self.node.me();
         match (role, frame) {
             (Role::Member(rank), Frame::Protocol(msg)) if self.member_conn.get(&rank) == Some(&conn) => {
@@ -710,7 +753,10 @@ impl Engine {
             // A member answering a rejoiner's address with its directory: only used by `--peer` discovery.
             (Role::Member(_), Frame::Roster(_)) => {}
             (Role::Member(rank), Frame::Snapshot { view, state, .. }) => self.on_snapshot(rank, view, &state),
-            (_, other) => warn!("member {me}: unexpected {} frame on connection {conn} dropped", other.kind()),
+            (_, other) => warn!(
+                "member {me}: unexpected {} frame on connection {conn} dropped",
+                other.kind()
+            ),
         }
     }
 
@@ -727,7 +773,11 @@ impl Engine {
                 self.directory.sort_by_key(|entry| entry.rank);
             }
         }
-        let roster = Roster { rank, size: self.size, members: self.directory.clone() };
+        let roster = Roster {
+            rank,
+            size: self.size,
+            members: self.directory.clone(),
+        };
         if let Some(joiner) = self.conns.get(&conn) {
             joiner.outgoing.push(&Frame::Roster(roster));
         }
@@ -770,14 +820,20 @@ impl Engine {
             }
             Purpose::Status => {
                 // Answered from a short-lived thread: the protocol thread never waits on a socket.
-                let report = Frame::StatusReport { report: self.node.status().to_string() };
+                let report = Frame::StatusReport {
+                    report: self.node.status().to_string(),
+                };
                 let _ = std::thread::Builder::new().name("tom-status".into()).spawn(move || {
                     let _ = super::net::write_frame(&stream, &report, Duration::from_secs(5));
                     let _ = stream.shutdown(Shutdown::Both);
                 });
             }
             Purpose::Form => {
-                warn!("member {}: formation connection from rank {} after formation refused", self.node.me(), hello.rank);
+                warn!(
+                    "member {}: formation connection from rank {} after formation refused",
+                    self.node.me(),
+                    hello.rank
+                );
                 let _ = stream.shutdown(Shutdown::Both);
             }
         }
@@ -933,7 +989,11 @@ impl Engine {
         for rank in state::new_lives(view).collect::<Vec<_>>() {
             if let Some(conn) = self.member_conn.get(&rank).and_then(|c| self.conns.get(c)) {
                 info!("member {me}: handing the state at position {position} to rank {rank}");
-                conn.outgoing.push(&Frame::Snapshot { view: view.id, position, state: snapshot.clone() });
+                conn.outgoing.push(&Frame::Snapshot {
+                    view: view.id,
+                    position,
+                    state: snapshot.clone(),
+                });
             }
         }
     }
@@ -952,7 +1012,10 @@ impl Engine {
                     self.report(event);
                 }
             }
-            _ => debug!("member {}: snapshot from {from} for view {view} ignored", self.node.me()),
+            _ => debug!(
+                "member {}: snapshot from {from} for view {view} ignored",
+                self.node.me()
+            ),
         }
     }
 

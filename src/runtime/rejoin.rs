@@ -66,12 +66,20 @@ pub fn reconnect(config: &formation::Config, rank: Rank, peers: &[String]) -> Re
     info!("listening on {local_addr}; looking for the group to rejoin as rank {rank}");
     let (roster, host) = find_roster(config, rank, local_addr.port(), peers)?;
     if rank.0 > roster.size {
-        return Err(Error::Refused(format!("rank {rank} out of range: the group has ranks 1..={}", roster.size)));
+        return Err(Error::Refused(format!(
+            "rank {rank} out of range: the group has ranks 1..={}",
+            roster.size
+        )));
     }
     acceptor.set_roster(rank, roster.size);
     acceptor.set_formed();
 
-    let register = Register { group: config.group.clone(), host, port: local_addr.port(), rejoin: Some(rank) };
+    let register = Register {
+        group: config.group.clone(),
+        host,
+        port: local_addr.port(),
+        rejoin: Some(rank),
+    };
     let mut links = BTreeMap::new();
     let mut tried = Vec::new();
     for entry in roster.members.iter().filter(|e| e.rank != rank) {
@@ -80,16 +88,35 @@ pub fn reconnect(config: &formation::Config, rank: Rank, peers: &[String]) -> Re
                 links.insert(entry.rank, stream);
             }
             Err(error) => {
-                warn!("rank {} at {}:{} not reachable: {error}", entry.rank, entry.host, entry.port);
-                tried.push(format!("rank {} at {}:{} ({error})", entry.rank, entry.host, entry.port));
+                warn!(
+                    "rank {} at {}:{} not reachable: {error}",
+                    entry.rank, entry.host, entry.port
+                );
+                tried.push(format!(
+                    "rank {} at {}:{} ({error})",
+                    entry.rank, entry.host, entry.port
+                ));
             }
         }
     }
     if links.is_empty() {
-        return Err(Error::GroupUnreachable { tried: format!("no member answered: {}", tried.join("; ")) });
+        return Err(Error::GroupUnreachable {
+            tried: format!("no member answered: {}", tried.join("; ")),
+        });
     }
-    info!("rank {rank}: connected to ranks {:?}; asking to be admitted", links.keys().collect::<Vec<_>>());
-    Ok(Reconnected { rank, size: roster.size, roster: roster.members, links, incoming, acceptor, local_addr })
+    info!(
+        "rank {rank}: connected to ranks {:?}; asking to be admitted",
+        links.keys().collect::<Vec<_>>()
+    );
+    Ok(Reconnected {
+        rank,
+        size: roster.size,
+        roster: roster.members,
+        links,
+        incoming,
+        acceptor,
+        local_addr,
+    })
 }
 
 /// The roster, and the host to advertise: from the helper, else from the first peer that answers.
@@ -117,9 +144,13 @@ fn find_roster(config: &formation::Config, rank: Rank, port: u16, peers: &[Strin
         }
     }
     if tried.is_empty() {
-        return Err(Error::InvalidConfig("neither a helper nor a peer to find the group".into()));
+        return Err(Error::InvalidConfig(
+            "neither a helper nor a peer to find the group".into(),
+        ));
     }
-    Err(Error::GroupUnreachable { tried: tried.join("; ") })
+    Err(Error::GroupUnreachable {
+        tried: tried.join("; "),
+    })
 }
 
 fn ask_helper(
@@ -135,19 +166,45 @@ fn ask_helper(
         interval_ms: config.connect_retry_interval_ms,
         connect_timeout_ms: config.connect_timeout_ms,
     };
-    let stream = net::connect_retrying(&host, helper_port, retry, "helper")
-        .map_err(|error| Error::HelperUnreachable { addr: config.helper.clone(), reason: error.to_string() })?;
+    let stream =
+        net::connect_retrying(&host, helper_port, retry, "helper").map_err(|error| Error::HelperUnreachable {
+            addr: config.helper.clone(),
+            reason: error.to_string(),
+        })?;
     let advertised = advertised_host(config, &stream)?;
-    let register = Register { group: config.group.clone(), host: advertised.clone(), port, rejoin: Some(rank) };
-    net::write_frame(&stream, &Frame::Register(register), Duration::from_millis(config.handshake_timeout_ms))?;
-    Ok((read_roster(&stream, deadline, &format!("helper at {}", config.helper))?, advertised))
+    let register = Register {
+        group: config.group.clone(),
+        host: advertised.clone(),
+        port,
+        rejoin: Some(rank),
+    };
+    net::write_frame(
+        &stream,
+        &Frame::Register(register),
+        Duration::from_millis(config.handshake_timeout_ms),
+    )?;
+    Ok((
+        read_roster(&stream, deadline, &format!("helper at {}", config.helper))?,
+        advertised,
+    ))
 }
 
-fn ask_peer(config: &formation::Config, peer: &str, rank: Rank, port: u16, deadline: Instant) -> Result<(Roster, String)> {
+fn ask_peer(
+    config: &formation::Config,
+    peer: &str,
+    rank: Rank,
+    port: u16,
+    deadline: Instant,
+) -> Result<(Roster, String)> {
     let (host, peer_port) = net::split_host_port(peer)?;
     let stream = net::connect(&host, peer_port, Duration::from_millis(config.connect_timeout_ms))?;
     let advertised = advertised_host(config, &stream)?;
-    let register = Register { group: config.group.clone(), host: advertised.clone(), port, rejoin: Some(rank) };
+    let register = Register {
+        group: config.group.clone(),
+        host: advertised.clone(),
+        port,
+        rejoin: Some(rank),
+    };
     handshake(config, &stream, rank, &register, deadline)?;
     Ok((read_roster(&stream, deadline, &format!("peer {peer}"))?, advertised))
 }
@@ -155,7 +212,11 @@ fn ask_peer(config: &formation::Config, peer: &str, rank: Rank, port: u16, deadl
 /// Opens a `Rejoin` connection to one member and tells it this member's address.
 fn dial_member(config: &formation::Config, entry: &RosterEntry, rank: Rank, register: &Register) -> Result<TcpStream> {
     let deadline = Instant::now() + Duration::from_millis(config.handshake_timeout_ms);
-    let stream = net::connect(&entry.host, entry.port, Duration::from_millis(config.connect_timeout_ms))?;
+    let stream = net::connect(
+        &entry.host,
+        entry.port,
+        Duration::from_millis(config.connect_timeout_ms),
+    )?;
     handshake(config, &stream, rank, register, deadline)?;
     Ok(stream)
 }
@@ -170,7 +231,12 @@ fn handshake(
 ) -> Result<()> {
     let timeout = Duration::from_millis(config.handshake_timeout_ms);
     // Incarnation 0: the group decides the new life's number when it admits it.
-    let hello = Hello { group: config.group.clone(), rank, incarnation: Incarnation(0), purpose: Purpose::Rejoin };
+    let hello = Hello {
+        group: config.group.clone(),
+        rank,
+        incarnation: Incarnation(0),
+        purpose: Purpose::Rejoin,
+    };
     net::write_frame(stream, &Frame::Hello(hello), timeout)?;
     match net::read_frame_before(stream, deadline, wire::HANDSHAKE_LEN_MAX) {
         Ok(Frame::Welcome) => {}
@@ -186,7 +252,10 @@ fn read_roster(stream: &TcpStream, deadline: Instant, from: &str) -> Result<Rost
     match net::read_frame_before(stream, deadline, wire::HANDSHAKE_LEN_MAX) {
         Ok(Frame::Roster(roster)) => Ok(roster),
         Ok(Frame::Refuse { reason }) => Err(Error::Refused(format!("{from}: {reason}"))),
-        Ok(other) => Err(Error::Unexpected(format!("{from} sent a {} instead of the roster", other.kind()))),
+        Ok(other) => Err(Error::Unexpected(format!(
+            "{from} sent a {} instead of the roster",
+            other.kind()
+        ))),
         Err(error) => Err(error.into()),
     }
 }
@@ -194,9 +263,9 @@ fn read_roster(stream: &TcpStream, deadline: Instant, from: &str) -> Result<Rost
 /// The configured advertised host, or the local address of a connection into the group.
 fn advertised_host(config: &formation::Config, stream: &TcpStream) -> Result<String> {
     match &config.advertised_host {
-        Some(host) if host.is_empty() || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified()) => {
-            Err(Error::InvalidConfig(format!("advertised host {host:?}: other members cannot dial it")))
-        }
+        Some(host) if host.is_empty() || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified()) => Err(
+            Error::InvalidConfig(format!("advertised host {host:?}: other members cannot dial it")),
+        ),
         Some(host) => Ok(host.clone()),
         None => Ok(stream.local_addr()?.ip().to_string()),
     }

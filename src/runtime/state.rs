@@ -54,10 +54,16 @@ impl fmt::Debug for ReplicatedState {
 
 /// The member of `view` that hands the state to its new lives: its lowest rank that is not new itself.
 pub fn sponsor(view: &View) -> Option<Rank> {
-    view.members.iter().find(|m| m.incarnation.0 != view.id.0).map(|m| m.rank)
+    view.members
+        .iter()
+        .find(|m| m.incarnation.0 != view.id.0)
+        .map(|m| m.rank)
 }
 
 /// Ranks that `view` admits as new lives.
 pub fn new_lives(view: &View) -> impl Iterator<Item = Rank> + '_ {
-    view.members.iter().filter(move |m| m.incarnation.0 == view.id.0).map(|m| m.rank)
+    view.members
+        .iter()
+        .filter(move |m| m.incarnation.0 == view.id.0)
+        .map(|m| m.rank)
 }

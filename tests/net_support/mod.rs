@@ -93,14 +93,9 @@ pub fn check_mesh(group: &[Formed]) {
 }
 
 fn expect_heartbeat(stream: &TcpStream, what: &str) {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
     let frame = wire::read_frame(&mut &*stream, wire::FRAME_LEN_MAX);
-    assert!(
-        matches!(frame, Ok(Frame::Heartbeat)),
-        "heartbeat at {what}: {frame:?}"
-    );
+    assert!(matches!(frame, Ok(Frame::Heartbeat)), "heartbeat at {what}: {frame:?}");
     stream.set_read_timeout(None).expect("timeout");
 }
 

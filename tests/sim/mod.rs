@@ -617,8 +617,8 @@ impl Sim {
         // A connection is one TCP connection: if the newest life of `to` still holds one to `node`, so
         // does `node`, whatever `node`'s own view says about that rank.
         let newest = self.current(to.0);
-        let reverse = (self.lives[newest].running() && self.lives[newest].target.get(&self.lives[node].rank)
-            == Some(&Some(node)))
+        let reverse = (self.lives[newest].running()
+            && self.lives[newest].target.get(&self.lives[node].rank) == Some(&Some(node)))
         .then_some(newest);
         match self.lives[node].target.get(&to).copied().flatten().or(reverse) {
             Some(dest) if self.lives[dest].running() => {
