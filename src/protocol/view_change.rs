@@ -151,17 +151,7 @@ impl Node {
             );
             return;
         }
-        if ballot < self.acceptor.promised {
-            let promised = self.acceptor.promised;
-            self.send(
-                out,
-                from,
-                Message::Reject {
-                    view: view_id,
-                    ballot,
-                    promised,
-                },
-            );
+        if self.reject_if_outbid(from, view_id, ballot, out) {
             return;
         }
         self.highest_round_seen = self.highest_round_seen.max(ballot.round);
@@ -182,6 +172,24 @@ impl Node {
                 report,
             },
         );
+    }
+
+    /// Tells the proposer of `ballot` that a higher one was already promised; true if so.
+    fn reject_if_outbid(&mut self, from: Rank, view_id: ViewId, ballot: Ballot, out: &mut Outbox) -> bool {
+        let promised = self.acceptor.promised;
+        if ballot >= promised {
+            return false;
+        }
+        self.send(
+            out,
+            from,
+            Message::Reject {
+                view: view_id,
+                ballot,
+                promised,
+            },
+        );
+        true
     }
 
     /// What this member holds and knows, for a proposer.
@@ -302,17 +310,7 @@ impl Node {
         if view_id != view.id || view.index_of(from).is_none() {
             return;
         }
-        if ballot < self.acceptor.promised {
-            let promised = self.acceptor.promised;
-            self.send(
-                out,
-                from,
-                Message::Reject {
-                    view: view_id,
-                    ballot,
-                    promised,
-                },
-            );
+        if self.reject_if_outbid(from, view_id, ballot, out) {
             return;
         }
         if ballot > self.acceptor.promised {

@@ -74,12 +74,7 @@ pub fn reconnect(config: &formation::Config, rank: Rank, peers: &[String]) -> Re
     acceptor.set_roster(rank, roster.size);
     acceptor.set_formed();
 
-    let register = Register {
-        group: config.group.clone(),
-        host,
-        port: local_addr.port(),
-        rejoin: Some(rank),
-    };
+    let register = rejoin_register(config, &host, local_addr.port(), rank);
     let mut links = BTreeMap::new();
     let mut tried = Vec::new();
     for entry in roster.members.iter().filter(|e| e.rank != rank) {
@@ -172,12 +167,7 @@ fn ask_helper(
             reason: error.to_string(),
         })?;
     let advertised = advertised_host(config, &stream)?;
-    let register = Register {
-        group: config.group.clone(),
-        host: advertised.clone(),
-        port,
-        rejoin: Some(rank),
-    };
+    let register = rejoin_register(config, &advertised, port, rank);
     net::write_frame(
         &stream,
         &Frame::Register(register),
@@ -199,14 +189,19 @@ fn ask_peer(
     let (host, peer_port) = net::split_host_port(peer)?;
     let stream = net::connect(&host, peer_port, Duration::from_millis(config.connect_timeout_ms))?;
     let advertised = advertised_host(config, &stream)?;
-    let register = Register {
-        group: config.group.clone(),
-        host: advertised.clone(),
-        port,
-        rejoin: Some(rank),
-    };
+    let register = rejoin_register(config, &advertised, port, rank);
     handshake(config, &stream, rank, &register, deadline)?;
     Ok((read_roster(&stream, deadline, &format!("peer {peer}"))?, advertised))
+}
+
+/// The registration a returning `rank` sends: its group and its new address.
+fn rejoin_register(config: &formation::Config, host: &str, port: u16, rank: Rank) -> Register {
+    Register {
+        group: config.group.clone(),
+        host: host.to_string(),
+        port,
+        rejoin: Some(rank),
+    }
 }
 
 /// Opens a `Rejoin` connection to one member and tells it this member's address.
