@@ -98,6 +98,8 @@ pub enum Action {
     Connect { joiner: LifeId, to: LifeId },
     /// `node`'s application leaves the group.
     Leave { node: LifeId },
+    /// `node`'s application falls behind on deliveries (`busy`) or catches up: flow control.
+    Busy { node: LifeId, busy: bool },
 }
 
 /// One life of one rank.
@@ -150,6 +152,8 @@ pub struct Sim {
     pub now_step: u64,
     /// Events scheduled for a later step (detector reports, exits, joiner connections, heals).
     pub scheduled: Vec<(u64, Action)>,
+    /// Lives whose application is behind on deliveries (flow control holds them back).
+    pub busy: std::collections::BTreeSet<LifeId>,
     /// When true, crashes and exits schedule suspicions at every running life, exclusions schedule the
     /// process's exit, and restarts schedule the joiner's connections: the automatic detector of random
     /// runs. Scripted scenarios leave it off and report everything themselves.
@@ -178,6 +182,7 @@ impl Sim {
             net: Net::new(delay),
             now_step: 0,
             scheduled: Vec::new(),
+            busy: std::collections::BTreeSet::new(),
             auto_detect: false,
             detect_delay_max_steps: 200,
             flush_after_percent: 0,
@@ -382,6 +387,13 @@ impl Sim {
                 format!("joiner {} connects to {}", self.name(*joiner), self.name(*to))
             }
             Action::Leave { node } => format!("LEAVE {}", self.name(*node)),
+            Action::Busy { node, busy } => {
+                format!(
+                    "application at {} {}",
+                    self.name(*node),
+                    if *busy { "falls behind" } else { "catches up" }
+                )
+            }
         }
     }
 
@@ -430,6 +442,14 @@ impl Sim {
             Action::Leave { node } => {
                 self.lives[node].leave_requested = true;
                 self.input(node, Input::Leave);
+            }
+            Action::Busy { node, busy } => {
+                if busy {
+                    self.busy.insert(node);
+                } else {
+                    self.busy.remove(&node);
+                }
+                self.input(node, Input::ApplicationBusy(busy));
             }
         }
     }
@@ -1132,6 +1152,12 @@ impl Sim {
 
     /// [`Sim::settle`] without the verdict: true if the group settled within `max_steps`.
     pub fn try_settle(&mut self, max_steps: u64) -> bool {
+        // Faults stopped: every application catches up (a busy one holds the group back on purpose).
+        for node in std::mem::take(&mut self.busy) {
+            if self.lives[node].running() {
+                self.apply(Action::Busy { node, busy: false });
+            }
+        }
         if self.net.is_cut() {
             self.apply(Action::Heal);
         }

@@ -259,6 +259,14 @@ impl Driver {
             }
             return;
         }
+        if roll == 22 && sim.rng.below(4) == 0 {
+            // Now and then an application falls behind on its deliveries, or catches up.
+            if let Some(node) = sim.rng.pick(&running) {
+                let busy = !sim.busy.contains(&node);
+                sim.apply(Action::Busy { node, busy });
+            }
+            return;
+        }
         let ready = sim.net.ready(sim.now_step);
         if let Some((from, to)) = sim.rng.pick(&ready) {
             sim.apply(Action::Deliver { from, to });
