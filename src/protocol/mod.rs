@@ -283,6 +283,8 @@ pub struct Node {
     backlog: VecDeque<Payload>,
     /// Lives of the current view suspected by this member or reported suspected by another.
     suspects: BTreeSet<MemberId>,
+    /// The subset of `suspects` this member's own detector reported (first-hand evidence).
+    detected: BTreeSet<MemberId>,
     /// Lives of the current view that announced a clean departure.
     leaving: BTreeSet<MemberId>,
     /// Ranks asking to rejoin through this member.
@@ -341,6 +343,7 @@ impl Node {
             delivered_count: 0,
             backlog: VecDeque::new(),
             suspects: BTreeSet::new(),
+            detected: BTreeSet::new(),
             leaving: BTreeSet::new(),
             joining: BTreeSet::new(),
             leave_requested: false,
@@ -370,7 +373,7 @@ impl Node {
             Input::Connected(rank) => self.on_connected(rank, out),
             Input::Suspect(rank) => {
                 if let Some(member) = self.view.as_ref().and_then(|v| v.member(rank)) {
-                    self.suspect(member, out);
+                    self.suspect(member, true, out);
                 }
             }
             Input::Tick => self.on_tick(out),
@@ -590,9 +593,11 @@ impl Node {
             Message::Data { view, msg, acks } => self.on_data(from, view, msg, acks, out),
             Message::Ack { view, acks } => self.on_ack(from, view, acks, out),
             Message::Suspect { view, rank } => {
-                if self.is_current_member(from, view) {
+                // A suspicion from a member this one suspects is not taken: it is on its way out.
+                let sender = self.view.as_ref().and_then(|v| v.member(from));
+                if self.is_current_member(from, view) && !sender.is_some_and(|s| self.suspects.contains(&s)) {
                     if let Some(member) = self.view.as_ref().and_then(|v| v.member(rank)) {
-                        self.suspect(member, out);
+                        self.suspect(member, false, out);
                     }
                 }
             }
@@ -721,37 +726,52 @@ impl Node {
     /// member, so live members agree on whom they suspect and hence on who coordinates. A member never
     /// suspects itself (it would stop coordinating while the others wait for it). Without a quorum of
     /// unsuspected members left, this member cannot tell "they crashed" from "I am cut off", and stops.
-    fn suspect(&mut self, member: MemberId, out: &mut Outbox) {
+    fn suspect(&mut self, member: MemberId, first_hand: bool, out: &mut Outbox) {
         if member == self.me || !matches!(self.phase, Phase::Member | Phase::Changing) {
             return;
         }
         let Some(view) = self.view.clone() else { return };
-        if !view.contains(member) || !self.suspects.insert(member) {
+        if !view.contains(member) {
             return;
         }
-        info!("member {}: suspects {}", self.me, member);
-        self.send_to_others(
-            out,
-            Message::Suspect {
-                view: view.id,
-                rank: member.rank,
-            },
-        );
-        let unsuspected: Vec<Rank> = view
-            .members
-            .iter()
-            .filter(|m| !self.suspects.contains(m))
-            .map(|m| m.rank)
-            .collect();
-        if !view.is_quorum(&unsuspected) {
-            warn!(
-                "member {}: no quorum of view {} left unsuspected; stopping to keep one history",
-                self.me, view.id
+        let new_suspicion = self.suspects.insert(member);
+        let new_detection = first_hand && self.detected.insert(member);
+        if new_suspicion {
+            info!(
+                "member {}: suspects {}{}",
+                self.me,
+                member,
+                if first_hand { "" } else { " (told)" }
             );
-            self.become_inert(Phase::Excluded, view.id, out);
-            return;
+            self.send_to_others(
+                out,
+                Message::Suspect {
+                    view: view.id,
+                    rank: member.rank,
+                },
+            );
         }
-        self.maybe_start_change(out);
+        if new_detection {
+            // Only this member's own observations count here: a suspicion it was told may come from a
+            // member that is itself being excluded, and must not make a healthy majority stop.
+            let unsuspected: Vec<Rank> = view
+                .members
+                .iter()
+                .filter(|m| !self.detected.contains(m))
+                .map(|m| m.rank)
+                .collect();
+            if !view.is_quorum(&unsuspected) {
+                warn!(
+                    "member {}: no quorum of view {} left unsuspected; stopping to keep one history",
+                    self.me, view.id
+                );
+                self.become_inert(Phase::Excluded, view.id, out);
+                return;
+            }
+        }
+        if new_suspicion || new_detection {
+            self.maybe_start_change(out);
+        }
     }
 
     fn maybe_announce_leave(&mut self, out: &mut Outbox) {
@@ -791,6 +811,12 @@ impl Node {
             return;
         }
         if let Some(old) = view.member(rank) {
+            if old.incarnation.0 == view.id.0 && view.id.0 > 1 {
+                // Admitted by this very view (formation's view 1 admits nobody): a request still in
+                // flight from before must not admit a second, phantom life.
+                out.push(refuse(self, format!("rank {rank} was just admitted as life {old}")));
+                return;
+            }
             if !self.suspects.contains(&old) {
                 out.push(refuse(
                     self,

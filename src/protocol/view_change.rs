@@ -456,6 +456,7 @@ impl Node {
         );
         self.epoch = Some(Epoch::new(view.clone(), me));
         self.suspects.retain(|m| view.contains(*m));
+        self.detected.retain(|m| view.contains(*m));
         self.leaving.retain(|m| view.contains(*m));
         self.joining
             .retain(|r| view.member(*r).map_or(true, |m| m.incarnation.0 != view.id.0));
@@ -528,7 +529,7 @@ impl Node {
                         "member {}: proposer {} silent during the view change; suspecting it",
                         self.me, member
                     );
-                    self.suspect(member, out);
+                    self.suspect(member, true, out);
                 }
             }
         }

@@ -1022,8 +1022,19 @@ impl Engine {
     /// A new view: a joiner's connection becomes the member connection of its rank; connections of
     /// ranks no longer in the view close once the decision (already queued) has gone out.
     fn adopt_view(&mut self, view: &View) {
+        let me = self.node.me();
+        let admitted_with_me = me.incarnation.0 == view.id.0;
         for member in &view.members {
-            if member.incarnation.0 != view.id.0 {
+            if member.incarnation.0 != view.id.0 || member.rank == me.rank {
+                continue;
+            }
+            // Two processes admitted by the same view dialled each other while both were joining: each
+            // holds the connection it dialled and the one it accepted. Both keep the one the lower rank
+            // dialled (either side can tell which it is), so they never close each other's only link.
+            if admitted_with_me && me.rank < member.rank && self.member_conn.contains_key(&member.rank) {
+                if let Some(accepted) = self.joiner_conn.remove(&member.rank) {
+                    self.to_close.push(accepted);
+                }
                 continue;
             }
             if let Some(conn) = self.joiner_conn.remove(&member.rank) {

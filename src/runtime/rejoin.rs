@@ -77,7 +77,10 @@ pub fn reconnect(config: &formation::Config, rank: Rank, peers: &[String]) -> Re
     let register = rejoin_register(config, &host, local_addr.port(), rank);
     let mut links = BTreeMap::new();
     let mut tried = Vec::new();
-    for entry in roster.members.iter().filter(|e| e.rank != rank) {
+    // The roster may still list a dead member at the port this process now listens on (members on one
+    // host share a first port): dialling it would reach this very process.
+    let is_self = |e: &&RosterEntry| e.port == local_addr.port() && e.host == register.host;
+    for entry in roster.members.iter().filter(|e| e.rank != rank && !is_self(e)) {
         match dial_member(config, entry, rank, &register) {
             Ok(stream) => {
                 links.insert(entry.rank, stream);
@@ -244,7 +247,12 @@ fn handshake(
 }
 
 fn read_roster(stream: &TcpStream, deadline: Instant, from: &str) -> Result<Roster> {
-    match net::read_frame_before(stream, deadline, wire::HANDSHAKE_LEN_MAX) {
+    // A member may send heartbeats on the connection before its answer: they carry nothing here.
+    let mut frame = net::read_frame_before(stream, deadline, wire::HANDSHAKE_LEN_MAX);
+    while matches!(frame, Ok(Frame::Heartbeat)) {
+        frame = net::read_frame_before(stream, deadline, wire::HANDSHAKE_LEN_MAX);
+    }
+    match frame {
         Ok(Frame::Roster(roster)) => Ok(roster),
         Ok(Frame::Refuse { reason }) => Err(Error::Refused(format!("{from}: {reason}"))),
         Ok(other) => Err(Error::Unexpected(format!(
