@@ -751,27 +751,35 @@ impl Node {
                 },
             );
         }
-        if new_detection {
-            // Only this member's own observations count here: a suspicion it was told may come from a
-            // member that is itself being excluded, and must not make a healthy majority stop.
-            let unsuspected: Vec<Rank> = view
-                .members
-                .iter()
-                .filter(|m| !self.detected.contains(m))
-                .map(|m| m.rank)
-                .collect();
-            if !view.is_quorum(&unsuspected) {
-                warn!(
-                    "member {}: no quorum of view {} left unsuspected; stopping to keep one history",
-                    self.me, view.id
-                );
-                self.become_inert(Phase::Excluded, view.id, out);
-                return;
-            }
+        // Only this member's own observations count here: a suspicion it was told may come from a
+        // member that is itself being excluded, and must not make a healthy majority stop.
+        if new_detection && self.stop_without_quorum(out) {
+            return;
         }
         if new_suspicion || new_detection {
             self.maybe_start_change(out);
         }
+    }
+
+    /// Stops this member if the lives its own detector suspects leave no quorum of its view: it cannot
+    /// tell "they all crashed" from "I am cut off", and the second is the likely one. True if stopped.
+    fn stop_without_quorum(&mut self, out: &mut Outbox) -> bool {
+        let Some(view) = self.view.clone() else { return false };
+        let unsuspected: Vec<Rank> = view
+            .members
+            .iter()
+            .filter(|m| !self.detected.contains(m))
+            .map(|m| m.rank)
+            .collect();
+        if view.is_quorum(&unsuspected) {
+            return false;
+        }
+        warn!(
+            "member {}: no quorum of view {} left unsuspected; stopping to keep one history",
+            self.me, view.id
+        );
+        self.become_inert(Phase::Excluded, view.id, out);
+        true
     }
 
     fn maybe_announce_leave(&mut self, out: &mut Outbox) {
@@ -875,6 +883,11 @@ impl Node {
 
     /// After installing a view: send what waited, and carry on with what is still wanted.
     fn after_install(&mut self, out: &mut Outbox) {
+        // Suspicions this member's detector made of lives the new view keeps still stand: without a
+        // quorum of the new view left unsuspected, stop now rather than wait on a view change forever.
+        if self.stop_without_quorum(out) {
+            return;
+        }
         // Suspicions that outlive the view are announced again: a member that just joined never heard them.
         if let Some(view) = self.view.as_ref().map(|v| v.id) {
             for member in self.suspects.clone() {
