@@ -381,3 +381,23 @@ fn a_status_query_over_a_members_port_says_what_the_head_waits_for() {
         members.iter().for_each(Member::shutdown)
     });
 }
+
+#[test]
+fn a_member_that_is_not_the_coordinator_leaves_cleanly() {
+    let mut members = start_group(3, 10_000);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    exchange(&members, "before", 5, deadline);
+    // Rank 3 leaves: rank 1 runs the view change, and the decision must reach rank 3 before its
+    // connections close, or it would take itself for cut off.
+    let leaver = members.pop().unwrap();
+    let left = within(Duration::from_secs(30), "leave", move || {
+        leaver.leave(Duration::from_secs(20))
+    });
+    assert!(left.is_ok(), "a clean leave: {left:?}");
+    for member in &members {
+        wait_for_view(member, "1,2", deadline);
+    }
+    within(Duration::from_secs(30), "shutdown", move || {
+        members.iter().for_each(Member::shutdown)
+    });
+}

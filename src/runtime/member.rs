@@ -940,6 +940,8 @@ impl Engine {
             }
         }
         for conn in std::mem::take(&mut self.to_close) {
+            self.member_conn.retain(|_, c| *c != conn);
+            self.joiner_conn.retain(|_, c| *c != conn);
             self.close_conn(conn);
         }
     }
@@ -1049,16 +1051,14 @@ impl Engine {
                 }
             }
         }
-        let gone: Vec<(Rank, ConnId)> = self
+        // Ranks the view no longer lists: their connections close once this outbox is dispatched, so the
+        // decision that excluded them (relayed right after the view) still reaches them first.
+        let gone = self
             .member_conn
             .iter()
             .filter(|(rank, _)| view.index_of(**rank).is_none())
-            .map(|(r, c)| (*r, *c))
-            .collect();
-        for (rank, conn) in gone {
-            self.member_conn.remove(&rank);
-            self.to_close.push(conn);
-        }
+            .map(|(_, c)| *c);
+        self.to_close.extend(gone.collect::<Vec<_>>());
     }
 }
 
