@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use proc_support::{free_port, parse_delivery, ranks_text, DEADLINE, HELPER, MEMBER};
+use proc_support::{free_port, parse_delivery, ranks_text, DEADLINE, MEMBER};
 
 /// One stdin line per member per this much: a steady load that keeps the group busy across every crash.
 const PACE: Duration = Duration::from_millis(1);
@@ -248,25 +248,8 @@ struct Group {
 impl Group {
     /// Starts a helper and `size` members; waits until each printed `JOINED` and the first view.
     fn form(name: &str, size: u16) -> Group {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("proc").join(name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create log dir");
-        let helper_port = free_port();
-        let helper_log = dir.join("helper.log");
-        let helper = Command::new(HELPER)
-            .args([
-                "--size",
-                &size.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &helper_port.to_string(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&helper_log).expect("helper log"))
-            .spawn()
-            .expect("spawn tom-helper");
+        let dir = proc_support::fresh_log_dir(name);
+        let (helper, helper_port, helper_log) = proc_support::spawn_helper(size, &dir);
         let mut group = Group {
             name: name.to_string(),
             dir,

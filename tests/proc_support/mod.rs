@@ -288,6 +288,36 @@ pub struct Lab {
     members: Vec<Member>,
 }
 
+/// An empty folder for one test's process logs: `target/tmp/proc/<name>/`.
+pub fn fresh_log_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("proc").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create log dir");
+    dir
+}
+
+/// Starts a `tom-helper` for `size` members on a free port of 127.0.0.1, logging into `dir`; returns the
+/// process, its port and its log file.
+pub fn spawn_helper(size: u16, dir: &std::path::Path) -> (Child, u16, PathBuf) {
+    let helper_port = free_port();
+    let helper_log = dir.join("helper.log");
+    let helper = Command::new(HELPER)
+        .args([
+            "--size",
+            &size.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &helper_port.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(&helper_log).expect("helper log"))
+        .spawn()
+        .expect("spawn tom-helper");
+    (helper, helper_port, helper_log)
+}
+
 impl Lab {
     /// Forms a group of `size` members with the same `args` each (besides helper, host and port).
     pub fn start(name: &str, size: u16, args: &[&str]) -> Lab {
@@ -297,25 +327,8 @@ impl Lab {
     /// Forms a group of `size` members, the member spawned `i`-th getting the extra arguments
     /// `args_for(i)`; waits until each printed `JOINED` and the first view.
     pub fn start_with(name: &str, size: u16, args_for: impl Fn(usize) -> Vec<String>) -> Lab {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("proc").join(name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create log dir");
-        let helper_port = free_port();
-        let helper_log = dir.join("helper.log");
-        let helper = Command::new(HELPER)
-            .args([
-                "--size",
-                &size.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &helper_port.to_string(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&helper_log).expect("helper log"))
-            .spawn()
-            .expect("spawn tom-helper");
+        let dir = fresh_log_dir(name);
+        let (helper, helper_port, helper_log) = spawn_helper(size, &dir);
         let mut lab = Lab {
             name: name.to_string(),
             helper,
