@@ -5,7 +5,7 @@ N ?= 4
 PORT ?= 9999
 HELPER ?= 127.0.0.1:9999
 
-.PHONY: build run test sim soak bench helper member lab stop lint diagram check-run sim-diagram
+.PHONY: build run test sim soak bench helper member lab stop lint diagram check-run sim-diagram compare
 
 build:
 	$(CARGO) build --release
@@ -37,6 +37,12 @@ bench: build
 		./target/release/tom-bench --members $$n --size $$size --messages $(BENCH_MESSAGES) --json; \
 		./target/release/tom-bench --members $$n --size $$size --messages $(BENCH_PACED_MESSAGES) --rate 1000 --json; \
 	done; done
+
+# tom-bench and the tom-member black box beside the Corosync and JGroups anchors (../shared/anchors), same N,
+# size and count; one table with the ratios. Not part of `make test`. Corosync needs root.
+# make compare [MEMBERS=3 SIZE=64 MESSAGES=100000 LAT_MESSAGES=5000 ROUNDS=3 SKIP="jgroups corosync"]
+compare: build
+	@bash tests/lab/compare.sh
 
 # A tmux session with the helper and N interactive members on 127.0.0.1: make lab N=4 [PORT=9999]
 lab: build
