@@ -3,9 +3,12 @@
 //! with `--trace`) passes `tom-check` and is drawn by `tom-diagram`. Every process started here is
 //! killed and waited for by a guard, also when a test panics.
 
+mod proc_support;
+
+use proc_support::{free_port, Processes};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const CHECK: &str = env!("CARGO_BIN_EXE_tom-check");
@@ -117,24 +120,6 @@ fn unreadable_input_exits_2() {
         let output = Command::new(CHECK).args(&args).output().expect("run tom-check");
         assert_eq!(output.status.code(), Some(2), "{args:?}");
     }
-}
-
-/// Kills and reaps every child on drop.
-#[derive(Default)]
-struct Processes(Vec<Child>);
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind probe");
-    listener.local_addr().expect("addr").port()
 }
 
 fn delivered(path: &Path) -> usize {

@@ -2,39 +2,16 @@
 //! port on 127.0.0.1, plus their command-line contract (help, bad arguments, `--rejoin` without a group, an unreachable
 //! helper). Every process started here is killed and waited for by a guard, also when a test panics.
 
+mod proc_support;
+
+use proc_support::{free_port, Processes};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 const HELPER: &str = env!("CARGO_BIN_EXE_tom-helper");
 const MEMBER: &str = env!("CARGO_BIN_EXE_tom-member");
-
-/// Kills and reaps every child on drop, so a failing test leaves no process behind.
-#[derive(Default)]
-struct Processes(Vec<Child>);
-
-impl Processes {
-    fn spawn(&mut self, command: &mut Command) -> &mut Child {
-        let child = command.spawn().expect("spawn program");
-        self.0.push(child);
-        self.0.last_mut().expect("just pushed")
-    }
-}
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind probe");
-    listener.local_addr().expect("addr").port()
-}
 
 #[test]
 fn four_members_sharing_a_first_port_each_print_joined() {

@@ -32,9 +32,6 @@ const PACE: Duration = Duration::from_millis(1);
 /// life takes part under load.
 const DELIVERIES_PER_LIFE: usize = 1_000;
 
-/// How long the delivered sequences must stay unchanged to count as settled.
-const SETTLE: Duration = Duration::from_millis(1_500);
-
 /// The join timeout of the rejoins that must fail; the test only bounds them by [`DEADLINE`].
 const SHORT_JOIN_TIMEOUT_MS: &str = "3000";
 
@@ -453,23 +450,9 @@ impl Group {
             }
         }
         let alive = self.alive_ranks();
-        let deadline = Instant::now() + DEADLINE;
-        let mut last = Vec::new();
-        let mut since = Instant::now();
-        loop {
-            let ends: Vec<usize> = alive.iter().map(|&rank| self.current(rank).end_position()).collect();
-            if ends != last {
-                last = ends;
-                since = Instant::now();
-            } else if last.iter().all(|&end| end == last[0]) && since.elapsed() >= SETTLE {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "end positions of ranks {alive:?} never settled: {last:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        proc_support::wait_until_stable(&format!("end positions of ranks {alive:?}"), || {
+            alive.iter().map(|&rank| self.current(rank).end_position()).collect()
+        });
     }
 
     /// The checks of the module doc, over every life of the test.

@@ -288,6 +288,47 @@ pub struct Lab {
     members: Vec<Member>,
 }
 
+/// Waits until `sample()` gives equal numbers that stay unchanged for [`SETTLE`]: the group has nothing
+/// left in flight. `what` names the numbers in the failure message.
+pub fn wait_until_stable(what: &str, sample: impl Fn() -> Vec<usize>) {
+    let deadline = Instant::now() + DEADLINE;
+    let mut last = Vec::new();
+    let mut since = Instant::now();
+    loop {
+        let now = sample();
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if last.iter().all(|&n| n == last[0]) && since.elapsed() >= SETTLE {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what} never settled: {last:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills and reaps every child on drop, so a failing test leaves no process behind.
+#[derive(Default)]
+pub struct Processes(pub Vec<Child>);
+
+impl Processes {
+    /// Starts `command` and keeps it.
+    pub fn spawn(&mut self, command: &mut Command) -> &mut Child {
+        let child = command.spawn().expect("spawn program");
+        self.0.push(child);
+        self.0.last_mut().expect("just pushed")
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// An empty folder for one test's process logs: `target/tmp/proc/<name>/`.
 pub fn fresh_log_dir(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("proc").join(name);
@@ -432,23 +473,9 @@ impl Lab {
         for &rank in ranks {
             self.member(rank).wait_for_delivers(count);
         }
-        let deadline = Instant::now() + DEADLINE;
-        let mut last = Vec::new();
-        let mut since = Instant::now();
-        loop {
-            let counts: Vec<usize> = ranks.iter().map(|&rank| self.member(rank).deliver_count()).collect();
-            if counts != last {
-                last = counts;
-                since = Instant::now();
-            } else if last.iter().all(|&c| c == last[0]) && since.elapsed() >= SETTLE {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "DELIVER counts of ranks {ranks:?} never settled: {last:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until_stable(&format!("DELIVER counts of ranks {ranks:?}"), || {
+            ranks.iter().map(|&rank| self.member(rank).deliver_count()).collect()
+        });
     }
 }
 
