@@ -14,16 +14,16 @@
 mod proc_support;
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use proc_support::{free_port, parse_delivery, ranks_text, DEADLINE, MEMBER};
+use proc_support::{free_port, parse_delivery, ranks_text, Member, DEADLINE};
 
 /// One stdin line per member per this much: a steady load that keeps the group busy across every crash.
 const PACE: Duration = Duration::from_millis(1);
@@ -43,64 +43,39 @@ fn payload(rank: u16, life: usize, number: usize) -> String {
 /// One process: a life of a rank (or a rejoin attempt), with its stdout collected by a reader thread and
 /// its stderr in a log file.
 struct Life {
-    /// Its rank: known in advance for a rejoin, from its `JOINED` line for a member of the first view.
-    rank: u16,
     /// Which life of its rank: 0 for the member that formed the group, then 1, 2, ...
     life: usize,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Arc<Mutex<Vec<String>>>,
-    reader: Option<JoinHandle<()>>,
+    /// The process (its `rank`: known in advance for a rejoin, from `JOINED` for a first-view member).
+    proc: Member,
     /// The load writer and the lines it handed to the pipe, in order.
     feeder: Option<JoinHandle<()>>,
     written: Arc<Mutex<Vec<String>>>,
-    log: PathBuf,
-    exit: Option<ExitStatus>,
 }
 
 impl Life {
     fn spawn(log: PathBuf, args: &[String], rank: u16, life: usize) -> Life {
-        let mut child = Command::new(MEMBER)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(File::create(&log).expect("member log"))
-            .spawn()
-            .expect("spawn tom-member");
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("stdout");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let reader = {
-            let lines = lines.clone();
-            std::thread::spawn(move || read_lines(stdout, &lines))
-        };
         Life {
-            rank,
             life,
-            child,
-            stdin,
-            lines,
-            reader: Some(reader),
+            proc: Member::spawn(args, log, rank, life),
             feeder: None,
-            written: Arc::new(Mutex::new(Vec::new())),
-            log,
-            exit: None,
+            written: Arc::default(),
         }
     }
 
+    fn rank(&self) -> u16 {
+        self.proc.rank
+    }
+
     fn name(&self) -> String {
-        format!("rank {} life {}", self.rank, self.life)
+        format!("rank {} life {}", self.rank(), self.life)
     }
 
     fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.proc.lines()
     }
 
     fn delivers(&self) -> Vec<String> {
-        self.lines()
-            .into_iter()
-            .filter(|line| line.starts_with("DELIVER "))
-            .collect()
+        self.proc.delivers()
     }
 
     fn written(&self) -> Vec<String> {
@@ -110,8 +85,7 @@ impl Life {
     /// How many messages the group delivered before this life's first delivery: its `STATE` line, or 0
     /// for a member of the first view.
     fn state_position(&self) -> usize {
-        let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-        match lines.first().and_then(|line| line.strip_prefix("STATE ")) {
+        match self.lines().first().and_then(|line| line.strip_prefix("STATE ")) {
             Some(position) => position.parse().expect("STATE <position>"),
             None => 0,
         }
@@ -119,33 +93,16 @@ impl Life {
 
     /// The global position just after its last delivery.
     fn end_position(&self) -> usize {
-        self.state_position() + self.delivers().len()
+        self.state_position() + self.proc.deliver_count()
     }
 
     /// How many stdout lines it printed so far: a mark to wait for lines printed after it.
     fn mark(&self) -> usize {
-        self.lines.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.lines().len()
     }
 
     fn is_running(&mut self) -> bool {
-        if self.exit.is_some() {
-            return false;
-        }
-        match self.child.try_wait().expect("try_wait") {
-            Some(status) => {
-                self.exited(status);
-                false
-            }
-            None => true,
-        }
-    }
-
-    fn exited(&mut self, status: ExitStatus) {
-        self.exit = Some(status);
-        // The process is gone, so its stdout pipe is at EOF: after the join every printed line is in.
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
-        }
+        self.proc.is_running()
     }
 
     /// Waits until `done` holds for its stdout lines; panics after [`DEADLINE`], or as soon as its stdout
@@ -154,24 +111,22 @@ impl Life {
         let deadline = Instant::now() + DEADLINE;
         loop {
             // Read before looking at the lines: once the reader ended, the lines are complete.
-            let stdout_ended = self.reader.as_ref().map_or(true, |reader| reader.is_finished());
-            {
-                let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-                if done(&lines) {
-                    return;
-                }
-                let tail = &lines[lines.len().saturating_sub(5)..];
-                assert!(
-                    !stdout_ended,
-                    "{}: stdout ended without {what}; last lines {tail:#?}",
-                    self.name()
-                );
-                assert!(
-                    Instant::now() < deadline,
-                    "{}: no {what} within {DEADLINE:?}; last lines {tail:#?}",
-                    self.name()
-                );
+            let stdout_ended = self.proc.stdout_closed();
+            let lines = self.lines();
+            if done(&lines) {
+                return;
             }
+            let tail = &lines[lines.len().saturating_sub(5)..];
+            assert!(
+                !stdout_ended,
+                "{}: stdout ended without {what}; last lines {tail:#?}",
+                self.name()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "{}: no {what} within {DEADLINE:?}; last lines {tail:#?}",
+                self.name()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -185,20 +140,12 @@ impl Life {
 
     /// Waits up to [`DEADLINE`] for the process to exit; returns its exit status.
     fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + DEADLINE;
-        while self.is_running() {
-            assert!(
-                Instant::now() < deadline,
-                "{}: still running after {DEADLINE:?}",
-                self.name()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.exit.expect("exit status")
+        self.proc.wait_exit(DEADLINE);
+        self.proc.exit_status().expect("exit status")
     }
 
     fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.proc.log_text()
     }
 
     /// The port it listens on, from its log line "listening on 0.0.0.0:PORT".
@@ -214,16 +161,6 @@ impl Life {
             .next()
             .and_then(|port| port.parse().ok())
             .expect("port in \"listening on\"")
-    }
-}
-
-fn read_lines(stdout: ChildStdout, lines: &Mutex<Vec<String>>) {
-    for line in BufReader::new(stdout).split(b'\n') {
-        let Ok(line) = line else { break };
-        lines
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(String::from_utf8_lossy(&line).into_owned());
     }
 }
 
@@ -271,15 +208,15 @@ impl Group {
                 .into_iter()
                 .find(|l| l.starts_with("JOINED "))
                 .expect("JOINED");
-            life.rank = joined
+            life.proc.rank = joined
                 .split(' ')
                 .nth(1)
                 .and_then(|rank| rank.parse().ok())
                 .expect("JOINED <rank>");
-            assert_eq!(joined, format!("JOINED {} {size}", life.rank));
+            assert_eq!(joined, format!("JOINED {} {size}", life.rank()));
             life.wait_for_line_after(&first_view, 0);
         }
-        let mut ranks: Vec<u16> = group.lives.iter().map(|life| life.rank).collect();
+        let mut ranks: Vec<u16> = group.lives.iter().map(Life::rank).collect();
         ranks.sort_unstable();
         assert_eq!(ranks, (1..=size).collect::<Vec<_>>(), "ranks 1..=N, each once");
         println!("group {name}: {size} members formed; logs in {}", group.dir.display());
@@ -299,7 +236,7 @@ impl Group {
     fn newest(&self, rank: u16) -> usize {
         self.lives
             .iter()
-            .rposition(|life| life.rank == rank)
+            .rposition(|life| life.rank() == rank)
             .expect("a life of that rank")
     }
 
@@ -311,8 +248,8 @@ impl Group {
     /// the pipe breaks (the process died). A line counts as written once the pipe took it.
     fn feed(&mut self, index: usize) {
         let life = &mut self.lives[index];
-        let mut stdin = life.stdin.take().expect("stdin still open");
-        let (rank, life_number, written, stop) = (life.rank, life.life, life.written.clone(), self.stop_load.clone());
+        let mut stdin = life.proc.take_stdin().expect("stdin still open");
+        let (rank, life_number, written, stop) = (life.rank(), life.life, life.written.clone(), self.stop_load.clone());
         life.feeder = Some(std::thread::spawn(move || {
             for number in 1.. {
                 if stop.load(Ordering::SeqCst) {
@@ -340,7 +277,7 @@ impl Group {
         let indices: Vec<usize> = ranks.iter().map(|&rank| self.newest(rank)).collect();
         let pids: Vec<String> = indices
             .iter()
-            .map(|&index| self.lives[index].child.id().to_string())
+            .map(|&index| self.lives[index].proc.pid().to_string())
             .collect();
         let status = Command::new("kill")
             .args(["-s", "KILL"])
@@ -350,8 +287,7 @@ impl Group {
         assert!(status.success(), "kill -s KILL {pids:?} failed");
         for index in indices {
             let life = &mut self.lives[index];
-            let status = life.child.wait().expect("wait for the killed member");
-            life.exited(status);
+            life.proc.reap();
             if let Some(feeder) = life.feeder.take() {
                 feeder.join().expect("feeder thread");
             }
@@ -369,7 +305,7 @@ impl Group {
     /// Starts a new life of `rank` with `--rejoin RANK` and `finding` (how it finds the group); returns
     /// its index in `lives`.
     fn start_rejoin(&mut self, rank: u16, finding: &[&str]) -> usize {
-        let life = self.lives.iter().filter(|life| life.rank == rank).count();
+        let life = self.lives.iter().filter(|life| life.rank() == rank).count();
         let log = self.dir.join(format!("rank{rank}-life{life}.log"));
         let args = self.member_args(&[&["--rejoin", &rank.to_string()], finding].concat());
         self.lives.push(Life::spawn(log, &args, rank, life));
@@ -417,7 +353,7 @@ impl Group {
         let returning: Vec<usize> = victims.iter().map(|&rank| self.start_rejoin(rank, &finding)).collect();
         for &index in &returning {
             let life = &self.lives[index];
-            let joined = format!("JOINED {} {}", life.rank, self.size);
+            let joined = format!("JOINED {} {}", life.rank(), self.size);
             life.wait_until("JOINED line", |lines| lines.contains(&joined));
             let lines = life.lines();
             assert!(
@@ -508,7 +444,7 @@ impl Group {
         // a prefix if it was killed (the pipe may have held lines it never read).
         for life in &mut self.lives {
             let written = life.written();
-            let own = format!("rank {} life {} line ", life.rank, life.life);
+            let own = format!("rank {} life {} line ", life.rank(), life.life);
             let delivered: Vec<&str> = order
                 .values()
                 .filter_map(|(line, _)| parse_delivery(line))
@@ -516,7 +452,11 @@ impl Group {
                 .map(|delivery| delivery.payload)
                 .collect();
             for payload in &delivered {
-                assert_eq!(origins[payload], life.rank, "{payload:?} delivered with another origin");
+                assert_eq!(
+                    origins[payload],
+                    life.rank(),
+                    "{payload:?} delivered with another origin"
+                );
             }
             let prefix = &written[..delivered.len().min(written.len())];
             assert_eq!(
@@ -547,13 +487,7 @@ impl Drop for Group {
         // A life that ended by itself keeps its exit status for the report below; the others are killed,
         // which breaks their pipes and so ends any feeder blocked on a full one.
         for life in &mut self.lives {
-            if life.exit.is_none() {
-                life.exit = life.child.try_wait().ok().flatten();
-            }
-            if life.exit.is_none() {
-                let _ = life.child.kill();
-                let _ = life.child.wait();
-            }
+            life.proc.kill_if_running();
         }
         if let Some(mut helper) = self.helper.take() {
             let _ = helper.kill();
@@ -563,7 +497,7 @@ impl Drop for Group {
             eprintln!(
                 "--- group {}: helper log tail:\n{}",
                 self.name,
-                tail(&self.helper_log, 10)
+                proc_support::tail_of(&self.helper_log, 10)
             );
             for life in &self.lives {
                 eprintln!(
@@ -571,19 +505,14 @@ impl Drop for Group {
                     self.name,
                     life.name(),
                     life.mark(),
-                    life.exit
+                    life.proc
+                        .exit_status()
                         .map_or("running until the end".to_string(), |status| status.to_string()),
-                    tail(&life.log, 25)
+                    life.proc.log_tail(25)
                 );
             }
         }
     }
-}
-
-fn tail(path: &PathBuf, count: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(count)..].join("\n")
 }
 
 /// Through the helper, as a restarted process of a lab would.

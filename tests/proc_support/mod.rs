@@ -127,6 +127,37 @@ pub struct Member {
 }
 
 impl Member {
+    /// Starts `tom-member` with `args`, its stderr going to `log`; `rank` may be 0 until its `JOINED`
+    /// line tells it.
+    pub fn spawn(args: &[String], log: PathBuf, rank: u16, spawn_index: usize) -> Member {
+        let mut child = Command::new(MEMBER)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(File::create(&log).expect("member log"))
+            .spawn()
+            .expect("spawn tom-member");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stop_reading = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (lines, stop_reading) = (lines.clone(), stop_reading.clone());
+            std::thread::spawn(move || read_lines(stdout, &lines, &stop_reading))
+        };
+        Member {
+            rank,
+            spawn_index,
+            child,
+            stdin,
+            lines,
+            stop_reading,
+            reader: Some(reader),
+            log,
+            exit: None,
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -202,6 +233,11 @@ impl Member {
         self.stdin = None;
     }
 
+    /// Takes its stdin, for a writer thread of the caller's own.
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.stdin.take()
+    }
+
     /// Closes the reading end of its stdout: the reader thread stops at the next line it reads and
     /// drops the pipe, so the member's next write after that one fails (see [`Member::stdout_closed`]).
     pub fn close_stdout_after_next_line(&mut self) {
@@ -225,8 +261,26 @@ impl Member {
     /// `kill -9`, then reaps it and collects the rest of its stdout.
     pub fn kill9(&mut self) {
         self.signal("KILL");
+        self.reap();
+    }
+
+    /// Waits for the process to end (it was signalled) and collects the rest of its stdout.
+    pub fn reap(&mut self) {
         let status = self.child.wait().expect("wait for killed member");
         self.exited(status);
+    }
+
+    /// Kills it unless it already ended; keeps the exit status of one that ended by itself.
+    pub fn kill_if_running(&mut self) {
+        if self.is_running() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Its exit status, once it ended (see [`Member::is_running`]).
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.exit
     }
 
     /// Whether the process is still running (a stopped process counts as running).
@@ -271,9 +325,15 @@ impl Member {
     pub fn log_tail(&self, count: usize) -> String {
         tail_of(&self.log, count)
     }
+
+    /// Its whole stderr log.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
 }
 
-fn tail_of(path: &PathBuf, count: usize) -> String {
+/// The last `count` lines of the file at `path` (a process log).
+pub fn tail_of(path: &PathBuf, count: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(count)..].join("\n")
@@ -380,33 +440,12 @@ impl Lab {
         let helper_addr = format!("127.0.0.1:{helper_port}");
         for spawn_index in 0..size as usize {
             let log = dir.join(format!("member{spawn_index}.log"));
-            let mut child = Command::new(MEMBER)
-                .args(["--helper", &helper_addr, "--host", "127.0.0.1", "--port", &first_port])
-                .args(args_for(spawn_index))
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(File::create(&log).expect("member log"))
-                .spawn()
-                .expect("spawn tom-member");
-            let stdin = child.stdin.take();
-            let stdout = child.stdout.take().expect("stdout");
-            let lines = Arc::new(Mutex::new(Vec::new()));
-            let stop_reading = Arc::new(AtomicBool::new(false));
-            let reader = {
-                let (lines, stop_reading) = (lines.clone(), stop_reading.clone());
-                std::thread::spawn(move || read_lines(stdout, &lines, &stop_reading))
-            };
-            lab.members.push(Member {
-                rank: 0,
-                spawn_index,
-                child,
-                stdin,
-                lines,
-                stop_reading,
-                reader: Some(reader),
-                log,
-                exit: None,
-            });
+            let mut args: Vec<String> = ["--helper", &helper_addr, "--host", "127.0.0.1", "--port", &first_port]
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+            args.extend(args_for(spawn_index));
+            lab.members.push(Member::spawn(&args, log, 0, spawn_index));
         }
         let first_view = format!("VIEW {}", ranks_text(1..=size));
         for member in &mut lab.members {
