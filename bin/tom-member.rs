@@ -29,11 +29,13 @@
 mod logger;
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, TryRecvError};
 use log::{error, info, warn};
+use tom::auth::Secret;
 use tom::error::Error;
 use tom::formation;
 use tom::runtime::{Config, Event, Member};
@@ -43,8 +45,8 @@ const USAGE: &str = "\
 usage: tom-member --helper HOST:PORT [--host ADVERTISED_HOST] [--port FIRST_PORT]
                   [--group NAME] [--rejoin RANK] [--peer HOST:PORT]... [--port-span N]
                   [--exit-on-eof] [--rejoin-when-excluded] [--failure-timeout-ms MS]
-                  [--join-timeout-ms MS] [--trace FILE]
-       tom-member --status HOST:PORT [--group NAME]
+                  [--join-timeout-ms MS] [--trace FILE] [--cookie-file PATH]
+       tom-member --status HOST:PORT [--group NAME] [--cookie-file PATH]
 
 Joins a group formed by tom-helper, multicasts each stdin line as one message and
 prints the group's total order:
@@ -57,6 +59,10 @@ prints the group's total order:
                            the next free one upward is used
   --port-span N            how many ports to try from FIRST_PORT (default 100)
   --group NAME             group name (default tom)
+  --cookie-file PATH       the group's secret (the file's bytes, trailing white space
+                           dropped): every connection, to the helper, between members and
+                           for --status, proves it by challenge-response (HMAC-SHA-256);
+                           the helper and every member need the same file
   --rejoin RANK            come back as RANK after a crash: prints STATE <position>, then
                            JOINED, then the group's order from its join point on
   --peer HOST:PORT         with --rejoin: a live member to ask for the group when the
@@ -131,6 +137,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             "--port" => formation.first_port = value.parse().map_err(|_| number("--port"))?,
             "--port-span" => formation.port_span = value.parse().map_err(|_| number("--port-span"))?,
             "--group" => formation.group = value,
+            "--cookie-file" => {
+                formation.secret = Some(Secret::from_file(Path::new(&value)).map_err(|e| e.to_string())?)
+            }
             "--failure-timeout-ms" => {
                 failure_timeout_ms = Some(value.parse().map_err(|_| number("--failure-timeout-ms"))?)
             }
@@ -319,7 +328,12 @@ fn main() -> ExitCode {
         }
     };
     if let Some(addr) = &options.status {
-        return match tom::runtime::query_status(addr, &options.config.formation.group, Duration::from_secs(5)) {
+        return match tom::runtime::query_status(
+            addr,
+            &options.config.formation.group,
+            options.config.formation.secret.as_ref(),
+            Duration::from_secs(5),
+        ) {
             Ok(report) => {
                 println!("{report}");
                 ExitCode::SUCCESS

@@ -31,6 +31,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{info, warn};
 use parking_lot::{Condvar, Mutex};
 
+use crate::auth::{self, Rejection, Secret};
 use crate::error::{Error, Result};
 use crate::runtime::net::{self, Listening, PendingSlot, Retry};
 use crate::types::{Incarnation, Rank};
@@ -71,6 +72,9 @@ pub struct Config {
     /// How long formation may take in all, from binding to the last connection, waiting for the other
     /// members to register included. Default 600,000 ms (ten minutes: groups are often started by hand).
     pub formation_timeout_ms: u64,
+    /// The group's secret. With one, every connection this member opens or accepts (helper, members,
+    /// status queries) proves it by challenge–response ([`crate::auth`]); without, none does. Default none.
+    pub secret: Option<Secret>,
 }
 
 impl Config {
@@ -89,6 +93,7 @@ impl Config {
             connect_retry_interval_ms: 500,
             connect_timeout_ms: 3_000,
             formation_timeout_ms: 600_000,
+            secret: None,
         }
     }
 
@@ -151,6 +156,7 @@ pub fn form(config: &Config) -> Result<Formed> {
             handshake_timeout_ms: config.handshake_timeout_ms,
             pending_max: config.handshake_pending_max,
             hold_timeout_ms: config.formation_timeout_ms,
+            secret: config.secret.clone(),
         },
     )?;
     info!("listening on {local_addr}");
@@ -170,11 +176,16 @@ pub fn form(config: &Config) -> Result<Formed> {
         host: host.clone(),
         port: local_addr.port(),
         rejoin: None,
+        nonce: None,
     };
-    net::write_frame(
+    let handshake_deadline = Instant::now() + Duration::from_millis(config.handshake_timeout_ms);
+    let helper_name = format!("helper at {}", config.helper);
+    auth::open(
         &helper,
-        &Frame::Register(register),
-        Duration::from_millis(config.handshake_timeout_ms),
+        Frame::Register(register),
+        config.secret.as_ref(),
+        handshake_deadline,
+        &helper_name,
     )?;
     info!(
         "registered with the helper at {} as {host}:{}; waiting for the group to form",
@@ -286,11 +297,15 @@ fn dial(config: &Config, entry: &RosterEntry, me: Rank, deadline: Instant) -> Re
         rank: me,
         incarnation: Incarnation(1),
         purpose: Purpose::Form,
+        nonce: None,
     };
-    net::write_frame(
+    let handshake_deadline = Instant::now() + Duration::from_millis(config.handshake_timeout_ms);
+    auth::open(
         &stream,
-        &Frame::Hello(hello),
-        Duration::from_millis(config.handshake_timeout_ms),
+        Frame::Hello(hello),
+        config.secret.as_ref(),
+        handshake_deadline.min(deadline),
+        &what,
     )?;
     // The peer may hold us until its own roster arrives, so wait as long as formation may take.
     match net::read_frame_before(&stream, deadline, wire::HANDSHAKE_LEN_MAX) {
@@ -329,6 +344,8 @@ pub struct AcceptorSettings {
     pub pending_max: usize,
     /// How long a member connection is held while this member waits for its roster.
     pub hold_timeout_ms: u64,
+    /// The group's secret, which every caller must prove; `None`: callers must not have one either.
+    pub secret: Option<Secret>,
 }
 
 /// What the acceptor knows of the group, as formation learns it.
@@ -495,6 +512,11 @@ fn judge(shared: &AcceptShared, stream: &TcpStream) -> Verdict {
             "wrong group: this member belongs to {:?}, the caller to {:?}",
             settings.group, hello.group
         ));
+    }
+    match auth::answer(stream, &Frame::Hello(hello.clone()), settings.secret.as_ref(), deadline) {
+        Ok(()) => {}
+        Err(Rejection::Refuse(reason)) => return Verdict::Refuse(reason),
+        Err(Rejection::Drop(reason)) => return Verdict::Drop(reason),
     }
     if hello.purpose != Purpose::Status {
         if let Err(reason) = admit_member(shared, &hello) {

@@ -85,7 +85,9 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+pub mod auth;
 pub mod detector;
+pub mod digest;
 pub mod error;
 pub mod formation;
 pub mod logcheck;

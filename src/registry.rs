@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 use parking_lot::{Condvar, Mutex};
 
+use crate::auth::{self, Rejection, Secret};
 use crate::runtime::net::{self, Listening, PendingSlot};
 use crate::types::Rank;
 use crate::wire::{self, Frame, ReadError, Register, Roster, RosterEntry};
@@ -75,6 +76,13 @@ impl Registry {
             return Err(format!(
                 "wrong group: this helper forms group {:?}, the member asked for {:?}",
                 self.group, request.group
+            ));
+        }
+        if request.host.len() > wire::HOST_LEN_MAX {
+            return Err(format!(
+                "host name of {} bytes: at most {} are allowed",
+                request.host.len(),
+                wire::HOST_LEN_MAX
             ));
         }
         if request.host.is_empty() || request.port == 0 {
@@ -157,6 +165,9 @@ pub struct Settings {
     /// Most clients that may be connected without having registered yet; further ones are closed at
     /// once. Default 64.
     pub pending_max: usize,
+    /// The group's secret, which every client must prove ([`crate::auth`]); `None`: clients must not
+    /// have one either. Default none.
+    pub secret: Option<Secret>,
 }
 
 impl Settings {
@@ -167,6 +178,7 @@ impl Settings {
             group: group.into(),
             handshake_timeout_ms: 5_000,
             pending_max: 64,
+            secret: None,
         }
     }
 }
@@ -190,8 +202,19 @@ pub struct Helper {
 }
 
 impl Helper {
-    /// Starts serving `settings.group` on `listener`.
+    /// Starts serving `settings.group` on `listener`. A size of 0 or above [`wire::MEMBERS_MAX`] is
+    /// refused.
     pub fn start(listener: TcpListener, settings: Settings) -> std::io::Result<Helper> {
+        if settings.size == 0 || settings.size > wire::MEMBERS_MAX {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "group size {}: a group has 1 to {} members",
+                    settings.size,
+                    wire::MEMBERS_MAX
+                ),
+            ));
+        }
         let listening = Listening::new(listener.local_addr()?, settings.pending_max);
         let shared = Arc::new(Shared {
             registry: Mutex::new(Registry::new(settings.group.clone(), settings.size)),
@@ -280,6 +303,22 @@ fn serve_client(shared: &Shared, stream: TcpStream, peer: SocketAddr, pending: P
             return;
         }
     };
+    // The group first, so that a member of another group hears that, not that its secret is wrong.
+    if request.group != shared.settings.group {
+        return refuse(&format!(
+            "wrong group: this helper forms group {:?}, the member asked for {:?}",
+            shared.settings.group, request.group
+        ));
+    }
+    let opening = Frame::Register(request.clone());
+    match auth::answer(&stream, &opening, shared.settings.secret.as_ref(), deadline) {
+        Ok(()) => {}
+        Err(Rejection::Refuse(reason)) => return refuse(&reason),
+        Err(Rejection::Drop(reason)) => {
+            warn!("helper: dropped {peer}: {reason}");
+            return;
+        }
+    }
     drop(pending);
     let mut registry = shared.registry.lock();
     let was_formed = registry.is_formed();
@@ -333,6 +372,7 @@ mod tests {
             host: host.into(),
             port,
             rejoin: rejoin.map(Rank),
+            nonce: None,
         }
     }
 

@@ -11,6 +11,8 @@
 //!   malformed input and never panics. No buffer is sized from a length or count before it has been
 //!   checked against the bytes the frame can still hold, and lists grow only as their items actually
 //!   decode, so a hostile length prefix costs nothing.
+//! - Lists with one entry per member (views, acknowledgement vectors, rosters, rank lists) are refused
+//!   beyond [`MEMBERS_MAX`] entries, whatever the frame's length would allow.
 //! - Every handshake frame ([`Frame::Hello`], [`Frame::Register`]) carries [`MAGIC`] and
 //!   [`PROTOCOL_VERSION`] right after its tag, and they are checked before anything else is parsed:
 //!   a stranger speaking another protocol, or an older `tom`, is told so instead of being misread.
@@ -33,7 +35,7 @@ pub const MAGIC: [u8; 4] = *b"tom\x01";
 
 /// The version of the member and registry protocol this build speaks. Both ends of a handshake must
 /// speak the same one.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Largest frame body accepted before a handshake has succeeded (handshakes, registry traffic): small,
 /// because the peer is still a stranger.
@@ -48,6 +50,28 @@ pub const PAYLOAD_LEN_MAX: usize = 1024 * 1024;
 
 /// Bytes of the length prefix in front of every frame body.
 pub const LENGTH_PREFIX_LEN: usize = 4;
+
+/// Most members a group may have. It bounds every list a member keeps per member, and it keeps the
+/// largest roster (every host name at its longest) well inside [`HANDSHAKE_LEN_MAX`].
+pub const MEMBERS_MAX: u16 = 128;
+
+/// Longest host name or address a member may advertise (the DNS limit).
+pub const HOST_LEN_MAX: usize = 255;
+
+/// Bytes of a handshake nonce.
+pub const NONCE_LEN: usize = 16;
+
+/// Bytes of a handshake proof (an HMAC-SHA-256).
+pub const PROOF_LEN: usize = 32;
+
+/// A number used once: each side of an authenticated handshake draws a fresh one, so no proof is ever
+/// valid twice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Nonce(pub [u8; NONCE_LEN]);
+
+/// A proof of knowing the group's secret, bound to one handshake (see [`crate::auth`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Proof(pub [u8; PROOF_LEN]);
 
 /// Everything that travels on a connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +98,16 @@ pub enum Frame {
         /// The report, several lines of text.
         report: String,
     },
+    /// The answer to a [`Frame::Hello`] or [`Frame::Register`] that carries a nonce, from a side that
+    /// holds the group's secret: its own fresh nonce and its proof of the secret for this handshake.
+    Challenge {
+        /// The answering side's fresh nonce.
+        nonce: Nonce,
+        /// The answering side's proof, over the caller's opening frame and both nonces.
+        proof: Proof,
+    },
+    /// The caller's proof of the secret, answering a [`Frame::Challenge`].
+    Proof(Proof),
     /// The application's state at a join position, from a live member to the member that rejoined.
     Snapshot {
         /// The view that admitted the rejoining member.
@@ -107,6 +141,8 @@ pub struct Hello {
     pub incarnation: Incarnation,
     /// What the connection is for.
     pub purpose: Purpose,
+    /// The caller's fresh nonce when it holds the group's secret and will prove it; `None` otherwise.
+    pub nonce: Option<Nonce>,
 }
 
 /// A registration with the helper.
@@ -120,6 +156,8 @@ pub struct Register {
     pub port: u16,
     /// `Some(rank)` when a restarted member comes back as `rank` and announces its new address.
     pub rejoin: Option<Rank>,
+    /// The caller's fresh nonce when it holds the group's secret and will prove it; `None` otherwise.
+    pub nonce: Option<Nonce>,
 }
 
 /// The helper's list of members.
@@ -212,6 +250,8 @@ impl Frame {
             Frame::Protocol(msg) => msg.kind(),
             Frame::Snapshot { .. } => "snapshot",
             Frame::StatusReport { .. } => "status report",
+            Frame::Challenge { .. } => "challenge",
+            Frame::Proof(_) => "proof",
         }
     }
 }
@@ -266,6 +306,8 @@ const TAG_ROSTER: u8 = 6;
 const TAG_PROTOCOL: u8 = 7;
 const TAG_SNAPSHOT: u8 = 8;
 const TAG_STATUS_REPORT: u8 = 9;
+const TAG_CHALLENGE: u8 = 10;
+const TAG_PROOF: u8 = 11;
 
 const MSG_DATA: u8 = 1;
 const MSG_ACK: u8 = 2;
@@ -316,6 +358,7 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
                 Purpose::Rejoin => PURPOSE_REJOIN,
                 Purpose::Status => PURPOSE_STATUS,
             });
+            w.option(&hello.nonce, |w, nonce| w.0.extend_from_slice(&nonce.0));
         }
         Frame::Welcome => w.u8(TAG_WELCOME),
         Frame::Refuse { reason } => {
@@ -330,6 +373,7 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             w.str(&register.host);
             w.u16(register.port);
             w.option(&register.rejoin, |w, rank| w.rank(*rank));
+            w.option(&register.nonce, |w, nonce| w.0.extend_from_slice(&nonce.0));
         }
         Frame::Roster(roster) => {
             w.u8(TAG_ROSTER);
@@ -348,6 +392,15 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
         Frame::StatusReport { report } => {
             w.u8(TAG_STATUS_REPORT);
             w.str(report);
+        }
+        Frame::Challenge { nonce, proof } => {
+            w.u8(TAG_CHALLENGE);
+            w.0.extend_from_slice(&nonce.0);
+            w.0.extend_from_slice(&proof.0);
+        }
+        Frame::Proof(proof) => {
+            w.u8(TAG_PROOF);
+            w.0.extend_from_slice(&proof.0);
         }
         Frame::Snapshot { view, position, state } => {
             w.u8(TAG_SNAPSHOT);
@@ -667,9 +720,33 @@ impl<R: Read> Reader<'_, R> {
     fn list<T>(
         &mut self,
         item_len_min: usize,
+        item: impl FnMut(&mut Self) -> Result<T, ReadError>,
+    ) -> Result<Vec<T>, ReadError> {
+        self.list_of_at_most(usize::MAX, item_len_min, item)
+    }
+
+    /// A list of one entry per member at most: longer is refused, whatever the frame could hold.
+    fn member_list<T>(
+        &mut self,
+        item_len_min: usize,
+        item: impl FnMut(&mut Self) -> Result<T, ReadError>,
+    ) -> Result<Vec<T>, ReadError> {
+        self.list_of_at_most(usize::from(MEMBERS_MAX), item_len_min, item)
+    }
+
+    fn list_of_at_most<T>(
+        &mut self,
+        count_max: usize,
+        item_len_min: usize,
         mut item: impl FnMut(&mut Self) -> Result<T, ReadError>,
     ) -> Result<Vec<T>, ReadError> {
         let count = self.count(item_len_min)?;
+        if count > count_max {
+            return Err(ReadError::Wire(WireError::TooLong {
+                len: count as u64,
+                max: count_max as u64,
+            }));
+        }
         let mut items = Vec::with_capacity(count.min(LIST_PREALLOCATE_MAX));
         for _ in 0..count {
             items.push(item(self)?);
@@ -688,14 +765,24 @@ impl<R: Read> Reader<'_, R> {
     fn rank(&mut self) -> Result<Rank, ReadError> {
         Ok(Rank(self.u16()?))
     }
+    fn nonce(&mut self) -> Result<Nonce, ReadError> {
+        let mut nonce = [0; NONCE_LEN];
+        self.fill(&mut nonce)?;
+        Ok(Nonce(nonce))
+    }
+    fn proof(&mut self) -> Result<Proof, ReadError> {
+        let mut proof = [0; PROOF_LEN];
+        self.fill(&mut proof)?;
+        Ok(Proof(proof))
+    }
     fn view_id(&mut self) -> Result<ViewId, ReadError> {
         Ok(ViewId(self.u64()?))
     }
     fn ranks(&mut self) -> Result<Vec<Rank>, ReadError> {
-        self.list(RANK_LEN, |r| r.rank())
+        self.member_list(RANK_LEN, |r| r.rank())
     }
     fn acks(&mut self) -> Result<Vec<u64>, ReadError> {
-        self.list(ACK_LEN, |r| r.u64())
+        self.member_list(ACK_LEN, |r| r.u64())
     }
     fn stamp(&mut self) -> Result<Stamp, ReadError> {
         Ok(Stamp {
@@ -723,7 +810,7 @@ impl<R: Read> Reader<'_, R> {
     fn view(&mut self) -> Result<View, ReadError> {
         Ok(View {
             id: self.view_id()?,
-            members: self.list(MEMBER_ID_LEN, |r| {
+            members: self.member_list(MEMBER_ID_LEN, |r| {
                 Ok(MemberId {
                     rank: r.rank()?,
                     incarnation: Incarnation(r.u64()?),
@@ -783,6 +870,7 @@ impl<R: Read> Reader<'_, R> {
                         PURPOSE_STATUS => Purpose::Status,
                         tag => return Err(ReadError::Wire(WireError::UnknownTag { what: "purpose", tag })),
                     },
+                    nonce: self.option(|r| r.nonce())?,
                 })
             }
             TAG_WELCOME => Frame::Welcome,
@@ -795,12 +883,13 @@ impl<R: Read> Reader<'_, R> {
                     host: self.string()?,
                     port: self.u16()?,
                     rejoin: self.option(|r| r.rank())?,
+                    nonce: self.option(|r| r.nonce())?,
                 })
             }
             TAG_ROSTER => Frame::Roster(Roster {
                 rank: self.rank()?,
                 size: self.u16()?,
-                members: self.list(ROSTER_ENTRY_LEN_MIN, |r| {
+                members: self.member_list(ROSTER_ENTRY_LEN_MIN, |r| {
                     Ok(RosterEntry {
                         rank: r.rank()?,
                         host: r.string()?,
@@ -810,6 +899,11 @@ impl<R: Read> Reader<'_, R> {
             }),
             TAG_PROTOCOL => Frame::Protocol(self.message()?),
             TAG_STATUS_REPORT => Frame::StatusReport { report: self.string()? },
+            TAG_CHALLENGE => Frame::Challenge {
+                nonce: self.nonce()?,
+                proof: self.proof()?,
+            },
+            TAG_PROOF => Frame::Proof(self.proof()?),
             TAG_SNAPSHOT => Frame::Snapshot {
                 view: ViewId(self.u64()?),
                 position: self.u64()?,

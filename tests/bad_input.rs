@@ -43,6 +43,7 @@ fn register(group: &str, port: u16, rejoin: Option<Rank>) -> Vec<u8> {
         host: "127.0.0.1".into(),
         port,
         rejoin,
+        nonce: None,
     }))
 }
 
@@ -52,6 +53,7 @@ fn hello(group: &str, rank: u16) -> Vec<u8> {
         rank: Rank(rank),
         incarnation: Incarnation(1),
         purpose: Purpose::Form,
+        nonce: None,
     }))
 }
 

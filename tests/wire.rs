@@ -10,7 +10,8 @@ use std::io::Cursor;
 use tom::message::{Ballot, Message, Multicast, Proposal, Report};
 use tom::types::{Incarnation, MemberId, Payload, Rank, Stamp, View, ViewId};
 use tom::wire::{
-    self, decode, encode, read_frame, Frame, Hello, Purpose, ReadError, Register, Roster, RosterEntry, WireError,
+    self, decode, encode, read_frame, Frame, Hello, Nonce, Proof, Purpose, ReadError, Register, Roster, RosterEntry,
+    WireError,
 };
 
 /// SplitMix64: a tiny, well-mixed generator; good enough for test input and trivially seeded.
@@ -157,18 +158,21 @@ fn all_frames() -> Vec<Frame> {
             rank: Rank(3),
             incarnation: Incarnation(1),
             purpose: Purpose::Form,
+            nonce: None,
         }),
         Frame::Hello(Hello {
             group: "lab-7".into(),
             rank: Rank(2),
             incarnation: Incarnation(9),
             purpose: Purpose::Rejoin,
+            nonce: Some(Nonce([7; wire::NONCE_LEN])),
         }),
         Frame::Hello(Hello {
             group: String::new(),
             rank: Rank(0),
             incarnation: Incarnation(0),
             purpose: Purpose::Status,
+            nonce: None,
         }),
         Frame::Welcome,
         Frame::Refuse {
@@ -180,13 +184,20 @@ fn all_frames() -> Vec<Frame> {
             host: "10.0.0.7".into(),
             port: 10_001,
             rejoin: None,
+            nonce: None,
         }),
         Frame::Register(Register {
             group: "tom".into(),
             host: "node-3.lab.example".into(),
             port: 65_535,
             rejoin: Some(Rank(3)),
+            nonce: Some(Nonce([0xA5; wire::NONCE_LEN])),
         }),
+        Frame::Challenge {
+            nonce: Nonce([1; wire::NONCE_LEN]),
+            proof: Proof([2; wire::PROOF_LEN]),
+        },
+        Frame::Proof(Proof([0xFF; wire::PROOF_LEN])),
         Frame::Roster(Roster {
             rank: Rank(2),
             size: 3,
@@ -353,12 +364,14 @@ fn handshakes_check_magic_and_version_first() {
         rank: Rank(1),
         incarnation: Incarnation(1),
         purpose: Purpose::Form,
+        nonce: None,
     });
     let register = Frame::Register(Register {
         group: "tom".into(),
         host: "h".into(),
         port: 1,
         rejoin: None,
+        nonce: None,
     });
     for frame in [hello, register] {
         let body = encoded(&frame)[wire::LENGTH_PREFIX_LEN..].to_vec();

@@ -4,7 +4,8 @@
 //! included, which proves this member's own listener and reader path) and asks the pure
 //! [`Detector`] which member connections have been silent for longer than the failure timeout. It also
 //! suspects a peer whose writer has been unable to make progress that long: a peer that stopped reading
-//! must not stall the group. Suspicions go to the protocol thread as [`Signal::Suspect`].
+//! must not stall the group. Suspicions go to the protocol thread as [`Signal::Suspect`]. A connection
+//! of a process asking to rejoin that stops reading for as long is closed ([`Signal::Closed`]).
 //!
 //! The reader threads stamp "heard from"; this thread only reads the stamps, so its view of silence does
 //! not depend on how busy the protocol thread is.
@@ -57,7 +58,20 @@ pub(crate) fn spawn(
                 let mut heard = Vec::new();
                 for link in &watched {
                     link.outgoing.push(&Frame::Heartbeat);
-                    if !link.is_member || link.rank == settings.me {
+                    if !link.is_member {
+                        // A rejoining process that stops reading is dropped, not waited for: its
+                        // connection must not grow a buffer for as long as it stays stuck.
+                        let stuck = link.outgoing.stalled_for_ms() > settings.failure_timeout_ms;
+                        let closed = Signal::Closed {
+                            conn: link.conn,
+                            reason: "it stopped reading".into(),
+                        };
+                        if stuck && signals.send(closed).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    if link.rank == settings.me {
                         continue;
                     }
                     if watched_conn.insert(link.rank, link.conn) != Some(link.conn) {

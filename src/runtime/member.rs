@@ -34,6 +34,7 @@ use super::links::{Clock, LastHeard, Outgoing};
 use super::peer::spawn_reader;
 use super::rejoin;
 use super::state::{self, ReplicatedState};
+use crate::auth::Secret;
 use crate::error::{Error, Result};
 use crate::formation::{self, Formed, Incoming};
 use crate::message::Message;
@@ -573,7 +574,10 @@ impl Drop for Member {
 /// Asks the member listening at `addr` (`HOST:PORT`) of group `group` for its status: the head of its
 /// hold-back queue and whose acknowledgements it waits for, its view with every member's incarnation, its
 /// suspects. The answer to "why isn't it delivered?", from outside the process.
-pub fn query_status(addr: &str, group: &str, timeout: Duration) -> Result<String> {
+///
+/// With the group's `secret`, the query proves it like any member connection; a group with a secret
+/// answers no query without it.
+pub fn query_status(addr: &str, group: &str, secret: Option<&Secret>, timeout: Duration) -> Result<String> {
     let (host, port) = super::net::split_host_port(addr)?;
     let stream = super::net::connect(&host, port, timeout)?;
     let hello = wire::Hello {
@@ -581,9 +585,10 @@ pub fn query_status(addr: &str, group: &str, timeout: Duration) -> Result<String
         rank: Rank(0),
         incarnation: crate::types::Incarnation(0),
         purpose: Purpose::Status,
+        nonce: None,
     };
-    super::net::write_frame(&stream, &Frame::Hello(hello), timeout)?;
     let deadline = std::time::Instant::now() + timeout;
+    crate::auth::open(&stream, Frame::Hello(hello), secret, deadline, addr)?;
     match super::net::read_frame_before(&stream, deadline, wire::HANDSHAKE_LEN_MAX)? {
         Frame::Welcome => {}
         Frame::Refuse { reason } => return Err(Error::Refused(format!("{addr}: {reason}"))),

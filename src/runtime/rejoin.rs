@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use log::{info, warn};
 
+use crate::auth;
 use crate::error::{Error, Result};
 use crate::formation::{self, Acceptor, AcceptorSettings, Incoming};
 use crate::runtime::net::{self, Retry};
@@ -61,6 +62,7 @@ pub fn reconnect(config: &formation::Config, rank: Rank, peers: &[String]) -> Re
             handshake_timeout_ms: config.handshake_timeout_ms,
             pending_max: config.handshake_pending_max,
             hold_timeout_ms: config.handshake_timeout_ms,
+            secret: config.secret.clone(),
         },
     )?;
     info!("listening on {local_addr}; looking for the group to rejoin as rank {rank}");
@@ -171,10 +173,14 @@ fn ask_helper(
         })?;
     let advertised = advertised_host(config, &stream)?;
     let register = rejoin_register(config, &advertised, port, rank);
-    net::write_frame(
+    let handshake_deadline = Instant::now() + Duration::from_millis(config.handshake_timeout_ms);
+    let helper_name = format!("helper at {}", config.helper);
+    auth::open(
         &stream,
-        &Frame::Register(register),
-        Duration::from_millis(config.handshake_timeout_ms),
+        Frame::Register(register),
+        config.secret.as_ref(),
+        handshake_deadline.min(deadline),
+        &helper_name,
     )?;
     Ok((
         read_roster(&stream, deadline, &format!("helper at {}", config.helper))?,
@@ -204,6 +210,7 @@ fn rejoin_register(config: &formation::Config, host: &str, port: u16, rank: Rank
         host: host.to_string(),
         port,
         rejoin: Some(rank),
+        nonce: None,
     }
 }
 
@@ -234,8 +241,12 @@ fn handshake(
         rank,
         incarnation: Incarnation(0),
         purpose: Purpose::Rejoin,
+        nonce: None,
     };
-    net::write_frame(stream, &Frame::Hello(hello), timeout)?;
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "a member".to_string(), |addr| format!("member at {addr}"));
+    auth::open(stream, Frame::Hello(hello), config.secret.as_ref(), deadline, &peer)?;
     match net::read_frame_before(stream, deadline, wire::HANDSHAKE_LEN_MAX) {
         Ok(Frame::Welcome) => {}
         Ok(Frame::Refuse { reason }) => return Err(Error::Refused(reason)),
