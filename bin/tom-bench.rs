@@ -16,7 +16,7 @@
 
 use std::net::TcpListener;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,7 @@ usage: tom-bench --members N --size BYTES --messages PER_MEMBER [--rate PER_MEMB
 Runs N members as threads of this process over loopback TCP; each multicasts PER_MEMBER
 messages of BYTES bytes (as fast as flow control allows, or --rate per second), and reports
 delivered messages per second per member (median), multicast-to-own-delivery latency
-(p50/p99/p99.9 µs) and peak RSS.";
+(p50/p99/p99.9 µs), peak RSS and the resident set each second (to see it stay flat).";
 
 /// Slots of the ring of send times (far above any flow-control window).
 const SEND_RING: usize = 1 << 16;
@@ -88,12 +88,33 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
 
 /// The process's peak resident set size, from /proc (0 where unavailable).
 fn peak_rss_bytes() -> u64 {
+    proc_status_bytes("VmHWM:")
+}
+
+/// One size field of /proc/self/status ("VmHWM:", "VmRSS:") in bytes (0 where unavailable).
+fn proc_status_bytes(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kib| kib * 1024)
+}
+
+/// How often the resident set is sampled, to show whether memory stays flat after warm-up.
+const RSS_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Samples the resident set size every [`RSS_SAMPLE_INTERVAL`] until `stop` is set; returns MiB.
+fn sample_rss(stop: &AtomicBool) -> Vec<f64> {
+    let mut samples = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        samples.push(proc_status_bytes("VmRSS:") as f64 / (1024.0 * 1024.0));
+        let until = Instant::now() + RSS_SAMPLE_INTERVAL;
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    samples
 }
 
 fn percentile(sorted: &[u64], fraction: f64) -> u64 {
@@ -221,13 +242,25 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut outcome = match run(&options) {
+    let sampling_stopped = AtomicBool::new(false);
+    let (result, rss_samples_mib) = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| sample_rss(&sampling_stopped));
+        let result = run(&options);
+        sampling_stopped.store(true, Ordering::Relaxed);
+        (result, sampler.join().unwrap_or_default())
+    });
+    let mut outcome = match result {
         Ok(outcome) => outcome,
         Err(err) => {
             eprintln!("tom-bench: {err}");
             return ExitCode::FAILURE;
         }
     };
+    let rss_timeline = rss_samples_mib
+        .iter()
+        .map(|mib| format!("{mib:.1}"))
+        .collect::<Vec<_>>()
+        .join(",");
     outcome.delivered_per_s.sort_by(|a, b| a.total_cmp(b));
     outcome.latencies_ns.sort_unstable();
     let median = outcome.delivered_per_s[outcome.delivered_per_s.len() / 2];
@@ -236,8 +269,8 @@ fn main() -> ExitCode {
     let rss = peak_rss_bytes();
     if options.json {
         println!(
-            "{{\"members\":{},\"size\":{},\"messages_per_member\":{},\"rate\":{},\"delivered_per_s_median\":{:.0},\"latency_p50_us\":{:.1},\"latency_p99_us\":{:.1},\"latency_p999_us\":{:.1},\"peak_rss_bytes\":{}}}",
-            options.members, options.size, options.messages, options.rate, median, p50, p99, p999, rss
+            "{{\"members\":{},\"size\":{},\"messages_per_member\":{},\"rate\":{},\"delivered_per_s_median\":{:.0},\"latency_p50_us\":{:.1},\"latency_p99_us\":{:.1},\"latency_p999_us\":{:.1},\"peak_rss_bytes\":{},\"rss_mib_each_second\":[{}]}}",
+            options.members, options.size, options.messages, options.rate, median, p50, p99, p999, rss, rss_timeline
         );
     } else {
         println!("members                   {}", options.members);
@@ -254,6 +287,7 @@ fn main() -> ExitCode {
         println!("delivered/s per member    {median:.0} (median over members)");
         println!("latency p50 / p99 / p99.9 {p50:.1} / {p99:.1} / {p999:.1} µs (multicast to own delivery)");
         println!("peak RSS                  {:.1} MiB", rss as f64 / (1024.0 * 1024.0));
+        println!("RSS each second           {rss_timeline} MiB");
     }
     ExitCode::SUCCESS
 }

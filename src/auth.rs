@@ -200,7 +200,7 @@ pub fn open(
     };
     let expected = secret.prove(Side::Answerer, &opening, &caller_nonce, &answerer_nonce);
     if !equal_in_constant_time(&expected.0, &their_proof.0) {
-        let reason = "wrong secret: your proof does not match this member's cookie";
+        let reason = "wrong secret: your proof does not match the caller's cookie";
         let _ = net::write_frame(stream, &Frame::Refuse { reason: reason.into() }, left(deadline));
         return Err(Error::Refused(format!(
             "{who} does not know this group's secret (its cookie differs); connection closed"

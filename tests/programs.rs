@@ -119,3 +119,77 @@ fn unreachable_helper_exits_non_zero_naming_the_address() {
     assert!(stderr.contains(&addr), "stderr: {stderr}");
     assert!(stderr.contains("retrying"), "retries are logged: {stderr}");
 }
+
+#[test]
+fn members_without_the_groups_secret_are_refused_and_both_sides_say_why() {
+    let dir = proc_support::fresh_log_dir("programs-secret");
+    let cookie = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write cookie");
+        path.to_string_lossy().into_owned()
+    };
+    let (right, wrong) = (
+        cookie("right.cookie", "right secret\n"),
+        cookie("wrong.cookie", "wrong secret\n"),
+    );
+    let helper_log = dir.join("helper.err");
+    let helper_port = free_port();
+    let mut processes = Processes::default();
+    processes.spawn(
+        Command::new(HELPER)
+            .args(["--size", "2", "--bind", "127.0.0.1", "--cookie-file", &right])
+            .args(["--port", &helper_port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&helper_log).expect("helper log")),
+    );
+    let helper = format!("127.0.0.1:{helper_port}");
+    let member = |extra: &[&str]| {
+        let mut args = vec!["--helper", &helper, "--port", "0", "--host", "127.0.0.1"];
+        args.extend_from_slice(extra);
+        run(MEMBER, &args)
+    };
+    let cases: [(&[&str], &str, &str); 3] = [
+        (
+            &["--cookie-file", &wrong],
+            "does not know this group's secret",
+            "the caller refused us",
+        ),
+        (&[], "requires a secret", "requires a secret"),
+        (
+            &["--cookie-file", &right, "--group", "other"],
+            "wrong group",
+            "wrong group",
+        ),
+    ];
+    for (extra, member_says, helper_says) in cases {
+        let output = member(extra);
+        assert_eq!(output.status.code(), Some(1), "{extra:?}");
+        assert!(output.stdout.is_empty(), "{extra:?}: never joined");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(member_says), "{extra:?}: {stderr}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !std::fs::read_to_string(&helper_log)
+            .unwrap_or_default()
+            .contains(helper_says)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "helper never logged {helper_says:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert_eq!(
+        run(HELPER, &["--size", "129"]).status.code(),
+        Some(2),
+        "more than MEMBERS_MAX"
+    );
+    let missing = run(MEMBER, &["--helper", &helper, "--cookie-file", "/nonexistent/cookie"]);
+    assert_eq!(
+        missing.status.code(),
+        Some(2),
+        "an unreadable cookie file is a bad argument"
+    );
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/cookie"));
+}
