@@ -11,8 +11,9 @@
 //! `multicast()` to the sender's own delivery (p50, p99, p99.9 in µs, over every member's messages), and
 //! the process's peak resident memory. With `--json`, one JSON line; without, a readable table.
 //!
-//! The benchmark's own bookkeeping is bounded (a ring of send times, at most 2^20 latency samples per
-//! member, evenly spread over longer runs), so peak RSS is the runtime's, not the benchmark's.
+//! The benchmark's own bookkeeping is bounded and resident from the start (a ring of send times, at most
+//! 2^20 latency samples per member, evenly spread over longer runs), so the growth of the resident set
+//! sampled each second is the runtime's, not the benchmark's.
 
 use std::net::TcpListener;
 use std::process::ExitCode;
@@ -188,7 +189,10 @@ fn run(options: &Options) -> Result<Outcome, Box<dyn std::error::Error>> {
                 let me = member.rank();
                 // At most LATENCY_SAMPLES_MAX latencies are kept: every message, or an even sample of them.
                 let every = options.messages.div_ceil(LATENCY_SAMPLES_MAX).max(1);
-                let mut latencies = Vec::with_capacity(options.messages.min(LATENCY_SAMPLES_MAX));
+                // Written once up front, so that its pages are resident from the start: a buffer that
+                // filled up during the run would look like the runtime's memory growing.
+                let mut latencies = vec![u64::MAX; options.messages.min(LATENCY_SAMPLES_MAX)];
+                latencies.clear();
                 let mut delivered = 0usize;
                 while delivered < total {
                     match member.events().recv_timeout(Duration::from_secs(60)) {
