@@ -240,3 +240,103 @@ fn nonces_do_not_repeat() {
         (0..10_000).map(|_| auth::fresh_nonce().0).collect();
     assert_eq!(nonces.len(), 10_000);
 }
+
+/// A member config for a group with `secret`, asking the helper at `helper` (if any).
+fn member_config(helper: Option<SocketAddr>, secret: Option<Secret>) -> tom::runtime::Config {
+    let mut formation = tom::formation::Config::new(helper.map(|a| a.to_string()).unwrap_or_default());
+    formation.group = GROUP.into();
+    formation.bind_host = "127.0.0.1".into();
+    formation.advertised_host = Some("127.0.0.1".into());
+    formation.first_port = 0;
+    formation.secret = secret;
+    let mut config = tom::runtime::Config::new(formation);
+    config.failure_timeout_ms = 10_000;
+    config
+}
+
+/// Waits until `member` has delivered `count` messages, returning their payloads.
+fn deliveries(member: &tom::runtime::Member, count: usize) -> Vec<Vec<u8>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut payloads = Vec::new();
+    while payloads.len() < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match member.events().recv_timeout(left) {
+            Ok(tom::runtime::Event::Deliver(d)) => payloads.push(d.payload.as_bytes().to_vec()),
+            Ok(_) => {}
+            Err(_) => panic!("member {} delivered {} of {count}", member.rank(), payloads.len()),
+        }
+    }
+    payloads
+}
+
+#[test]
+fn a_group_with_a_secret_forms_and_a_member_rejoins_only_with_the_secret() {
+    use tom::runtime::Member;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut settings = Settings::new(3, GROUP);
+    settings.secret = Some(secret("group secret"));
+    let helper = Helper::start(listener, settings).expect("helper");
+    let helper_addr = helper.local_addr();
+    let joining: Vec<_> = (0..3)
+        .map(|_| {
+            std::thread::spawn(move || Member::join(member_config(Some(helper_addr), Some(secret("group secret")))))
+        })
+        .collect();
+    let mut members: Vec<Member> = joining
+        .into_iter()
+        .map(|j| j.join().expect("thread").expect("join with the secret"))
+        .collect();
+    members.sort_by_key(|m| m.rank());
+    for member in &members {
+        member
+            .multicast(format!("hello from {}", member.rank()).into_bytes())
+            .expect("multicast");
+    }
+    let orders: Vec<_> = members.iter().map(|m| deliveries(m, 3)).collect();
+    assert!(orders.iter().all(|o| o == &orders[0]), "one order");
+
+    let crashed = members.pop().expect("rank 3");
+    crashed.shutdown();
+    let peer = members[0].local_addr().to_string();
+    let timeout = Duration::from_secs(5);
+    for wrong in [None, Some(secret("guess"))] {
+        let refused = Member::rejoin(member_config(Some(helper_addr), wrong.clone()), Rank(3), &[], timeout);
+        assert!(refused.is_err(), "rejoined through the helper with {wrong:?}");
+        let refused = Member::rejoin(
+            member_config(None, wrong.clone()),
+            Rank(3),
+            std::slice::from_ref(&peer),
+            timeout,
+        );
+        assert!(refused.is_err(), "rejoined through a peer with {wrong:?}");
+    }
+    let status = tom::runtime::query_status(&peer, GROUP, None, timeout);
+    assert!(
+        matches!(status, Err(Error::Refused(_))),
+        "a status query without the secret: {status:?}"
+    );
+    let status = tom::runtime::query_status(&peer, GROUP, Some(&secret("group secret")), timeout).expect("status");
+    assert!(status.contains("view"), "{status}");
+
+    let (back, position) = Member::rejoin(
+        member_config(None, Some(secret("group secret"))),
+        Rank(3),
+        &[peer],
+        Duration::from_secs(30),
+    )
+    .expect("rejoin with the secret");
+    assert_eq!(position, 3);
+    members.push(back);
+    for member in &members {
+        member
+            .multicast(format!("again from {}", member.rank()).into_bytes())
+            .expect("multicast");
+    }
+    let orders: Vec<_> = members.iter().map(|m| deliveries(m, 3)).collect();
+    assert!(
+        orders.iter().all(|o| o == &orders[0]),
+        "the returning member delivers the group's order"
+    );
+    members.iter().for_each(Member::shutdown);
+    helper.stop();
+}
