@@ -5,7 +5,7 @@ N ?= 4
 PORT ?= 9999
 HELPER ?= 127.0.0.1:9999
 
-.PHONY: build run test sim soak bench helper member lab stop lint diagram check-run sim-diagram compare
+.PHONY: build run test sim soak bench helper member lab stop lint diagram check-run sim-diagram compare mutants fuzz
 
 build:
 	$(CARGO) build --release
@@ -27,6 +27,21 @@ sim:
 soak:
 	SIM_SEEDS=$(or $(SEEDS),100000) SIM_FIRST_SEED=$(or $(FIRST),1) $(if $(FAMILY),SIM_SCENARIO=$(FAMILY)) \
 		$(CARGO) test --test simulation -- --nocapture
+
+# The seeded fuzzer of tests/fuzz.rs (frame decoder, every handshake) for much longer than `make test` runs
+# it: make fuzz [ITERATIONS=5000000] [SEED=1]. A failure prints the one command that replays it.
+fuzz:
+	FUZZ_ITERATIONS=$(or $(ITERATIONS),5000000) FUZZ_SEED=$(or $(SEED),1) \
+		$(CARGO) test --test fuzz -- --nocapture --test-threads=1
+
+# Mutation testing of the protocol core with cargo-mutants (installed on first use; not in CI, about half
+# an hour on 2 cores): the delivery rule (holdback.rs), the view change (view_change.rs) and the node with
+# its join and rejoin paths (mod.rs), each mutant judged by the unit tests, the scenarios and SEEDS
+# simulator seeds per family. Results in mutants.out/. make mutants [SEEDS=500] [MUTANTS_ARGS=...]
+mutants:
+	@command -v cargo-mutants >/dev/null || $(CARGO) install cargo-mutants --locked
+	SIM_SEEDS=$(or $(SEEDS),500) $(CARGO) mutants --file src/protocol/holdback.rs \
+		--file src/protocol/view_change.rs --file src/protocol/mod.rs $(MUTANTS_ARGS)
 
 # Throughput and latency of the real runtime (tom-bench): N = 3, 5, 8, 16 members x 64 B and 1 KiB,
 # saturated and at 1 msg/ms per member; one JSON line per run. Speed is measured here, never in tests.

@@ -9,8 +9,9 @@
 //! # Invariants
 //! - **The network is never trusted.** Decoding returns a [`WireError`] for short, long, unknown or
 //!   malformed input and never panics. No buffer is sized from a length or count before it has been
-//!   checked against the bytes the frame can still hold, and lists grow only as their items actually
-//!   decode, so a hostile length prefix costs nothing.
+//!   checked against the bytes the frame can still hold, and lists, strings and snapshots grow only as
+//!   their items or bytes actually arrive, so a hostile length prefix costs nothing. (A payload, at most
+//!   [`PAYLOAD_LEN_MAX`], is read into one buffer of its full length: no copy on the hot path.)
 //! - Lists with one entry per member (views, acknowledgement vectors, rosters, rank lists) are refused
 //!   beyond [`MEMBERS_MAX`] entries, whatever the frame's length would allow.
 //! - Every handshake frame ([`Frame::Hello`], [`Frame::Register`]) carries [`MAGIC`] and
@@ -333,6 +334,9 @@ const MEMBER_ID_LEN: usize = 2 + 8;
 const RANK_LEN: usize = 2;
 const ACK_LEN: usize = 8;
 const ROSTER_ENTRY_LEN_MIN: usize = 2 + 4 + 2;
+
+// A string's or a snapshot's buffer starts at most this long and grows as its bytes arrive.
+const GROWING_READ_STEP: usize = 64 * 1024;
 
 // A list's buffer starts at most this long and grows only as items arrive, so a count that the
 // remaining length allows but the peer never sends allocates little.
@@ -693,10 +697,24 @@ impl<R: Read> Reader<'_, R> {
         }
     }
 
+    /// `len` bytes, in a buffer that grows as they arrive: a length the frame allows but the peer never
+    /// sends costs at most [`GROWING_READ_STEP`] bytes.
+    fn byte_vec(&mut self, len: usize) -> Result<Vec<u8>, ReadError> {
+        self.take(len)?;
+        let mut bytes = Vec::with_capacity(len.min(GROWING_READ_STEP));
+        let read = (&mut self.inner)
+            .take(len as u64)
+            .read_to_end(&mut bytes)
+            .map_err(stream_error)?;
+        if read < len {
+            return Err(ReadError::EofMidFrame);
+        }
+        Ok(bytes)
+    }
+
     fn string(&mut self) -> Result<String, ReadError> {
         let len = self.count(1)?;
-        let mut bytes = vec![0; len];
-        self.fill(&mut bytes)?;
+        let bytes = self.byte_vec(len)?;
         String::from_utf8(bytes).map_err(|_| ReadError::Wire(WireError::BadUtf8))
     }
 
@@ -909,9 +927,7 @@ impl<R: Read> Reader<'_, R> {
                 position: self.u64()?,
                 state: {
                     let len = self.count(1)?;
-                    let mut state = vec![0; len];
-                    self.fill(&mut state)?;
-                    state
+                    self.byte_vec(len)?
                 },
             },
             tag => return Err(ReadError::Wire(WireError::UnknownTag { what: "frame", tag })),

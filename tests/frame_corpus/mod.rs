@@ -1,0 +1,226 @@
+//! Valid frames of every kind, and a seeded generator: the starting points of the wire tests and of the
+//! fuzzer, shared so that both see every frame the protocol can send.
+#![allow(dead_code)]
+
+use tom::message::{Ballot, Message, Multicast, Proposal, Report};
+use tom::types::{Incarnation, MemberId, Payload, Rank, Stamp, View, ViewId};
+use tom::wire::{self, encode, Frame, Hello, Nonce, Proof, Purpose, Register, Roster, RosterEntry};
+
+/// SplitMix64: a tiny, well-mixed generator; good enough for test input and trivially seeded.
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound.max(1)
+    }
+}
+
+pub fn multicast(origin: u16, seq: u64, payload: &str) -> Multicast {
+    Multicast {
+        origin: Rank(origin),
+        seq,
+        lamport: seq * 3 + u64::from(origin),
+        payload: Payload::from(payload),
+    }
+}
+
+pub fn proposal() -> Proposal {
+    Proposal {
+        view: View {
+            id: ViewId(4),
+            members: vec![
+                MemberId {
+                    rank: Rank(1),
+                    incarnation: Incarnation(1),
+                },
+                MemberId {
+                    rank: Rank(3),
+                    incarnation: Incarnation(3),
+                },
+            ],
+        },
+        carried: vec![multicast(1, 7, "carried"), multicast(3, 2, "")],
+        start_position: 99,
+        lamport: 1234,
+    }
+}
+
+pub fn ballot(round: u64, proposer: u16) -> Ballot {
+    Ballot {
+        round,
+        proposer: Rank(proposer),
+    }
+}
+
+/// One of every message variant, with nested values filled in (and the empty/`None` cases too).
+pub fn all_messages() -> Vec<Message> {
+    let view = ViewId(3);
+    vec![
+        Message::Data {
+            view,
+            msg: multicast(2, 5, "hello, group"),
+            acks: vec![4, 0, 9],
+        },
+        Message::Data {
+            view,
+            msg: Multicast {
+                origin: Rank(1),
+                seq: 1,
+                lamport: 1,
+                payload: Payload::from(vec![0u8, 255, 7, 0]),
+            },
+            acks: vec![],
+        },
+        Message::Ack {
+            view,
+            acks: vec![u64::MAX, 0, 17],
+        },
+        Message::Suspect { view, rank: Rank(2) },
+        Message::Leave { view },
+        Message::Prepare {
+            view,
+            ballot: ballot(2, 1),
+        },
+        Message::Promise {
+            view,
+            ballot: ballot(2, 1),
+            accepted: Some((ballot(1, 3), Box::new(proposal()))),
+            report: Box::new(Report {
+                delivered_count: 41,
+                last_delivered: Some(Stamp {
+                    lamport: 40,
+                    origin: Rank(2),
+                }),
+                held: vec![multicast(2, 9, "held")],
+                suspects: vec![Rank(2)],
+                leaving: vec![Rank(4)],
+                joining: vec![Rank(5), Rank(6)],
+                lamport: 77,
+            }),
+        },
+        Message::Promise {
+            view,
+            ballot: ballot(0, 2),
+            accepted: None,
+            report: Box::new(Report {
+                delivered_count: 0,
+                last_delivered: None,
+                held: vec![],
+                suspects: vec![],
+                leaving: vec![],
+                joining: vec![],
+                lamport: 0,
+            }),
+        },
+        Message::Reject {
+            view,
+            ballot: ballot(1, 1),
+            promised: ballot(5, 2),
+        },
+        Message::Accept {
+            view,
+            ballot: ballot(3, 3),
+            proposal: Box::new(proposal()),
+        },
+        Message::Accepted {
+            view,
+            ballot: ballot(3, 3),
+        },
+        Message::Decide {
+            proposal: Box::new(proposal()),
+        },
+        Message::JoinRequest { rank: Rank(4) },
+        Message::JoinRefused {
+            reason: "rank 4 is alive — ünïcode reason".into(),
+        },
+    ]
+}
+
+pub fn all_frames() -> Vec<Frame> {
+    let mut frames = vec![
+        Frame::Hello(Hello {
+            group: "tom".into(),
+            rank: Rank(3),
+            incarnation: Incarnation(1),
+            purpose: Purpose::Form,
+            nonce: None,
+        }),
+        Frame::Hello(Hello {
+            group: "lab-7".into(),
+            rank: Rank(2),
+            incarnation: Incarnation(9),
+            purpose: Purpose::Rejoin,
+            nonce: Some(Nonce([7; wire::NONCE_LEN])),
+        }),
+        Frame::Hello(Hello {
+            group: String::new(),
+            rank: Rank(0),
+            incarnation: Incarnation(0),
+            purpose: Purpose::Status,
+            nonce: None,
+        }),
+        Frame::Welcome,
+        Frame::Refuse {
+            reason: "wrong group".into(),
+        },
+        Frame::Heartbeat,
+        Frame::Register(Register {
+            group: "tom".into(),
+            host: "10.0.0.7".into(),
+            port: 10_001,
+            rejoin: None,
+            nonce: None,
+        }),
+        Frame::Register(Register {
+            group: "tom".into(),
+            host: "node-3.lab.example".into(),
+            port: 65_535,
+            rejoin: Some(Rank(3)),
+            nonce: Some(Nonce([0xA5; wire::NONCE_LEN])),
+        }),
+        Frame::Challenge {
+            nonce: Nonce([1; wire::NONCE_LEN]),
+            proof: Proof([2; wire::PROOF_LEN]),
+        },
+        Frame::Proof(Proof([0xFF; wire::PROOF_LEN])),
+        Frame::Roster(Roster {
+            rank: Rank(2),
+            size: 3,
+            members: (1..=3)
+                .map(|r| RosterEntry {
+                    rank: Rank(r),
+                    host: format!("::{r}"),
+                    port: 10_000 + r,
+                })
+                .collect(),
+        }),
+    ];
+    frames.extend(all_messages().into_iter().map(Frame::Protocol));
+    frames.push(Frame::Snapshot {
+        view: ViewId(7),
+        position: 41,
+        state: b"counter=41".to_vec(),
+    });
+    frames.push(Frame::Snapshot {
+        view: ViewId(2),
+        position: 0,
+        state: Vec::new(),
+    });
+    frames.push(Frame::StatusReport {
+        report: "member 1#1 Member\nhead none".into(),
+    });
+    frames
+}
+
+pub fn encoded(frame: &Frame) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    encode(frame, &mut bytes);
+    bytes
+}
