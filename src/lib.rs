@@ -75,6 +75,8 @@
 //! | [`wire`] | length-prefixed binary frames; decoding never panics and never trusts a length |
 //! | [`registry`] | the helper: ranks 1..N in arrival order, the roster, rejoin registrations |
 //! | [`formation`] | the member side of forming a group: probe a port, register, build the mesh |
+//! | [`auth`] | the group secret and the challenge–response every connection opens with when there is one |
+//! | [`digest`] | SHA-256 and HMAC-SHA-256, written here (no crypto crate), checked against published vectors |
 //! | [`runtime`] | threads and sockets around the core: [`runtime::Member`] |
 //! | [`trace`] | JSON-lines traces of protocol events (`tom-member --trace`, the simulator), read by `tom-diagram` |
 //! | [`logcheck`] | checks the stdout logs of a run's `tom-member` processes (`tom-check`) |
