@@ -150,17 +150,7 @@ impl Life {
 
     /// The port it listens on, from its log line "listening on 0.0.0.0:PORT".
     fn listening_port(&self) -> u16 {
-        let log = self.log_text();
-        let address = log
-            .split("listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split([';', ' ', '\n']).next())
-            .unwrap_or_else(|| panic!("{}: no \"listening on\" line in its log", self.name()));
-        address
-            .rsplit(':')
-            .next()
-            .and_then(|port| port.parse().ok())
-            .expect("port in \"listening on\"")
+        self.proc.listening_port()
     }
 }
 

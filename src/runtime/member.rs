@@ -803,8 +803,14 @@ impl Engine {
                     self.handle(Input::Suspect(rank), out);
                 }
             }
-            Role::Joiner(rank) if self.joiner_conn.get(&rank) == Some(&conn) => {
-                self.joiner_conn.remove(&rank);
+            Role::Joiner(rank) => {
+                if self.joiner_conn.get(&rank) == Some(&conn) {
+                    self.joiner_conn.remove(&rank);
+                }
+                info!(
+                    "member {}: connection {conn} of rank {rank}, asking to rejoin, closed: {reason}",
+                    self.node.me()
+                );
             }
             _ => {}
         }

@@ -330,6 +330,21 @@ impl Member {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The port it listens on, from its log line "listening on 0.0.0.0:PORT".
+    pub fn listening_port(&self) -> u16 {
+        let log = self.log_text();
+        let address = log
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split([';', ' ', '\n']).next())
+            .unwrap_or_else(|| panic!("rank {}: no \"listening on\" line in its log", self.rank));
+        address
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.parse().ok())
+            .expect("port in \"listening on\"")
+    }
 }
 
 /// The last `count` lines of the file at `path` (a process log).
@@ -342,10 +357,16 @@ pub fn tail_of(path: &PathBuf, count: usize) -> String {
 /// A helper and its members, all killed and reaped on drop.
 pub struct Lab {
     name: String,
+    dir: PathBuf,
     helper: Child,
+    helper_port: u16,
     helper_log: PathBuf,
+    /// The arguments every member got, before its own extra ones (helper, host, port, cookie file).
+    member_args: Vec<String>,
     /// Sorted by rank: `members[i].rank == i + 1`.
     members: Vec<Member>,
+    /// Processes started by [`Lab::rejoin`] so far, for their log names.
+    rejoins: usize,
 }
 
 /// Waits until `sample()` gives equal numbers that stay unchanged for [`SETTLE`]: the group has nothing
@@ -400,6 +421,11 @@ pub fn fresh_log_dir(name: &str) -> PathBuf {
 /// Starts a `tom-helper` for `size` members on a free port of 127.0.0.1, logging into `dir`; returns the
 /// process, its port and its log file.
 pub fn spawn_helper(size: u16, dir: &std::path::Path) -> (Child, u16, PathBuf) {
+    spawn_helper_with(size, dir, &[])
+}
+
+/// [`spawn_helper`] with `extra` arguments (e.g. `--cookie-file`).
+pub fn spawn_helper_with(size: u16, dir: &std::path::Path, extra: &[String]) -> (Child, u16, PathBuf) {
     let helper_port = free_port();
     let helper_log = dir.join("helper.log");
     let helper = Command::new(HELPER)
@@ -411,6 +437,7 @@ pub fn spawn_helper(size: u16, dir: &std::path::Path) -> (Child, u16, PathBuf) {
             "--port",
             &helper_port.to_string(),
         ])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(File::create(&helper_log).expect("helper log"))
@@ -428,22 +455,57 @@ impl Lab {
     /// Forms a group of `size` members, the member spawned `i`-th getting the extra arguments
     /// `args_for(i)`; waits until each printed `JOINED` and the first view.
     pub fn start_with(name: &str, size: u16, args_for: impl Fn(usize) -> Vec<String>) -> Lab {
+        Lab::form(name, fresh_log_dir(name), size, &[], args_for)
+    }
+
+    /// Forms a group of `size` members with the same `args` each, whose helper and members all hold the
+    /// group secret `secret`: it is written to `group.cookie` (mode 600) in the lab's log folder and passed
+    /// to every process with `--cookie-file`.
+    pub fn start_with_secret(name: &str, size: u16, secret: &str, args: &[&str]) -> Lab {
         let dir = fresh_log_dir(name);
-        let (helper, helper_port, helper_log) = spawn_helper(size, &dir);
-        let mut lab = Lab {
-            name: name.to_string(),
-            helper,
-            helper_log,
-            members: Vec::new(),
-        };
+        let cookie = dir.join("group.cookie");
+        std::fs::write(&cookie, secret).expect("write the cookie file");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&cookie, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+        }
+        let cookie_args = ["--cookie-file".to_string(), cookie.to_string_lossy().into_owned()];
+        Lab::form(name, dir, size, &cookie_args, |_| {
+            args.iter().map(|a| a.to_string()).collect()
+        })
+    }
+
+    /// Starts the helper (with `shared_args` after its own) and the members (with `shared_args`, then
+    /// `args_for(spawn_index)`), logging into `dir`; waits until each printed `JOINED` and the first view.
+    fn form(
+        name: &str,
+        dir: PathBuf,
+        size: u16,
+        shared_args: &[String],
+        args_for: impl Fn(usize) -> Vec<String>,
+    ) -> Lab {
+        let (helper, helper_port, helper_log) = spawn_helper_with(size, &dir, shared_args);
         let first_port = free_port().to_string();
         let helper_addr = format!("127.0.0.1:{helper_port}");
+        let mut member_args: Vec<String> = ["--helper", &helper_addr, "--host", "127.0.0.1", "--port", &first_port]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        member_args.extend_from_slice(shared_args);
+        let mut lab = Lab {
+            name: name.to_string(),
+            dir,
+            helper,
+            helper_port,
+            helper_log,
+            member_args,
+            members: Vec::new(),
+            rejoins: 0,
+        };
         for spawn_index in 0..size as usize {
-            let log = dir.join(format!("member{spawn_index}.log"));
-            let mut args: Vec<String> = ["--helper", &helper_addr, "--host", "127.0.0.1", "--port", &first_port]
-                .iter()
-                .map(|a| a.to_string())
-                .collect();
+            let log = lab.dir.join(format!("member{spawn_index}.log"));
+            let mut args = lab.member_args.clone();
             args.extend(args_for(spawn_index));
             lab.members.push(Member::spawn(&args, log, 0, spawn_index));
         }
@@ -464,12 +526,41 @@ impl Lab {
         lab.members.sort_by_key(|member| member.rank);
         let ranks: Vec<u16> = lab.members.iter().map(|m| m.rank).collect();
         assert_eq!(ranks, (1..=size).collect::<Vec<_>>(), "ranks 1..=N, each once");
-        println!("lab {name}: {size} members formed; logs in {}", dir.display());
+        println!("lab {name}: {size} members formed; logs in {}", lab.dir.display());
         lab
     }
 
     pub fn member(&self, rank: u16) -> &Member {
         &self.members[rank as usize - 1]
+    }
+
+    /// The port the helper listens on (127.0.0.1).
+    pub fn helper_port(&self) -> u16 {
+        self.helper_port
+    }
+
+    /// The helper's whole stderr log.
+    pub fn helper_log_text(&self) -> String {
+        std::fs::read_to_string(&self.helper_log).unwrap_or_default()
+    }
+
+    /// Starts a new life of `rank`, whose process was killed: `tom-member --rejoin RANK` with the lab's
+    /// shared arguments and `extra`. Waits until it printed `JOINED`, puts it in the lab in place of the
+    /// old life, and returns the old life (with everything it printed).
+    pub fn rejoin(&mut self, rank: u16, extra: &[&str]) -> Member {
+        assert!(
+            !self.member_mut(rank).is_running(),
+            "rank {rank} must be dead to rejoin"
+        );
+        self.rejoins += 1;
+        let log = self.dir.join(format!("rejoin{}-rank{rank}.log", self.rejoins));
+        let mut args = self.member_args.clone();
+        args.extend(["--rejoin".to_string(), rank.to_string()]);
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let spawn_index = self.members.len() + self.rejoins - 1;
+        let life = Member::spawn(&args, log, rank, spawn_index);
+        life.wait_for_line(&format!("JOINED {rank} {}", self.members.len()));
+        std::mem::replace(self.member_mut(rank), life)
     }
 
     pub fn member_mut(&mut self, rank: u16) -> &mut Member {
@@ -709,5 +800,26 @@ pub fn assert_no_duplicates(delivers: &[String]) {
     for line in delivers {
         let payload = parse_delivery(line).map_or(line.as_str(), |d| d.payload);
         assert!(seen.insert(payload), "{payload:?} delivered twice");
+    }
+}
+
+/// Checks the stdout of every process of a run (first lives, killed lives, rejoined lives) with the rules
+/// of `tom-check` ([`tom::logcheck`]): one global order that every life agrees with, no holes, no
+/// duplicates, FIFO per origin, rejoin suffixes. Returns the length of the global order.
+pub fn assert_logs_pass_check(processes: &[&Member]) -> u64 {
+    let logs: Vec<_> = processes
+        .iter()
+        .map(|process| {
+            let name = format!("rank {} (spawn {})", process.rank, process.spawn_index);
+            let text: String = process.lines().iter().map(|line| format!("{line}\n")).collect();
+            tom::logcheck::parse_log(&name, &text).unwrap_or_else(|error| panic!("{error}"))
+        })
+        .collect();
+    match tom::logcheck::check(&logs) {
+        Ok(summary) => {
+            println!("tom-check rules: {summary}");
+            summary.positions
+        }
+        Err(violation) => panic!("{violation}"),
     }
 }
