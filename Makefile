@@ -63,7 +63,7 @@ bench: build
 compare: build
 	@bash tests/lab/compare.sh
 
-# A tmux session with the helper and N interactive members on 127.0.0.1: make lab N=4 [PORT=9999]
+# A tmux session with the helper and N interactive members on 127.0.0.1: make lab N=4 [PORT=9999] [COOKIE=file]
 lab: build
 	@N=$(N) PORT=$(PORT) bash tests/lab/lab.sh
 

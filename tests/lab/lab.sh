@@ -14,6 +14,11 @@ pids="$dir/pids"
 
 helper_cmd="$bin/tom-helper --size $members --port $port --bind 127.0.0.1"
 member_cmd="env RUST_LOG=${RUST_LOG:-warn} $bin/tom-member --helper 127.0.0.1:$port --host 127.0.0.1"
+# COOKIE=path: the group's secret, for the helper and every member (README: "A group secret").
+if [ -n "${COOKIE:-}" ]; then
+    helper_cmd="$helper_cmd --cookie-file $COOKIE"
+    member_cmd="$member_cmd --cookie-file $COOKIE"
+fi
 
 if ! command -v tmux >/dev/null 2>&1; then
     cat >&2 <<TXT
