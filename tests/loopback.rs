@@ -411,3 +411,44 @@ fn a_member_that_is_not_the_coordinator_leaves_cleanly() {
         members.iter().for_each(Member::shutdown)
     });
 }
+
+/// Open file descriptors of this process.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count())
+}
+
+#[test]
+fn rejoin_connections_that_come_and_go_leave_no_sockets_behind() {
+    use tom::types::Incarnation;
+    use tom::wire::{Frame, Hello, Purpose};
+    let members = start_group(3, 10_000);
+    let addr = members[0].local_addr();
+    let before = open_fds();
+    for _ in 0..50 {
+        let stream = std::net::TcpStream::connect(addr).expect("connect");
+        let hello = Frame::Hello(Hello {
+            group: "tom".into(),
+            rank: Rank(2),
+            incarnation: Incarnation(0),
+            purpose: Purpose::Rejoin,
+            nonce: None,
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        tom::auth::open(&stream, hello, None, deadline, "member 1").expect("hello");
+        let welcome = tom::runtime::net::read_frame_before(&stream, deadline, tom::wire::HANDSHAKE_LEN_MAX);
+        assert!(matches!(welcome, Ok(Frame::Welcome)), "{welcome:?}");
+    }
+    // Every connection closed on our side: the member closes its ends (and its copies of them) too.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while open_fds() > before + 5 {
+        assert!(
+            Instant::now() < deadline,
+            "{} descriptors open, {before} before 50 rejoin connections came and went",
+            open_fds()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    within(Duration::from_secs(30), "shutdown", move || {
+        members.iter().for_each(Member::shutdown)
+    });
+}

@@ -171,8 +171,10 @@ pub struct Watched {
 /// State shared by the member's threads.
 pub(crate) struct Shared {
     pub clock: Clock,
-    /// Every connection's stream, so shutdown can unblock its reader.
-    streams: Mutex<Vec<TcpStream>>,
+    /// Every open connection's streams (reading and writing end), so shutdown can unblock its reader.
+    /// An entry leaves when its connection closes: a long-lived member that sees many rejoins must not
+    /// keep their sockets open.
+    streams: Mutex<BTreeMap<ConnId, [TcpStream; 2]>>,
     /// What the heartbeat thread pings and watches.
     pub watched: Mutex<Vec<Watched>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -351,7 +353,7 @@ impl Member {
         let (event_tx, event_rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
             clock: Clock::new(),
-            streams: Mutex::new(Vec::new()),
+            streams: Mutex::new(BTreeMap::new()),
             watched: Mutex::new(Vec::new()),
             threads: Mutex::new(Vec::new()),
         });
@@ -551,7 +553,7 @@ impl Member {
         if let Some(protocol_thread) = threads.next() {
             let _ = protocol_thread.join();
         }
-        for stream in self.shared.streams.lock().drain(..) {
+        for stream in std::mem::take(&mut *self.shared.streams.lock()).values().flatten() {
             let _ = stream.shutdown(Shutdown::Both);
         }
         for thread in threads {
@@ -789,6 +791,12 @@ impl Engine {
     }
 
     fn on_closed(&mut self, conn: ConnId, reason: &str, out: &mut Outbox) {
+        // Shut down at once: the reader or the writer failed, and the other one may be stuck.
+        if let Some(streams) = self.shared.streams.lock().remove(&conn) {
+            for stream in &streams {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
         let Some(closed) = self.conns.remove(&conn) else { return };
         closed.outgoing.close();
         self.forget_watched(conn);
@@ -860,11 +868,8 @@ impl Engine {
             Role::Member(rank) => (rank, true),
             Role::Joiner(rank) => (rank, false),
         };
-        {
-            let mut streams = self.shared.streams.lock();
-            streams.push(reading.try_clone()?);
-            streams.push(writing.try_clone()?);
-        }
+        let copies = [reading.try_clone()?, writing.try_clone()?];
+        self.shared.streams.lock().insert(conn, copies);
         let heard = Arc::new(LastHeard::default());
         heard.stamp(self.shared.clock.now_ms());
         let signals = self.signals.clone();
@@ -883,7 +888,12 @@ impl Engine {
             self.signals.clone(),
             format!("tom-{me}-r{rank}"),
         )?;
-        self.shared.threads.lock().extend([writer, reader]);
+        {
+            let mut threads = self.shared.threads.lock();
+            // Threads of closed connections have ended: forget them (the protocol thread, first, runs).
+            threads.retain(|thread| !thread.is_finished());
+            threads.extend([writer, reader]);
+        }
         self.shared.watched.lock().push(Watched {
             conn,
             rank,
@@ -898,11 +908,14 @@ impl Engine {
         Ok(conn)
     }
 
+    /// Closes a connection once its writer has sent what is queued (it then shuts the socket down,
+    /// which ends the reader).
     fn close_conn(&mut self, conn: ConnId) {
         if let Some(closed) = self.conns.remove(&conn) {
             closed.outgoing.close();
             self.forget_watched(conn);
         }
+        self.shared.streams.lock().remove(&conn);
     }
 
     fn forget_watched(&self, conn: ConnId) {
