@@ -1,13 +1,16 @@
 //! Unit tests of the core with a tiny in-order network: every message is delivered in send order.
 //! The seeded simulator in `tests/` explores interleavings; these pin the basic stories.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use super::*;
+use crate::message::Ballot;
 
 struct Net {
     nodes: Vec<Option<Node>>,
     queue: VecDeque<(Rank, Rank, Message)>,
+    /// Ranks cut off: `run` drops every message from or to them (the nodes themselves keep running).
+    isolated: BTreeSet<u16>,
     delivered: Vec<Vec<(u16, String, u64)>>,
     outputs: Vec<Vec<Output>>,
 }
@@ -21,6 +24,7 @@ impl Net {
         Net {
             nodes,
             queue: VecDeque::new(),
+            isolated: BTreeSet::new(),
             delivered: vec![vec![]; size as usize],
             outputs: vec![vec![]; size as usize],
         }
@@ -54,7 +58,9 @@ impl Net {
     fn run(&mut self) {
         for _ in 0..100_000 {
             if let Some((from, to, msg)) = self.queue.pop_front() {
-                self.input(to.0, Input::Received { from, msg });
+                if !self.isolated.contains(&from.0) && !self.isolated.contains(&to.0) {
+                    self.input(to.0, Input::Received { from, msg });
+                }
                 continue;
             }
             let mut idle = true;
@@ -77,6 +83,45 @@ impl Net {
         self.nodes[rank as usize - 1] = None;
         self.delivered[rank as usize - 1].clear();
         self.queue.retain(|(from, to, _)| from.0 != rank && to.0 != rank);
+    }
+
+    /// Delivers, oldest first, the queued messages from `from` to `to` (and nothing else).
+    fn deliver_link(&mut self, from: u16, to: u16) {
+        let (link, rest): (VecDeque<_>, VecDeque<_>) =
+            self.queue.drain(..).partition(|(f, t, _)| f.0 == from && t.0 == to);
+        self.queue = rest;
+        for (from, to, msg) in link {
+            self.input(to.0, Input::Received { from, msg });
+        }
+    }
+
+    /// Queued messages from `from` to `to` of one kind.
+    fn queued(&self, from: u16, to: u16, kind: &str) -> usize {
+        self.queue
+            .iter()
+            .filter(|(f, t, m)| f.0 == from && t.0 == to && m.kind() == kind)
+            .count()
+    }
+
+    /// Restarts `rank` as a joiner that asks `contacts` to admit it, and runs the network.
+    fn rejoin(&mut self, rank: u16, contacts: &[u16]) {
+        self.nodes[rank as usize - 1] = Some(Node::rejoin(Config::new(Rank(rank))));
+        for member in contacts {
+            self.input(rank, Input::Connected(Rank(*member)));
+        }
+        // The joiner's requests travel as Send{to: member}: hand them over as join requests.
+        let requests: Vec<_> = self.queue.drain(..).collect();
+        for (from, to, msg) in requests {
+            match msg {
+                Message::JoinRequest { rank } => self.input(to.0, Input::JoinRequest { rank }),
+                other => self.queue.push_back((from, to, other)),
+            }
+        }
+        self.run();
+    }
+
+    fn node(&self, rank: u16) -> &Node {
+        self.nodes[rank as usize - 1].as_ref().expect("a running node")
     }
 
     fn ticks(&mut self, count: u32) {
@@ -172,4 +217,451 @@ fn a_member_that_leaves_delivers_its_own_messages_first() {
     assert!(net.outputs[1].iter().any(|o| matches!(o, Output::Left)));
     assert_eq!(net.delivered[1], vec![(2, "bye".to_string(), 1)]);
     assert_eq!(net.nodes[0].as_ref().unwrap().view().unwrap().to_string(), "1,3");
+}
+
+// ---- stories pinned by mutation testing (`make mutants`, README "Mutation testing") ----------------
+
+fn prepare(view: u64, round: u64, proposer: u16) -> Message {
+    Message::Prepare {
+        view: ViewId(view),
+        ballot: Ballot {
+            round,
+            proposer: Rank(proposer),
+        },
+    }
+}
+
+/// 1 and 2 exclude 3 (crashed, or cut off when `isolate` is set) and install view 2 = {1, 2}.
+fn exclude_third(isolate: bool) -> Net {
+    let mut net = Net::new(3);
+    if isolate {
+        net.isolated.insert(3);
+    } else {
+        net.crash(3);
+    }
+    net.input(1, Input::Suspect(Rank(3)));
+    net.input(2, Input::Suspect(Rank(3)));
+    net.run();
+    assert_eq!(net.node(1).view().unwrap().to_string(), "1,2");
+    assert_eq!(net.node(2).view().unwrap().to_string(), "1,2");
+    net.isolated.clear();
+    net
+}
+
+/// Flow control: at most `window` own messages are out and undelivered; the rest wait in the backlog.
+#[test]
+fn multicasts_beyond_the_window_wait_in_the_backlog() {
+    let mut config = Config::new(Rank(1));
+    config.window = 2;
+    let mut node = Node::new(config, View::initial(3));
+    let mut out = Outbox::new();
+    for k in 0..3 {
+        node.handle(Input::Multicast(format!("m{k}").as_str().into()), &mut out);
+    }
+    let sent_to_2 = out
+        .drain()
+        .filter(|o| {
+            matches!(
+                o,
+                Output::Send {
+                    to: Rank(2),
+                    msg: Message::Data { .. }
+                }
+            )
+        })
+        .count();
+    assert_eq!(sent_to_2, 2, "only a window's worth goes out");
+    assert_eq!(node.backlog(), 1);
+    assert_eq!(node.undelivered_own(), 3);
+}
+
+/// A coordinator runs one ballot at a time: a further reason for a change (a second suspicion) while
+/// its ballot runs does not restart it; the ballot's proposal still takes the new suspicion into account.
+#[test]
+fn a_second_suspicion_during_a_ballot_does_not_restart_it() {
+    let mut net = Net::new(5);
+    net.crash(4);
+    net.crash(5);
+    net.input(1, Input::Suspect(Rank(5)));
+    net.input(1, Input::Suspect(Rank(4)));
+    assert_eq!(net.queued(1, 2, "prepare"), 1, "one ballot, one prepare");
+    for rank in [2, 3] {
+        net.input(rank, Input::Suspect(Rank(4)));
+        net.input(rank, Input::Suspect(Rank(5)));
+    }
+    net.run();
+    for rank in 1..=3 {
+        assert_eq!(net.node(rank).view().unwrap().to_string(), "1,2,3");
+    }
+}
+
+/// A coordinator that promised another member's ballot starts its own with a higher round, so that its
+/// own acceptor (and everyone else who promised) takes it: otherwise the change would never finish.
+#[test]
+fn a_coordinator_outbids_a_ballot_it_promised_to_a_member_that_then_crashed() {
+    let mut net = Net::new(3);
+    net.input(
+        1,
+        Input::Received {
+            from: Rank(3),
+            msg: prepare(1, 1, 3),
+        },
+    );
+    assert_eq!(net.node(1).phase(), Phase::Changing);
+    net.crash(3);
+    net.input(1, Input::Suspect(Rank(3)));
+    net.input(2, Input::Suspect(Rank(3)));
+    net.run();
+    net.ticks(3);
+    for rank in [1, 2] {
+        assert_eq!(net.node(rank).phase(), Phase::Member);
+        assert_eq!(net.node(rank).view().unwrap().to_string(), "1,2");
+    }
+}
+
+/// A member cut off while the group moved on two views, still in the first, runs a ballot there: it is
+/// answered with the last decision, which skips a view and does not list it, and so learns that it was
+/// excluded.
+#[test]
+fn a_prepare_for_a_replaced_view_is_answered_with_the_decision() {
+    let mut net = Net::new(4);
+    net.isolated.insert(4);
+    for rank in 1..=3 {
+        net.input(rank, Input::Suspect(Rank(4)));
+    }
+    net.run();
+    net.crash(3);
+    for rank in [1, 2] {
+        net.input(rank, Input::Suspect(Rank(3)));
+    }
+    net.run();
+    assert_eq!(net.node(1).view().unwrap().to_string(), "1,2");
+    assert_eq!(
+        net.node(4).view().unwrap().to_string(),
+        "1,2,3,4",
+        "4 missed both changes"
+    );
+    net.isolated.clear();
+    net.input(
+        1,
+        Input::Received {
+            from: Rank(4),
+            msg: prepare(1, 1, 4),
+        },
+    );
+    assert_eq!(net.queued(1, 4, "decide"), 1);
+    assert_eq!(net.queued(1, 4, "promise"), 0);
+    net.run();
+    assert_eq!(net.node(4).phase(), Phase::Excluded);
+    assert!(net.outputs[3]
+        .iter()
+        .any(|o| matches!(o, Output::Excluded { view: ViewId(3) })));
+}
+
+/// A prepare for a view this member has not installed, or from a rank outside its view, is ignored:
+/// no promise, no freeze.
+#[test]
+fn a_prepare_for_a_later_view_or_from_a_non_member_is_ignored() {
+    let mut net = exclude_third(false);
+    net.input(
+        1,
+        Input::Received {
+            from: Rank(2),
+            msg: prepare(3, 5, 2),
+        },
+    );
+    net.input(
+        1,
+        Input::Received {
+            from: Rank(3),
+            msg: prepare(2, 5, 3),
+        },
+    );
+    assert_eq!(net.node(1).phase(), Phase::Member);
+    assert_eq!(net.queued(1, 2, "promise") + net.queued(1, 3, "promise"), 0);
+}
+
+/// A promise to an earlier ballot of the same proposer does not count for its retry: the retry needs
+/// promises to itself before it proposes.
+#[test]
+fn a_promise_to_an_abandoned_ballot_does_not_count_for_the_retry() {
+    let mut net = Net::new(3);
+    net.crash(3);
+    net.input(1, Input::Suspect(Rank(3)));
+    net.input(2, Input::Suspect(Rank(3)));
+    net.deliver_link(1, 2);
+    assert_eq!(
+        net.queued(2, 1, "promise"),
+        1,
+        "2 promised the first ballot; 1 has not heard yet"
+    );
+    // No quorum answers in two timeouts: 1 retries with a higher ballot, once.
+    let timeout = Config::new(Rank(1)).view_change_timeout_ticks;
+    for _ in 0..2 * timeout - 1 {
+        net.input(1, Input::Tick);
+    }
+    assert_eq!(net.queued(1, 2, "prepare"), 0, "no retry before two timeouts");
+    net.input(1, Input::Tick);
+    assert_eq!(net.queued(1, 2, "prepare"), 1, "the retry's prepare");
+    net.deliver_link(2, 1);
+    assert_eq!(
+        net.queued(1, 2, "accept"),
+        0,
+        "the old promise does not make a quorum for the retry"
+    );
+    net.run();
+    assert_eq!(net.node(1).view().unwrap().to_string(), "1,2");
+}
+
+/// A new life ignores a late relay of the decision that excluded its previous life (an older view that
+/// does not list it): only a later view can exclude it.
+#[test]
+fn a_late_relay_of_the_decision_that_excluded_the_old_life_is_ignored() {
+    let mut net = exclude_third(false);
+    let excluding = net.node(1).last_decision.clone().expect("view 2 was decided");
+    net.rejoin(3, &[1, 2]);
+    assert_eq!(net.node(3).phase(), Phase::Member);
+    assert_eq!(net.node(3).view().unwrap().to_string(), "1,2,3");
+    net.input(
+        3,
+        Input::Received {
+            from: Rank(2),
+            msg: Message::Decide {
+                proposal: Box::new(excluding),
+            },
+        },
+    );
+    assert_eq!(net.node(3).phase(), Phase::Member);
+}
+
+/// A rejected proposer gives up its ballot at once and, at the next tick, outbids the ballot that beat
+/// it; a late rejection of the abandoned ballot does not stop the new one.
+#[test]
+fn a_rejected_ballot_is_abandoned_and_a_late_rejection_does_not_stop_the_next() {
+    let mut net = Net::new(5);
+    for rank in [3, 4] {
+        net.input(
+            rank,
+            Input::Received {
+                from: Rank(5),
+                msg: prepare(1, 5, 5),
+            },
+        );
+    }
+    net.crash(5);
+    for rank in 1..=4 {
+        net.input(rank, Input::Suspect(Rank(5)));
+    }
+    net.deliver_link(1, 3);
+    net.deliver_link(1, 4);
+    assert_eq!(net.queued(3, 1, "reject") + net.queued(4, 1, "reject"), 2);
+    net.deliver_link(3, 1);
+    net.input(1, Input::Tick);
+    assert_eq!(
+        net.queued(1, 2, "prepare"),
+        2,
+        "the abandoned ballot's prepare and the new one's"
+    );
+    net.deliver_link(4, 1);
+    net.run();
+    for rank in 1..=4 {
+        assert_eq!(net.node(rank).view().unwrap().to_string(), "1,2,3,4");
+    }
+}
+
+/// An acceptance of an abandoned ballot does not count for the retry: the retry is decided by a quorum
+/// of acceptances of its own ballot.
+#[test]
+fn an_acceptance_of_an_abandoned_ballot_does_not_count_for_the_retry() {
+    let mut net = Net::new(4);
+    net.crash(3);
+    net.crash(4);
+    for rank in [1, 2] {
+        net.input(rank, Input::Suspect(Rank(3)));
+        net.input(rank, Input::Suspect(Rank(4)));
+    }
+    net.deliver_link(1, 2);
+    net.deliver_link(2, 1);
+    net.deliver_link(1, 2);
+    assert_eq!(
+        net.queued(2, 1, "accepted"),
+        1,
+        "2 accepted the first ballot; 1 has not heard yet"
+    );
+    let timeout = Config::new(Rank(1)).view_change_timeout_ticks;
+    for _ in 0..2 * timeout {
+        net.input(1, Input::Tick);
+    }
+    assert_eq!(net.queued(1, 2, "prepare"), 1, "the retry's prepare");
+    net.deliver_link(2, 1);
+    net.deliver_link(1, 2);
+    net.deliver_link(2, 1);
+    assert_eq!(
+        net.node(1).phase(),
+        Phase::Changing,
+        "1's own acceptance of the retry and 2's of the first ballot decide nothing"
+    );
+    net.run();
+    for rank in [1, 2] {
+        assert_eq!(net.node(rank).view().unwrap().to_string(), "1,2");
+    }
+}
+
+/// A member that promised suspects a proposer silent for three view-change timeouts counted from its
+/// promise (not from a later acceptance).
+#[test]
+fn a_silent_proposer_is_suspected_three_timeouts_after_the_promise() {
+    let mut net = Net::new(3);
+    net.crash(3);
+    net.input(1, Input::Suspect(Rank(3)));
+    net.input(2, Input::Suspect(Rank(3)));
+    net.deliver_link(1, 2);
+    assert_eq!(net.node(2).phase(), Phase::Changing);
+    let timeout = Config::new(Rank(2)).view_change_timeout_ticks;
+    for _ in 0..timeout {
+        net.input(2, Input::Tick);
+    }
+    net.deliver_link(2, 1);
+    net.deliver_link(1, 2);
+    assert_eq!(
+        net.queued(2, 1, "accepted"),
+        1,
+        "2 accepted one timeout after promising"
+    );
+    net.crash(1);
+    let suspects_1 = |net: &Net| net.node(2).suspects.iter().any(|m| m.rank == Rank(1));
+    for _ in timeout..3 * timeout - 1 {
+        net.input(2, Input::Tick);
+    }
+    assert!(!suspects_1(&net), "not before three timeouts");
+    net.input(2, Input::Tick);
+    assert!(suspects_1(&net), "three timeouts after the promise");
+}
+
+// ---- rejoin ----------------------------------------------------------------------------------------
+
+/// The reason of the join refusals `rank`'s output so far sent to joiner `joiner`.
+fn refusals(net: &Net, rank: u16, joiner: u16) -> Vec<String> {
+    net.outputs[rank as usize - 1]
+        .iter()
+        .filter_map(|o| match o {
+            Output::SendToJoiner {
+                rank,
+                msg: Message::JoinRefused { reason },
+            } if rank.0 == joiner => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Rank 0 and a member's own rank cannot rejoin through it: refused, and no view change starts.
+#[test]
+fn a_join_request_for_rank_zero_or_the_members_own_rank_is_refused() {
+    let mut net = Net::new(3);
+    net.input(1, Input::JoinRequest { rank: Rank(0) });
+    net.input(1, Input::JoinRequest { rank: Rank(1) });
+    assert_eq!(refusals(&net, 1, 0).len(), 1);
+    assert!(refusals(&net, 1, 1)[0].contains("cannot rejoin through itself"));
+    assert!(net.node(1).joining.is_empty());
+    assert_eq!(net.queued(1, 2, "prepare"), 0);
+}
+
+/// A crashed member that asks to rejoin while its old life is still listed, but suspected, is admitted
+/// by the very change that excludes the old life: in view 1 (founders) and in a later view alike.
+#[test]
+fn a_rejoin_while_the_old_life_is_suspected_is_admitted_by_the_change_that_excludes_it() {
+    let mut net = Net::new(4);
+    net.crash(4);
+    for rank in 1..=3 {
+        net.input(rank, Input::Suspect(Rank(4)));
+    }
+    net.rejoin(4, &[1, 2, 3]);
+    assert_eq!(net.node(4).phase(), Phase::Member);
+    assert_eq!(net.node(4).me().incarnation, Incarnation(2));
+    assert_eq!(net.node(1).view().unwrap().id, ViewId(2));
+    assert_eq!(net.node(1).view().unwrap().to_string(), "1,2,3,4");
+    // Once more in view 2, for a founder whose life (incarnation 1) is older than the view.
+    net.crash(3);
+    for rank in [1, 2, 4] {
+        net.input(rank, Input::Suspect(Rank(3)));
+    }
+    net.rejoin(3, &[1, 2, 4]);
+    assert_eq!(net.node(3).phase(), Phase::Member);
+    assert_eq!(net.node(3).me().incarnation, Incarnation(3));
+    assert_eq!(net.node(1).view().unwrap().id, ViewId(3));
+    assert_eq!(net.node(1).view().unwrap().to_string(), "1,2,3,4");
+}
+
+/// A join request still in flight from before the joiner was admitted (here: after a false suspicion of
+/// the new life) is refused: it must not admit a second, phantom life.
+#[test]
+fn a_join_request_arriving_after_the_admission_is_refused() {
+    let mut net = exclude_third(false);
+    net.rejoin(3, &[1, 2]);
+    assert_eq!(net.node(1).view().unwrap().id, ViewId(3));
+    net.input(1, Input::Suspect(Rank(3)));
+    net.input(1, Input::JoinRequest { rank: Rank(3) });
+    assert!(refusals(&net, 1, 3).last().unwrap().contains("just admitted"));
+    assert!(net.node(1).joining.is_empty());
+}
+
+/// A joiner that reaches only a member that is not the coordinator is still admitted: that member
+/// passes its request on to the coordinator.
+#[test]
+fn a_join_request_to_a_member_that_does_not_coordinate_is_passed_on() {
+    let mut net = exclude_third(false);
+    net.rejoin(3, &[2]);
+    assert_eq!(net.node(3).phase(), Phase::Member);
+    assert_eq!(net.node(1).view().unwrap().to_string(), "1,2,3");
+}
+
+/// A joiner asks each member once per connection report, however often the driver reports it up.
+#[test]
+fn a_joiner_asks_each_member_once() {
+    let mut net = Net::new(3);
+    net.nodes[2] = Some(Node::rejoin(Config::new(Rank(3))));
+    net.input(3, Input::Connected(Rank(1)));
+    net.input(3, Input::Connected(Rank(1)));
+    assert_eq!(net.queued(3, 1, "join-request"), 1);
+}
+
+/// A suspicion from a member this one already suspects is not taken: a falsely suspected member that
+/// suspects the others in return cannot get them excluded.
+#[test]
+fn a_suspicion_from_a_suspected_member_is_not_taken() {
+    let mut net = Net::new(4);
+    net.input(1, Input::Suspect(Rank(4)));
+    net.input(
+        1,
+        Input::Received {
+            from: Rank(4),
+            msg: Message::Suspect {
+                view: ViewId(1),
+                rank: Rank(2),
+            },
+        },
+    );
+    let suspects: Vec<u16> = net.node(1).suspects.iter().map(|m| m.rank.0).collect();
+    assert_eq!(suspects, vec![4]);
+}
+
+/// A joiner asks its contacts again every view-change timeout (a refusal such as "still alive" may no
+/// longer hold), and not in between.
+#[test]
+fn a_joiner_asks_again_every_timeout() {
+    let mut net = Net::new(3);
+    net.nodes[2] = Some(Node::rejoin(Config::new(Rank(3))));
+    net.input(3, Input::Connected(Rank(1)));
+    net.queue.clear();
+    let timeout = Config::new(Rank(3)).view_change_timeout_ticks;
+    for _ in 0..timeout - 1 {
+        net.input(3, Input::Tick);
+    }
+    assert_eq!(net.queued(3, 1, "join-request"), 0);
+    net.input(3, Input::Tick);
+    assert_eq!(net.queued(3, 1, "join-request"), 1);
+    for _ in 0..timeout {
+        net.input(3, Input::Tick);
+    }
+    assert_eq!(net.queued(3, 1, "join-request"), 2);
 }
