@@ -144,6 +144,7 @@ fn three_members_deliver_the_same_sequence() {
     }
     net.run();
     assert_eq!(net.delivered[0].len(), 15);
+    assert_eq!(net.node(1).delivered_count(), 15);
     assert_eq!(net.delivered[0], net.delivered[1]);
     assert_eq!(net.delivered[0], net.delivered[2]);
 }
@@ -255,7 +256,7 @@ fn multicasts_beyond_the_window_wait_in_the_backlog() {
     config.window = 2;
     let mut node = Node::new(config, View::initial(3));
     let mut out = Outbox::new();
-    for k in 0..3 {
+    for k in 0..4 {
         node.handle(Input::Multicast(format!("m{k}").as_str().into()), &mut out);
     }
     let sent_to_2 = out
@@ -271,8 +272,9 @@ fn multicasts_beyond_the_window_wait_in_the_backlog() {
         })
         .count();
     assert_eq!(sent_to_2, 2, "only a window's worth goes out");
-    assert_eq!(node.backlog(), 1);
-    assert_eq!(node.undelivered_own(), 3);
+    assert_eq!(node.backlog(), 2);
+    assert_eq!(node.undelivered_own(), 4);
+    assert_eq!(node.lamport(), 2, "one clock tick per message sent");
 }
 
 /// A coordinator runs one ballot at a time: a further reason for a change (a second suspicion) while
@@ -664,4 +666,117 @@ fn a_joiner_asks_again_every_timeout() {
         net.input(3, Input::Tick);
     }
     assert_eq!(net.queued(3, 1, "join-request"), 2);
+}
+
+// ---- the rest of the node ------------------------------------------------------------------------
+
+/// A member that promised sends no acknowledgement, even for data it took before promising.
+#[test]
+fn a_member_that_promised_sends_no_acknowledgement() {
+    let mut net = Net::new(3);
+    net.input(1, Input::Multicast("m".into()));
+    net.deliver_link(1, 2);
+    net.input(
+        2,
+        Input::Received {
+            from: Rank(1),
+            msg: prepare(1, 1, 1),
+        },
+    );
+    assert_eq!(net.node(2).phase(), Phase::Changing);
+    let mut out = Outbox::new();
+    net.nodes[1].as_mut().unwrap().flush(&mut out);
+    assert!(out.is_empty(), "no ack after the promise");
+}
+
+/// A multicast after the end of membership (here: a member that lost its quorum) is dropped, not kept.
+#[test]
+fn a_multicast_after_exclusion_is_dropped() {
+    let mut net = Net::new(3);
+    net.input(3, Input::Suspect(Rank(1)));
+    net.input(3, Input::Suspect(Rank(2)));
+    assert_eq!(net.node(3).phase(), Phase::Excluded);
+    net.input(3, Input::Multicast("too late".into()));
+    assert_eq!(net.node(3).backlog(), 0);
+    assert_eq!(net.node(3).undelivered_own(), 0);
+}
+
+/// A multicast after `leave()` is dropped, not sent: the member is on its way out.
+#[test]
+fn a_multicast_after_leave_is_dropped() {
+    let mut net = Net::new(3);
+    net.input(2, Input::Leave);
+    net.input(2, Input::Multicast("after leave".into()));
+    assert_eq!(net.queued(2, 1, "data"), 0);
+    assert_eq!(net.node(2).backlog(), 0);
+}
+
+/// Suspicions count only from members of the current view, about the current view: one from a rank the
+/// view excluded is ignored.
+#[test]
+fn a_suspicion_from_outside_the_view_is_ignored() {
+    let mut net = exclude_third(false);
+    net.input(
+        1,
+        Input::Received {
+            from: Rank(3),
+            msg: Message::Suspect {
+                view: ViewId(2),
+                rank: Rank(2),
+            },
+        },
+    );
+    assert!(net.node(1).suspects.is_empty());
+}
+
+/// Receiving is a clock event: the receiver's Lamport clock goes past the message's time.
+#[test]
+fn receiving_a_message_moves_the_clock_past_its_time() {
+    let mut net = Net::new(2);
+    net.input(1, Input::Multicast("m".into()));
+    net.deliver_link(1, 2);
+    assert_eq!(net.node(2).lamport(), 2, "max(0, 1) + 1");
+}
+
+/// A member told that it is suspected does not suspect itself (it would stop coordinating while the
+/// others wait for it); the others' suspicion is what excludes it.
+#[test]
+fn a_member_never_suspects_itself() {
+    let mut net = Net::new(3);
+    net.input(
+        1,
+        Input::Received {
+            from: Rank(2),
+            msg: Message::Suspect {
+                view: ViewId(1),
+                rank: Rank(1),
+            },
+        },
+    );
+    net.input(1, Input::Suspect(Rank(1)));
+    assert!(net.node(1).suspects.is_empty());
+}
+
+/// A member that leaves announces it once, and only after its own messages are delivered.
+#[test]
+fn a_member_announces_its_leave_once_after_its_own_messages_are_delivered() {
+    let mut net = Net::new(3);
+    net.input(2, Input::Multicast("bye".into()));
+    net.input(2, Input::Leave);
+    assert_eq!(net.queued(2, 1, "leave"), 0, "its own message is not delivered yet");
+    net.run();
+    let leaves = net.outputs[1]
+        .iter()
+        .filter(|o| {
+            matches!(
+                o,
+                Output::Send {
+                    to: Rank(1),
+                    msg: Message::Leave { .. }
+                }
+            )
+        })
+        .count();
+    assert_eq!(leaves, 1);
+    assert_eq!(net.delivered[1], vec![(2, "bye".to_string(), 1)]);
 }
