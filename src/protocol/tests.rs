@@ -727,6 +727,9 @@ fn a_suspicion_from_outside_the_view_is_ignored() {
         },
     );
     assert!(net.node(1).suspects.is_empty());
+    // Taken, it would have excluded 2 at once: in a view of two, 1 alone is a quorum.
+    assert_eq!(net.node(1).view().unwrap().id, ViewId(2));
+    assert_eq!(net.node(1).view().unwrap().to_string(), "1,2");
 }
 
 /// Receiving is a clock event: the receiver's Lamport clock goes past the message's time.
