@@ -143,48 +143,46 @@ pub fn all_messages() -> Vec<Message> {
     ]
 }
 
+/// One frame of every kind: a hello for every purpose and a registration for every combination of its
+/// options, each with and without a nonce, and every protocol message.
 pub fn all_frames() -> Vec<Frame> {
-    let mut frames = vec![
-        Frame::Hello(Hello {
-            group: "tom".into(),
-            rank: Rank(3),
-            incarnation: Incarnation(1),
-            purpose: Purpose::Form,
-            nonce: None,
-        }),
-        Frame::Hello(Hello {
-            group: "lab-7".into(),
-            rank: Rank(2),
-            incarnation: Incarnation(9),
-            purpose: Purpose::Rejoin,
-            nonce: Some(Nonce([7; wire::NONCE_LEN])),
-        }),
-        Frame::Hello(Hello {
-            group: String::new(),
-            rank: Rank(0),
-            incarnation: Incarnation(0),
-            purpose: Purpose::Status,
-            nonce: None,
-        }),
+    let nonces = [None, Some(Nonce([0xA5; wire::NONCE_LEN]))];
+    let mut frames = Vec::new();
+    for (purpose, group, rank, incarnation) in [
+        (Purpose::Form, "tom", 3, 1),
+        (Purpose::Rejoin, "lab-7", 2, 9),
+        (Purpose::Status, "", 0, 0),
+    ] {
+        for nonce in nonces {
+            frames.push(Frame::Hello(Hello {
+                group: group.into(),
+                rank: Rank(rank),
+                incarnation: Incarnation(incarnation),
+                purpose,
+                nonce,
+            }));
+        }
+    }
+    for (rejoin, host, port) in [
+        (None, "10.0.0.7", 10_001),
+        (Some(Rank(3)), "node-3.lab.example", 65_535),
+    ] {
+        for nonce in nonces {
+            frames.push(Frame::Register(Register {
+                group: "tom".into(),
+                host: host.into(),
+                port,
+                rejoin,
+                nonce,
+            }));
+        }
+    }
+    frames.extend([
         Frame::Welcome,
         Frame::Refuse {
             reason: "wrong group".into(),
         },
         Frame::Heartbeat,
-        Frame::Register(Register {
-            group: "tom".into(),
-            host: "10.0.0.7".into(),
-            port: 10_001,
-            rejoin: None,
-            nonce: None,
-        }),
-        Frame::Register(Register {
-            group: "tom".into(),
-            host: "node-3.lab.example".into(),
-            port: 65_535,
-            rejoin: Some(Rank(3)),
-            nonce: Some(Nonce([0xA5; wire::NONCE_LEN])),
-        }),
         Frame::Challenge {
             nonce: Nonce([1; wire::NONCE_LEN]),
             proof: Proof([2; wire::PROOF_LEN]),
@@ -201,7 +199,7 @@ pub fn all_frames() -> Vec<Frame> {
                 })
                 .collect(),
         }),
-    ];
+    ]);
     frames.extend(all_messages().into_iter().map(Frame::Protocol));
     frames.push(Frame::Snapshot {
         view: ViewId(7),
