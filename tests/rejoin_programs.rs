@@ -167,11 +167,18 @@ struct Group {
     /// Every life ever started, in start order.
     lives: Vec<Life>,
     stop_load: Arc<AtomicBool>,
+    /// Arguments every member gets, after the common ones.
+    extra_args: Vec<String>,
 }
 
 impl Group {
     /// Starts a helper and `size` members; waits until each printed `JOINED` and the first view.
     fn form(name: &str, size: u16) -> Group {
+        Group::form_with(name, size, &[])
+    }
+
+    /// Like [`Group::form`], with `extra_args` for every member (the ones started later too).
+    fn form_with(name: &str, size: u16, extra_args: &[&str]) -> Group {
         let dir = proc_support::fresh_log_dir(name);
         let (helper, helper_port, helper_log) = proc_support::spawn_helper(size, &dir);
         let mut group = Group {
@@ -184,6 +191,7 @@ impl Group {
             first_port: free_port(),
             lives: Vec::new(),
             stop_load: Arc::new(AtomicBool::new(false)),
+            extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
         };
         for index in 0..size as usize {
             let log = group.dir.join(format!("formed{index}.log"));
@@ -218,6 +226,7 @@ impl Group {
         let common = ["--host", "127.0.0.1", "--port", &self.first_port.to_string()].map(String::from);
         common
             .into_iter()
+            .chain(self.extra_args.iter().cloned())
             .chain(extra.iter().map(|arg| arg.to_string()))
             .collect()
     }
@@ -265,6 +274,11 @@ impl Group {
     /// them.
     fn kill9(&mut self, ranks: &[u16]) {
         let indices: Vec<usize> = ranks.iter().map(|&rank| self.newest(rank)).collect();
+        self.kill9_lives(&indices);
+    }
+
+    /// `kill -9` the lives at `indices` in `lives` at the same moment, then reaps them.
+    fn kill9_lives(&mut self, indices: &[usize]) {
         let pids: Vec<String> = indices
             .iter()
             .map(|&index| self.lives[index].proc.pid().to_string())
@@ -275,14 +289,14 @@ impl Group {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -s KILL {pids:?} failed");
-        for index in indices {
+        for &index in indices {
             let life = &mut self.lives[index];
             life.proc.reap();
             if let Some(feeder) = life.feeder.take() {
                 feeder.join().expect("feeder thread");
             }
+            println!("group {}: killed {}", self.name, life.name());
         }
-        println!("group {}: killed ranks {ranks:?}", self.name);
     }
 
     fn stop_helper(&mut self) {
@@ -530,6 +544,65 @@ fn under_load_two_members_killed_at_once_rejoin_concurrently() {
     group.crash_and_rejoin(&[2, 4], through_the_helper);
     group.stop_load_and_settle();
     group.check_histories();
+}
+
+/// Two ranks come back one after the other while the first one's new process is kept waiting: rank 4's
+/// new process asks while its old life is still alive (refused; it keeps asking) and finds only rank
+/// 2's dead address; rank 2's new process then finds rank 4's new address, dials it, and is admitted by
+/// a view that still lists 4's old life. When the old 4 dies, the view that excludes it must not close
+/// 2's connection to the new 4: it is the only link between them once the group admits the new 4.
+#[test]
+fn a_rank_that_rejoins_while_another_ranks_new_process_waits_gets_linked_to_it() {
+    // A long failure timeout: only the kills, never silence, change the views here.
+    let mut group = Group::form_with("linked_rejoiners", 4, &["--failure-timeout-ms", "5000"]);
+    group.feed_everyone();
+    group.let_every_life_deliver();
+    let marks: Vec<usize> = [1, 3, 4].iter().map(|&rank| group.current(rank).mark()).collect();
+    group.kill9(&[2]);
+    for (&rank, &mark) in [1, 3, 4].iter().zip(&marks) {
+        group.current(rank).wait_for_line_after("VIEW 1,3,4", mark);
+    }
+
+    let old_4 = group.newest(4);
+    let helper = through_the_helper(&group);
+    let waiting: Vec<&str> = helper
+        .iter()
+        .map(String::as_str)
+        .chain(["--join-timeout-ms", "60000"])
+        .collect();
+    let new_4 = group.start_rejoin(4, &waiting);
+    let deadline = Instant::now() + DEADLINE;
+    while !group.lives[new_4].log_text().contains("does not admit us yet") {
+        assert!(
+            Instant::now() < deadline,
+            "rank 4's new process was never refused while the old one lived"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let helper: Vec<&str> = helper.iter().map(String::as_str).collect();
+    let new_2 = group.start_rejoin(2, &helper);
+    group.lives[new_2].wait_until("JOINED line", |lines| lines.iter().any(|l| l == "JOINED 2 4"));
+    group.feed(new_2);
+    // Before the old 4 could suspect rank 2 (it has no connection to it: nobody dialled it).
+    group.kill9_lives(&[old_4]);
+    group.lives[new_4].wait_until("JOINED line", |lines| lines.iter().any(|l| l == "JOINED 4 4"));
+    group.feed(new_4);
+    for rank in 1..=4 {
+        group.current(rank).wait_until("the view of all four", |lines| {
+            lines.iter().any(|l| l == "VIEW 1,2,3,4")
+        });
+    }
+    group.stop_load_and_settle();
+    group.check_histories();
+    for life in [new_2, new_4] {
+        let log = group.lives[life].log_text();
+        assert!(
+            !log.contains("suspecting it"),
+            "{}: suspected someone:\n{log}",
+            group.lives[life].name()
+        );
+    }
 }
 
 #[test]

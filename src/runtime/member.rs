@@ -12,6 +12,10 @@
 //! calling [`Node::flush`], so acknowledgements are coalesced exactly when there is a backlog and go out
 //! at once when there is none.
 //!
+//! Connections: each rank has at most one member connection, whose frames go to the core; a process
+//! asking to rejoin has a joiner connection until a view admits it. Which connection becomes which, at
+//! each view, and what happens to frames that arrive early, is decided by [`super::roles`].
+//!
 //! Flow control: [`Member::multicast`] blocks while this member has `window` messages multicast and not
 //! yet delivered; shutdown and the end of membership release it with an error.
 //!
@@ -19,7 +23,7 @@
 //! (readers blocked in `read` return), stop the heartbeat thread, then join everything. Nothing here
 //! waits on a peer, so shutdown never hangs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -33,6 +37,7 @@ use super::heartbeat;
 use super::links::{Clock, LastHeard, Outgoing};
 use super::peer::spawn_reader;
 use super::rejoin;
+use super::roles::{self, EarlyFrames};
 use super::state::{self, ReplicatedState};
 use crate::auth::Secret;
 use crate::error::{Error, Result};
@@ -52,7 +57,8 @@ pub struct Config {
     pub tick_ms: u64,
     /// How often a heartbeat goes to every peer.
     pub heartbeat_interval_ms: u64,
-    /// A peer silent for longer than this (or whose writer is stuck that long) is suspected. The default
+    /// A peer silent for longer than this (or whose writer is stuck that long, or a member of the view
+    /// this member has had no connection to for that long) is suspected. The default
     /// suits a LAN: long enough for a paused or loaded process, short enough to keep the group moving.
     pub failure_timeout_ms: u64,
     /// Most of this member's own messages multicast and not yet delivered; `multicast` blocks beyond.
@@ -151,6 +157,8 @@ enum Role {
 struct Conn {
     role: Role,
     outgoing: Arc<Outgoing>,
+    /// What a joiner connection sent beyond its join request, for when a view admits its life.
+    early: EarlyFrames,
 }
 
 /// What the heartbeat thread watches: one entry per connection.
@@ -384,6 +392,11 @@ impl Member {
             events: event_tx,
             gate: Arc::clone(&gate),
             to_close: Vec::new(),
+            to_demote: Vec::new(),
+            replay: Vec::new(),
+            dialled_while_joining: BTreeSet::new(),
+            unconnected_since_ms: BTreeMap::new(),
+            failure_timeout_ms: config.failure_timeout_ms,
             finished: false,
             size,
             directory,
@@ -404,7 +417,10 @@ impl Member {
         }
         let mut out = Outbox::new();
         for (peer, reading, writing) in conns {
-            engine.add_conn(Role::Member(peer), reading, writing)?;
+            let conn = engine.add_conn(Role::Member(peer), reading, writing)?;
+            if joining {
+                engine.dialled_while_joining.insert(conn);
+            }
             engine.node.handle(Input::Connected(peer), &mut out);
         }
         engine.dispatch(&mut out);
@@ -634,6 +650,16 @@ struct Engine {
     gate: Arc<Gate>,
     /// Connections to close once the current outbox is dispatched (their last frames still go out).
     to_close: Vec<ConnId>,
+    /// Member connections to turn into joiner connections once the current outbox is dispatched.
+    to_demote: Vec<(Rank, ConnId)>,
+    /// Early frames of connections just promoted, to feed to the core once the outbox is dispatched.
+    replay: Vec<(ConnId, Vec<Frame>)>,
+    /// The member connections this process dialled before a view admitted it (see [`roles`]).
+    dialled_while_joining: BTreeSet<ConnId>,
+    /// Since when (clock ms) each member of the view has had no member connection.
+    unconnected_since_ms: BTreeMap<Rank, u64>,
+    /// See [`Config::failure_timeout_ms`].
+    failure_timeout_ms: u64,
     finished: bool,
     /// The group's size N.
     size: u16,
@@ -675,7 +701,10 @@ impl Engine {
                     Ok(signal) => self.on_signal(signal, &mut out),
                     Err(_) => break,
                 },
-                recv(ticker) -> _ => self.node.handle(Input::Tick, &mut out),
+                recv(ticker) -> _ => {
+                    self.node.handle(Input::Tick, &mut out);
+                    self.suspect_unconnected(&mut out);
+                }
                 recv(incoming) -> accepted => match accepted {
                     Ok(accepted) => self.on_incoming(accepted),
                     // The acceptor stopped: stop selecting on it rather than spin on a closed channel.
@@ -757,6 +786,12 @@ impl Engine {
             (Role::Joiner(rank), Frame::Register(register)) if register.rejoin == Some(rank) => {
                 self.on_new_address(conn, rank, register.host, register.port)
             }
+            // Sent after a view admitted that process, which this member has not installed yet.
+            (Role::Joiner(rank), frame @ (Frame::Protocol(_) | Frame::Snapshot { .. }))
+                if !matches!(frame, Frame::Protocol(Message::JoinRequest { .. })) =>
+            {
+                self.keep_early(conn, rank, frame)
+            }
             // A member answering a rejoiner's address with its directory: only used by `--peer` discovery.
             (Role::Member(_), Frame::Roster(_)) => {}
             (Role::Member(rank), Frame::Snapshot { view, state, .. }) => self.on_snapshot(rank, view, &state),
@@ -790,6 +825,32 @@ impl Engine {
         }
     }
 
+    /// Keeps a frame of a joiner connection until a view admits its life (see [`roles`]); a connection
+    /// that sends more than a frame's worth before that is closed.
+    fn keep_early(&mut self, conn: ConnId, rank: Rank, frame: Frame) {
+        let me = self.node.me();
+        let Some(entry) = self.conns.get_mut(&conn) else { return };
+        let kind = frame.kind();
+        if entry.early.keep(frame).is_err() {
+            warn!(
+                "member {me}: connection {conn} of rank {rank} sent over {} bytes before a view admitted it; \
+                 closing it",
+                roles::EARLY_BYTES_MAX
+            );
+            self.joiner_conn.retain(|_, c| *c != conn);
+            self.close_conn(conn);
+            return;
+        }
+        if entry.early.len() == 1 {
+            info!(
+                "member {me}: {kind} frame on connection {conn} of rank {rank}, asking to rejoin, held until a view \
+                 admits it"
+            );
+        } else {
+            debug!("member {me}: {kind} frame on connection {conn} of rank {rank} held too");
+        }
+    }
+
     fn on_closed(&mut self, conn: ConnId, reason: &str, out: &mut Outbox) {
         // Shut down at once: the reader or the writer failed, and the other one may be stuck.
         if let Some(streams) = self.shared.streams.lock().remove(&conn) {
@@ -797,6 +858,7 @@ impl Engine {
                 let _ = stream.shutdown(Shutdown::Both);
             }
         }
+        self.dialled_while_joining.remove(&conn);
         let Some(closed) = self.conns.remove(&conn) else { return };
         closed.outgoing.close();
         self.forget_watched(conn);
@@ -829,8 +891,17 @@ impl Engine {
         match hello.purpose {
             Purpose::Rejoin => {
                 let rank = hello.rank;
-                info!("member {}: rank {rank} connects to rejoin", self.node.me());
                 let Ok(reading) = stream.try_clone() else { return };
+                let suspects = self.node.status().suspects;
+                if roles::arrives_admitted(self.node.view(), rank, &self.member_conn, &suspects) {
+                    info!(
+                        "member {}: rank {rank}, admitted by the current view, connects: its member connection",
+                        self.node.me()
+                    );
+                    let _ = self.add_conn(Role::Member(rank), reading, stream);
+                    return;
+                }
+                info!("member {}: rank {rank} connects to rejoin", self.node.me());
                 if let Ok(conn) = self.add_conn(Role::Joiner(rank), reading, stream) {
                     if let Some(old) = self.joiner_conn.insert(rank, conn) {
                         self.close_conn(old);
@@ -904,13 +975,21 @@ impl Engine {
         if let Role::Member(rank) = role {
             self.member_conn.insert(rank, conn);
         }
-        self.conns.insert(conn, Conn { role, outgoing });
+        self.conns.insert(
+            conn,
+            Conn {
+                role,
+                outgoing,
+                early: EarlyFrames::default(),
+            },
+        );
         Ok(conn)
     }
 
     /// Closes a connection once its writer has sent what is queued (it then shuts the socket down,
     /// which ends the reader).
     fn close_conn(&mut self, conn: ConnId) {
+        self.dialled_while_joining.remove(&conn);
         if let Some(closed) = self.conns.remove(&conn) {
             closed.outgoing.close();
             self.forget_watched(conn);
@@ -967,6 +1046,51 @@ impl Engine {
             self.member_conn.retain(|_, c| *c != conn);
             self.joiner_conn.retain(|_, c| *c != conn);
             self.close_conn(conn);
+        }
+        for (rank, conn) in std::mem::take(&mut self.to_demote) {
+            self.demote(rank, conn);
+        }
+        // The early frames of connections promoted by a view just installed: the core sees them now,
+        // in the order they arrived, before anything that arrives later on the same connection.
+        let replay = std::mem::take(&mut self.replay);
+        if !replay.is_empty() {
+            for (conn, frames) in replay {
+                for frame in frames {
+                    self.on_frame(conn, frame, out);
+                }
+            }
+            self.dispatch(out);
+        }
+    }
+
+    /// A member of the view without a member connection cannot take part: after a failure timeout
+    /// without one (a connection may still be on its way from the acceptor), it is suspected, as a
+    /// silent member would be, rather than left to stall the group.
+    fn suspect_unconnected(&mut self, out: &mut Outbox) {
+        let me = self.node.me();
+        let Some(view) = self
+            .node
+            .view()
+            .filter(|_| self.node.phase() == protocol::Phase::Member)
+        else {
+            self.unconnected_since_ms.clear();
+            return;
+        };
+        let unconnected = roles::unconnected(me.rank, view, &self.member_conn);
+        let view_id = view.id;
+        let now_ms = self.shared.clock.now_ms();
+        self.unconnected_since_ms.retain(|rank, _| unconnected.contains(rank));
+        for rank in unconnected {
+            let since_ms = *self.unconnected_since_ms.entry(rank).or_insert(now_ms);
+            if now_ms.saturating_sub(since_ms) > self.failure_timeout_ms {
+                warn!(
+                    "member {me}: no connection to rank {rank} of view {view_id} for over {} ms: suspecting it",
+                    self.failure_timeout_ms
+                );
+                // Again only after another timeout, should the suspicion not lead to a view change.
+                self.unconnected_since_ms.insert(rank, now_ms);
+                self.handle(Input::Suspect(rank), out);
+            }
         }
     }
 
@@ -1045,44 +1169,66 @@ impl Engine {
         }
     }
 
-    /// A new view: a joiner's connection becomes the member connection of its rank; connections of
-    /// ranks no longer in the view close once the decision (already queued) has gone out.
+    /// A new view: joiner connections of lives it admitted become member connections, connections of
+    /// ranks it no longer lists close once the decision (already queued) has gone out, and a life just
+    /// admitted keeps its dials to ranks still joining (the rules and why: [`roles`]).
     fn adopt_view(&mut self, view: &View) {
         let me = self.node.me();
-        let admitted_with_me = me.incarnation.0 == view.id.0;
-        for member in &view.members {
-            if member.incarnation.0 != view.id.0 || member.rank == me.rank {
+        let adoption = roles::adopt(
+            me,
+            view,
+            &self.member_conn,
+            &self.joiner_conn,
+            &self.dialled_while_joining,
+        );
+        for (rank, conn) in adoption.promote {
+            self.joiner_conn.remove(&rank);
+            let Some(entry) = self.conns.get_mut(&conn) else {
                 continue;
+            };
+            entry.role = Role::Member(rank);
+            if !entry.early.is_empty() {
+                debug!(
+                    "member {me}: {} early frames of rank {rank} to replay",
+                    entry.early.len()
+                );
+                self.replay.push((conn, entry.early.take()));
             }
-            // Two processes admitted by the same view dialled each other while both were joining: each
-            // holds the connection it dialled and the one it accepted. Both keep the one the lower rank
-            // dialled (either side can tell which it is), so they never close each other's only link.
-            if admitted_with_me && me.rank < member.rank && self.member_conn.contains_key(&member.rank) {
-                if let Some(accepted) = self.joiner_conn.remove(&member.rank) {
-                    self.to_close.push(accepted);
-                }
-                continue;
-            }
-            if let Some(conn) = self.joiner_conn.remove(&member.rank) {
-                if let Some(entry) = self.conns.get_mut(&conn) {
-                    entry.role = Role::Member(member.rank);
-                }
-                if let Some(old) = self.member_conn.insert(member.rank, conn) {
-                    self.to_close.push(old);
-                }
-                for watched in self.shared.watched.lock().iter_mut().filter(|w| w.conn == conn) {
-                    watched.is_member = true;
-                }
-            }
+            self.member_conn.insert(rank, conn);
+            self.set_watched_as_member(conn, true);
         }
-        // Ranks the view no longer lists: their connections close once this outbox is dispatched, so the
-        // decision that excluded them (relayed right after the view) still reaches them first.
-        let gone = self
-            .member_conn
-            .iter()
-            .filter(|(rank, _)| view.index_of(**rank).is_none())
-            .map(|(_, c)| *c);
-        self.to_close.extend(gone.collect::<Vec<_>>());
+        for &(rank, conn) in &adoption.demote {
+            info!(
+                "member {me}: rank {rank} is not in view {}: keeping connection {conn}, dialled while joining, \
+                 as its joiner connection",
+                view.id
+            );
+        }
+        self.to_demote.extend(adoption.demote);
+        self.to_close.extend(adoption.close);
+    }
+
+    /// A member connection dialled while joining, to a rank the view no longer lists, becomes that
+    /// rank's joiner connection (after the decision that removed the rank went out on it).
+    fn demote(&mut self, rank: Rank, conn: ConnId) {
+        if self.member_conn.get(&rank) != Some(&conn) {
+            return;
+        }
+        self.member_conn.remove(&rank);
+        self.dialled_while_joining.remove(&conn);
+        if let Some(entry) = self.conns.get_mut(&conn) {
+            entry.role = Role::Joiner(rank);
+        }
+        if let Some(older) = self.joiner_conn.insert(rank, conn) {
+            self.close_conn(older);
+        }
+        self.set_watched_as_member(conn, false);
+    }
+
+    fn set_watched_as_member(&self, conn: ConnId, is_member: bool) {
+        for watched in self.shared.watched.lock().iter_mut().filter(|w| w.conn == conn) {
+            watched.is_member = is_member;
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! - [`links`]: per-peer outgoing buffers drained by one writer thread each (the protocol thread never
 //!   blocks on a socket);
 //! - [`heartbeat`]: heartbeats and the failure detector's clock;
+//! - [`roles`]: which connection speaks for which rank when views change and lives rejoin;
 //! - [`net`]: socket plumbing (port probing, connecting with retries, reading a handshake before a
 //!   deadline).
 pub mod heartbeat;
@@ -14,6 +15,7 @@ pub mod member;
 pub mod net;
 pub mod peer;
 pub mod rejoin;
+mod roles;
 pub mod state;
 
 pub use member::{query_status, Config, Event, Member};
