@@ -419,6 +419,11 @@ impl Node {
         self.view.as_ref()
     }
 
+    /// True if this member suspects `member` (a suspicion lasts until a view without it is installed).
+    pub fn is_suspected(&self, member: MemberId) -> bool {
+        self.suspects.contains(&member)
+    }
+
     /// Where this member is in its life.
     pub fn phase(&self) -> Phase {
         self.phase

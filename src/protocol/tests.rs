@@ -783,3 +783,21 @@ fn a_member_announces_its_leave_once_after_its_own_messages_are_delivered() {
     assert_eq!(leaves, 1);
     assert_eq!(net.delivered[1], vec![(2, "bye".to_string(), 1)]);
 }
+
+/// `is_suspected` (the runtime asks it before taking a late rejoin connection as a member's): a
+/// suspicion holds until the view without the suspect is installed, and then is gone with it.
+#[test]
+fn a_suspicion_lasts_until_the_view_without_the_suspect() {
+    let mut net = Net::new(3);
+    let third = View::initial(3).member(Rank(3)).unwrap();
+    let node = |net: &Net| net.nodes[0].as_ref().unwrap().is_suspected(third);
+    assert!(!node(&net));
+    net.crash(3);
+    net.input(1, Input::Suspect(Rank(3)));
+    assert!(node(&net));
+    net.input(2, Input::Suspect(Rank(3)));
+    net.run();
+    net.ticks(1);
+    assert_eq!(net.nodes[0].as_ref().unwrap().view().unwrap().to_string(), "1,2");
+    assert!(!node(&net));
+}

@@ -837,8 +837,7 @@ impl Engine {
                  closing it",
                 roles::EARLY_BYTES_MAX
             );
-            self.joiner_conn.retain(|_, c| *c != conn);
-            self.close_conn(conn);
+            self.forget_conn(conn);
             return;
         }
         if entry.early.len() == 1 {
@@ -892,8 +891,8 @@ impl Engine {
             Purpose::Rejoin => {
                 let rank = hello.rank;
                 let Ok(reading) = stream.try_clone() else { return };
-                let suspects = self.node.status().suspects;
-                if roles::arrives_admitted(self.node.view(), rank, &self.member_conn, &suspects) {
+                let node = &self.node;
+                if roles::arrives_admitted(node.view(), rank, &self.member_conn, |m| node.is_suspected(m)) {
                     info!(
                         "member {}: rank {rank}, admitted by the current view, connects: its member connection",
                         self.node.me()
@@ -997,6 +996,13 @@ impl Engine {
         self.shared.streams.lock().remove(&conn);
     }
 
+    /// Closes a connection and forgets whichever role it had.
+    fn forget_conn(&mut self, conn: ConnId) {
+        self.member_conn.retain(|_, c| *c != conn);
+        self.joiner_conn.retain(|_, c| *c != conn);
+        self.close_conn(conn);
+    }
+
     fn forget_watched(&self, conn: ConnId) {
         self.shared.watched.lock().retain(|w| w.conn != conn);
     }
@@ -1043,9 +1049,7 @@ impl Engine {
             }
         }
         for conn in std::mem::take(&mut self.to_close) {
-            self.member_conn.retain(|_, c| *c != conn);
-            self.joiner_conn.retain(|_, c| *c != conn);
-            self.close_conn(conn);
+            self.forget_conn(conn);
         }
         for (rank, conn) in std::mem::take(&mut self.to_demote) {
             self.demote(rank, conn);

@@ -117,11 +117,11 @@ pub fn arrives_admitted(
     view: Option<&View>,
     rank: Rank,
     member_conn: &BTreeMap<Rank, ConnId>,
-    suspects: &[MemberId],
+    is_suspected: impl Fn(MemberId) -> bool,
 ) -> bool {
     let admitted = view
         .and_then(|v| v.member(rank).map(|m| (v, m)))
-        .filter(|(v, m)| m.incarnation.0 == v.id.0 && !suspects.contains(m));
+        .filter(|(v, m)| m.incarnation.0 == v.id.0 && !is_suspected(*m));
     admitted.is_some() && !member_conn.contains_key(&rank)
 }
 
@@ -384,24 +384,24 @@ mod tests {
     #[test]
     fn a_connection_arriving_after_its_admission_is_a_member_connection() {
         let v = view(4, &[(1, 1), (2, 1), (3, 4)]);
-        assert!(arrives_admitted(Some(&v), Rank(3), &conns(&[(1, 0)]), &[]));
+        assert!(arrives_admitted(Some(&v), Rank(3), &conns(&[(1, 0)]), |_| false));
         assert!(
-            !arrives_admitted(Some(&v), Rank(3), &conns(&[]), &[life(3, 4)]),
+            !arrives_admitted(Some(&v), Rank(3), &conns(&[]), |m| m == life(3, 4)),
             "crashed since"
         );
         assert!(
-            !arrives_admitted(Some(&v), Rank(3), &conns(&[(3, 7)]), &[]),
+            !arrives_admitted(Some(&v), Rank(3), &conns(&[(3, 7)]), |_| false),
             "already connected"
         );
         assert!(
-            !arrives_admitted(Some(&v), Rank(2), &conns(&[]), &[]),
+            !arrives_admitted(Some(&v), Rank(2), &conns(&[]), |_| false),
             "an older life's rank"
         );
         assert!(
-            !arrives_admitted(Some(&v), Rank(5), &conns(&[]), &[]),
+            !arrives_admitted(Some(&v), Rank(5), &conns(&[]), |_| false),
             "not in the view"
         );
-        assert!(!arrives_admitted(None, Rank(3), &conns(&[]), &[]), "no view yet");
+        assert!(!arrives_admitted(None, Rank(3), &conns(&[]), |_| false), "no view yet");
     }
 
     #[test]
