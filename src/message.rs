@@ -7,7 +7,7 @@
 //! Every message that belongs to a view carries that view's id, so a frame from an older view, or from
 //! a life of a rank that a later view excluded, is recognised and dropped instead of counted.
 
-use crate::types::{Payload, Rank, Stamp, View, ViewId};
+use crate::types::{Payload, ProcessId, Rank, Stamp, View, ViewId};
 
 /// One multicast message: its identity within its view (`origin`, `seq`), its place in the total order
 /// (`lamport`, `origin`), and the application's bytes.
@@ -33,6 +33,40 @@ impl Multicast {
     }
 }
 
+/// A multicast named without its payload: what a view change agrees on. The payloads themselves travel
+/// in [`Message::Carry`] chunks, so no consensus message grows with the payloads (a view change with
+/// every window full of 1 MiB messages stays far below the frame limit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MessageRef {
+    /// The message's Lamport time.
+    pub lamport: u64,
+    /// Its origin.
+    pub origin: Rank,
+    /// Its sequence number from that origin in its view.
+    pub seq: u64,
+}
+
+impl MessageRef {
+    /// The message's position in its view's total order.
+    pub fn stamp(&self) -> Stamp {
+        Stamp {
+            lamport: self.lamport,
+            origin: self.origin,
+        }
+    }
+}
+
+impl Multicast {
+    /// This message named without its payload.
+    pub fn reference(&self) -> MessageRef {
+        MessageRef {
+            lamport: self.lamport,
+            origin: self.origin,
+            seq: self.seq,
+        }
+    }
+}
+
 /// A proposal number in the view-change consensus: higher round wins, the proposer's rank breaks ties,
 /// so two proposers never use the same ballot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -52,14 +86,14 @@ pub struct Report {
     /// The stamp of the last message it delivered in the current view, if any.
     pub last_delivered: Option<Stamp>,
     /// Every message of the current view it holds and has not delivered, its own sent ones included,
-    /// sorted by stamp.
-    pub held: Vec<Multicast>,
+    /// sorted by stamp (named only: the proposer fetches the payloads it lacks).
+    pub held: Vec<MessageRef>,
     /// Ranks it suspects (crashed, silent, or cut off).
     pub suspects: Vec<Rank>,
     /// Ranks that announced a clean departure.
     pub leaving: Vec<Rank>,
-    /// Ranks that asked to rejoin through this member.
-    pub joining: Vec<Rank>,
+    /// Processes that asked to rejoin through this member, with the rank each asks for.
+    pub joining: Vec<(Rank, ProcessId)>,
     /// Its Lamport clock.
     pub lamport: u64,
 }
@@ -70,9 +104,10 @@ pub struct Report {
 pub struct Proposal {
     /// The next view (id = current + 1).
     pub view: View,
-    /// Messages of the current view still to be delivered, sorted by stamp. A member skips those it
-    /// already delivered (every one at or before its last delivered stamp).
-    pub carried: Vec<Multicast>,
+    /// Messages of the current view still to be delivered, sorted by stamp, named without payloads. A
+    /// member skips those it already delivered (every one at or before its last delivered stamp) and
+    /// installs only once it holds the payload of every other one ([`Message::Carry`]).
+    pub carried: Vec<MessageRef>,
     /// How many messages the group has delivered once `carried` is delivered: the global position at
     /// which the new view starts (a joining member's `STATE`).
     pub start_position: u64,
@@ -170,11 +205,35 @@ pub enum Message {
     JoinRequest {
         /// The rank it asks for.
         rank: Rank,
+        /// The asking process: the decision that admits it names this identity.
+        process: ProcessId,
     },
     /// A join that cannot be granted now, with the reason (for the joiner's log and error).
     JoinRefused {
         /// Why.
         reason: String,
+    },
+    /// During a view change: send me the payloads of these messages of `view` (the proposer gathering
+    /// a cut, or a member that holds a decision but not every payload it carries).
+    Fetch {
+        /// The view the messages belong to (the one being replaced).
+        view: ViewId,
+        /// The messages wanted.
+        wanted: Vec<MessageRef>,
+    },
+    /// During a view change: payloads of messages of `view`, one bounded chunk of a transfer.
+    Carry {
+        /// The view the messages belong to (the one being replaced).
+        view: ViewId,
+        /// The messages, each whole.
+        msgs: Vec<Multicast>,
+    },
+    /// During a view change: a transfer is moving. Sent for every [`Message::Carry`] chunk received and,
+    /// by a proposer that sees transfers moving, to the members waiting on it, so that a big cut counts
+    /// as progress and not as a silent proposer.
+    Progress {
+        /// The view being replaced.
+        view: ViewId,
     },
 }
 
@@ -194,6 +253,30 @@ impl Message {
             Message::Decide { .. } => "decide",
             Message::JoinRequest { .. } => "join-request",
             Message::JoinRefused { .. } => "join-refused",
+            Message::Fetch { .. } => "fetch",
+            Message::Carry { .. } => "carry",
+            Message::Progress { .. } => "progress",
+        }
+    }
+
+    /// The view a message belongs to, for those that name one (a `Decide` names the view it replaces
+    /// through its proposal; a join request or refusal names none).
+    pub fn view(&self) -> Option<ViewId> {
+        match self {
+            Message::Data { view, .. }
+            | Message::Ack { view, .. }
+            | Message::Suspect { view, .. }
+            | Message::Leave { view }
+            | Message::Prepare { view, .. }
+            | Message::Promise { view, .. }
+            | Message::Reject { view, .. }
+            | Message::Accept { view, .. }
+            | Message::Accepted { view, .. }
+            | Message::Fetch { view, .. }
+            | Message::Carry { view, .. }
+            | Message::Progress { view } => Some(*view),
+            Message::Decide { proposal } => Some(ViewId(proposal.view.id.0.saturating_sub(1))),
+            Message::JoinRequest { .. } | Message::JoinRefused { .. } => None,
         }
     }
 }

@@ -427,7 +427,10 @@ fn msg_info(node: &Node, msg: &Message) -> MsgInfo {
         | Message::Promise { view, .. }
         | Message::Reject { view, .. }
         | Message::Accept { view, .. }
-        | Message::Accepted { view, .. } => Some(view.0),
+        | Message::Accepted { view, .. }
+        | Message::Fetch { view, .. }
+        | Message::Carry { view, .. }
+        | Message::Progress { view } => Some(view.0),
         Message::Decide { proposal } => Some(proposal.view.id.0),
         Message::JoinRequest { .. } | Message::JoinRefused { .. } => None,
     };
@@ -481,9 +484,9 @@ pub fn input_event(node: &Node, input: &Input) -> Option<EventKind> {
             from: from.0,
             msg: msg_info(node, msg),
         }),
-        Input::JoinRequest { rank } => Some(EventKind::JoinRequest { joiner: rank.0 }),
-        Input::Suspect(rank) => Some(EventKind::Suspect {
-            suspect: rank.0,
+        Input::JoinRequest { rank, .. } => Some(EventKind::JoinRequest { joiner: rank.0 }),
+        Input::Suspect(life) => Some(EventKind::Suspect {
+            suspect: life.rank.0,
             by: node.me().rank.0,
         }),
         Input::Leave => Some(EventKind::Leave),

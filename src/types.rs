@@ -35,6 +35,22 @@ impl fmt::Display for ViewId {
     }
 }
 
+/// Which process a life runs in: a fresh random number the driver draws for every life it starts
+/// (formation, each rejoin, each comeback after an exclusion) and hands to the core, which never makes
+/// one itself (it has no randomness).
+///
+/// An incarnation is decided by the group; a process identity is what lets the group's decision name
+/// *which* process it admitted. Two processes that both ask to become the next life of a rank differ
+/// here, so at most one of them can install the view that admits that life (`docs/PROTOCOL.md` §7).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProcessId(pub u64);
+
+impl fmt::Display for ProcessId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
 /// One life of one rank: what a view lists and what a connection's handshake names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MemberId {
@@ -42,6 +58,9 @@ pub struct MemberId {
     pub rank: Rank,
     /// The life of that rank.
     pub incarnation: Incarnation,
+    /// The process that runs this life: a frame, a connection or a decision names a life only together
+    /// with the process it belongs to.
+    pub process: ProcessId,
 }
 
 impl fmt::Display for MemberId {
@@ -124,17 +143,28 @@ pub struct View {
 }
 
 impl View {
-    /// The view every member installs at formation: ranks 1..=size, incarnation 1, view 1.
-    pub fn initial(size: u16) -> View {
+    /// The view every member installs at formation: ranks 1..=N, incarnation 1, view 1, where
+    /// `processes[i]` is the process of rank `i + 1` (formation learns them from the helper's roster).
+    pub fn formed(processes: &[ProcessId]) -> View {
         View {
             id: ViewId(1),
-            members: (1..=size)
-                .map(|rank| MemberId {
-                    rank: Rank(rank),
+            members: processes
+                .iter()
+                .enumerate()
+                .map(|(index, process)| MemberId {
+                    rank: Rank(index as u16 + 1),
                     incarnation: Incarnation(1),
+                    process: *process,
                 })
                 .collect(),
         }
+    }
+
+    /// A formed view of `size` founders whose process of rank `r` is `ProcessId(r)`: for tests and
+    /// examples that drive the core directly, where no real process identities exist.
+    pub fn initial(size: u16) -> View {
+        let processes: Vec<ProcessId> = (1..=size).map(|rank| ProcessId(rank as u64)).collect();
+        View::formed(&processes)
     }
 
     /// Position of `rank` in `members`, if it is a member.

@@ -28,15 +28,15 @@ use std::sync::Arc;
 
 use byteorder::{BigEndian, ByteOrder, ReadBytesExt};
 
-use crate::message::{Ballot, Message, Multicast, Proposal, Report};
-use crate::types::{Incarnation, MemberId, Payload, Rank, Stamp, View, ViewId};
+use crate::message::{Ballot, Message, MessageRef, Multicast, Proposal, Report};
+use crate::types::{Incarnation, MemberId, Payload, ProcessId, Rank, Stamp, View, ViewId};
 
 /// The first bytes of every handshake frame's fields: "tom", then a format generation byte.
 pub const MAGIC: [u8; 4] = *b"tom\x01";
 
 /// The version of the member and registry protocol this build speaks. Both ends of a handshake must
 /// speak the same one.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Largest frame body accepted before a handshake has succeeded (handshakes, registry traffic): small,
 /// because the peer is still a stranger.
@@ -322,6 +322,9 @@ const MSG_ACCEPTED: u8 = 9;
 const MSG_DECIDE: u8 = 10;
 const MSG_JOIN_REQUEST: u8 = 11;
 const MSG_JOIN_REFUSED: u8 = 12;
+const MSG_FETCH: u8 = 13;
+const MSG_CARRY: u8 = 14;
+const MSG_PROGRESS: u8 = 15;
 
 const PURPOSE_FORM: u8 = 1;
 const PURPOSE_REJOIN: u8 = 2;
@@ -330,7 +333,9 @@ const PURPOSE_STATUS: u8 = 3;
 // The fewest bytes one item of a list can take; a count is checked against them before anything is
 // allocated, so a count the remaining bytes cannot hold is refused at once.
 const MULTICAST_LEN_MIN: usize = 2 + 8 + 8 + 4;
-const MEMBER_ID_LEN: usize = 2 + 8;
+const MEMBER_ID_LEN: usize = 2 + 8 + 8;
+const MESSAGE_REF_LEN: usize = 8 + 2 + 8;
+const JOINING_LEN: usize = 2 + 8;
 const RANK_LEN: usize = 2;
 const ACK_LEN: usize = 8;
 const ROSTER_ENTRY_LEN_MIN: usize = 2 + 4 + 2;
@@ -547,21 +552,30 @@ impl Writer<'_> {
         self.list(&view.members, |w, member| {
             w.rank(member.rank);
             w.u64(member.incarnation.0);
+            w.u64(member.process.0);
         });
+    }
+    fn message_ref(&mut self, msg: &MessageRef) {
+        self.u64(msg.lamport);
+        self.rank(msg.origin);
+        self.u64(msg.seq);
     }
     fn proposal(&mut self, proposal: &Proposal) {
         self.view(&proposal.view);
-        self.list(&proposal.carried, |w, msg| w.multicast(msg));
+        self.list(&proposal.carried, |w, msg| w.message_ref(msg));
         self.u64(proposal.start_position);
         self.u64(proposal.lamport);
     }
     fn report(&mut self, report: &Report) {
         self.u64(report.delivered_count);
         self.option(&report.last_delivered, |w, stamp| w.stamp(stamp));
-        self.list(&report.held, |w, msg| w.multicast(msg));
+        self.list(&report.held, |w, msg| w.message_ref(msg));
         self.ranks(&report.suspects);
         self.ranks(&report.leaving);
-        self.ranks(&report.joining);
+        self.list(&report.joining, |w, (rank, process)| {
+            w.rank(*rank);
+            w.u64(process.0);
+        });
         self.u64(report.lamport);
     }
     fn message(&mut self, msg: &Message) {
@@ -627,13 +641,28 @@ impl Writer<'_> {
                 self.u8(MSG_DECIDE);
                 self.proposal(proposal);
             }
-            Message::JoinRequest { rank } => {
+            Message::JoinRequest { rank, process } => {
                 self.u8(MSG_JOIN_REQUEST);
                 self.rank(*rank);
+                self.u64(process.0);
             }
             Message::JoinRefused { reason } => {
                 self.u8(MSG_JOIN_REFUSED);
                 self.str(reason);
+            }
+            Message::Fetch { view, wanted } => {
+                self.u8(MSG_FETCH);
+                self.u64(view.0);
+                self.list(wanted, |w, msg| w.message_ref(msg));
+            }
+            Message::Carry { view, msgs } => {
+                self.u8(MSG_CARRY);
+                self.u64(view.0);
+                self.list(msgs, |w, msg| w.multicast(msg));
+            }
+            Message::Progress { view } => {
+                self.u8(MSG_PROGRESS);
+                self.u64(view.0);
             }
         }
     }
@@ -832,14 +861,25 @@ impl<R: Read> Reader<'_, R> {
                 Ok(MemberId {
                     rank: r.rank()?,
                     incarnation: Incarnation(r.u64()?),
+                    process: ProcessId(r.u64()?),
                 })
             })?,
         })
     }
+    fn message_ref(&mut self) -> Result<MessageRef, ReadError> {
+        Ok(MessageRef {
+            lamport: self.u64()?,
+            origin: self.rank()?,
+            seq: self.u64()?,
+        })
+    }
+    fn message_refs(&mut self) -> Result<Vec<MessageRef>, ReadError> {
+        self.list(MESSAGE_REF_LEN, |r| r.message_ref())
+    }
     fn proposal(&mut self) -> Result<Proposal, ReadError> {
         Ok(Proposal {
             view: self.view()?,
-            carried: self.multicasts()?,
+            carried: self.message_refs()?,
             start_position: self.u64()?,
             lamport: self.u64()?,
         })
@@ -848,10 +888,10 @@ impl<R: Read> Reader<'_, R> {
         Ok(Report {
             delivered_count: self.u64()?,
             last_delivered: self.option(|r| r.stamp())?,
-            held: self.multicasts()?,
+            held: self.message_refs()?,
             suspects: self.ranks()?,
             leaving: self.ranks()?,
-            joining: self.ranks()?,
+            joining: self.member_list(JOINING_LEN, |r| Ok((r.rank()?, ProcessId(r.u64()?))))?,
             lamport: self.u64()?,
         })
     }
@@ -982,8 +1022,20 @@ impl<R: Read> Reader<'_, R> {
             MSG_DECIDE => Message::Decide {
                 proposal: Box::new(self.proposal()?),
             },
-            MSG_JOIN_REQUEST => Message::JoinRequest { rank: self.rank()? },
+            MSG_JOIN_REQUEST => Message::JoinRequest {
+                rank: self.rank()?,
+                process: ProcessId(self.u64()?),
+            },
             MSG_JOIN_REFUSED => Message::JoinRefused { reason: self.string()? },
+            MSG_FETCH => Message::Fetch {
+                view: self.view_id()?,
+                wanted: self.message_refs()?,
+            },
+            MSG_CARRY => Message::Carry {
+                view: self.view_id()?,
+                msgs: self.multicasts()?,
+            },
+            MSG_PROGRESS => Message::Progress { view: self.view_id()? },
             tag => return Err(ReadError::Wire(WireError::UnknownTag { what: "message", tag })),
         })
     }

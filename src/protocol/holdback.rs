@@ -158,6 +158,11 @@ impl Epoch {
     }
 
     /// Every held (undelivered) message, in total order.
+    pub fn get(&self, stamp: Stamp) -> Option<&Multicast> {
+        self.held.get(&stamp)
+    }
+
+    /// Every held message, in stamp order.
     pub fn held(&self) -> impl Iterator<Item = &Multicast> {
         self.held.values()
     }

@@ -37,16 +37,17 @@
 //! none. `docs/PROTOCOL.md` gives the full argument.
 
 pub mod holdback;
+mod transfer;
 pub mod view_change;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use log::{debug, info, warn};
 
-use crate::message::{Message, Multicast, Proposal};
-use crate::types::{Incarnation, MemberId, Payload, Rank, Stamp, View, ViewId};
+use crate::message::{Ballot, Message, Multicast, Proposal};
+use crate::types::{Incarnation, MemberId, Payload, ProcessId, Rank, Stamp, View, ViewId};
 use holdback::Epoch;
-use view_change::{Acceptor, Proposer};
+use view_change::{AcceptorState, PendingDecision, Proposer};
 
 /// Settings of one member's core. Time is counted in ticks ([`Input::Tick`]); the driver decides how long
 /// a tick is.
@@ -60,15 +61,23 @@ pub struct Config {
     /// Most of this member's own messages that may be multicast but not yet delivered; further
     /// multicasts wait in the backlog (flow control).
     pub window: usize,
+    /// Most payload bytes in one [`Message::Carry`] chunk of a view change's transfer (a larger single
+    /// message travels alone). Keeps every frame of a view change far below the wire's frame limit,
+    /// whatever the payloads.
+    pub carry_chunk_bytes: usize,
 }
 
+/// The default [`Config::carry_chunk_bytes`]: 4 MiB, a sixteenth of the wire's frame limit.
+pub const CARRY_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
 impl Config {
-    /// Defaults for `me`: a view change timeout of 20 ticks, a window of 1024 messages.
+    /// Defaults for `me`: a view change timeout of 20 ticks, a window of 1024 messages, 4 MiB chunks.
     pub fn new(me: Rank) -> Config {
         Config {
             me,
             view_change_timeout_ticks: 20,
             window: 1024,
+            carry_chunk_bytes: CARRY_CHUNK_BYTES,
         }
     }
 }
@@ -90,11 +99,15 @@ pub enum Input {
     JoinRequest {
         /// The rank it asks for.
         rank: Rank,
+        /// The asking process (its connection's handshake and its request name it).
+        process: ProcessId,
     },
     /// A joining member's connection to `rank` is up (drivers of a joiner report each one).
     Connected(Rank),
-    /// `rank` is suspected: its connection closed, or it was silent past the failure timeout.
-    Suspect(Rank),
+    /// This life is suspected: its connection closed, or it was silent past the failure timeout. A
+    /// suspicion names the life the detector watched, so a late report about an old life never counts
+    /// against a newer life of the same rank.
+    Suspect(MemberId),
     /// One unit of logical time passed.
     Tick,
     /// The application leaves the group cleanly.
@@ -287,12 +300,26 @@ pub struct Node {
     detected: BTreeSet<MemberId>,
     /// Lives of the current view that announced a clean departure.
     leaving: BTreeSet<MemberId>,
-    /// Ranks asking to rejoin through this member.
-    joining: BTreeSet<Rank>,
+    /// Processes asking to rejoin through this member, by the rank each asks for (of two processes
+    /// asking for one rank, the larger identity).
+    joining: BTreeMap<Rank, ProcessId>,
     /// The application asked to leave (announced once its own messages are delivered).
     leave_requested: bool,
-    acceptor: Acceptor,
+    acceptor: AcceptorState,
     proposer: Option<Proposer>,
+    /// Payloads of the current view gathered during a view change (messages this member never
+    /// received in the normal way), keyed by stamp.
+    gathered: BTreeMap<Stamp, Multicast>,
+    /// The payloads of the cut this member delivered when it installed its current view, and the view
+    /// they belong to: what a member still behind may fetch from here.
+    last_cut: BTreeMap<Stamp, Multicast>,
+    last_cut_view: Option<ViewId>,
+    /// An `Accept` that waits for payloads this member lacks: (proposer, ballot, value).
+    pending_accept: Option<(Rank, Ballot, Proposal)>,
+    /// A decided next view that waits for payloads this member lacks.
+    pending_decision: Option<PendingDecision>,
+    /// Frames of that next view, kept in arrival order until it is installed.
+    early: Vec<(Rank, Message)>,
     /// The decision that installed the current view, for members that fall behind.
     last_decision: Option<Proposal>,
     /// The highest ballot round seen, so a new ballot beats every earlier one.
@@ -300,8 +327,9 @@ pub struct Node {
     now_ticks: u64,
     /// This member received data since it last sent its acknowledgements.
     ack_dirty: bool,
-    /// Messages this member sends to itself, handled before `handle` returns.
-    self_queue: VecDeque<Message>,
+    /// Messages for this member itself (its own, and kept frames to take again), with their sender,
+    /// handled before `handle` returns.
+    self_queue: VecDeque<(Rank, Message)>,
     /// Members a joiner can reach (it asks each of them to be admitted).
     join_contacts: BTreeSet<Rank>,
     /// The last reason a member gave for not admitting this joiner.
@@ -322,12 +350,14 @@ impl Node {
         node
     }
 
-    /// A restarted process that asks to come back as `config.me`. Report each member connection with
-    /// [`Input::Connected`]; the node asks to be admitted and becomes a member when a view lists it.
-    pub fn rejoin(config: Config) -> Node {
+    /// A restarted process, `process`, that asks to come back as `config.me`. Report each member
+    /// connection with [`Input::Connected`]; the node asks to be admitted and becomes a member when a
+    /// view lists this rank with this process.
+    pub fn rejoin(config: Config, process: ProcessId) -> Node {
         let me = MemberId {
             rank: config.me,
             incarnation: Incarnation(0),
+            process,
         };
         Node::blank(config, me, Phase::Joining)
     }
@@ -345,10 +375,16 @@ impl Node {
             suspects: BTreeSet::new(),
             detected: BTreeSet::new(),
             leaving: BTreeSet::new(),
-            joining: BTreeSet::new(),
+            joining: BTreeMap::new(),
             leave_requested: false,
-            acceptor: Acceptor::default(),
+            acceptor: AcceptorState::default(),
             proposer: None,
+            gathered: BTreeMap::new(),
+            last_cut: BTreeMap::new(),
+            last_cut_view: None,
+            pending_accept: None,
+            pending_decision: None,
+            early: Vec::new(),
             last_decision: None,
             highest_round_seen: 0,
             now_ticks: 0,
@@ -366,14 +402,19 @@ impl Node {
         match input {
             Input::Multicast(payload) => self.on_multicast(payload, out),
             Input::Received { from, msg } => self.on_message(from, msg, out),
-            Input::JoinRequest { rank } => {
-                self.on_join_request(rank, out);
+            Input::JoinRequest { rank, process } => {
+                self.on_join_request(rank, process, out);
                 self.forward_join_request(rank, out);
             }
             Input::Connected(rank) => self.on_connected(rank, out),
-            Input::Suspect(rank) => {
-                if let Some(member) = self.view.as_ref().and_then(|v| v.member(rank)) {
+            Input::Suspect(member) => {
+                if self.view.as_ref().is_some_and(|v| v.contains(member)) {
                     self.suspect(member, true, out);
+                } else {
+                    debug!(
+                        "member {}: suspicion of {member}, not a life of this view, ignored",
+                        self.me
+                    );
                 }
             }
             Input::Tick => self.on_tick(out),
@@ -389,9 +430,8 @@ impl Node {
                 }
             }
         }
-        while let Some(msg) = self.self_queue.pop_front() {
-            let me = self.me.rank;
-            self.on_message(me, msg, out);
+        while let Some((from, msg)) = self.self_queue.pop_front() {
+            self.on_message(from, msg, out);
         }
     }
 
@@ -502,7 +542,7 @@ impl Node {
 
     fn send(&mut self, out: &mut Outbox, to: Rank, msg: Message) {
         if to == self.me.rank {
-            self.self_queue.push_back(msg);
+            self.self_queue.push_back((to, msg));
         } else {
             out.push(Output::Send { to, msg });
         }
@@ -580,7 +620,7 @@ impl Node {
         }
         if self.phase == Phase::Joining {
             match msg {
-                Message::Decide { proposal } => self.on_decide(*proposal, out),
+                Message::Decide { proposal } => self.on_decide(from, *proposal, out),
                 Message::JoinRefused { reason } => {
                     info!("member {}: member {} does not admit us yet: {}", self.me, from, reason);
                     self.last_join_refusal = Some(reason);
@@ -593,6 +633,18 @@ impl Node {
                 ),
             }
             return;
+        }
+        if let Some(pending) = &self.pending_decision {
+            if msg.view() == Some(pending.proposal.view.id) {
+                // A frame of the view this member is about to install (it waits for the cut's
+                // payloads): the sender installed it already. Kept, and taken right after the install.
+                self.early.push((from, msg));
+                return;
+            }
+        }
+        if self.phase == Phase::Changing && from == self.acceptor.promised.proposer && from != self.me.rank {
+            // The proposer this member promised is at work: it is not silent.
+            self.acceptor.promised_at_tick = self.now_ticks;
         }
         match msg {
             Message::Data { view, msg, acks } => self.on_data(from, view, msg, acks, out),
@@ -624,10 +676,17 @@ impl Node {
             Message::Reject { view, ballot, promised } => self.on_reject(view, ballot, promised),
             Message::Accept { view, ballot, proposal } => self.on_accept(from, view, ballot, *proposal, out),
             Message::Accepted { view, ballot } => self.on_accepted(from, view, ballot, out),
-            Message::Decide { proposal } => self.on_decide(*proposal, out),
-            Message::JoinRequest { rank } => self.on_join_request(rank, out),
+            Message::Decide { proposal } => self.on_decide(from, *proposal, out),
+            Message::JoinRequest { rank, process } => self.on_join_request(rank, process, out),
             Message::JoinRefused { .. } => {
                 debug!("member {}: join refusal from {} ignored", self.me, from)
+            }
+            Message::Fetch { view, wanted } => self.on_fetch(from, view, wanted, out),
+            Message::Carry { view, msgs } => self.on_carry(from, view, msgs, out),
+            Message::Progress { view } => {
+                if self.is_current_member(from, view) {
+                    self.note_progress(from, out);
+                }
             }
         }
     }
@@ -803,7 +862,7 @@ impl Node {
         self.maybe_start_change(out);
     }
 
-    fn on_join_request(&mut self, rank: Rank, out: &mut Outbox) {
+    fn on_join_request(&mut self, rank: Rank, process: ProcessId, out: &mut Outbox) {
         let refuse = |node: &Node, reason: String| {
             debug!("member {}: join of rank {} refused: {}", node.me, rank, reason);
             Output::SendToJoiner {
@@ -824,6 +883,13 @@ impl Node {
             return;
         }
         if let Some(old) = view.member(rank) {
+            if old.process == process {
+                out.push(refuse(
+                    self,
+                    format!("process {process} is already life {old} in view {}", view.id),
+                ));
+                return;
+            }
             if old.incarnation.0 == view.id.0 && view.id.0 > 1 {
                 // Admitted by this very view (formation's view 1 admits nobody): a request still in
                 // flight from before must not admit a second, phantom life.
@@ -838,23 +904,38 @@ impl Node {
                 return;
             }
         }
-        if self.joining.insert(rank) {
-            info!("member {}: rank {} asks to rejoin", self.me, rank);
+        match self.joining.get(&rank).copied() {
+            None => info!("member {}: rank {rank} asks to rejoin (process {process})", self.me),
+            Some(known) if known == process => {}
+            Some(known) => info!(
+                "member {}: two processes ask for rank {rank} ({known} and {process}): the larger identity goes on",
+                self.me
+            ),
         }
+        let entry = self.joining.entry(rank).or_insert(process);
+        *entry = (*entry).max(process);
         self.maybe_start_change(out);
     }
 
     /// A joiner may not reach the coordinator: pass its request on (only requests straight from a
     /// joiner are passed on, so two members that disagree on the coordinator cannot bounce one forever).
     fn forward_join_request(&mut self, rank: Rank, out: &mut Outbox) {
-        if !self.joining.contains(&rank) {
+        let Some(process) = self.joining.get(&rank).copied() else {
             return;
-        }
+        };
         if let Some(coordinator) = self.coordinator().filter(|c| *c != self.me.rank) {
             out.push(Output::Send {
                 to: coordinator,
-                msg: Message::JoinRequest { rank },
+                msg: Message::JoinRequest { rank, process },
             });
+        }
+    }
+
+    /// This joiner's request to be admitted.
+    fn own_join_request(&self) -> Message {
+        Message::JoinRequest {
+            rank: self.me.rank,
+            process: self.me.process,
         }
     }
 
@@ -862,7 +943,7 @@ impl Node {
         if self.phase == Phase::Joining && self.join_contacts.insert(rank) {
             out.push(Output::Send {
                 to: rank,
-                msg: Message::JoinRequest { rank: self.me.rank },
+                msg: self.own_join_request(),
             });
         }
     }
@@ -876,7 +957,7 @@ impl Node {
                     for rank in self.join_contacts.clone() {
                         out.push(Output::Send {
                             to: rank,
-                            msg: Message::JoinRequest { rank: self.me.rank },
+                            msg: self.own_join_request(),
                         });
                     }
                 }

@@ -45,12 +45,12 @@ use log::{debug, info, warn};
 
 use super::holdback::Epoch;
 use super::{Node, Outbox, Output, Phase};
-use crate::message::{Ballot, Message, Multicast, Proposal, Report};
-use crate::types::{Incarnation, MemberId, Rank, Stamp, View, ViewId};
+use crate::message::{Ballot, Message, MessageRef, Multicast, Proposal, Report};
+use crate::types::{Incarnation, MemberId, ProcessId, Rank, Stamp, View, ViewId};
 
 /// The acceptor side of the current instance.
 #[derive(Debug, Default, Clone)]
-pub(super) struct Acceptor {
+pub(super) struct AcceptorState {
     /// The highest ballot promised (default = none).
     pub promised: Ballot,
     /// The highest-ballot proposal accepted.
@@ -71,9 +71,35 @@ pub(super) struct Promised {
 pub(super) struct Proposer {
     pub ballot: Ballot,
     pub started_at_tick: u64,
+    /// The last sign that the ballot is moving (a promise, a payload chunk, a transfer's progress).
+    pub progress_at_tick: u64,
+    /// When this proposer last told the promisers it is still at work.
+    pub keepalive_at_tick: u64,
     promises: BTreeMap<Rank, Promised>,
-    proposal: Option<Proposal>,
+    /// The value chosen; `Accept`s go out once this proposer holds every payload it carries.
+    pub proposal: Option<Proposal>,
+    /// The value's payloads are gathered and the `Accept`s sent.
+    pub accepts_sent: bool,
+    /// The payloads this proposer lacked have been asked for.
+    fetched: bool,
     accepted_by: BTreeSet<Rank>,
+}
+
+impl Proposer {
+    /// The members that promised this ballot.
+    pub fn responders(&self) -> Vec<Rank> {
+        self.promises.keys().copied().collect()
+    }
+}
+
+/// A decided next view this member must install but whose payloads it does not all hold yet.
+#[derive(Debug, Clone)]
+pub(super) struct PendingDecision {
+    pub proposal: Proposal,
+    /// When it was last asked for the missing payloads.
+    pub asked_at_tick: u64,
+    /// How many times it asked (the next time it asks the next member of the new view).
+    pub attempts: usize,
 }
 
 impl Node {
@@ -120,8 +146,12 @@ impl Node {
         self.proposer = Some(Proposer {
             ballot,
             started_at_tick: self.now_ticks,
+            progress_at_tick: self.now_ticks,
+            keepalive_at_tick: self.now_ticks,
             promises: BTreeMap::new(),
             proposal: None,
+            accepts_sent: false,
+            fetched: false,
             accepted_by: BTreeSet::new(),
         });
         self.send_to_view(out, Message::Prepare { view: view.id, ballot });
@@ -199,10 +229,10 @@ impl Node {
         Report {
             delivered_count: self.delivered_count,
             last_delivered: epoch.last_delivered(),
-            held: epoch.held().cloned().collect(),
+            held: self.holdings(),
             suspects: self.suspects.iter().filter(in_view).map(|m| m.rank).collect(),
             leaving: self.leaving.iter().filter(in_view).map(|m| m.rank).collect(),
-            joining: self.joining.iter().copied().collect(),
+            joining: self.joining.iter().map(|(rank, process)| (*rank, *process)).collect(),
             lamport: self.lamport,
         }
     }
@@ -225,10 +255,11 @@ impl Node {
             return;
         }
         proposer.promises.insert(from, Promised { accepted, report });
+        proposer.progress_at_tick = self.now_ticks;
         self.try_propose(out);
     }
 
-    /// Phase 2a, once enough promises are in.
+    /// Phase 2a, once enough promises are in: choose the value, then gather its payloads.
     pub(super) fn try_propose(&mut self, out: &mut Outbox) {
         let Some(view) = self.view.clone() else {
             return;
@@ -241,17 +272,18 @@ impl Node {
         if proposer.proposal.is_some() {
             return;
         }
-        let mut suspected: BTreeSet<Rank> = self.suspects.iter().map(|m| m.rank).collect();
-        for promise in proposer.promises.values() {
-            suspected.extend(promise.report.suspects.iter().copied());
-        }
+        let mine: BTreeSet<Rank> = self.suspects.iter().map(|m| m.rank).collect();
+        let suspected = weigh_suspicions(mine, &proposer.promises);
         let responders: Vec<Rank> = proposer.promises.keys().copied().collect();
         let all_in = view
             .ranks()
             .filter(|r| !suspected.contains(r))
             .all(|r| responders.contains(&r));
         let timed_out = now.saturating_sub(proposer.started_at_tick) >= timeout;
-        if !(all_in || timed_out) || !view.is_quorum(&responders) {
+        // A change wanted only for leaves or joins waits for every member nobody suspects: going on
+        // without a slow one would exclude a healthy member that nobody asked to exclude.
+        let suspicion_wanted = view.ranks().any(|r| suspected.contains(&r));
+        if !(all_in || (timed_out && suspicion_wanted)) || !view.is_quorum(&responders) {
             return;
         }
         let proposal = match proposer
@@ -261,15 +293,24 @@ impl Node {
             .max_by_key(|(b, _)| *b)
         {
             Some((_, accepted)) => (**accepted).clone(),
-            None => fresh_proposal(
-                &view,
-                &proposer.promises,
-                &suspected,
-                &self.leaving_ranks(),
-                &self.joining,
-            ),
+            None => {
+                let fresh = fresh_proposal(
+                    &view,
+                    &proposer.promises,
+                    &suspected,
+                    &self.leaving_ranks(),
+                    &self.joining,
+                );
+                let Some(fresh) = fresh else {
+                    debug!(
+                        "member {}: no member of view {} would stay; waiting for more answers",
+                        self.me, view.id
+                    );
+                    return;
+                };
+                fresh
+            }
         };
-        let ballot = proposer.ballot;
         info!(
             "member {}: proposing view {} = [{}] carrying {} messages",
             self.me,
@@ -278,14 +319,75 @@ impl Node {
             proposal.carried.len()
         );
         if let Some(proposer) = self.proposer.as_mut() {
-            proposer.proposal = Some(proposal.clone());
+            proposer.proposal = Some(proposal);
         }
-        for rank in responders {
+        self.accept_when_gathered(out);
+    }
+
+    /// Sends the `Accept`s once this proposer holds every payload the value carries (asking the
+    /// promisers that reported the ones it lacks first), each preceded by the payloads that acceptor
+    /// lacks, on the same FIFO connection.
+    pub(super) fn accept_when_gathered(&mut self, out: &mut Outbox) {
+        let Some(view) = self.view.as_ref().map(|v| v.id) else {
+            return;
+        };
+        let Some(proposer) = self.proposer.as_ref() else {
+            return;
+        };
+        let Some(proposal) = proposer.proposal.clone() else {
+            return;
+        };
+        if proposer.accepts_sent {
+            return;
+        }
+        let missing = self.missing_payloads(&proposal.carried);
+        if !missing.is_empty() {
+            if proposer.fetched {
+                return; // asked already: the chunks are on their way
+            }
+            let reports: BTreeMap<Rank, BTreeSet<MessageRef>> = proposer
+                .promises
+                .iter()
+                .map(|(rank, p)| (*rank, p.report.held.iter().copied().collect()))
+                .collect();
+            let by_source = Node::sources_of(&reports, &missing);
+            if let Some(proposer) = self.proposer.as_mut() {
+                proposer.fetched = true;
+            }
+            for (source, wanted) in by_source {
+                self.fetch(out, view, wanted, source);
+            }
+            return;
+        }
+        let ballot = proposer.ballot;
+        let plan: Vec<(Rank, Vec<MessageRef>)> = proposer
+            .promises
+            .iter()
+            .map(|(rank, promise)| {
+                let has: BTreeSet<&MessageRef> = promise.report.held.iter().collect();
+                let last = promise.report.last_delivered;
+                let lacking = proposal
+                    .carried
+                    .iter()
+                    .filter(|r| last.map_or(true, |l| r.stamp() > l) && !has.contains(r))
+                    .copied()
+                    .collect();
+                (*rank, lacking)
+            })
+            .collect();
+        if let Some(proposer) = self.proposer.as_mut() {
+            proposer.accepts_sent = true;
+        }
+        for (rank, lacking) in plan {
+            if rank != self.me.rank {
+                let msgs: Vec<Multicast> = lacking.iter().filter_map(|r| self.payload_of(view, r)).collect();
+                self.send_payloads(out, rank, view, msgs);
+            }
             self.send(
                 out,
                 rank,
                 Message::Accept {
-                    view: view.id,
+                    view,
                     ballot,
                     proposal: Box::new(proposal.clone()),
                 },
@@ -318,6 +420,21 @@ impl Node {
             self.acceptor.promised_at_tick = self.now_ticks;
         }
         self.phase = Phase::Changing;
+        let missing = self.missing_payloads(&proposal.carried);
+        if !missing.is_empty() {
+            // The proposer sends an acceptor what it lacks before the Accept, so this is only a proposer
+            // that misjudged what this member holds: ask it, and accept once the payloads are here.
+            warn!(
+                "member {}: accept of ballot {}.{} lacks {} payloads; fetching them first",
+                self.me,
+                ballot.round,
+                ballot.proposer,
+                missing.len()
+            );
+            self.pending_accept = Some((from, ballot, proposal));
+            self.fetch(out, view_id, missing, from);
+            return;
+        }
         self.acceptor.accepted = Some((ballot, Box::new(proposal)));
         self.send(out, from, Message::Accepted { view: view_id, ballot });
     }
@@ -356,19 +473,52 @@ impl Node {
         }
     }
 
-    /// A decided next view arrived.
-    pub(super) fn on_decide(&mut self, proposal: Proposal, out: &mut Outbox) {
+    /// A decided next view arrived from `from`.
+    pub(super) fn on_decide(&mut self, from: Rank, proposal: Proposal, out: &mut Outbox) {
         match self.phase {
             Phase::Joining => {
+                // Only a decision that admits this very process: another process may have asked for
+                // the same rank, and the group admitted that one.
                 let listed = proposal.view.member(self.me.rank);
-                if listed.is_some_and(|m| m.incarnation == Incarnation(proposal.view.id.0)) {
+                let mine = listed
+                    .is_some_and(|m| m.incarnation == Incarnation(proposal.view.id.0) && m.process == self.me.process);
+                if mine {
                     self.install(proposal, out);
+                } else if listed.is_some() {
+                    debug!(
+                        "member {}: decision of view {} admits another process for rank {}; ignored",
+                        self.me, proposal.view.id, self.me.rank
+                    );
                 }
             }
             Phase::Member | Phase::Changing => {
                 let current = self.view.as_ref().map_or(ViewId(0), |v| v.id);
                 if proposal.view.id.0 == current.0 + 1 {
-                    self.install(proposal, out);
+                    let missing = if proposal.view.contains(self.me) {
+                        self.missing_payloads(&proposal.carried)
+                    } else {
+                        Vec::new() // an excluded member needs no payloads to stop
+                    };
+                    if missing.is_empty() {
+                        self.install(proposal, out);
+                        return;
+                    }
+                    // Wait for the payloads; the member that sent the decision installed it, so it
+                    // has them. Frames of the new view that arrive meanwhile are kept (`on_message`).
+                    if self.pending_decision.is_none() {
+                        info!(
+                            "member {}: decision of view {} lacks {} payloads here; fetching from {from}",
+                            self.me,
+                            proposal.view.id,
+                            missing.len()
+                        );
+                        self.pending_decision = Some(PendingDecision {
+                            proposal,
+                            asked_at_tick: self.now_ticks,
+                            attempts: 0,
+                        });
+                    }
+                    self.fetch(out, current, missing, from);
                 } else if proposal.view.id.0 > current.0 + 1 && !proposal.view.contains(self.me) {
                     // A later view without this life: some view in between excluded it.
                     self.become_inert(Phase::Excluded, proposal.view.id, out);
@@ -391,17 +541,20 @@ impl Node {
         recipients.remove(&self.me.rank);
 
         let listed = proposal.view.member(self.me.rank).filter(|m| joining || *m == self.me);
-        if !joining {
+        let mut cut: BTreeMap<Stamp, Multicast> = BTreeMap::new();
+        if let (false, Some(old)) = (joining, &old_view) {
             let last = self.epoch.as_ref().and_then(|e| e.last_delivered());
-            let to_deliver: Vec<&Multicast> = proposal
+            let to_deliver: Vec<&MessageRef> = proposal
                 .carried
                 .iter()
                 .filter(|m| last.map_or(true, |l| m.stamp() > l))
                 .collect();
+            let payloads: Option<Vec<Multicast>> = to_deliver.iter().map(|r| self.payload_of(old.id, r)).collect();
             let reaches = self.delivered_count + to_deliver.len() as u64 == proposal.start_position;
-            if reaches {
-                for msg in to_deliver {
+            if let (true, Some(msgs)) = (reaches, payloads) {
+                for msg in msgs {
                     self.deliver(msg.clone(), out);
+                    cut.insert(msg.stamp(), msg);
                 }
             } else if listed.is_some() {
                 // Every member of the new view promised to the ballot that built the proposal, so its
@@ -424,8 +577,15 @@ impl Node {
             // of the cut; it then stops where it is, which keeps its sequence a prefix of the group's.
         }
         self.lamport = self.lamport.max(proposal.lamport);
-        self.acceptor = Acceptor::default();
+        self.acceptor = AcceptorState::default();
         self.proposer = None;
+        // The cut this member delivered stays at hand: a member still behind may fetch it from here.
+        self.last_cut = cut;
+        self.last_cut_view = old_view.as_ref().map(|v| v.id);
+        self.gathered.clear();
+        self.pending_accept = None;
+        self.pending_decision = None;
+        let early = std::mem::take(&mut self.early);
 
         let Some(me) = listed else {
             let phase = if self.leaving.contains(&self.me) {
@@ -445,6 +605,10 @@ impl Node {
             self.become_inert(phase, proposal.view.id, out);
             return;
         };
+        // Frames of the new view that arrived while this member waited for the cut's payloads.
+        for (from, msg) in early {
+            self.self_queue.push_back((from, msg));
+        }
         self.me = me;
         if joining {
             self.delivered_count = proposal.start_position;
@@ -459,7 +623,7 @@ impl Node {
         self.detected.retain(|m| view.contains(*m));
         self.leaving.retain(|m| view.contains(*m));
         self.joining
-            .retain(|r| view.member(*r).map_or(true, |m| m.incarnation.0 != view.id.0));
+            .retain(|rank, _| view.member(*rank).map_or(true, |m| m.incarnation.0 != view.id.0));
         self.phase = Phase::Member;
         self.view = Some(view.clone());
         self.ack_dirty = false;
@@ -503,16 +667,45 @@ impl Node {
         });
     }
 
+    /// A decision waiting for payloads asks again, each view-change timeout, the next member of the new
+    /// view (the one asked first may have died before it answered).
+    fn pending_decision_timer(&mut self, out: &mut Outbox) {
+        let timeout = self.config.view_change_timeout_ticks.max(1);
+        let now = self.now_ticks;
+        let Some(pending) = self.pending_decision.as_mut() else {
+            return;
+        };
+        if now.saturating_sub(pending.asked_at_tick) < timeout {
+            return;
+        }
+        pending.asked_at_tick = now;
+        pending.attempts += 1;
+        let me = self.me.rank;
+        let sources: Vec<Rank> = pending.proposal.view.ranks().filter(|r| *r != me).collect();
+        if sources.is_empty() {
+            return;
+        }
+        let source = sources[pending.attempts % sources.len()];
+        let carried = pending.proposal.carried.clone();
+        let missing = self.missing_payloads(&carried);
+        let Some(view) = self.view.as_ref().map(|v| v.id) else {
+            return;
+        };
+        self.fetch(out, view, missing, source);
+    }
+
     /// Tick-driven timeouts of the view change.
     pub(super) fn view_change_timers(&mut self, out: &mut Outbox) {
         let timeout = self.config.view_change_timeout_ticks.max(1);
+        self.pending_decision_timer(out);
         if let Some(proposer) = &self.proposer {
-            let waited = self.now_ticks.saturating_sub(proposer.started_at_tick);
+            let waited = self.now_ticks.saturating_sub(proposer.progress_at_tick);
             if proposer.proposal.is_none() {
                 self.try_propose(out);
             }
             if waited >= 2 * timeout {
-                // No decision in two timeouts: retry with a higher ballot (a quorum may have come back).
+                // Nothing moved in two timeouts: retry with a higher ballot (a quorum may have come back).
+                // A cut whose payloads are still moving counts as moving.
                 self.proposer = None;
                 self.maybe_start_change(out);
             }
@@ -537,28 +730,45 @@ impl Node {
     }
 }
 
+/// Whom a proposal treats as suspected: the proposer's own suspicions, then those reported by each
+/// promiser that is not itself suspected by then, weighed in rank order. A suspicion reported only by a
+/// suspected member does not count: with one link cut, each end suspects the other, and taking both
+/// reports would exclude both ends of one broken link.
+fn weigh_suspicions(mine: BTreeSet<Rank>, promises: &BTreeMap<Rank, Promised>) -> BTreeSet<Rank> {
+    let mut suspected = mine;
+    for (rank, promise) in promises {
+        if !suspected.contains(rank) {
+            suspected.extend(promise.report.suspects.iter().copied());
+        }
+    }
+    suspected
+}
+
 /// A fresh proposal from a quorum's promises: the next view is every responder nobody suspects and that
 /// is not leaving, plus a new life for each rank asking to rejoin whose old life is gone; it carries the
-/// union of the responders' held messages.
+/// union of the responders' held messages. `None` when no member of the view would stay: a view of
+/// joiners alone, or an empty one, would lose the group's history.
 fn fresh_proposal(
     view: &View,
     promises: &BTreeMap<Rank, Promised>,
     suspected: &BTreeSet<Rank>,
     my_leaving: &BTreeSet<Rank>,
-    my_joining: &BTreeSet<Rank>,
-) -> Proposal {
+    my_joining: &BTreeMap<Rank, ProcessId>,
+) -> Option<Proposal> {
     let next_id = ViewId(view.id.0 + 1);
     let mut leaving = my_leaving.clone();
     let mut joining = my_joining.clone();
-    let mut carried: BTreeMap<Stamp, Multicast> = BTreeMap::new();
+    let mut carried: BTreeSet<MessageRef> = BTreeSet::new();
     let mut lamport = 0;
     for promise in promises.values() {
         leaving.extend(promise.report.leaving.iter().copied());
-        joining.extend(promise.report.joining.iter().copied());
-        lamport = lamport.max(promise.report.lamport);
-        for msg in &promise.report.held {
-            carried.entry(msg.stamp()).or_insert_with(|| msg.clone());
+        for (rank, process) in &promise.report.joining {
+            // Two processes asking for one rank: the larger identity wins, the same at every proposer.
+            let entry = joining.entry(*rank).or_insert(*process);
+            *entry = (*entry).max(*process);
         }
+        lamport = lamport.max(promise.report.lamport);
+        carried.extend(promise.report.held.iter().copied());
     }
     let mut members: Vec<MemberId> = view
         .members
@@ -566,11 +776,15 @@ fn fresh_proposal(
         .filter(|m| promises.contains_key(&m.rank) && !suspected.contains(&m.rank) && !leaving.contains(&m.rank))
         .copied()
         .collect();
-    for rank in joining {
+    if members.is_empty() {
+        return None;
+    }
+    for (rank, process) in joining {
         if members.iter().all(|m| m.rank != rank) {
             members.push(MemberId {
                 rank,
                 incarnation: Incarnation(next_id.0),
+                process,
             });
         }
     }
@@ -581,15 +795,16 @@ fn fresh_proposal(
         .values()
         .next()
         .map(|p| {
-            let after_last = |m: &&Multicast| p.report.last_delivered.map_or(true, |l| m.stamp() > l);
-            p.report.delivered_count + carried.values().filter(after_last).count() as u64
+            let after_last = |m: &&MessageRef| p.report.last_delivered.map_or(true, |l| m.stamp() > l);
+            p.report.delivered_count + carried.iter().filter(after_last).count() as u64
         })
         .unwrap_or(0);
-    lamport = carried.values().map(|m| m.lamport).fold(lamport, u64::max);
-    Proposal {
+    lamport = carried.iter().map(|m| m.lamport).fold(lamport, u64::max);
+    // Sorted by stamp: `MessageRef`'s order is (lamport, origin, seq), which is the stamp order.
+    Some(Proposal {
         view: View { id: next_id, members },
-        carried: carried.into_values().collect(),
+        carried: carried.into_iter().collect(),
         start_position,
         lamport,
-    }
+    })
 }

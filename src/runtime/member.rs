@@ -45,7 +45,7 @@ use crate::formation::{self, Formed, Incoming};
 use crate::message::Message;
 use crate::protocol::{self, Delivery, Input, Node, Outbox, Output, Status};
 use crate::trace::{self, EventKind, TraceEvent, TraceSink};
-use crate::types::{Payload, Rank, View, ViewId};
+use crate::types::{Payload, ProcessId, Rank, View, ViewId};
 use crate::wire::{self, Frame, Purpose, Roster, RosterEntry};
 
 /// Settings of a member: how to form the group, and the runtime's timing.
@@ -310,7 +310,7 @@ impl Member {
     /// the group does not admit it in time (for example because the rank is still alive).
     pub fn rejoin(config: Config, rank: Rank, peers: &[String], join_timeout: Duration) -> Result<(Member, u64)> {
         let found = rejoin::reconnect(&config.formation, rank, peers)?;
-        let node = Node::rejoin(core_config(&config, rank));
+        let node = Node::rejoin(core_config(&config, rank), fresh_process_id());
         let conns = found
             .links
             .into_iter()
@@ -627,6 +627,14 @@ pub fn query_status(addr: &str, group: &str, secret: Option<&Secret>, timeout: D
 }
 
 /// The core's settings from the runtime's: the view-change timeout follows the failure timeout.
+/// A fresh identity for a life this process starts.
+fn fresh_process_id() -> ProcessId {
+    let nonce = crate::auth::fresh_nonce();
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&nonce.0[..8]);
+    ProcessId(u64::from_be_bytes(bytes))
+}
+
 fn core_config(config: &Config, rank: Rank) -> protocol::Config {
     let mut core = protocol::Config::new(rank);
     core.window = config.window.max(1);
@@ -755,7 +763,7 @@ impl Engine {
         match signal {
             Signal::Frame { conn, frame } => self.on_frame(conn, frame, out),
             Signal::Closed { conn, reason } => self.on_closed(conn, &reason, out),
-            Signal::Suspect(rank) => self.handle(Input::Suspect(rank), out),
+            Signal::Suspect(rank) => self.suspect_rank(rank, out),
             Signal::Multicast(payload) => self.handle(Input::Multicast(payload), out),
             Signal::Leave => self.handle(Input::Leave, out),
             Signal::Status(reply) => {
@@ -780,8 +788,8 @@ impl Engine {
             (Role::Member(rank), Frame::Protocol(_)) => {
                 debug!("member {me}: frame from an old connection of {rank} dropped")
             }
-            (Role::Joiner(rank), Frame::Protocol(Message::JoinRequest { rank: asked })) if asked == rank => {
-                self.handle(Input::JoinRequest { rank }, out)
+            (Role::Joiner(rank), Frame::Protocol(Message::JoinRequest { rank: asked, process })) if asked == rank => {
+                self.handle(Input::JoinRequest { rank, process }, out)
             }
             (Role::Joiner(rank), Frame::Register(register)) if register.rejoin == Some(rank) => {
                 self.on_new_address(conn, rank, register.host, register.port)
@@ -869,7 +877,7 @@ impl Engine {
                         "member {}: connection to {rank} lost ({reason}): suspecting it",
                         self.node.me()
                     );
-                    self.handle(Input::Suspect(rank), out);
+                    self.suspect_rank(rank, out);
                 }
             }
             Role::Joiner(rank) => {
@@ -1067,6 +1075,13 @@ impl Engine {
         }
     }
 
+    /// Suspects the life the current view lists for `rank`.
+    fn suspect_rank(&mut self, rank: Rank, out: &mut Outbox) {
+        if let Some(life) = self.node.view().and_then(|v| v.member(rank)) {
+            self.handle(Input::Suspect(life), out);
+        }
+    }
+
     /// A member of the view without a member connection cannot take part: after a failure timeout
     /// without one (a connection may still be on its way from the acceptor), it is suspected, as a
     /// silent member would be, rather than left to stall the group.
@@ -1093,7 +1108,7 @@ impl Engine {
                 );
                 // Again only after another timeout, should the suspicion not lead to a view change.
                 self.unconnected_since_ms.insert(rank, now_ms);
-                self.handle(Input::Suspect(rank), out);
+                self.suspect_rank(rank, out);
             }
         }
     }
