@@ -5,16 +5,21 @@
 //! good history shows that correct runs pass. The checker is compiled alone here, without the
 //! simulator around it.
 
+// Compiled alone here, without the simulator that uses the rest of its helpers.
 #[path = "sim/check.rs"]
+#[allow(dead_code)]
 mod check;
 
 use check::{check, payload_text, Delivered, End, Expect, LifeHistory};
-use tom::types::{Incarnation, MemberId, Rank, View, ViewId};
+use tom::types::{Incarnation, MemberId, ProcessId, Rank, View, ViewId};
 
+/// Life `incarnation` of `rank`. A founder's process is `ProcessId(rank)`, as in [`View::initial`];
+/// each later life runs in a process of its own.
 fn id(rank: u16, incarnation: u64) -> MemberId {
     MemberId {
         rank: Rank(rank),
         incarnation: Incarnation(incarnation),
+        process: ProcessId(u64::from(rank) + 1000 * (incarnation - 1)),
     }
 }
 

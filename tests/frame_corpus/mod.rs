@@ -2,8 +2,8 @@
 //! fuzzer, shared so that both see every frame the protocol can send.
 #![allow(dead_code)]
 
-use tom::message::{Ballot, Message, Multicast, Proposal, Report};
-use tom::types::{Incarnation, MemberId, Payload, Rank, Stamp, View, ViewId};
+use tom::message::{Ballot, Message, MessageRef, Multicast, Proposal, Report};
+use tom::types::{Incarnation, MemberId, Payload, ProcessId, Rank, Stamp, View, ViewId};
 use tom::wire::{self, encode, Frame, Hello, Nonce, Proof, Purpose, Register, Roster, RosterEntry};
 
 /// SplitMix64: a tiny, well-mixed generator; good enough for test input and trivially seeded.
@@ -31,24 +31,43 @@ pub fn multicast(origin: u16, seq: u64, payload: &str) -> Multicast {
     }
 }
 
+/// The name of [`multicast`]`(origin, seq, _)`, without its payload.
+pub fn message_ref(origin: u16, seq: u64) -> MessageRef {
+    multicast(origin, seq, "").reference()
+}
+
+pub fn member(rank: u16, incarnation: u64, process: u64) -> MemberId {
+    MemberId {
+        rank: Rank(rank),
+        incarnation: Incarnation(incarnation),
+        process: ProcessId(process),
+    }
+}
+
+/// A next view (rank 3 in its third life, run by the largest process identity),
+/// carrying two named messages.
 pub fn proposal() -> Proposal {
     Proposal {
         view: View {
             id: ViewId(4),
-            members: vec![
-                MemberId {
-                    rank: Rank(1),
-                    incarnation: Incarnation(1),
-                },
-                MemberId {
-                    rank: Rank(3),
-                    incarnation: Incarnation(3),
-                },
-            ],
+            members: vec![member(1, 1, 0x0123_4567_89AB_CDEF), member(3, 3, u64::MAX)],
         },
-        carried: vec![multicast(1, 7, "carried"), multicast(3, 2, "")],
+        carried: vec![message_ref(1, 7), message_ref(3, 2)],
         start_position: 99,
         lamport: 1234,
+    }
+}
+
+/// A proposal of a view that carries nothing, with a member whose process identity is 0.
+pub fn empty_proposal() -> Proposal {
+    Proposal {
+        view: View {
+            id: ViewId(2),
+            members: vec![member(2, 2, 0)],
+        },
+        carried: vec![],
+        start_position: 0,
+        lamport: 0,
     }
 }
 
@@ -98,10 +117,10 @@ pub fn all_messages() -> Vec<Message> {
                     lamport: 40,
                     origin: Rank(2),
                 }),
-                held: vec![multicast(2, 9, "held")],
+                held: vec![message_ref(2, 9), message_ref(1, 10), message_ref(3, 11)],
                 suspects: vec![Rank(2)],
                 leaving: vec![Rank(4)],
-                joining: vec![Rank(5), Rank(6)],
+                joining: vec![(Rank(5), ProcessId(0xFEED_F00D)), (Rank(6), ProcessId(u64::MAX))],
                 lamport: 77,
             }),
         },
@@ -133,13 +152,63 @@ pub fn all_messages() -> Vec<Message> {
             view,
             ballot: ballot(3, 3),
         },
+        Message::Promise {
+            view,
+            ballot: ballot(4, 3),
+            accepted: Some((ballot(4, 1), Box::new(empty_proposal()))),
+            report: Box::new(Report {
+                delivered_count: 3,
+                last_delivered: None,
+                held: vec![message_ref(3, 1)],
+                suspects: vec![],
+                leaving: vec![],
+                joining: vec![(Rank(2), ProcessId(0))],
+                lamport: 9,
+            }),
+        },
+        Message::Accept {
+            view: ViewId(1),
+            ballot: ballot(1, 2),
+            proposal: Box::new(empty_proposal()),
+        },
         Message::Decide {
             proposal: Box::new(proposal()),
         },
-        Message::JoinRequest { rank: Rank(4) },
+        Message::Decide {
+            proposal: Box::new(empty_proposal()),
+        },
+        Message::JoinRequest {
+            rank: Rank(4),
+            process: ProcessId(0x0123_4567_89AB_CDEF),
+        },
+        Message::JoinRequest {
+            rank: Rank(1),
+            process: ProcessId(u64::MAX),
+        },
         Message::JoinRefused {
             reason: "rank 4 is alive — ünïcode reason".into(),
         },
+        Message::Fetch {
+            view,
+            wanted: vec![message_ref(1, 7), message_ref(3, 2)],
+        },
+        Message::Fetch { view, wanted: vec![] },
+        Message::Carry {
+            view,
+            msgs: vec![
+                multicast(1, 7, "carried"),
+                multicast(3, 2, ""),
+                Multicast {
+                    origin: Rank(2),
+                    seq: u64::MAX,
+                    lamport: u64::MAX,
+                    payload: Payload::from(vec![0u8, 1, 255]),
+                },
+            ],
+        },
+        Message::Carry { view, msgs: vec![] },
+        Message::Progress { view },
+        Message::Progress { view: ViewId(u64::MAX) },
     ]
 }
 
