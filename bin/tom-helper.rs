@@ -5,6 +5,8 @@
 //! asks. There is no clean shutdown: SIGTERM or SIGINT simply ends it (std has no signal handling), which
 //! the members of a formed group do not notice.
 
+#[path = "common/args.rs"]
+mod args;
 #[path = "common/logger.rs"]
 mod logger;
 
@@ -32,7 +34,9 @@ a restarted member can find the others.
                       flag, members must not have one either
   --help              this text
 
-Logs go to stderr (level from RUST_LOG, default info). SIGTERM/SIGINT simply end it.";
+A value may also follow its flag after '=' (--size=3). Exit codes: 1 on an error (the
+port is in use, ...), 2 on bad arguments. Logs go to stderr (level from RUST_LOG,
+default info). SIGTERM/SIGINT simply end it.";
 
 /// What the command line asks for.
 struct Args {
@@ -40,30 +44,41 @@ struct Args {
     port: u16,
     bind: String,
     group: String,
-    cookie_file: Option<String>,
+    secret: Option<Secret>,
 }
 
+/// Every flag `tom-helper` understands.
+const FLAGS: &[args::Flag] = &[
+    args::value("--size"),
+    args::value("--port"),
+    args::value("--bind"),
+    args::value("--group"),
+    args::value("--cookie-file"),
+];
+
 /// Parses the command line; `Err` carries the message to print before the usage (empty for `--help`).
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+/// Every argument that cannot work is refused here (exit 2): a bind address that does not resolve, a
+/// cookie file that cannot be read.
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut parsed = Args {
         size: 0,
         port: 9999,
         bind: "0.0.0.0".to_string(),
         group: tom::formation::GROUP_DEFAULT.to_string(),
-        cookie_file: None,
+        secret: None,
     };
-    while let Some(flag) = args.next() {
-        if flag == "--help" || flag == "-h" {
-            return Err(String::new());
-        }
-        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--size" => parsed.size = value.parse().map_err(|_| format!("bad --size {value:?}"))?,
-            "--port" => parsed.port = value.parse().map_err(|_| format!("bad --port {value:?}"))?,
-            "--bind" => parsed.bind = value,
+    for (flag, value) in args::parse(args, FLAGS)? {
+        let value = value.unwrap_or_default();
+        match flag {
+            "--size" => parsed.size = args::number(flag, &value, "a number of members")?,
+            "--port" => parsed.port = args::number(flag, &value, "a port 0..=65535")?,
+            "--bind" => {
+                args::resolvable(flag, &value, &value)?;
+                parsed.bind = value;
+            }
             "--group" => parsed.group = value,
-            "--cookie-file" => parsed.cookie_file = Some(value),
-            _ => return Err(format!("unknown argument {flag:?}")),
+            "--cookie-file" => parsed.secret = Some(Secret::from_file(Path::new(&value)).map_err(|e| e.to_string())?),
+            _ => return Err(format!("unknown argument {flag}")),
         }
     }
     if parsed.size == 0 {
@@ -77,6 +92,22 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         ));
     }
     Ok(parsed)
+}
+
+/// What to print when the helper cannot listen on `bind:port`. The library's message for a port it
+/// could not bind speaks of a port span, which members have and the helper does not.
+fn listen_error_text(bind: &str, port: u16, err: &tom::error::Error) -> String {
+    let tom::error::Error::PortsExhausted { .. } = err else {
+        return format!("cannot listen on {bind}:{port}: {err}");
+    };
+    // Ask the system again, only to say which of the two refusals it is.
+    let why = match std::net::TcpListener::bind((bind, port)) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            "the port is reserved (ports below 1024 need root)".to_string()
+        }
+        _ => "the port is in use (another tom-helper, or an old one still running?)".to_string(),
+    };
+    format!("cannot listen on {bind}:{port}: {why}; choose another with --port, or end the process that holds it")
 }
 
 fn main() -> ExitCode {
@@ -93,19 +124,11 @@ fn main() -> ExitCode {
         }
     };
     let mut settings = Settings::new(args.size, args.group.clone());
-    if let Some(path) = &args.cookie_file {
-        match Secret::from_file(Path::new(path)) {
-            Ok(secret) => settings.secret = Some(secret),
-            Err(err) => {
-                error!("{err}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
+    settings.secret = args.secret;
     let listener = match net::bind_probing(&args.bind, args.port, 1) {
         Ok(listener) => listener,
         Err(err) => {
-            error!("cannot listen on {}:{}: {err}", args.bind, args.port);
+            error!("{}", listen_error_text(&args.bind, args.port, &err));
             return ExitCode::FAILURE;
         }
     };

@@ -25,6 +25,8 @@
 //! SIGTERM or SIGINT simply end it (std has no signal handling): its peers see a closed connection, as
 //! after a crash.
 
+#[path = "common/args.rs"]
+mod args;
 #[path = "common/logger.rs"]
 mod logger;
 
@@ -82,6 +84,8 @@ prints the group's total order:
                            view, incarnations, suspects), print the answer and exit
   --help                   this text
 
+A value may also follow its flag after '=' (--port=10000). Every HOST:PORT needs a port
+1..65535 and a host that resolves.
 Exit codes: 0 after a clean leave, 1 on an error (helper unreachable, ...), 2 on bad
 arguments, 3 when excluded from the group. Logs go to stderr (level from RUST_LOG,
 default info). SIGTERM/SIGINT simply end it; the other members see a closed
@@ -105,8 +109,28 @@ struct Options {
     trace: Option<String>,
 }
 
+/// Every flag `tom-member` understands; the yes/no flags take no value.
+const FLAGS: &[args::Flag] = &[
+    args::value("--helper"),
+    args::value("--host"),
+    args::value("--port"),
+    args::value("--port-span"),
+    args::value("--group"),
+    args::value("--cookie-file"),
+    args::value("--failure-timeout-ms"),
+    args::value("--rejoin"),
+    args::value("--peer"),
+    args::value("--status"),
+    args::value("--trace"),
+    args::value("--join-timeout-ms"),
+    args::switch("--exit-on-eof"),
+    args::switch("--rejoin-when-excluded"),
+];
+
 /// Parses the command line; `Err` carries the message to print before the usage (empty for `--help`).
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
+/// Every argument that cannot work is refused here (exit 2), addresses included: a `HOST:PORT` must
+/// have a port 1..=65535 and a host that resolves.
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut formation = formation::Config::new(String::new());
     let mut failure_timeout_ms = None;
     let mut exit_on_eof = false;
@@ -116,42 +140,45 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
     let mut rejoin_when_excluded = false;
     let mut status = None;
     let mut trace = None;
-    while let Some(flag) = args.next() {
-        match flag.as_str() {
-            "--help" | "-h" => return Err(String::new()),
-            "--exit-on-eof" => {
-                exit_on_eof = true;
-                continue;
+    for (flag, value) in args::parse(args, FLAGS)? {
+        let value = value.unwrap_or_default();
+        match flag {
+            "--exit-on-eof" => exit_on_eof = true,
+            "--rejoin-when-excluded" => rejoin_when_excluded = true,
+            "--helper" => {
+                args::host_port(flag, &value)?;
+                formation.helper = value;
             }
-            "--rejoin-when-excluded" => {
-                rejoin_when_excluded = true;
-                continue;
+            "--host" => {
+                if value.is_empty() || value.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_unspecified()) {
+                    return Err(format!(
+                        "--host {value:?}: other members cannot dial it (give this machine's name or address)"
+                    ));
+                }
+                formation.advertised_host = Some(value);
             }
-            _ => {}
-        }
-        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let number = |what: &str| format!("bad {what} {value:?}");
-        match flag.as_str() {
-            "--helper" => formation.helper = value,
-            "--host" => formation.advertised_host = Some(value),
-            "--port" => formation.first_port = value.parse().map_err(|_| number("--port"))?,
-            "--port-span" => formation.port_span = value.parse().map_err(|_| number("--port-span"))?,
+            "--port" => formation.first_port = args::number(flag, &value, "a port 0..=65535")?,
+            "--port-span" => formation.port_span = args::number(flag, &value, "a count of ports")?,
             "--group" => formation.group = value,
             "--cookie-file" => {
                 formation.secret = Some(Secret::from_file(Path::new(&value)).map_err(|e| e.to_string())?)
             }
-            "--failure-timeout-ms" => {
-                failure_timeout_ms = Some(value.parse().map_err(|_| number("--failure-timeout-ms"))?)
-            }
+            "--failure-timeout-ms" => failure_timeout_ms = Some(args::number(flag, &value, "milliseconds")?),
             "--rejoin" => match value.parse::<u16>() {
                 Ok(rank) if rank > 0 => rejoin = Some(Rank(rank)),
-                _ => return Err(number("--rejoin")),
+                _ => return Err(format!("bad --rejoin {value:?}: expected a rank 1..=65535")),
             },
-            "--peer" => peers.push(value),
-            "--status" => status = Some(value),
+            "--peer" => {
+                args::host_port(flag, &value)?;
+                peers.push(value);
+            }
+            "--status" => {
+                args::host_port(flag, &value)?;
+                status = Some(value);
+            }
             "--trace" => trace = Some(value),
-            "--join-timeout-ms" => join_timeout_ms = value.parse().map_err(|_| number("--join-timeout-ms"))?,
-            _ => return Err(format!("unknown argument {flag:?}")),
+            "--join-timeout-ms" => join_timeout_ms = args::number(flag, &value, "milliseconds")?,
+            _ => return Err(format!("unknown argument {flag}")),
         }
     }
     if formation.helper.is_empty() && status.is_none() && (rejoin.is_none() || peers.is_empty()) {
@@ -275,13 +302,52 @@ fn start(options: &Options, rank: Option<Rank>) -> Result<(Member, String), Erro
             (member, Some(position))
         }
     };
-    info!("joined as rank {} of {}", member.rank(), member.size());
+    let listening = member.local_addr();
+    let host = match &options.config.formation.advertised_host {
+        Some(host) => host.clone(),
+        None if listening.ip().is_unspecified() => "127.0.0.1".to_string(),
+        None => listening.ip().to_string(),
+    };
+    info!(
+        "joined as rank {} of {}; listening on {listening} (ask it: tom-member --status {host}:{})",
+        member.rank(),
+        member.size(),
+        listening.port()
+    );
     let mut first_lines = String::new();
     if let Some(position) = position {
         first_lines.push_str(&format!("STATE {position}\n"));
     }
     first_lines.push_str(&format!("JOINED {} {}\n", member.rank(), member.size()));
     Ok((member, first_lines))
+}
+
+/// What to print when joining (or rejoining as `rank`) failed with `err`.
+///
+/// A connection closed during formation is the helper's (it was killed or stopped while this member
+/// waited for the roster) when the helper no longer accepts connections; a plain "connection closed"
+/// would not say whose.
+fn join_error_text(options: &Options, rank: Option<Rank>, err: &Error) -> String {
+    let helper = &options.config.formation.helper;
+    let closed = matches!(err, Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof);
+    if closed && rank.is_none() && !helper_listening(helper) {
+        return format!(
+            "the helper closed the connection before the group formed (nothing listens at {helper} any more: \
+             start tom-helper again, then the members)"
+        );
+    }
+    err.to_string()
+}
+
+/// Whether something accepts connections at `addr` (`HOST:PORT`) right now.
+fn helper_listening(addr: &str) -> bool {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let Ok(addrs) = addr.to_socket_addrs() else {
+        return false;
+    };
+    addrs
+        .into_iter()
+        .any(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok())
 }
 
 /// Reads stdin on its own thread: each line (bytes, UTF-8 or not, without its line ending) is one
@@ -361,8 +427,12 @@ fn main() -> ExitCode {
         let (member, first_lines) = match start(&options, rank) {
             Ok(started) => started,
             Err(err) => {
-                error!("{err}");
-                return ExitCode::FAILURE;
+                error!("{}", join_error_text(&options, rank, &err));
+                // A setting the library found unworkable is a bad argument, like those parse_args refuses.
+                return match err {
+                    Error::InvalidConfig(_) => ExitCode::from(2),
+                    _ => ExitCode::FAILURE,
+                };
             }
         };
         let events = member.events().clone();
