@@ -20,8 +20,9 @@ test:
 	$(CARGO) test --no-fail-fast -- --test-threads=1
 
 # Replays one simulator seed and prints its story: make sim SEED=42 [FAMILY=nofault|crash|partition|rejoin]
+# The families run one after another in that order, so two replays of a seed print the same bytes.
 sim:
-	SIM_SEED=$(SEED) $(if $(FAMILY),SIM_SCENARIO=$(FAMILY)) $(CARGO) test --test simulation -- --nocapture
+	@SEED=$(SEED) FAMILY="$(FAMILY)" CARGO="$(CARGO)" bash tests/lab/sim.sh
 
 # Sweeps many seeds per family (default 100,000 from seed 1): make soak [SEEDS=n] [FIRST=s] [FAMILY=...]
 soak:
@@ -67,10 +68,11 @@ compare: build
 	@bash tests/lab/compare.sh
 
 # A tmux session with the helper and N interactive members on 127.0.0.1: make lab N=4 [PORT=9999] [COOKIE=file]
+# A member that ended can be rejoined from its pane (Enter) or from any terminal: bash tests/lab/rejoin.sh RANK
 lab: build
 	@N=$(N) PORT=$(PORT) bash tests/lab/lab.sh
 
-# Ends exactly the processes make lab started (recorded PIDs), and its tmux session.
+# Ends exactly the processes make lab and its rejoins started (recorded PIDs), and its tmux session.
 stop:
 	@bash tests/lab/stop.sh
 
