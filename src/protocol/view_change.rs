@@ -230,7 +230,9 @@ impl Node {
             delivered_count: self.delivered_count,
             last_delivered: epoch.last_delivered(),
             held: self.holdings(),
-            suspects: self.suspects.iter().filter(in_view).map(|m| m.rank).collect(),
+            // First-hand only: a suspicion this member was told is in its accuser's own report, and
+            // counts there only if the accuser itself is not suspected (`weigh_suspicions`).
+            suspects: self.detected.iter().filter(in_view).map(|m| m.rank).collect(),
             leaving: self.leaving.iter().filter(in_view).map(|m| m.rank).collect(),
             joining: self.joining.iter().map(|(rank, process)| (*rank, *process)).collect(),
             lamport: self.lamport,
@@ -272,7 +274,7 @@ impl Node {
         if proposer.proposal.is_some() {
             return;
         }
-        let mine: BTreeSet<Rank> = self.suspects.iter().map(|m| m.rank).collect();
+        let mine: BTreeSet<Rank> = self.detected.iter().map(|m| m.rank).collect();
         let suspected = weigh_suspicions(mine, &proposer.promises);
         let responders: Vec<Rank> = proposer.promises.keys().copied().collect();
         let all_in = view
@@ -619,8 +621,13 @@ impl Node {
             self.me, view.id, view, proposal.start_position
         );
         self.epoch = Some(Epoch::new(view.clone(), me));
-        self.suspects.retain(|m| view.contains(*m));
+        // Only first-hand suspicions outlive a view (announced again in `after_install`): one this member
+        // was told is told again by its accuser if the accuser is still in the group, and is dropped if
+        // the accuser was excluded, so a suspicion the proposal did not weigh cannot ask for view changes
+        // for ever.
         self.detected.retain(|m| view.contains(*m));
+        let detected = self.detected.clone();
+        self.suspects.retain(|m| detected.contains(m));
         self.leaving.retain(|m| view.contains(*m));
         self.joining
             .retain(|rank, _| view.member(*rank).map_or(true, |m| m.incarnation.0 != view.id.0));
@@ -730,10 +737,10 @@ impl Node {
     }
 }
 
-/// Whom a proposal treats as suspected: the proposer's own suspicions, then those reported by each
-/// promiser that is not itself suspected by then, weighed in rank order. A suspicion reported only by a
-/// suspected member does not count: with one link cut, each end suspects the other, and taking both
-/// reports would exclude both ends of one broken link.
+/// Whom a proposal treats as suspected: what the proposer's own detector suspects, then what each
+/// promiser's detector suspects (reports carry first-hand suspicions only), a promiser's counting only
+/// if it is not itself suspected by then, weighed in rank order. With one link cut, each end suspects
+/// the other: taking both would exclude both ends of one broken link, and a healthy member with them.
 fn weigh_suspicions(mine: BTreeSet<Rank>, promises: &BTreeMap<Rank, Promised>) -> BTreeSet<Rank> {
     let mut suspected = mine;
     for (rank, promise) in promises {

@@ -153,13 +153,36 @@ pub fn payload_text(rank: u16, life: u32, k: u64) -> String {
     format!("{rank}-{life}-{k}")
 }
 
-/// `(rank, life, k)` from a payload made by [`payload_text`].
+/// The same payload made `pad` bytes longer (big-payload runs): `rank-life-k-....`.
+pub fn padded_payload_text(rank: u16, life: u32, k: u64, pad: usize) -> String {
+    let mut text = payload_text(rank, life, k);
+    if pad > 0 {
+        text.push('-');
+        text.extend(std::iter::repeat('.').take(pad));
+    }
+    text
+}
+
+/// `(rank, life, k)` from a payload made by [`payload_text`] or [`padded_payload_text`].
 pub fn parse_payload(text: &str) -> Option<(u16, u32, u64)> {
     let mut parts = text.split('-');
     let rank = parts.next()?.parse().ok()?;
     let life = parts.next()?.parse().ok()?;
     let k = parts.next()?.parse().ok()?;
-    parts.next().is_none().then_some((rank, life, k))
+    let padding_only = |p: &str| p.bytes().all(|b| b == b'.');
+    match parts.next() {
+        None => Some((rank, life, k)),
+        Some(pad) if padding_only(pad) && parts.next().is_none() => Some((rank, life, k)),
+        Some(_) => None,
+    }
+}
+
+/// A payload as a story shows it: big padding folded.
+pub fn short_payload(text: &str) -> String {
+    match text.find("-.") {
+        Some(at) => format!("{}+{}B", &text[..at], text.len() - at),
+        None => text.to_string(),
+    }
 }
 
 /// Runs every check; the first counterexample wins.

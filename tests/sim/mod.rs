@@ -18,9 +18,13 @@
 //!   until this life installs a view that lists a new life of the rank;
 //! - a joiner's own `JoinRequest` travels on its rejoin connection and arrives as
 //!   [`Input::JoinRequest`]; `SendToJoiner` goes to the running joiner of that rank;
-//! - the detector never names a newer life for an older one's death: a suspicion is only delivered
-//!   while the life it is about is still the rank's newest, and a rank restarts only after every
-//!   scheduled suspicion of its old life was delivered.
+//! - every life runs in a process of its own, with a [`ProcessId`] of its own; connections, join
+//!   requests and suspicions name that process, as the runtime's do. The detector reports the life it
+//!   watched, even when a newer life of the rank exists by then (the core ignores a suspicion of a life
+//!   its view does not list), and a rank may restart at any moment after its process died, or while it
+//!   still runs (two processes for one rank, or a rejoin of a live rank);
+//! - with a frame limit set, a message whose encoding exceeds it is refused by the receiver, which
+//!   closes the connection (both ends then suspect each other), exactly as the runtime's reader does.
 //!
 //! All randomness comes from the one seeded [`Rng`], so a seed is a complete replay.
 //!
@@ -35,12 +39,12 @@ pub mod net;
 pub mod rng;
 pub mod sweep;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use tom::protocol::{Config, Input, Node, Outbox, Output, Phase};
 use tom::trace::{self, EventKind, TraceEvent, TraceSink};
-use tom::types::{Rank, View};
+use tom::types::{Incarnation, MemberId, ProcessId, Rank, View};
 
 use check::{Delivered, End, Expect, LifeHistory};
 use net::{describe_message, lives_of, CutMode, DelayProfile, Frame, LifeId, Net};
@@ -92,8 +96,11 @@ pub enum Action {
     },
     /// Every cut heals.
     Heal,
-    /// A new process for `rank` starts and asks to rejoin.
+    /// A new process for `rank` starts and asks to rejoin (whether or not another process of the rank
+    /// still runs).
     Restart { rank: Rank },
+    /// A joiner not admitted by now gives up (its join timeout): its process ends.
+    GiveUp { node: LifeId },
     /// The joiner `joiner` reports its connection to `to`'s rank.
     Connect { joiner: LifeId, to: LifeId },
     /// `node`'s application leaves the group.
@@ -113,9 +120,11 @@ pub struct Life {
     pub history: LifeHistory,
     /// The life each of this life's member connections reaches, by rank (`None`: broken or absent).
     pub target: BTreeMap<Rank, Option<LifeId>>,
-    /// The newest view id anyone had installed when this life started: the group gives a joiner an
-    /// incarnation larger than that, which tells its future incarnation from its predecessors'.
-    pub born_after_view: u64,
+    /// The process this life runs in.
+    pub process: ProcessId,
+    /// The lives this joiner dialled (its rejoin connections): a member with no member connection to
+    /// the joiner's rank answers on that connection.
+    pub dialled: BTreeSet<LifeId>,
     leave_requested: bool,
 }
 
@@ -169,11 +178,25 @@ pub struct Sim {
     tracer: Tracer,
     /// Set when a fault plan may have cost the group its quorum: only safety is then checked.
     pub liveness_waived: bool,
+    /// Every node's `carry_chunk_bytes`.
+    pub carry_chunk_bytes: usize,
+    /// The frame limit the receivers enforce, in encoded bytes (`None`: unlimited).
+    pub frame_limit_bytes: Option<usize>,
+    /// Multicast payloads are padded by up to this many bytes (big payloads).
+    pub payload_pad_max: usize,
+    /// A rank may restart as soon as its process is gone, without waiting for the group to suspect
+    /// the old life.
+    pub restart_any_moment: bool,
 }
 
 impl Sim {
     /// A formed group of `size` founders, with a given delay profile.
     pub fn with_delays(size: u16, seed: u64, delay: DelayProfile) -> Sim {
+        Sim::with_chunks(size, seed, delay, tom::protocol::CARRY_CHUNK_BYTES)
+    }
+
+    /// A formed group whose nodes carry view-change payloads in chunks of `carry_chunk_bytes`.
+    pub fn with_chunks(size: u16, seed: u64, delay: DelayProfile, carry_chunk_bytes: usize) -> Sim {
         let mut sim = Sim {
             seed,
             size,
@@ -190,11 +213,15 @@ impl Sim {
             story: Vec::new(),
             tracer: Tracer::Unchecked,
             liveness_waived: false,
+            carry_chunk_bytes,
+            frame_limit_bytes: None,
+            payload_pad_max: 0,
+            restart_any_moment: false,
         };
         let view = View::initial(size);
         sim.views.insert(1, view.clone());
         for rank in 1..=size {
-            let node = Node::new(Config::new(Rank(rank)), view.clone());
+            let node = Node::new(sim.core_config(Rank(rank)), view.clone());
             let mut history = LifeHistory::founder(rank);
             history.views.push(view.clone());
             let target = (1..=size)
@@ -207,11 +234,32 @@ impl Sim {
                 node: Some(node),
                 history,
                 target,
-                born_after_view: 0,
+                process: view.members[rank as usize - 1].process,
+                dialled: BTreeSet::new(),
                 leave_requested: false,
             });
         }
         sim
+    }
+
+    /// The core settings of every node of this run.
+    fn core_config(&self, rank: Rank) -> Config {
+        let mut config = Config::new(rank);
+        config.carry_chunk_bytes = self.carry_chunk_bytes;
+        config
+    }
+
+    /// The life the process `process` runs, if any.
+    pub fn life_of_process(&self, process: ProcessId) -> Option<LifeId> {
+        self.lives.iter().position(|l| l.process == process)
+    }
+
+    /// The newest running member (not joiner) life of `rank`, else its newest life.
+    pub fn member_life(&self, rank: u16) -> LifeId {
+        self.lives
+            .iter()
+            .rposition(|l| l.rank.0 == rank && matches!(l.phase(), Some(Phase::Member | Phase::Changing)))
+            .unwrap_or_else(|| self.current(rank))
     }
 
     /// A scripted group: frames arrive only when a scenario delivers them.
@@ -382,7 +430,8 @@ impl Sim {
             }
             Action::Partition { side_a, side_b, mode } => format!("PARTITION {side_a:?} | {side_b:?} ({mode:?})"),
             Action::Heal => "HEAL every cut".to_string(),
-            Action::Restart { rank } => format!("RESTART rank {rank} (new life, empty memory)"),
+            Action::Restart { rank } => format!("RESTART rank {rank} (new process, empty memory)"),
+            Action::GiveUp { node } => format!("joiner {} gives up unless admitted", self.name(*node)),
             Action::Connect { joiner, to } => {
                 format!("joiner {} connects to {}", self.name(*joiner), self.name(*to))
             }
@@ -431,8 +480,16 @@ impl Sim {
             }
             Action::Heal => self.net.heal(),
             Action::Restart { rank } => self.do_restart(rank),
+            Action::GiveUp { node } => {
+                if self.lives[node].phase() == Some(Phase::Joining) {
+                    self.do_crash(node, Loss::Nothing);
+                } else {
+                    self.effect("admitted meanwhile: it stays".to_string());
+                }
+            }
             Action::Connect { joiner, to } => {
                 if self.lives[to].running() {
+                    self.lives[joiner].dialled.insert(to);
                     let rank = self.lives[to].rank;
                     self.input(joiner, Input::Connected(rank));
                 } else {
@@ -462,8 +519,14 @@ impl Sim {
             return;
         }
         let k = life.history.multicasts.len() as u64 + 1;
-        let payload = check::payload_text(life.rank.0, life.history.life, k);
-        self.effect(format!("payload {payload:?}"));
+        let (rank, life_no) = (life.rank.0, life.history.life);
+        let pad = if self.payload_pad_max > 0 {
+            self.rng.range(0, self.payload_pad_max as u64) as usize
+        } else {
+            0
+        };
+        let payload = check::padded_payload_text(rank, life_no, k, pad);
+        self.effect(format!("payload {:?}", check::short_payload(&payload)));
         self.lives[node].history.multicasts.push(payload.clone());
         self.input(node, Input::Multicast(payload.as_str().into()));
     }
@@ -485,7 +548,7 @@ impl Sim {
                 from: self.lives[from].rank,
                 msg,
             },
-            Frame::JoinRequest(rank) => Input::JoinRequest { rank },
+            Frame::JoinRequest(rank, process) => Input::JoinRequest { rank, process },
         };
         self.input(to, input);
     }
@@ -553,7 +616,9 @@ impl Sim {
                 }
                 Output::SendToJoiner { rank, msg } => {
                     let kind = msg.kind();
-                    let joiner = self.current(rank.0);
+                    let joiner = self
+                        .joiner_connected_to(node, rank)
+                        .unwrap_or_else(|| self.current(rank.0));
                     let dest = if self.lives[joiner].running() && joiner != node {
                         let detail = describe_message(&msg);
                         self.send_frame(node, joiner, Frame::Msg(msg));
@@ -606,9 +671,10 @@ impl Sim {
     fn record_delivery(&mut self, node: LifeId, d: tom::protocol::Delivery) {
         let payload = String::from_utf8_lossy(d.payload.as_bytes()).into_owned();
         self.effect(format!(
-            "{} delivers #{} {payload:?} (from {}, lamport {})",
+            "{} delivers #{} {:?} (from {}, lamport {})",
             self.name(node),
             d.position,
+            check::short_payload(&payload),
             d.origin,
             d.lamport
         ));
@@ -622,16 +688,24 @@ impl Sim {
 
     /// Puts a `Send` on the right link; returns how the story names its destination.
     fn route(&mut self, node: LifeId, to: Rank, msg: &tom::message::Message) -> String {
-        let own_join_request = matches!(msg, tom::message::Message::JoinRequest { rank }
-            if *rank == self.lives[node].rank && self.lives[node].history.life > 1
-                && self.lives[node].history.joined.is_none());
+        let own_join_request = matches!(msg, tom::message::Message::JoinRequest { rank, process }
+            if *rank == self.lives[node].rank && *process == self.lives[node].process
+                && self.lives[node].phase() == Some(Phase::Joining));
         if own_join_request {
-            // A joiner's request goes out on its rejoin connection to whatever process has that rank.
-            let dest = self.current(to.0);
+            // A joiner's request goes out on its rejoin connection to the process it dialled for that
+            // rank (or, never having dialled it, to whatever process runs that rank now).
+            let dialled = self.lives[node]
+                .dialled
+                .iter()
+                .copied()
+                .filter(|l| self.lives[*l].rank == to)
+                .max();
+            let dest = dialled.unwrap_or_else(|| self.member_life(to.0));
             if !self.lives[dest].running() {
                 return format!("{to} (gone: lost)");
             }
-            self.send_frame(node, dest, Frame::JoinRequest(self.lives[node].rank));
+            let process = self.lives[node].process;
+            self.send_frame(node, dest, Frame::JoinRequest(self.lives[node].rank, process));
             return self.name(dest);
         }
         // A connection is one TCP connection: if the newest life of `to` still holds one to `node`, so
@@ -645,11 +719,50 @@ impl Sim {
                 self.send_frame(node, dest, Frame::Msg(msg.clone()));
                 self.name(dest)
             }
-            _ => format!("{to} (no connection: lost)"),
+            _ => match self.joiner_connected_to(node, to) {
+                // No member connection to that rank: the runtime answers on a joiner's connection, which
+                // may be another process than the life the decision admits.
+                Some(joiner) => {
+                    self.send_frame(node, joiner, Frame::Msg(msg.clone()));
+                    format!("{} (on its rejoin connection)", self.name(joiner))
+                }
+                None => format!("{to} (no connection: lost)"),
+            },
         }
     }
 
+    /// The newest running joiner of `rank` that dialled `node`.
+    fn joiner_connected_to(&self, node: LifeId, rank: Rank) -> Option<LifeId> {
+        (0..self.lives.len()).rev().find(|l| {
+            let life = &self.lives[*l];
+            life.rank == rank && life.phase() == Some(Phase::Joining) && life.dialled.contains(&node)
+        })
+    }
+
     fn send_frame(&mut self, from: LifeId, to: LifeId, frame: Frame) {
+        if let (Some(limit), Frame::Msg(msg)) = (self.frame_limit_bytes, &frame) {
+            let mut bytes = Vec::new();
+            tom::wire::encode(&tom::wire::Frame::Protocol(msg.clone()), &mut bytes);
+            let len = bytes.len() - tom::wire::LENGTH_PREFIX_LEN;
+            if len > limit {
+                // The receiver's reader refuses the length and closes the connection; both ends notice.
+                let lost = self.net.break_connection(from, to);
+                self.effect(format!(
+                    "a {} frame of {len} bytes exceeds the frame limit of {limit}: {} closes the connection \
+                     from {} ({lost} frames in flight lost)",
+                    msg.kind(),
+                    self.name(to),
+                    self.name(from)
+                ));
+                if self.auto_detect {
+                    for (at, of) in [(from, to), (to, from)] {
+                        let when = self.now_step + self.rng.range(1, self.detect_delay_max_steps);
+                        self.schedule(when, Action::Suspect { at, of });
+                    }
+                }
+                return;
+            }
+        }
         if !self.net.send(from, to, frame, self.now_step, &mut self.rng) {
             self.effect(format!(
                 "a frame {} → {} is lost in the cut",
@@ -666,16 +779,14 @@ impl Sim {
             if member.rank == self.lives[node].rank {
                 continue;
             }
-            let listed = member.incarnation.0;
-            let reaches_listed = |sim: &Sim, life: LifeId| {
-                sim.lives[life].running() && sim.lives[life].history.incarnation.map_or(true, |inc| inc == listed)
-            };
+            let process = member.process;
+            let reaches_listed =
+                |sim: &Sim, life: LifeId| sim.lives[life].running() && sim.lives[life].process == process;
             let target = self.lives[node].target.get(&member.rank).copied().flatten();
             if target.is_some_and(|t| reaches_listed(self, t)) {
                 continue;
             }
-            let newest = self.current(member.rank.0);
-            let next = reaches_listed(self, newest).then_some(newest);
+            let next = self.life_of_process(process).filter(|l| reaches_listed(self, *l));
             if next != target {
                 if let Some(life) = next {
                     self.effect(format!(
@@ -747,46 +858,51 @@ impl Sim {
         }
     }
 
+    /// The detector at `at` reports the life `of` it watched: named as `at`'s view lists it when that
+    /// is `of`'s process, else as `of` knows itself. The core ignores a life its view does not list, so
+    /// a late report about an old life never counts against a newer life of the rank.
     fn do_suspect(&mut self, at: LifeId, of: LifeId) {
         let rank = self.lives[of].rank;
-        if self.listed_life(at, rank) != Some(of) {
-            // The detector watches the connection to the life `at`'s view names; another life of the
-            // rank (older or newer) is not suspected for this one.
+        let listed = self.lives[at]
+            .node
+            .as_ref()
+            .and_then(|n| n.view())
+            .and_then(|v| v.member(rank));
+        let life = match listed {
+            Some(member) if member.process == self.lives[of].process => member,
+            _ => MemberId {
+                rank,
+                incarnation: Incarnation(self.lives[of].history.incarnation.unwrap_or(1)),
+                process: self.lives[of].process,
+            },
+        };
+        if listed != Some(life) {
             self.effect(format!(
-                "not delivered: {}'s view does not name {}",
-                self.name(at),
-                self.name(of)
+                "{}'s view lists another life of rank {rank}: the core should ignore this",
+                self.name(at)
             ));
-            return;
         }
-        self.input(at, Input::Suspect(rank));
+        self.input(at, Input::Suspect(life));
     }
 
-    /// The life of `rank` that `at`'s installed view names, if any. A joiner that has not learnt its
-    /// incarnation yet stands for any incarnation above the views that existed when it started. A
-    /// listed incarnation no process ever took (the group admitted a joiner that died before hearing
-    /// so, or answered a request that was still in flight from a dead one) stands for the newest dead
-    /// life of the rank: nobody answers for it, so the detector must report it.
+    /// The life of `rank` that `at`'s installed view names, if any: the one running the listed process.
     pub fn listed_life(&self, at: LifeId, rank: Rank) -> Option<LifeId> {
         let listed = self.lives[at].node.as_ref()?.view()?.member(rank)?;
-        let incarnation = listed.incarnation.0;
-        let of_rank = (0..self.lives.len()).rev().filter(|l| self.lives[*l].rank == rank);
-        let matching = of_rank.clone().find(|l| {
-            let life = &self.lives[*l];
-            match life.history.incarnation {
-                Some(known) => known == incarnation,
-                None => incarnation > life.born_after_view,
-            }
-        });
-        matching.or_else(|| of_rank.into_iter().find(|l| !self.lives[*l].running()))
+        self.life_of_process(listed.process)
     }
 
-    /// True once every running member either no longer lists `rank` or suspects the life it lists, and
-    /// no report about the rank's newest life is still on its way: a new life may then start without
-    /// the detector ever confusing the two.
+    /// True if a new process for `rank` may start now: its newest life's process is gone and, unless the
+    /// run restarts at any moment, every running member no longer lists the rank or suspects the life
+    /// it lists (the gentle schedule older runs used).
     pub fn restartable(&self, rank: Rank) -> bool {
         let newest = self.current(rank.0);
-        if self.lives[newest].running() || self.suspicion_pending(newest) {
+        if self.lives[newest].running() {
+            return false;
+        }
+        if self.restart_any_moment {
+            return true;
+        }
+        if self.suspicion_pending(newest) {
             return false;
         }
         self.members().into_iter().all(|member| {
@@ -818,7 +934,10 @@ impl Sim {
     fn do_restart(&mut self, rank: Rank) {
         let old = self.current(rank.0);
         if self.lives[old].running() {
-            self.fail(&format!("restart of rank {rank} while {} still runs", self.name(old)));
+            self.effect(format!(
+                "{} still runs: a second process asks for rank {rank}",
+                self.name(old)
+            ));
         }
         let life_no = self.lives[old].history.life + 1;
         let id = self.lives.len();
@@ -826,16 +945,21 @@ impl Sim {
         let target = (1..=self.size)
             .filter(|r| *r != rank.0)
             .map(|r| {
-                let newest = self.current(r);
-                (Rank(r), self.lives[newest].running().then_some(newest))
+                let member = self.member_life(r);
+                (Rank(r), self.lives[member].running().then_some(member))
             })
             .collect();
+        // Identities are drawn at random, as the runtime's are: of two processes asking for one rank,
+        // either may be the larger.
+        let process = ProcessId(self.rng.next_u64() | 1 << 63);
+        let config = self.core_config(rank);
         self.lives.push(Life {
             rank,
-            node: Some(Node::rejoin(Config::new(rank))),
+            node: Some(Node::rejoin(config, process)),
             history: LifeHistory::joiner(rank.0, life_no),
             target,
-            born_after_view: self.views.keys().next_back().copied().unwrap_or(0),
+            process,
+            dialled: BTreeSet::new(),
             leave_requested: false,
         });
         self.effect(format!("{} starts, joining", self.name(id)));
@@ -881,7 +1005,7 @@ impl Sim {
     fn schedule_cut_suspicions(&mut self, side_a: &[Rank], side_b: &[Rank]) {
         let lives_of_side = |sim: &Sim, side: &[Rank]| -> Vec<LifeId> {
             side.iter()
-                .map(|r| sim.current(r.0))
+                .map(|r| sim.member_life(r.0))
                 .filter(|l| sim.lives[*l].running())
                 .collect()
         };
@@ -961,7 +1085,7 @@ impl Sim {
     pub fn next_kind(&self, from: u16, to: u16) -> Option<&'static str> {
         match self.net.peek(self.current(from), self.current(to))? {
             Frame::Msg(msg) => Some(msg.kind()),
-            Frame::JoinRequest(_) => Some("join-request"),
+            Frame::JoinRequest(..) => Some("join-request"),
         }
     }
 

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use tom::message::Message;
-use tom::types::Rank;
+use tom::types::{ProcessId, Rank};
 
 use super::rng::Rng;
 
@@ -28,8 +28,8 @@ pub type LifeId = usize;
 pub enum Frame {
     /// A protocol message on a member connection.
     Msg(Message),
-    /// A joiner's request on its rejoin connection, for the rank it asks for.
-    JoinRequest(Rank),
+    /// A joiner's request on its rejoin connection: the rank it asks for, and the asking process.
+    JoinRequest(Rank, ProcessId),
 }
 
 impl Frame {
@@ -37,8 +37,8 @@ impl Frame {
     pub fn describe(&self) -> String {
         match self {
             Frame::Msg(msg) => describe_message(msg),
-            Frame::JoinRequest(rank) => {
-                format!("join-request(rank {rank}) on the rejoin connection")
+            Frame::JoinRequest(rank, process) => {
+                format!("join-request(rank {rank}, process {process}) on the rejoin connection")
             }
         }
     }
@@ -46,7 +46,7 @@ impl Frame {
 
 /// One line for a message: its kind and the fields that explain a run.
 pub fn describe_message(msg: &Message) -> String {
-    let text = |p: &tom::types::Payload| String::from_utf8_lossy(p.as_bytes()).into_owned();
+    let text = |p: &tom::types::Payload| super::check::short_payload(&String::from_utf8_lossy(p.as_bytes()));
     match msg {
         Message::Data { view, msg, acks } => format!(
             "data v{view} {:?} stamp {}.{} seq {} acks {acks:?}",
@@ -100,8 +100,15 @@ pub fn describe_message(msg: &Message) -> String {
             proposal.carried.len(),
             proposal.start_position
         ),
-        Message::JoinRequest { rank } => format!("join-request rank {rank}"),
+        Message::JoinRequest { rank, process } => format!("join-request rank {rank} process {process}"),
         Message::JoinRefused { reason } => format!("join-refused {reason:?}"),
+        Message::Fetch { view, wanted } => format!("fetch v{view} {} payloads", wanted.len()),
+        Message::Carry { view, msgs } => format!(
+            "carry v{view} {} payloads ({} bytes)",
+            msgs.len(),
+            msgs.iter().map(|m| m.payload.len()).sum::<usize>()
+        ),
+        Message::Progress { view } => format!("progress v{view}"),
     }
 }
 
@@ -303,6 +310,20 @@ impl Net {
             }
         }
         self.links.retain(|_, queue| !queue.is_empty());
+        lost
+    }
+
+    /// Breaks the one connection between two lives, both ways (a frame over the frame limit: the
+    /// receiver refuses it and closes the connection). What was in flight on it is lost.
+    pub fn break_connection(&mut self, a: LifeId, b: LifeId) -> usize {
+        self.broken.insert((a, b));
+        self.broken.insert((b, a));
+        let mut lost = 0;
+        for key in [(a, b), (b, a)] {
+            if let Some(queue) = self.links.remove(&key) {
+                lost += queue.len();
+            }
+        }
         lost
     }
 

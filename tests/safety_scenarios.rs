@@ -1,0 +1,305 @@
+//! Named stories for the safety slips an adversarial review of the protocol found: schedules the seed
+//! sweeps did not generate until the simulator learnt to (a rank restarted at any moment, two processes
+//! for one rank, one link cut alone, big payloads under a frame limit, late detector reports).
+//!
+//! Each test scripts its schedule step by step on the same [`Sim`] as the sweeps, says which rule it
+//! pins, and ends with the history checker. `docs/PROTOCOL.md` gives the rules and their arguments.
+
+mod sim;
+
+use sim::check::Expect;
+use sim::net::{CutMode, LifeId};
+use sim::{Action, Loss, Sim};
+use tom::protocol::Phase;
+use tom::types::Rank;
+
+/// Delivers every frame in flight, in a seeded order, except on the `held` links, and flushes idle
+/// nodes, until nothing else moves. No ticks.
+fn settle_except(sim: &mut Sim, held: &[(LifeId, LifeId)]) {
+    for _ in 0..100_000 {
+        let links: Vec<_> = sim.net.busy_links().into_iter().filter(|l| !held.contains(l)).collect();
+        if let Some((from, to)) = sim.rng.pick(&links) {
+            sim.apply(Action::Deliver { from, to });
+            continue;
+        }
+        if !sim.flush_all() {
+            return;
+        }
+    }
+    sim.fail("not quiet");
+}
+
+/// Delivers frames on one link, oldest first, until one of `kind` has been delivered.
+fn deliver_through(sim: &mut Sim, from: LifeId, to: LifeId, kind: &str) {
+    loop {
+        let Some(next) = sim.net.peek(from, to).map(|f| f.describe()) else {
+            sim.fail(&format!("no {kind} in flight from {from} to {to}"));
+        };
+        sim.deliver_between(from, to);
+        if next.starts_with(kind) {
+            return;
+        }
+    }
+}
+
+/// Ticks, deliveries, flushes and the scheduled reports go on until the group settles.
+fn settle(sim: &mut Sim) {
+    sim.auto_detect = true;
+    sim.settle(50_000);
+}
+
+/// Behaviour 1: two processes never become the same life. View {1,2}; a new process P of rank 3 is
+/// admitted as 3#3, but the decision reaches member 2 late; P multicasts and dies before anyone
+/// suspects it. A second new process Q of rank 3 dials member 2, which installs the admitting view and
+/// relays the decision on Q's connection. Q must not install a decision that admits another process:
+/// otherwise members 1 and 2 hold different messages as (3, seq 1) and deliver different messages at
+/// one position.
+#[test]
+fn two_processes_for_one_rank_never_share_a_life() {
+    let mut sim = Sim::new(3);
+    sim.crash(3);
+    sim.suspect(1, 3);
+    sim.suspect(2, 3);
+    sim.run_until_quiet();
+    assert_eq!(sim.view_of(1), vec![1, 2]);
+    let (one, two) = (sim.current(1), sim.current(2));
+    sim.restart(3);
+    let p = sim.current(3);
+    sim.connect(3, 1);
+    sim.connect(3, 2);
+    // The admission runs, with everything from 1 to 2 and from P to 2 held back but for the ballot.
+    let held = [(one, two), (p, two)];
+    settle_except(&mut sim, &held);
+    deliver_through(&mut sim, one, two, "prepare");
+    settle_except(&mut sim, &held);
+    deliver_through(&mut sim, one, two, "accept");
+    settle_except(&mut sim, &held);
+    assert_eq!(
+        sim.lives[p].phase(),
+        Some(Phase::Member),
+        "P installed the view admitting it"
+    );
+    assert_eq!(
+        sim.lives[two].node.as_ref().unwrap().view().unwrap().id.0,
+        2,
+        "2 has not"
+    );
+    sim.apply(Action::Multicast { node: p });
+    while sim.net.queued(p, one) > 0 {
+        sim.deliver_between(p, one);
+    }
+    // P's power is cut: what it sent to 2 is lost, and nobody suspects it yet.
+    sim.apply(Action::Crash {
+        node: p,
+        loss: Loss::All,
+    });
+    sim.restart(3);
+    let q = sim.current(3);
+    sim.apply(Action::Connect { joiner: q, to: two });
+    settle_except(&mut sim, &[(one, two)]);
+    // Member 2 installs the admitting view late and relays the decision on Q's connection.
+    while sim.net.queued(one, two) > 0 {
+        sim.deliver_between(one, two);
+    }
+    settle_except(&mut sim, &[]);
+    assert_eq!(
+        sim.lives[q].phase(),
+        Some(Phase::Joining),
+        "Q ignores a decision that admits another process"
+    );
+    sim.apply(Action::Multicast { node: q });
+    settle_except(&mut sim, &[]);
+    sim.check(Expect::Safety);
+    // The group then suspects the dead P and admits Q as a life of its own.
+    for at in [one, two] {
+        sim.apply(Action::Suspect { at, of: p });
+    }
+    settle(&mut sim);
+    assert_eq!(sim.lives[q].phase(), Some(Phase::Member));
+    let q_life = sim.lives[q].node.as_ref().unwrap().me();
+    assert!(q_life.incarnation.0 > 3, "Q is a new life, {q_life}, not P's 3#3");
+    sim.check(Expect::Settled);
+}
+
+/// Behaviour 2: a big view change stays under the frame limit. Three members multicast big payloads;
+/// member 2 is paused (its acknowledgements stop, the others' messages pile up undelivered), and its
+/// own last messages reach member 1 only before it crashes. The cut, and the part of it member 3 lacks,
+/// are each larger than the frame limit: the consensus messages name messages only, the payloads travel
+/// in bounded chunks, and the survivors install the next view and deliver everything.
+#[test]
+fn a_view_change_far_larger_than_the_frame_limit_goes_through() {
+    let frame_limit = 64 * 1024;
+    let mut sim = Sim::with_chunks(
+        3,
+        7,
+        sim::net::DelayProfile {
+            max_steps: 0,
+            slow_percent: 0,
+        },
+        CHUNK_BYTES,
+    );
+    sim.frame_limit_bytes = Some(frame_limit);
+    sim.payload_pad_max = 8 * 1024;
+    let (one, two, three) = (sim.current(1), sim.current(2), sim.current(3));
+    let paused: Vec<(LifeId, LifeId)> = vec![(two, one), (two, three)];
+    for _ in 0..20 {
+        sim.multicast(1);
+        sim.multicast(3);
+        settle_except(&mut sim, &paused);
+    }
+    sim.net.heal();
+    // 2's queued frames and 30 more big messages reach 1, none reaches 3; then 2 crashes.
+    for _ in 0..30 {
+        sim.multicast(2);
+    }
+    while sim.net.queued(two, one) > 0 {
+        sim.deliver_between(two, one);
+    }
+    sim.apply(Action::Crash {
+        node: two,
+        loss: Loss::All,
+    });
+    // What 3 must be given is 2's 30 messages: far more than one frame may carry.
+    let lacking_bytes: usize = sim.lives[two].history.multicasts.iter().map(String::len).sum();
+    assert!(lacking_bytes > frame_limit, "3 lacks {lacking_bytes} bytes of payloads");
+    sim.suspect(1, 2);
+    sim.suspect(3, 2);
+    settle(&mut sim);
+    assert_eq!(sim.view_of(1), vec![1, 3]);
+    assert_eq!(sim.delivered(1).len(), 70);
+    assert_eq!(sim.delivered(1), sim.delivered(3));
+    sim.check(Expect::Settled);
+}
+
+/// The chunk size of [`a_view_change_far_larger_than_the_frame_limit_goes_through`].
+const CHUNK_BYTES: usize = 16 * 1024;
+
+/// Behaviour 3: one broken link excludes one of its ends, not both. In {1,2,3} only the link 2–3 is
+/// cut; each end suspects the other. A suspicion counts only if its accuser is not itself suspected
+/// (reports carry first-hand suspicions only), so the next view keeps 1 and one of 2 and 3.
+#[test]
+fn one_cut_link_excludes_one_end_only() {
+    for order in [[2u16, 3], [3, 2]] {
+        let mut sim = Sim::new(3);
+        sim.multicast(1);
+        sim.run_until_quiet();
+        sim.partition(&[2], &[3], CutMode::Drop);
+        let [a, b] = order;
+        sim.suspect(a, b);
+        sim.suspect(b, a);
+        settle(&mut sim);
+        let view = sim.view_of(1);
+        assert_eq!(view.len(), 2, "one end only is excluded: view {view:?}");
+        assert!(view.contains(&1));
+        sim.check(Expect::Settled);
+    }
+}
+
+/// Behaviour 4: a leave never decides an empty view, and excludes nobody nobody suspects. In {1,2}, 1
+/// leaves while 2 is slow past a view-change timeout: 1 is a quorum alone, but a change wanted only for
+/// a leave waits for every member that nobody suspects.
+#[test]
+fn a_leave_waits_for_a_slow_member_instead_of_excluding_it() {
+    let mut sim = Sim::new(2);
+    sim.multicast(1);
+    sim.multicast(2);
+    sim.run_until_quiet();
+    let (one, two) = (sim.current(1), sim.current(2));
+    sim.leave(1);
+    // 2 is slow: nothing reaches it for many view-change timeouts.
+    settle_except(&mut sim, &[(one, two)]);
+    for _ in 0..100 {
+        sim.apply(Action::Tick { node: one });
+        settle_except(&mut sim, &[(one, two)]);
+    }
+    assert_ne!(
+        sim.lives[one].phase(),
+        Some(Phase::Left),
+        "no view without 2 decided alone"
+    );
+    settle(&mut sim);
+    assert_eq!(sim.lives[one].phase(), None, "1 left, and its process exited");
+    assert_eq!(sim.lives[one].history.end, sim::check::End::Left);
+    assert_eq!(sim.view_of(2), vec![2]);
+    assert_eq!(sim.lives[two].phase(), Some(Phase::Member), "the slow member stays");
+    sim.check(Expect::Settled);
+}
+
+/// Behaviour 6: a suspicion names a life. A detector's report about rank 3's old life, arriving after
+/// the group admitted a new life of rank 3, does not count against the new one.
+#[test]
+fn a_late_report_about_an_old_life_spares_the_new_one() {
+    let mut sim = Sim::new(3);
+    let old_3 = sim.current(3);
+    sim.crash(3);
+    sim.suspect(1, 3);
+    sim.suspect(2, 3);
+    sim.run_until_quiet();
+    sim.restart(3);
+    sim.connect(3, 1);
+    sim.connect(3, 2);
+    sim.run_until_quiet();
+    assert_eq!(sim.phase(3), Some(Phase::Member));
+    let views_before = sim.lives[sim.current(1)].history.views.len();
+    // The stale report: 1's detector still had the old connection's silence to tell.
+    let one = sim.current(1);
+    sim.apply(Action::Suspect { at: one, of: old_3 });
+    sim.run_until_quiet();
+    assert!(
+        sim.node(1).status().suspects.is_empty(),
+        "the new life of rank 3 is not suspected"
+    );
+    assert_eq!(sim.lives[one].history.views.len(), views_before, "no view change");
+    sim.multicast(3);
+    sim.run_until_quiet();
+    sim.check(Expect::Settled);
+}
+
+/// A member of the next view that never got the deciding ballot's `Accept` (its proposer died after a
+/// quorum accepted) learns the decision from a relay, lacks payloads of the cut, fetches them from the
+/// relaying member, keeps the new view's frames that arrive meanwhile, and then installs.
+#[test]
+fn a_member_without_the_cut_fetches_it_before_installing() {
+    let mut sim = Sim::new(4);
+    let (one, two, three, four) = (sim.current(1), sim.current(2), sim.current(3), sim.current(4));
+    // 4 multicasts; only 1 and 2 get the message before 4 dies.
+    sim.apply(Action::Multicast { node: four });
+    sim.deliver_between(four, one);
+    sim.deliver_between(four, two);
+    sim.apply(Action::Crash {
+        node: four,
+        loss: Loss::All,
+    });
+    for rank in [1, 2, 3] {
+        sim.suspect(rank, 4);
+    }
+    // The ballot runs, but 1's Accept (with the payload 3 lacks) never reaches 3, and 1 dies right
+    // after 2 accepted: a quorum of {1,2,3,4} is 1 and 2 (half, with the lowest rank).
+    let held = [(one, three)];
+    settle_except(&mut sim, &[(one, three), (one, two)]);
+    deliver_through(&mut sim, one, three, "prepare");
+    settle_except(&mut sim, &[(one, three), (one, two)]);
+    deliver_through(&mut sim, one, two, "prepare");
+    settle_except(&mut sim, &[(one, three), (one, two)]);
+    deliver_through(&mut sim, one, two, "accept");
+    settle_except(&mut sim, &held);
+    assert_eq!(sim.lives[one].node.as_ref().unwrap().view().unwrap().id.0, 2, "decided");
+    sim.apply(Action::Crash {
+        node: one,
+        loss: Loss::All,
+    });
+    // 2 installed and relayed the decision to 3, which fetches the payload from 2.
+    settle_except(&mut sim, &[]);
+    assert_eq!(sim.lives[three].node.as_ref().unwrap().view().unwrap().id.0, 2);
+    assert_eq!(sim.delivered(3), sim.delivered(2));
+    assert_eq!(sim.delivered(3).len(), 1, "4's message, carried");
+    for at in [two, three] {
+        sim.apply(Action::Suspect { at, of: one });
+    }
+    settle(&mut sim);
+    assert_eq!(sim.view_of(2), vec![2, 3]);
+    sim.multicast(2);
+    settle(&mut sim);
+    sim.check(Expect::Settled);
+    let _ = Rank(0);
+}
