@@ -329,7 +329,11 @@ fn start(options: &Options, rank: Option<Rank>) -> Result<(Member, String), Erro
 /// would not say whose.
 fn join_error_text(options: &Options, rank: Option<Rank>, err: &Error) -> String {
     let helper = &options.config.formation.helper;
-    let closed = matches!(err, Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof);
+    // Closed, or reset: a helper killed with bytes of ours still unread resets the connection.
+    let closed = matches!(err, Error::Io(io) if matches!(
+        io.kind(),
+        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+    ));
     if closed && rank.is_none() && !helper_listening(helper) {
         return format!(
             "the helper closed the connection before the group formed (nothing listens at {helper} any more: \
