@@ -787,6 +787,24 @@ impl Sim {
                 continue;
             }
             let next = self.life_of_process(process).filter(|l| reaches_listed(self, *l));
+            let replaced_member = |sim: &Sim, t: LifeId| {
+                matches!(sim.lives[t].phase(), Some(Phase::Member | Phase::Changing)) && Some(t) != next
+            };
+            if let Some(old) = target.filter(|t| replaced_member(self, *t)) {
+                // The view lists another process for this rank: the runtime closes the old life's
+                // connection (it is excluded; the relayed decision goes to the rank's new process),
+                // and the old life's detector notices the close.
+                let lost = self.net.break_connection(node, old);
+                self.effect(format!(
+                    "{} closes its connection to {}, a replaced life ({lost} frames in flight lost)",
+                    self.name(node),
+                    self.name(old)
+                ));
+                if self.auto_detect {
+                    let when = self.now_step + self.rng.range(1, self.detect_delay_max_steps);
+                    self.schedule(when, Action::Suspect { at: old, of: node });
+                }
+            }
             if next != target {
                 if let Some(life) = next {
                     self.effect(format!(
@@ -896,8 +914,8 @@ impl Sim {
     /// it lists (the gentle schedule older runs used).
     pub fn restartable(&self, rank: Rank) -> bool {
         let newest = self.current(rank.0);
-        if self.lives[newest].running() {
-            return false;
+        if self.lives.iter().any(|l| l.rank == rank && l.running()) {
+            return false; // a process of the rank still runs (the planned duplicates start on purpose)
         }
         if self.restart_any_moment {
             return true;
@@ -946,7 +964,8 @@ impl Sim {
             .filter(|r| *r != rank.0)
             .map(|r| {
                 let member = self.member_life(r);
-                (Rank(r), self.lives[member].running().then_some(member))
+                let is_member = matches!(self.lives[member].phase(), Some(Phase::Member | Phase::Changing));
+                (Rank(r), is_member.then_some(member))
             })
             .collect();
         // Identities are drawn at random, as the runtime's are: of two processes asking for one rank,

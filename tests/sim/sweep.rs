@@ -9,6 +9,11 @@
 //! Faults stay sane by construction: a crash, leave, false suspicion or cut is only applied if the lives
 //! left healthy form a quorum of every view still in use ([`Driver::can_lose`]); otherwise it is skipped
 //! (and the story says so).
+//!
+//! Knobs drawn per seed widen the world to what real processes and connections do: big payloads under
+//! a frame limit (every family), one link cut alone (partition), and in the rejoin family restarts at
+//! any moment after a process died, two processes started for one rank at once, and a process started
+//! for a rank that is still alive (it is refused, and gives up after a join timeout).
 
 use std::collections::BTreeSet;
 
@@ -78,6 +83,14 @@ enum Planned {
     },
     /// A rank whose newest life is gone comes back.
     Restart,
+    /// Two processes start for one rank whose newest life is gone, at the same moment.
+    RestartTwice,
+    /// A process starts for a rank whose life is alive and healthy: the group refuses it until it gives
+    /// up (its join timeout), and nothing of the group changes.
+    RejoinLiveRank,
+    /// Only the link between two members breaks (both ends' detectors notice): one end is excluded,
+    /// never both.
+    CutOneLink,
 }
 
 /// One random run in progress.
@@ -88,6 +101,11 @@ pub struct Driver {
     chaos_steps: u64,
     /// Lives a fault has marked for exclusion (falsely suspected, or on the losing side of a cut).
     doomed: BTreeSet<LifeId>,
+    /// The two ends of each link cut alone: at the end, at least one of them must still be a member
+    /// unless another fault took it.
+    cut_links: Vec<(LifeId, LifeId)>,
+    /// Lives some fault other than a lone cut link took (crash, leave, false suspicion, partition).
+    taken: BTreeSet<LifeId>,
 }
 
 impl Driver {
@@ -104,7 +122,20 @@ impl Driver {
             max_steps: [0, 1, 3, 10, 30][setup.below(5) as usize],
             slow_percent: [0, 0, 2, 10][setup.below(4) as usize],
         };
-        let mut sim = Sim::with_delays(size, setup.next_u64(), delay);
+        // One run in five sends big payloads (up to 8 KiB) under a 32 KiB frame limit, with the cut's
+        // payloads in 8 KiB chunks: a view change then carries far more than one frame may.
+        let big_payloads = setup.percent(20);
+        let chunk_bytes = if big_payloads {
+            8 * 1024
+        } else {
+            tom::protocol::CARRY_CHUNK_BYTES
+        };
+        let mut sim = Sim::with_chunks(size, setup.next_u64(), delay, chunk_bytes);
+        if big_payloads {
+            sim.payload_pad_max = 8 * 1024;
+            sim.frame_limit_bytes = Some(32 * 1024);
+        }
+        sim.restart_any_moment = family == Family::Rejoin && setup.percent(50);
         sim.seed = seed;
         sim.auto_detect = true;
         sim.detect_delay_max_steps = setup.range(10, 400);
@@ -137,6 +168,9 @@ impl Driver {
                 for _ in 0..setup.range(0, 2) {
                     faults.push(Planned::FalseSuspicion);
                 }
+                if setup.percent(30) {
+                    faults.push(Planned::CutOneLink);
+                }
                 for _ in 0..setup.range(1, 2) {
                     let mode = if setup.percent(50) {
                         CutMode::Hold
@@ -167,10 +201,17 @@ impl Driver {
                         _ => Planned::Crash { mid_multicast: false },
                     };
                     faults.push(what);
-                    faults.push(Planned::Restart);
+                    faults.push(if setup.percent(20) {
+                        Planned::RestartTwice
+                    } else {
+                        Planned::Restart
+                    });
                     if setup.percent(30) {
                         faults.push(Planned::Restart);
                     }
+                }
+                if setup.percent(20) {
+                    faults.push(Planned::RejoinLiveRank);
                 }
                 if setup.percent(20) {
                     faults.push(Planned::Leave);
@@ -185,14 +226,24 @@ impl Driver {
         plan.reverse();
         sim.note(format!(
             "family {}, seed {seed}: {size} members, delays ≤{} steps ({}% slow), detector ≤{} steps, \
-             flush after {}% of inputs, {} chaos steps, {} planned events",
+             flush after {}% of inputs, {} chaos steps, {} planned events{}{}",
             family.name(),
             delay.max_steps,
             delay.slow_percent,
             sim.detect_delay_max_steps,
             sim.flush_after_percent,
             chaos_steps,
-            plan.len()
+            plan.len(),
+            if big_payloads {
+                ", big payloads under a 32 KiB frame limit"
+            } else {
+                ""
+            },
+            if sim.restart_any_moment {
+                ", restarts at any moment"
+            } else {
+                ""
+            }
         ));
         Driver {
             sim,
@@ -200,6 +251,8 @@ impl Driver {
             plan,
             chaos_steps,
             doomed: BTreeSet::new(),
+            cut_links: Vec::new(),
+            taken: BTreeSet::new(),
         }
     }
 
@@ -220,6 +273,24 @@ impl Driver {
         } else {
             self.sim.settle(200_000);
             self.sim.check(Expect::Settled);
+            self.check_cut_links();
+        }
+    }
+
+    /// A link cut alone excludes at most one of its ends (unless another fault took the other).
+    fn check_cut_links(&self) {
+        for (a, b) in &self.cut_links {
+            if self.taken.contains(a) || self.taken.contains(b) {
+                continue;
+            }
+            let excluded = |l: &LifeId| self.sim.lives[*l].history.end == super::check::End::Excluded;
+            if excluded(a) && excluded(b) {
+                self.sim.fail(&format!(
+                    "one cut link excluded both of its ends, {} and {}",
+                    self.sim.name(*a),
+                    self.sim.name(*b)
+                ));
+            }
         }
     }
 
@@ -375,6 +446,7 @@ impl Driver {
                     return true;
                 };
                 self.doomed.insert(node);
+                self.taken.insert(node);
                 self.sim.apply(Action::Leave { node });
                 true
             }
@@ -388,6 +460,7 @@ impl Driver {
                     return true;
                 };
                 self.doomed.insert(victim);
+                self.taken.insert(victim);
                 self.sim.apply(Action::Suspect { at, of: victim });
                 true
             }
@@ -399,15 +472,77 @@ impl Driver {
                 self.partition(mode, duration_steps, reckless);
                 true
             }
-            Planned::Restart => {
+            Planned::Restart | Planned::RestartTwice => {
                 let restartable: Vec<u16> = (1..=self.sim.size).filter(|r| self.sim.restartable(Rank(*r))).collect();
                 let Some(rank) = self.sim.rng.pick(&restartable) else {
                     return false;
                 };
                 self.sim.apply(Action::Restart { rank: Rank(rank) });
+                if matches!(what, Planned::RestartTwice) {
+                    // The second process loses the race or wins it; the loser gives up after a while.
+                    let first = self.sim.current(rank);
+                    self.sim.apply(Action::Restart { rank: Rank(rank) });
+                    let second = self.sim.current(rank);
+                    self.give_up_later(first);
+                    self.give_up_later(second);
+                }
+                true
+            }
+            Planned::RejoinLiveRank => {
+                let healthy = self.healthy();
+                let Some(victim) = self.sim.rng.pick(&healthy) else {
+                    return true;
+                };
+                let rank = self.sim.lives[victim].rank;
+                self.sim.apply(Action::Restart { rank });
+                let intruder = self.sim.current(rank.0);
+                if self.sim.auto_detect {
+                    for member in self.sim.members() {
+                        let at = self.sim.now_step + self.sim.rng.range(1, self.sim.detect_delay_max_steps);
+                        self.sim.schedule(
+                            at,
+                            Action::Connect {
+                                joiner: intruder,
+                                to: member,
+                            },
+                        );
+                    }
+                }
+                self.give_up_later(intruder);
+                true
+            }
+            Planned::CutOneLink => {
+                let healthy = self.healthy();
+                if healthy.len() < 3 || self.sim.net.is_cut() {
+                    return true;
+                }
+                let a = self.sim.rng.pick(&healthy).expect("not empty");
+                let others: Vec<LifeId> = healthy.iter().copied().filter(|l| *l != a).collect();
+                let b = self.sim.rng.pick(&others).expect("not empty");
+                // Either end may be the one excluded: the rest must keep a quorum without either.
+                if !(self.can_lose(&[a]) && self.can_lose(&[b])) {
+                    self.skip("single-link cut");
+                    return true;
+                }
+                let (rank_a, rank_b) = (self.sim.lives[a].rank, self.sim.lives[b].rank);
+                self.doomed.extend([a, b]);
+                self.cut_links.push((a, b));
+                self.sim.apply(Action::Partition {
+                    side_a: vec![rank_a],
+                    side_b: vec![rank_b],
+                    mode: CutMode::Drop,
+                });
+                let heal_at = self.sim.now_step + self.sim.rng.range(10, 800);
+                self.sim.schedule(heal_at, Action::Heal);
                 true
             }
         }
+    }
+
+    /// A process started beside another of its rank gives up if not admitted within a join timeout.
+    fn give_up_later(&mut self, node: LifeId) {
+        let at = self.sim.now_step + self.sim.rng.range(500, 3000);
+        self.sim.schedule(at, Action::GiveUp { node });
     }
 
     /// A random healthy member whose loss (with `also`) keeps a quorum.
@@ -427,6 +562,7 @@ impl Driver {
 
     fn crash(&mut self, node: LifeId) {
         self.doomed.insert(node);
+        self.taken.insert(node);
         self.sim.apply(Action::Crash {
             node,
             loss: Loss::RandomPrefix,
@@ -472,6 +608,7 @@ impl Driver {
         if mode == CutMode::Drop {
             let losers = if a_survives { &side_b } else { &side_a };
             self.doomed.extend(losers.iter().copied());
+            self.taken.extend(losers.iter().copied());
         }
         let ranks = |sim: &Sim, side: &[LifeId]| side.iter().map(|l| sim.lives[*l].rank).collect();
         let action = Action::Partition {
