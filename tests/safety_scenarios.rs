@@ -303,3 +303,58 @@ fn a_member_without_the_cut_fetches_it_before_installing() {
     sim.check(Expect::Settled);
     let _ = Rank(0);
 }
+
+/// Found by the soak (crash family, seed 13069): a proposer gathers part of a cut, its ballot dies, and
+/// its report for the next ballot must not name the gathered payloads past a gap. Origin 6's two
+/// messages reach 2 (the first) and 3 (both) only; 6 crashes; proposer 1 fetches the first from 2 and
+/// the second from 3; 2 dies before answering, 3 answers and dies. In the next ballot, 1, 4 and 5 hold
+/// nothing of 6 but the second message: carrying it would deliver it without the first.
+#[test]
+fn a_cut_gathered_by_a_ballot_that_died_has_no_gap() {
+    let mut sim = Sim::new(6);
+    let l: Vec<LifeId> = (1..=6).map(|r| sim.current(r)).collect();
+    let six = l[5];
+    sim.apply(Action::Multicast { node: six });
+    sim.apply(Action::Multicast { node: six });
+    sim.deliver_between(six, l[1]);
+    sim.deliver_between(six, l[2]);
+    sim.deliver_between(six, l[2]);
+    sim.apply(Action::Crash {
+        node: six,
+        loss: Loss::All,
+    });
+    for rank in 1..=5 {
+        sim.suspect(rank, 6);
+    }
+    let (one, two, three) = (l[0], l[1], l[2]);
+    settle_except(&mut sim, &[(two, one), (three, one)]);
+    while sim.net.queued(two, one) > 0 {
+        let next = sim.net.peek(two, one).map(|f| f.describe()).unwrap_or_default();
+        if next.starts_with("carry") {
+            break;
+        }
+        sim.deliver_between(two, one);
+        settle_except(&mut sim, &[(two, one), (three, one)]);
+    }
+    sim.apply(Action::Crash {
+        node: two,
+        loss: Loss::All,
+    });
+    // 3's promise reaches 1, which asks 2 (now dead) for the first message and 3 for the second; 3
+    // answers, and 1 holds the second message without the first. Then 3 dies too.
+    settle_except(&mut sim, &[]);
+    let gathered_second_only = sim.node(1).status().held == 0;
+    assert!(gathered_second_only, "1 holds back nothing of 6 in its queue");
+    sim.apply(Action::Crash {
+        node: three,
+        loss: Loss::All,
+    });
+    for at in [one, l[3], l[4]] {
+        for of in [two, three] {
+            sim.apply(Action::Suspect { at, of });
+        }
+    }
+    settle(&mut sim);
+    assert_eq!(sim.view_of(1), vec![1, 4, 5]);
+    sim.check(Expect::Settled);
+}

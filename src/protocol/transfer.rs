@@ -93,12 +93,32 @@ impl Node {
             .collect()
     }
 
-    /// Names every undelivered message of the current view this member has a payload for: what its
-    /// report says it holds.
+    /// Names every undelivered message of the current view this member holds, as its report says:
+    /// what it holds back, and the gathered payloads that continue, without a gap, what it holds of the
+    /// same origin.
+    ///
+    /// A report is prefix-closed per origin, as held-back queues are (FIFO), so a cut built from reports
+    /// never carries a message without its origin's earlier ones. Gathered payloads past a gap (a ballot
+    /// that died while this member gathered its cut) are left out: nobody delivered them, since delivery
+    /// needs every member's acknowledgement and an acknowledgement covers the whole prefix.
     pub(super) fn holdings(&self) -> Vec<MessageRef> {
-        let mut refs: BTreeSet<MessageRef> = self.gathered.values().map(Multicast::reference).collect();
-        if let Some(epoch) = &self.epoch {
-            refs.extend(epoch.held().map(Multicast::reference));
+        let Some(epoch) = &self.epoch else {
+            return Vec::new();
+        };
+        let mut refs: BTreeSet<MessageRef> = epoch.held().map(Multicast::reference).collect();
+        let held_up_to = epoch.my_acks();
+        let mut gathered: Vec<&Multicast> = self.gathered.values().collect();
+        gathered.sort_by_key(|m| (m.origin, m.seq));
+        let mut next_seq: BTreeMap<Rank, u64> = BTreeMap::new();
+        for msg in gathered {
+            let Some(index) = epoch.view.index_of(msg.origin) else {
+                continue;
+            };
+            let next = next_seq.entry(msg.origin).or_insert(held_up_to[index] + 1);
+            if msg.seq == *next {
+                refs.insert(msg.reference());
+                *next += 1;
+            }
         }
         refs.into_iter().collect()
     }
