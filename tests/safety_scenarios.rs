@@ -301,7 +301,6 @@ fn a_member_without_the_cut_fetches_it_before_installing() {
     sim.multicast(2);
     settle(&mut sim);
     sim.check(Expect::Settled);
-    let _ = Rank(0);
 }
 
 /// Found by the soak (crash family, seed 13069): a proposer gathers part of a cut, its ballot dies, and
@@ -356,5 +355,59 @@ fn a_cut_gathered_by_a_ballot_that_died_has_no_gap() {
     }
     settle(&mut sim);
     assert_eq!(sim.view_of(1), vec![1, 4, 5]);
+    sim.check(Expect::Settled);
+}
+
+/// Found by the soak (rejoin family, seed 8844): a proposer asked a member for a payload it lacked, and
+/// that member died before it answered. The proposer asks the next member that reported it a
+/// view-change timeout later, within the same ballot, instead of waiting until its ballot times out
+/// (by when the members waiting on it may have taken it for a silent proposer).
+#[test]
+fn a_gathering_proposer_asks_another_holder_when_the_first_dies() {
+    let mut sim = Sim::new(5);
+    let l: Vec<LifeId> = (1..=5).map(|r| sim.current(r)).collect();
+    let (one, two, five) = (l[0], l[1], l[4]);
+    sim.apply(Action::Multicast { node: five });
+    sim.deliver_between(five, two);
+    sim.deliver_between(five, l[2]);
+    sim.apply(Action::Crash {
+        node: five,
+        loss: Loss::All,
+    });
+    for rank in 1..=4 {
+        sim.suspect(rank, 5);
+    }
+    // Everything moves but 2's frames to 1, which stop right before 2's answer to the fetch.
+    settle_except(&mut sim, &[(two, one)]);
+    loop {
+        let next = sim.net.peek(two, one).map(|f| f.describe()).unwrap_or_default();
+        if next.is_empty() || next.starts_with("carry") {
+            break;
+        }
+        sim.deliver_between(two, one);
+        settle_except(&mut sim, &[(two, one)]);
+    }
+    assert!(sim.net.queued(two, one) > 0, "2 answered the fetch");
+    sim.apply(Action::Crash {
+        node: two,
+        loss: Loss::All,
+    });
+    // Nobody's detector has noticed 2 yet; time passes.
+    let timeout = tom::protocol::Config::new(Rank(1)).view_change_timeout_ticks;
+    for _ in 0..timeout + 2 {
+        sim.tick_all(1);
+        settle_except(&mut sim, &[]);
+    }
+    assert_eq!(
+        sim.view_of(1),
+        vec![1, 2, 3, 4],
+        "the first ballot decided, with 2's promise in it"
+    );
+    assert_eq!(sim.delivered(1).len(), 1, "5's message, fetched from 3");
+    for rank in [1, 3, 4] {
+        sim.suspect(rank, 2);
+    }
+    settle(&mut sim);
+    assert_eq!(sim.view_of(1), vec![1, 3, 4]);
     sim.check(Expect::Settled);
 }

@@ -241,16 +241,23 @@ impl Node {
         }
     }
 
-    /// Messages of the view `view` this member must still deliver, with the promisers (by rank) that
-    /// reported each: where a gathering proposer fetches what it lacks.
+    /// Where a gathering proposer asks for each payload it lacks: one of the promisers (by rank) that
+    /// reported it, the `round`-th of them in rank order (round 0 the lowest), so that asking again
+    /// asks another.
     pub(super) fn sources_of(
         reports: &BTreeMap<Rank, BTreeSet<MessageRef>>,
         wanted: &[MessageRef],
+        round: usize,
     ) -> BTreeMap<Rank, Vec<MessageRef>> {
         let mut by_source: BTreeMap<Rank, Vec<MessageRef>> = BTreeMap::new();
         for msg in wanted {
-            if let Some((rank, _)) = reports.iter().find(|(_, held)| held.contains(msg)) {
-                by_source.entry(*rank).or_default().push(*msg);
+            let holders: Vec<Rank> = reports
+                .iter()
+                .filter(|(_, held)| held.contains(msg))
+                .map(|(rank, _)| *rank)
+                .collect();
+            if !holders.is_empty() {
+                by_source.entry(holders[round % holders.len()]).or_default().push(*msg);
             }
         }
         by_source

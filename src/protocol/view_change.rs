@@ -80,8 +80,10 @@ pub(super) struct Proposer {
     pub proposal: Option<Proposal>,
     /// The value's payloads are gathered and the `Accept`s sent.
     pub accepts_sent: bool,
-    /// The payloads this proposer lacked have been asked for.
-    fetched: bool,
+    /// How many times this proposer asked for the payloads it lacks (0: not yet), and when it last
+    /// did: each view-change timeout it asks again, the next member that reported each one.
+    fetch_rounds: usize,
+    fetched_at_tick: u64,
     accepted_by: BTreeSet<Rank>,
 }
 
@@ -151,7 +153,8 @@ impl Node {
             promises: BTreeMap::new(),
             proposal: None,
             accepts_sent: false,
-            fetched: false,
+            fetch_rounds: 0,
+            fetched_at_tick: 0,
             accepted_by: BTreeSet::new(),
         });
         self.send_to_view(out, Message::Prepare { view: view.id, ballot });
@@ -344,17 +347,24 @@ impl Node {
         }
         let missing = self.missing_payloads(&proposal.carried);
         if !missing.is_empty() {
-            if proposer.fetched {
+            let timeout = self.config.view_change_timeout_ticks.max(1);
+            let asked_recently = self.now_ticks.saturating_sub(proposer.fetched_at_tick) < timeout;
+            if proposer.fetch_rounds > 0 && asked_recently {
                 return; // asked already: the chunks are on their way
             }
+            // Ask, for each payload, a member that reported it and is not suspected; each round asks
+            // the next one, so a member that died before it answered does not stall the ballot.
+            let round = proposer.fetch_rounds;
             let reports: BTreeMap<Rank, BTreeSet<MessageRef>> = proposer
                 .promises
                 .iter()
+                .filter(|(rank, _)| **rank != self.me.rank && !self.suspects.iter().any(|m| m.rank == **rank))
                 .map(|(rank, p)| (*rank, p.report.held.iter().copied().collect()))
                 .collect();
-            let by_source = Node::sources_of(&reports, &missing);
+            let by_source = Node::sources_of(&reports, &missing, round);
             if let Some(proposer) = self.proposer.as_mut() {
-                proposer.fetched = true;
+                proposer.fetch_rounds += 1;
+                proposer.fetched_at_tick = self.now_ticks;
             }
             for (source, wanted) in by_source {
                 self.fetch(out, view, wanted, source);
@@ -709,6 +719,8 @@ impl Node {
             let waited = self.now_ticks.saturating_sub(proposer.progress_at_tick);
             if proposer.proposal.is_none() {
                 self.try_propose(out);
+            } else if !proposer.accepts_sent {
+                self.accept_when_gathered(out); // asks again if the last request went unanswered
             }
             if waited >= 2 * timeout {
                 // Nothing moved in two timeouts: retry with a higher ballot (a quorum may have come back).
