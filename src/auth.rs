@@ -35,6 +35,7 @@ use log::warn;
 use crate::digest::{equal_in_constant_time, hmac_sha256, sha256};
 use crate::error::{Error, Result};
 use crate::runtime::net;
+use crate::types::ProcessId;
 use crate::wire::{self, Frame, Nonce, Proof, ReadError, NONCE_LEN};
 
 /// Longest secret file read; a secret needs no more, and a wrong path to a huge file fails clearly.
@@ -148,6 +149,20 @@ pub fn fresh_nonce() -> Nonce {
     let mut nonce = [0u8; NONCE_LEN];
     nonce.copy_from_slice(&mixed[..NONCE_LEN]);
     Nonce(nonce)
+}
+
+/// A fresh identity for a life this process starts (formation, a rejoin): drawn like a nonce, from the
+/// system's randomness, never 0 (the identity of a caller without a life, e.g. a status query).
+pub fn fresh_process_id() -> ProcessId {
+    loop {
+        let nonce = fresh_nonce();
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&nonce.0[..8]);
+        let id = u64::from_be_bytes(bytes);
+        if id != 0 {
+            return ProcessId(id);
+        }
+    }
 }
 
 /// The nonce an opening frame carries, if any.

@@ -1,5 +1,13 @@
-//! Static group formation, the member side: bind a listener, register with the helper, get the roster,
-//! build the full mesh. Also the [`Acceptor`], which owns the listener for the member's whole life.
+//! Static group formation, the member side: draw this life's process identity, bind a listener,
+//! register with the helper, get the roster, build the full mesh. Also the [`Acceptor`], which owns the
+//! listener for the member's whole life.
+//!
+//! # Identities
+//! Every founder draws a fresh [`ProcessId`] before it registers ([`auth::fresh_process_id`]); the
+//! registration carries it, the roster lists every founder's, and view 1 is
+//! [`View::formed`](crate::types::View::formed) from the roster: each founder's life names its process.
+//! A formation connection names its caller's process in its hello, and the acceptor lets it through only
+//! if that is the process the roster lists for the caller's rank.
 //!
 //! # The mesh rule
 //! Member `i` dials every `j >= i`, itself included, and accepts from every `j <= i` (from itself, the
@@ -34,7 +42,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::auth::{self, Rejection, Secret};
 use crate::error::{Error, Result};
 use crate::runtime::net::{self, Listening, PendingSlot, Retry};
-use crate::types::{Incarnation, Rank};
+use crate::types::{Incarnation, ProcessId, Rank};
 use crate::wire::{self, Frame, Hello, Purpose, ReadError, Register, RosterEntry};
 
 /// The group name used unless one is configured.
@@ -120,9 +128,11 @@ pub struct Incoming {
 pub struct Formed {
     /// This member's rank.
     pub rank: Rank,
+    /// This life's process identity, drawn before registering.
+    pub process: ProcessId,
     /// The group's size N.
     pub size: u16,
-    /// Every member's address, sorted by rank, as the helper sent it.
+    /// Every member's address and process, sorted by rank, as the helper sent it.
     pub roster: Vec<RosterEntry>,
     /// One duplex connection per other rank.
     pub links: BTreeMap<Rank, TcpStream>,
@@ -160,6 +170,7 @@ pub fn form(config: &Config) -> Result<Formed> {
         },
     )?;
     info!("listening on {local_addr}");
+    let process = auth::fresh_process_id();
 
     let helper = net::connect_retrying(&helper_host, helper_port, config.retry(), "helper").map_err(|error| {
         Error::HelperUnreachable {
@@ -175,7 +186,9 @@ pub fn form(config: &Config) -> Result<Formed> {
         group: config.group.clone(),
         host: host.clone(),
         port: local_addr.port(),
+        process,
         rejoin: None,
+        admitted: None,
         nonce: None,
     };
     let handshake_deadline = Instant::now() + Duration::from_millis(config.handshake_timeout_ms);
@@ -206,14 +219,15 @@ pub fn form(config: &Config) -> Result<Formed> {
     };
     drop(helper);
     let (rank, size) = (roster.rank, roster.size);
-    check_roster(&roster.members, rank, size, local_addr.port())?;
+    check_roster(&roster.members, rank, size, local_addr.port(), process)?;
+    acceptor.set_founders(roster.members.iter().map(|entry| entry.process).collect());
     acceptor.set_roster(rank, size);
     info!("rank {rank} of {size}: connecting the mesh");
 
     let mut links = BTreeMap::new();
     let mut dialled_self = None;
     for entry in &roster.members[usize::from(rank.0 - 1)..] {
-        let stream = dial(config, entry, rank, deadline)?;
+        let stream = dial(config, entry, rank, process, deadline)?;
         if entry.rank == rank {
             dialled_self = Some(stream);
         } else {
@@ -256,6 +270,7 @@ pub fn form(config: &Config) -> Result<Formed> {
     info!("rank {rank} of {size}: formed, {} connections up", links.len() + 1);
     Ok(Formed {
         rank,
+        process,
         size,
         roster: roster.members,
         links,
@@ -266,8 +281,8 @@ pub fn form(config: &Config) -> Result<Formed> {
     })
 }
 
-/// The helper's roster must list ranks 1..=N in order, with us at our rank.
-fn check_roster(members: &[RosterEntry], rank: Rank, size: u16, port: u16) -> Result<()> {
+/// The helper's roster must list ranks 1..=N in order, with us (our port, our process) at our rank.
+fn check_roster(members: &[RosterEntry], rank: Rank, size: u16, port: u16, process: ProcessId) -> Result<()> {
     let in_order = members.len() == usize::from(size)
         && members
             .iter()
@@ -285,17 +300,24 @@ fn check_roster(members: &[RosterEntry], rank: Rank, size: u16, port: u16) -> Re
             members[usize::from(rank.0 - 1)].port
         )));
     }
+    if members[usize::from(rank.0 - 1)].process != process {
+        return Err(Error::Unexpected(format!(
+            "roster lists rank {rank} as process {}, but this member is process {process}",
+            members[usize::from(rank.0 - 1)].process
+        )));
+    }
     Ok(())
 }
 
 /// Opens the mesh connection from `me` to `entry` and waits for its welcome.
-fn dial(config: &Config, entry: &RosterEntry, me: Rank, deadline: Instant) -> Result<TcpStream> {
+fn dial(config: &Config, entry: &RosterEntry, me: Rank, process: ProcessId, deadline: Instant) -> Result<TcpStream> {
     let what = format!("rank {}", entry.rank);
     let stream = net::connect_retrying(&entry.host, entry.port, config.retry(), &what)?;
     let hello = Hello {
         group: config.group.clone(),
         rank: me,
         incarnation: Incarnation(1),
+        process,
         purpose: Purpose::Form,
         nonce: None,
     };
@@ -353,6 +375,10 @@ pub struct AcceptorSettings {
 struct AcceptState {
     /// This member's rank and the group's size, once the roster arrived.
     known: Option<(Rank, u16)>,
+    /// The founders' processes (index i = rank i + 1), once the roster arrived: a formation
+    /// connection must name its rank's. Empty when unknown (a restarted process takes no formation
+    /// connections).
+    founders: Vec<ProcessId>,
     /// Ranks whose formation connection was let through (each at most once).
     formed_from: BTreeSet<Rank>,
     /// Formation is over: no more formation connections.
@@ -422,6 +448,12 @@ impl Acceptor {
         let mut state = self.shared.state.lock();
         state.known = Some((me, size));
         self.shared.changed.notify_all();
+    }
+
+    /// The founders' processes from the roster (index i = rank i + 1): a formation connection is let
+    /// through only from the process the roster lists for its rank. Call before [`Acceptor::set_roster`].
+    pub fn set_founders(&self, founders: Vec<ProcessId>) {
+        self.shared.state.lock().founders = founders;
     }
 
     /// Formation is over: further formation connections are refused.
@@ -573,6 +605,14 @@ fn admit_member(shared: &AcceptShared, hello: &Hello) -> std::result::Result<(),
                 return Err(format!(
                     "formation connection from rank {rank} with incarnation {}, not 1",
                     hello.incarnation.0
+                ));
+            }
+            let listed = state.founders.get(usize::from(rank.0 - 1)).copied();
+            if listed.is_some_and(|listed| listed != hello.process) {
+                return Err(format!(
+                    "formation connection of rank {rank} from process {}, but the roster lists process {}",
+                    hello.process,
+                    listed.unwrap_or_default()
                 ));
             }
             if !state.formed_from.insert(rank) {

@@ -7,9 +7,15 @@
 //! # Invariants
 //! - Ranks are 1..=N in arrival order, each given once; the first N first-time registrations form the
 //!   group, and every one of those N members gets the same full roster.
-//! - After formation, a first-time registration is refused (the group has its N members); a rejoin
-//!   registration (`rejoin: Some(rank)`) updates that rank's address, so the roster stays current, and
-//!   gets the roster back. It is never an (N+1)th member.
+//! - Every entry names the life listening there: its incarnation and its process. Founders are
+//!   incarnation 1, with the process they registered from.
+//! - After formation, a first-time registration is refused (the group has its N members). A restarted
+//!   process registers twice. First as a rejoin (`rejoin: Some(rank)`, no `admitted`): that only looks
+//!   the roster up and changes nothing, because the group has not admitted the process, and it may
+//!   never (the rank is still alive, another process got it). Then, once it installed the view that
+//!   admitted it, as admitted (`admitted: Some(incarnation)`): that records its address and life for
+//!   the rank, unless the entry already names a later life. A refused rejoin so leaves the roster as it
+//!   was, and the roster only ever names lives the group admitted. A rejoin is never an (N+1)th member.
 //! - Every client is served on its own thread and must send its registration before a deadline, and
 //!   at most [`Settings::pending_max`] clients may be that early: a silent or hostile client never
 //!   delays another. Every refusal is sent to the client (when it can still read it) and logged with the
@@ -25,7 +31,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::auth::{self, Rejection, Secret};
 use crate::runtime::net::{self, Listening, PendingSlot};
-use crate::types::Rank;
+use crate::types::{Incarnation, Rank};
 use crate::wire::{self, Frame, ReadError, Register, Roster, RosterEntry};
 
 /// The pure registration logic of the helper.
@@ -70,7 +76,8 @@ impl Registry {
     /// Registers a member: its rank, or the reason it is refused.
     ///
     /// A first-time registration from an address already registered before formation (a member that
-    /// retried) gets its rank again rather than a second one.
+    /// retried) gets its rank again rather than a second one, with the process that registered last.
+    /// A rejoin only looks up (see the module docs), an admitted one records the new life.
     pub fn register(&mut self, request: &Register) -> Result<Rank, String> {
         if request.group != self.group {
             return Err(format!(
@@ -106,7 +113,11 @@ impl Registry {
             .find(|entry| entry.host == request.host && entry.port == request.port)
         {
             if !self.is_formed() {
-                return Ok(entry.rank);
+                let rank = entry.rank;
+                if let Some(entry) = self.members.iter_mut().find(|e| e.rank == rank) {
+                    entry.process = request.process;
+                }
+                return Ok(rank);
             }
         }
         if self.is_formed() {
@@ -121,6 +132,8 @@ impl Registry {
             rank,
             host: request.host.clone(),
             port: request.port,
+            incarnation: Incarnation(1),
+            process: request.process,
         });
         Ok(rank)
     }
@@ -138,8 +151,27 @@ impl Registry {
                 self.group, self.size
             ));
         };
+        let Some(incarnation) = request.admitted else {
+            // Not admitted (yet): a lookup. The group decides whether this process becomes the rank's
+            // next life; until it has, the rank's entry stays the admitted life's.
+            return Ok(rank);
+        };
+        if incarnation.0 < 2 {
+            // A rejoined life's incarnation is the id of the view that admitted it: 2 or more.
+            return Err(format!(
+                "rank {rank}: incarnation {} cannot be a rejoined life",
+                incarnation.0
+            ));
+        }
+        if incarnation < entry.incarnation || (incarnation == entry.incarnation && request.process != entry.process) {
+            // A later life is already recorded (this one's news came late), or another process claims
+            // the recorded life: keep the entry.
+            return Ok(rank);
+        }
         entry.host = request.host.clone();
         entry.port = request.port;
+        entry.incarnation = incarnation;
+        entry.process = request.process;
         Ok(rank)
     }
 
@@ -149,6 +181,7 @@ impl Registry {
             rank,
             size: self.size,
             members: self.members.clone(),
+            from: None,
         })
     }
 }
@@ -330,9 +363,23 @@ fn serve_client(shared: &Shared, stream: TcpStream, peer: SocketAddr, pending: P
         }
     };
     let size = registry.size();
-    if request.rejoin.is_some() {
+    if let Some(incarnation) = request.admitted.filter(|_| request.rejoin.is_some()) {
+        let entry = registry.members().iter().find(|e| e.rank == rank);
+        if entry.is_some_and(|e| e.incarnation == incarnation && e.process == request.process) {
+            info!(
+                "helper: rank {rank} rejoined as life {} (process {}), now at {}:{}",
+                incarnation.0, request.process, request.host, request.port
+            );
+        } else {
+            info!(
+                "helper: rank {rank} life {} (process {}) from {peer} not recorded: the roster names a later life",
+                incarnation.0, request.process
+            );
+        }
+    } else if request.rejoin.is_some() {
         info!(
-            "helper: rank {rank} rejoins from {peer}, now at {}:{}",
+            "helper: a process asking to rejoin as rank {rank} looks the roster up from {peer} (at {}:{}, \
+             recorded once the group admits it)",
             request.host, request.port
         );
     } else {
@@ -366,14 +413,30 @@ fn serve_client(shared: &Shared, stream: TcpStream, peer: SocketAddr, pending: P
 mod tests {
     use super::*;
 
+    use crate::types::ProcessId;
+
     fn request(host: &str, port: u16, rejoin: Option<u16>) -> Register {
         Register {
             group: "tom".into(),
             host: host.into(),
             port,
+            process: ProcessId(u64::from(port) + 100),
             rejoin: rejoin.map(Rank),
+            admitted: None,
             nonce: None,
         }
+    }
+
+    fn admitted(host: &str, port: u16, rank: u16, incarnation: u64) -> Register {
+        Register {
+            admitted: Some(Incarnation(incarnation)),
+            ..request(host, port, Some(rank))
+        }
+    }
+
+    fn entry(registry: &Registry, rank: u16) -> (String, u16, u64, ProcessId) {
+        let e = &registry.members()[usize::from(rank - 1)];
+        (e.host.clone(), e.port, e.incarnation.0, e.process)
     }
 
     #[test]
@@ -389,7 +452,16 @@ mod tests {
     }
 
     #[test]
-    fn after_formation_first_timers_are_refused_and_rejoins_move_their_rank() {
+    fn founders_are_listed_with_their_process_as_life_one() {
+        let mut registry = Registry::new("tom", 2);
+        registry.register(&request("a", 1, None)).unwrap();
+        registry.register(&request("b", 2, None)).unwrap();
+        assert_eq!(entry(&registry, 1), ("a".into(), 1, 1, ProcessId(101)));
+        assert_eq!(entry(&registry, 2), ("b".into(), 2, 1, ProcessId(102)));
+    }
+
+    #[test]
+    fn after_formation_first_timers_are_refused_and_only_admitted_rejoins_move_their_rank() {
         let mut registry = Registry::new("tom", 2);
         assert!(registry.register(&request("a", 1, Some(1))).is_err());
         registry.register(&request("a", 1, None)).unwrap();
@@ -398,12 +470,39 @@ mod tests {
         assert!(registry.register(&request("a", 1, None)).is_err());
         assert!(registry.register(&request("c", 3, Some(0))).is_err());
         assert!(registry.register(&request("c", 3, Some(3))).is_err());
+        // A rejoin looks the roster up: nothing changes until the group admitted the process.
+        let before = registry.members().to_vec();
         assert_eq!(registry.register(&request("c", 3, Some(2))), Ok(Rank(2)));
+        assert_eq!(registry.members(), &before[..]);
+        // Admitted as 2#4: recorded.
+        assert_eq!(registry.register(&admitted("c", 3, 2, 4)), Ok(Rank(2)));
         assert_eq!(registry.members().len(), 2);
-        assert_eq!(
-            (registry.members()[1].host.as_str(), registry.members()[1].port),
-            ("c", 3)
-        );
+        assert_eq!(entry(&registry, 2), ("c".into(), 3, 4, ProcessId(103)));
+    }
+
+    #[test]
+    fn a_refused_rejoin_leaves_the_roster_as_it_was_and_late_news_never_overwrites_a_later_life() {
+        let mut registry = Registry::new("tom", 3);
+        for (host, port) in [("a", 1), ("b", 2), ("c", 3)] {
+            registry.register(&request(host, port, None)).unwrap();
+        }
+        let formed = registry.members().to_vec();
+        // A process asks for rank 2 while 2 lives: the group refuses it, it never registers as admitted.
+        registry.register(&request("x", 9, Some(2))).unwrap();
+        assert_eq!(registry.members(), &formed[..], "a refused rejoin corrupts nothing");
+        // Rank 3 crashes, comes back and is admitted as 3#5; then 3#7 of another process.
+        registry.register(&request("d", 4, Some(3))).unwrap();
+        registry.register(&admitted("d", 4, 3, 5)).unwrap();
+        assert_eq!(entry(&registry, 3), ("d".into(), 4, 5, ProcessId(104)));
+        registry.register(&admitted("e", 5, 3, 7)).unwrap();
+        assert_eq!(entry(&registry, 3), ("e".into(), 5, 7, ProcessId(105)));
+        // 3#5's registration, repeated late, and another process claiming 3#7: both ignored.
+        registry.register(&admitted("d", 4, 3, 5)).unwrap();
+        registry.register(&admitted("f", 6, 3, 7)).unwrap();
+        assert_eq!(entry(&registry, 3), ("e".into(), 5, 7, ProcessId(105)));
+        // An admitted life cannot be a founder's incarnation.
+        assert!(registry.register(&admitted("g", 7, 3, 1)).is_err());
+        assert_eq!(&registry.members()[..2], &formed[..2]);
     }
 
     #[test]

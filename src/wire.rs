@@ -49,6 +49,9 @@ pub const FRAME_LEN_MAX: usize = 64 * 1024 * 1024;
 /// Largest application payload of one multicast, the library's multicast limit.
 pub const PAYLOAD_LEN_MAX: usize = 1024 * 1024;
 
+/// Largest chunk of a state in one [`Frame::Snapshot`]: 4 MiB, a sixteenth of [`FRAME_LEN_MAX`].
+pub const SNAPSHOT_CHUNK_LEN_MAX: usize = 4 * 1024 * 1024;
+
 /// Bytes of the length prefix in front of every frame body.
 pub const LENGTH_PREFIX_LEN: usize = 4;
 
@@ -109,14 +112,21 @@ pub enum Frame {
     },
     /// The caller's proof of the secret, answering a [`Frame::Challenge`].
     Proof(Proof),
-    /// The application's state at a join position, from a live member to the member that rejoined.
+    /// One chunk of the application's state at a join position, from a live member to the member that
+    /// rejoined. A state travels as consecutive chunks of at most [`SNAPSHOT_CHUNK_LEN_MAX`] bytes
+    /// (offsets 0, then each chunk's end, up to `total`), so no frame grows with the state; the receiver
+    /// reassembles them and checks that they fit together.
     Snapshot {
         /// The view that admitted the rejoining member.
         view: ViewId,
         /// The join position: messages delivered before the state was taken.
         position: u64,
-        /// The application's bytes.
-        state: Vec<u8>,
+        /// Where this chunk starts in the whole state.
+        offset: u64,
+        /// The whole state's length in bytes.
+        total: u64,
+        /// The chunk's bytes (`offset + chunk.len() <= total`, checked when decoding).
+        chunk: Vec<u8>,
     },
 }
 
@@ -138,8 +148,13 @@ pub struct Hello {
     pub group: String,
     /// The caller's rank (`Rank(0)` for a caller that has none, e.g. a status query).
     pub rank: Rank,
-    /// The caller's life of that rank, so a connection of an older life is never taken for a newer one.
+    /// The caller's life of that rank, so a connection of an older life is never taken for a newer one
+    /// (0 for a restarted process not yet admitted: the group decides its incarnation).
     pub incarnation: Incarnation,
+    /// The caller's process (a fresh identity per life; `ProcessId(0)` for a status query): the
+    /// connection speaks for this process only, and counts as a member's only for the life a view lists
+    /// with this very process.
+    pub process: ProcessId,
     /// What the connection is for.
     pub purpose: Purpose,
     /// The caller's fresh nonce when it holds the group's secret and will prove it; `None` otherwise.
@@ -155,8 +170,14 @@ pub struct Register {
     pub host: String,
     /// The port of this member's listener.
     pub port: u16,
-    /// `Some(rank)` when a restarted member comes back as `rank` and announces its new address.
+    /// The registering process (a fresh identity per life).
+    pub process: ProcessId,
+    /// `Some(rank)` when a restarted process comes back as `rank`. Without `admitted`, it only looks the
+    /// roster up: the group has not admitted it, so nobody records its address yet.
     pub rejoin: Option<Rank>,
+    /// With `rejoin`: the group admitted this process as this life (`incarnation`) of the rank, and
+    /// the registration records its address. Sent once the process installed the view admitting it.
+    pub admitted: Option<Incarnation>,
     /// The caller's fresh nonce when it holds the group's secret and will prove it; `None` otherwise.
     pub nonce: Option<Nonce>,
 }
@@ -170,6 +191,9 @@ pub struct Roster {
     pub size: u16,
     /// Every member, sorted by rank.
     pub members: Vec<RosterEntry>,
+    /// The life that answers, when a member answers a rejoining process (the helper sends `None`): it
+    /// tells the process that dialled a member's address which life, of which process, it reached.
+    pub from: Option<MemberId>,
 }
 
 /// Where one member listens.
@@ -181,6 +205,10 @@ pub struct RosterEntry {
     pub host: String,
     /// The port of its listener.
     pub port: u16,
+    /// The life listening there (1 for a founder; 0 for a process still asking to rejoin).
+    pub incarnation: Incarnation,
+    /// The process listening there.
+    pub process: ProcessId,
 }
 
 /// Why a frame body could not be decoded.
@@ -338,7 +366,7 @@ const MESSAGE_REF_LEN: usize = 8 + 2 + 8;
 const JOINING_LEN: usize = 2 + 8;
 const RANK_LEN: usize = 2;
 const ACK_LEN: usize = 8;
-const ROSTER_ENTRY_LEN_MIN: usize = 2 + 4 + 2;
+const ROSTER_ENTRY_LEN_MIN: usize = 2 + 4 + 2 + 8 + 8;
 
 // A string's or a snapshot's buffer starts at most this long and grows as its bytes arrive.
 const GROWING_READ_STEP: usize = 64 * 1024;
@@ -362,6 +390,7 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             w.str(&hello.group);
             w.rank(hello.rank);
             w.u64(hello.incarnation.0);
+            w.u64(hello.process.0);
             w.u8(match hello.purpose {
                 Purpose::Form => PURPOSE_FORM,
                 Purpose::Rejoin => PURPOSE_REJOIN,
@@ -381,7 +410,9 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             w.str(&register.group);
             w.str(&register.host);
             w.u16(register.port);
+            w.u64(register.process.0);
             w.option(&register.rejoin, |w, rank| w.rank(*rank));
+            w.option(&register.admitted, |w, incarnation| w.u64(incarnation.0));
             w.option(&register.nonce, |w, nonce| w.0.extend_from_slice(&nonce.0));
         }
         Frame::Roster(roster) => {
@@ -392,7 +423,10 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
                 w.rank(entry.rank);
                 w.str(&entry.host);
                 w.u16(entry.port);
+                w.u64(entry.incarnation.0);
+                w.u64(entry.process.0);
             });
+            w.option(&roster.from, |w, life| w.member_id(life));
         }
         Frame::Protocol(msg) => {
             w.u8(TAG_PROTOCOL);
@@ -411,11 +445,19 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             w.u8(TAG_PROOF);
             w.0.extend_from_slice(&proof.0);
         }
-        Frame::Snapshot { view, position, state } => {
+        Frame::Snapshot {
+            view,
+            position,
+            offset,
+            total,
+            chunk,
+        } => {
             w.u8(TAG_SNAPSHOT);
             w.u64(view.0);
             w.u64(*position);
-            w.bytes(state);
+            w.u64(*offset);
+            w.u64(*total);
+            w.bytes(chunk);
         }
     }
     let body_len = out.len() - start - LENGTH_PREFIX_LEN;
@@ -549,11 +591,12 @@ impl Writer<'_> {
     }
     fn view(&mut self, view: &View) {
         self.u64(view.id.0);
-        self.list(&view.members, |w, member| {
-            w.rank(member.rank);
-            w.u64(member.incarnation.0);
-            w.u64(member.process.0);
-        });
+        self.list(&view.members, |w, member| w.member_id(member));
+    }
+    fn member_id(&mut self, member: &MemberId) {
+        self.rank(member.rank);
+        self.u64(member.incarnation.0);
+        self.u64(member.process.0);
     }
     fn message_ref(&mut self, msg: &MessageRef) {
         self.u64(msg.lamport);
@@ -866,6 +909,13 @@ impl<R: Read> Reader<'_, R> {
             })?,
         })
     }
+    fn member_id(&mut self) -> Result<MemberId, ReadError> {
+        Ok(MemberId {
+            rank: self.rank()?,
+            incarnation: Incarnation(self.u64()?),
+            process: ProcessId(self.u64()?),
+        })
+    }
     fn message_ref(&mut self) -> Result<MessageRef, ReadError> {
         Ok(MessageRef {
             lamport: self.u64()?,
@@ -922,6 +972,7 @@ impl<R: Read> Reader<'_, R> {
                     group: self.string()?,
                     rank: self.rank()?,
                     incarnation: Incarnation(self.u64()?),
+                    process: ProcessId(self.u64()?),
                     purpose: match self.u8()? {
                         PURPOSE_FORM => Purpose::Form,
                         PURPOSE_REJOIN => Purpose::Rejoin,
@@ -940,7 +991,9 @@ impl<R: Read> Reader<'_, R> {
                     group: self.string()?,
                     host: self.string()?,
                     port: self.u16()?,
+                    process: ProcessId(self.u64()?),
                     rejoin: self.option(|r| r.rank())?,
+                    admitted: self.option(|r| Ok(Incarnation(r.u64()?)))?,
                     nonce: self.option(|r| r.nonce())?,
                 })
             }
@@ -952,8 +1005,11 @@ impl<R: Read> Reader<'_, R> {
                         rank: r.rank()?,
                         host: r.string()?,
                         port: r.u16()?,
+                        incarnation: Incarnation(r.u64()?),
+                        process: ProcessId(r.u64()?),
                     })
                 })?,
+                from: self.option(|r| r.member_id())?,
             }),
             TAG_PROTOCOL => Frame::Protocol(self.message()?),
             TAG_STATUS_REPORT => Frame::StatusReport { report: self.string()? },
@@ -962,14 +1018,25 @@ impl<R: Read> Reader<'_, R> {
                 proof: self.proof()?,
             },
             TAG_PROOF => Frame::Proof(self.proof()?),
-            TAG_SNAPSHOT => Frame::Snapshot {
-                view: ViewId(self.u64()?),
-                position: self.u64()?,
-                state: {
-                    let len = self.count(1)?;
-                    self.byte_vec(len)?
-                },
-            },
+            TAG_SNAPSHOT => {
+                let view = ViewId(self.u64()?);
+                let position = self.u64()?;
+                let offset = self.u64()?;
+                let total = self.u64()?;
+                let len = self.count(1)?;
+                if offset.checked_add(len as u64).map_or(true, |end| end > total) {
+                    return Err(ReadError::Wire(WireError::Malformed(
+                        "snapshot chunk beyond the state's end",
+                    )));
+                }
+                Frame::Snapshot {
+                    view,
+                    position,
+                    offset,
+                    total,
+                    chunk: self.byte_vec(len)?,
+                }
+            }
             tag => return Err(ReadError::Wire(WireError::UnknownTag { what: "frame", tag })),
         };
         if self.remaining != 0 {

@@ -14,7 +14,7 @@ use tom::auth::{self, Secret};
 use tom::error::Error;
 use tom::formation::{Acceptor, AcceptorSettings, Incoming};
 use tom::registry::{Helper, Settings};
-use tom::types::{Incarnation, Rank};
+use tom::types::{Incarnation, ProcessId, Rank};
 use tom::wire::{self, Frame, Hello, Nonce, Proof, Purpose, Register};
 
 const GROUP: &str = "lab";
@@ -43,6 +43,7 @@ fn status_hello() -> Frame {
         group: GROUP.into(),
         rank: Rank(0),
         incarnation: Incarnation(0),
+        process: ProcessId(0xbad),
         purpose: Purpose::Status,
         nonce: None,
     })
@@ -192,7 +193,9 @@ fn the_helper_checks_the_secret_before_it_gives_a_rank() {
             group: GROUP.into(),
             host: "127.0.0.1".into(),
             port: 4_000,
+            process: ProcessId(0xbad),
             rejoin: None,
+            admitted: None,
             nonce: None,
         });
         auth::open(&stream, opening, secret, soon(), "the helper").map(|()| read(&stream))

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use net_support::{capture_logs, check_mesh, form_group, member_config, start_helper, wait_for_log};
 use tom::formation;
-use tom::types::{Incarnation, Rank};
+use tom::types::{Incarnation, ProcessId, Rank};
 use tom::wire::{self, Frame, Hello, Purpose, ReadError, Register};
 
 fn connect(addr: SocketAddr) -> TcpStream {
@@ -42,7 +42,9 @@ fn register(group: &str, port: u16, rejoin: Option<Rank>) -> Vec<u8> {
         group: group.into(),
         host: "127.0.0.1".into(),
         port,
+        process: ProcessId(0xbad),
         rejoin,
+        admitted: None,
         nonce: None,
     }))
 }
@@ -52,6 +54,7 @@ fn hello(group: &str, rank: u16) -> Vec<u8> {
         group: group.into(),
         rank: Rank(rank),
         incarnation: Incarnation(1),
+        process: ProcessId(0xbad),
         purpose: Purpose::Form,
         nonce: None,
     }))
@@ -145,14 +148,35 @@ fn helper_refuses_bad_clients_and_still_forms_the_group() {
     send(&out_of_range, &register("tom", 4000, Some(Rank(3))));
     assert!(expect_refusal(&out_of_range).contains("1..=2"));
 
-    // A rejoin after formation is no third member: it moves rank 2 and gets the roster back.
+    // A rejoin after formation is no third member: it gets the roster back and moves nothing (the
+    // group has not admitted that process)...
+    let formed = helper.members();
     let rejoin = connect(addr);
     send(&rejoin, &register("tom", 4242, Some(Rank(2))));
     match wire::read_frame(&mut &rejoin, wire::HANDSHAKE_LEN_MAX) {
         Ok(Frame::Roster(roster)) => {
             assert_eq!((roster.rank, roster.size), (Rank(2), 2));
+            assert_eq!(roster.members, formed);
+        }
+        other => panic!("expected the roster, got {other:?}"),
+    }
+    assert_eq!(helper.members(), formed);
+    // ...until it registers as admitted: then it moves rank 2.
+    let admitted = connect(addr);
+    let mut frame = register("tom", 4242, Some(Rank(2)));
+    let Ok(Frame::Register(mut request)) = wire::decode(&frame[wire::LENGTH_PREFIX_LEN..]) else {
+        panic!("a registration")
+    };
+    request.admitted = Some(Incarnation(3));
+    frame = frame_bytes(&Frame::Register(request));
+    send(&admitted, &frame);
+    match wire::read_frame(&mut &admitted, wire::HANDSHAKE_LEN_MAX) {
+        Ok(Frame::Roster(roster)) => {
             assert_eq!(roster.members.len(), 2);
-            assert_eq!(roster.members[1].port, 4242);
+            assert_eq!(
+                (roster.members[1].port, roster.members[1].incarnation),
+                (4242, Incarnation(3))
+            );
         }
         other => panic!("expected the roster, got {other:?}"),
     }

@@ -41,7 +41,7 @@ use proc_support::{
 use tom::auth::{self, Secret};
 use tom::error::Error;
 use tom::message::{Message, Multicast};
-use tom::types::{Incarnation, Rank, ViewId};
+use tom::types::{Incarnation, ProcessId, Rank, ViewId};
 use tom::wire::{self, Frame, Hello, Nonce, Proof, Purpose, ReadError, Register};
 
 /// The group's secret, written to the lab's cookie file.
@@ -105,13 +105,16 @@ impl Victim {
                 group: group.into(),
                 host: "127.0.0.1".into(),
                 port: 1,
+                process: ProcessId(0xbad),
                 rejoin: None,
+                admitted: None,
                 nonce,
             }),
             Victim::Member(_) => Frame::Hello(Hello {
                 group: group.into(),
                 rank: Rank(0),
                 incarnation: Incarnation(0),
+                process: ProcessId(0xbad),
                 purpose: Purpose::Status,
                 nonce,
             }),
@@ -213,11 +216,12 @@ impl Attacker {
         auth::open(&self.stream, opening, Some(secret), soon(), "the victim")
     }
 
-    /// The next frame other than a heartbeat, or the connection's end.
+    /// The next frame other than a heartbeat (or a member's greeting), or the connection's end.
     fn next_answer(&self) -> Answer {
         loop {
             match wire::read_frame(&mut &self.stream, wire::FRAME_LEN_MAX) {
-                Ok(Frame::Heartbeat) => {}
+                // A member greets every rejoin connection with its directory and its life first.
+                Ok(Frame::Heartbeat | Frame::Roster(wire::Roster { from: Some(_), .. })) => {}
                 Ok(frame) => return Answer::Frame(frame),
                 Err(ReadError::Eof | ReadError::EofMidFrame) => return Answer::Closed,
                 Err(ReadError::Io(error)) if is_reset(&error) => return Answer::Closed,
@@ -521,12 +525,13 @@ fn open_rejoin_connection(lab: &Lab, victim: Victim, rank: u16, incarnation: u64
         group: GROUP.into(),
         rank: Rank(rank),
         incarnation: Incarnation(incarnation),
+        process: ProcessId(0xbad),
         purpose: Purpose::Rejoin,
         nonce: None,
     });
     attacker.open(hello, &secret()).expect("rejoin handshake");
     attacker.expect_frame("a welcome", |f| *f == Frame::Welcome);
-    victim.wait_for_log_after(lab, mark, &[&format!("rank {rank} connects to rejoin")]);
+    victim.wait_for_log_after(lab, mark, &[&format!("connects to rejoin as rank {rank}")]);
     attacker
 }
 
@@ -537,6 +542,7 @@ fn formation_hello_is_refused(lab: &Lab, victim: Victim, rank: u16) {
         group: GROUP.into(),
         rank: Rank(rank),
         incarnation: Incarnation(1),
+        process: ProcessId(0xbad),
         purpose: Purpose::Form,
         nonce: None,
     });
@@ -575,8 +581,14 @@ fn speak_for_others(
         view,
         acks: vec![u64::MAX; 3],
     }));
-    attacker.send_frame(&Frame::Protocol(Message::JoinRequest { rank: Rank(other) }));
-    attacker.send_frame(&Frame::Protocol(Message::JoinRequest { rank: Rank(claimed) }));
+    attacker.send_frame(&Frame::Protocol(Message::JoinRequest {
+        rank: Rank(other),
+        process: ProcessId(0xbad),
+    }));
+    attacker.send_frame(&Frame::Protocol(Message::JoinRequest {
+        rank: Rank(claimed),
+        process: ProcessId(0xbad),
+    }));
     let answer = attacker.expect_frame("a join refusal", |f| {
         matches!(f, Frame::Protocol(Message::JoinRefused { .. }))
     });

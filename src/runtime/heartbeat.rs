@@ -4,8 +4,12 @@
 //! included, which proves this member's own listener and reader path) and asks the pure
 //! [`Detector`] which member connections have been silent for longer than the failure timeout. It also
 //! suspects a peer whose writer has been unable to make progress that long: a peer that stopped reading
-//! must not stall the group. Suspicions go to the protocol thread as [`Signal::Suspect`]. A connection
-//! of a process asking to rejoin that stops reading for as long is closed ([`Signal::Closed`]).
+//! must not stall the group. Each member connection is watched together with the life it speaks for
+//! (the one the installed view lists with that connection's process), and a suspicion names that life
+//! ([`Signal::Suspect`]), so a late report never counts against a newer life of the same rank. A member
+//! connection that speaks for no life of the view yet (a restarted process's dials before it is
+//! admitted) only gets heartbeats. A connection of a process asking to rejoin that stops reading for
+//! as long as the failure timeout is closed ([`Signal::Closed`]).
 //!
 //! The reader threads stamp "heard from"; this thread only reads the stamps, so its view of silence does
 //! not depend on how busy the protocol thread is.
@@ -20,7 +24,7 @@ use log::info;
 
 use super::member::{ConnId, Shared, Signal};
 use crate::detector::Detector;
-use crate::types::Rank;
+use crate::types::{MemberId, Rank};
 use crate::wire::Frame;
 
 /// The heartbeat thread's settings.
@@ -45,8 +49,8 @@ pub(crate) fn spawn(
         .name(format!("tom-{}-heartbeat", settings.me))
         .spawn(move || {
             let mut detector = Detector::new(settings.failure_timeout_ms);
-            // The connection each rank was watched on: a new one (a new life) is watched afresh.
-            let mut watched_conn: BTreeMap<Rank, ConnId> = BTreeMap::new();
+            // The connection and life each rank was watched on: a new one is watched afresh.
+            let mut watched_conn: BTreeMap<Rank, (ConnId, MemberId)> = BTreeMap::new();
             let interval = Duration::from_millis(settings.heartbeat_interval_ms);
             loop {
                 match stop.recv_timeout(interval) {
@@ -56,6 +60,7 @@ pub(crate) fn spawn(
                 let watched = shared.watched.lock().clone();
                 let now_ms = shared.clock.now_ms();
                 let mut heard = Vec::new();
+                let mut lives: BTreeMap<Rank, MemberId> = BTreeMap::new();
                 for link in &watched {
                     link.outgoing.push(&Frame::Heartbeat);
                     if !link.is_member {
@@ -71,29 +76,32 @@ pub(crate) fn spawn(
                         }
                         continue;
                     }
-                    if link.rank == settings.me {
+                    let Some(life) = link.life.filter(|_| link.rank != settings.me) else {
                         continue;
-                    }
-                    if watched_conn.insert(link.rank, link.conn) != Some(link.conn) {
+                    };
+                    if watched_conn.insert(link.rank, (link.conn, life)) != Some((link.conn, life)) {
                         detector.forget(link.rank);
                     }
+                    lives.insert(link.rank, life);
                     heard.push((link.rank, link.heard.get_ms()));
                     if link.outgoing.stalled_for_ms() > settings.failure_timeout_ms && detector.report(link.rank) {
                         info!(
-                            "member {}: {} stopped reading (writer stuck): suspecting it",
-                            settings.me, link.rank
+                            "member {}: {life} stopped reading (writer stuck): suspecting it",
+                            settings.me
                         );
-                        if signals.send(Signal::Suspect(link.rank)).is_err() {
+                        if signals.send(Signal::Suspect(life)).is_err() {
                             return;
                         }
                     }
                 }
+                watched_conn.retain(|rank, _| lives.contains_key(rank));
                 for rank in detector.newly_silent(now_ms, heard) {
+                    let Some(&life) = lives.get(&rank) else { continue };
                     info!(
-                        "member {}: {} silent for over {} ms: suspecting it",
-                        settings.me, rank, settings.failure_timeout_ms
+                        "member {}: {life} silent for over {} ms: suspecting it",
+                        settings.me, settings.failure_timeout_ms
                     );
-                    if signals.send(Signal::Suspect(rank)).is_err() {
+                    if signals.send(Signal::Suspect(life)).is_err() {
                         return;
                     }
                 }

@@ -12,9 +12,18 @@
 //! calling [`Node::flush`], so acknowledgements are coalesced exactly when there is a backlog and go out
 //! at once when there is none.
 //!
-//! Connections: each rank has at most one member connection, whose frames go to the core; a process
-//! asking to rejoin has a joiner connection until a view admits it. Which connection becomes which, at
-//! each view, and what happens to frames that arrive early, is decided by [`super::roles`].
+//! Connections: every connection speaks for one process (named by its hello, or by the member that
+//! answered a rejoining process's dial). Each rank has at most one member connection, whose frames go
+//! to the core only while the installed view lists that rank's life with that connection's process; a
+//! process asking to rejoin has a joiner connection, known by (rank, process), until a view admits that
+//! very process. Which connection becomes which, at each view, and what happens to frames that arrive
+//! early, is decided by [`super::roles`]. Suspicions name the life a connection spoke for.
+//!
+//! Addresses: this member's directory (handed to processes that rejoin through it, `--peer`) lists
+//! admitted lives only. A rejoining process's announced address is kept on its connection and
+//! committed to the directory when a view admits that process; a process that rejoined registers with
+//! the helper again, as admitted, once it installed the view that admitted it. A refused rejoin so
+//! changes no directory.
 //!
 //! Flow control: [`Member::multicast`] blocks while this member has `window` messages multicast and not
 //! yet delivered; shutdown and the end of membership release it with an error.
@@ -37,7 +46,7 @@ use super::heartbeat;
 use super::links::{Clock, LastHeard, Outgoing};
 use super::peer::spawn_reader;
 use super::rejoin;
-use super::roles::{self, EarlyFrames};
+use super::roles::{self, EarlyFrames, Link};
 use super::state::{self, ReplicatedState};
 use crate::auth::Secret;
 use crate::error::{Error, Result};
@@ -45,7 +54,7 @@ use crate::formation::{self, Formed, Incoming};
 use crate::message::Message;
 use crate::protocol::{self, Delivery, Input, Node, Outbox, Output, Status};
 use crate::trace::{self, EventKind, TraceEvent, TraceSink};
-use crate::types::{Payload, ProcessId, Rank, View, ViewId};
+use crate::types::{Incarnation, MemberId, Payload, ProcessId, Rank, View, ViewId};
 use crate::wire::{self, Frame, Purpose, Roster, RosterEntry};
 
 /// Settings of a member: how to form the group, and the runtime's timing.
@@ -133,14 +142,22 @@ pub enum Signal {
         /// Why.
         reason: String,
     },
-    /// The heartbeat thread suspects `rank`.
-    Suspect(Rank),
+    /// The heartbeat thread suspects this life (the one the silent connection spoke for).
+    Suspect(MemberId),
     /// The application multicasts.
     Multicast(Payload),
     /// The application leaves.
     Leave,
     /// The application asks for a status snapshot.
     Status(Sender<Status>),
+    /// A connection this newly admitted life dialled, after its admission, to `life` of the view,
+    /// which it had no connection to.
+    Dialled {
+        /// The life that answered.
+        life: MemberId,
+        /// The connection.
+        stream: TcpStream,
+    },
     /// Stop now.
     Shutdown,
 }
@@ -156,9 +173,14 @@ enum Role {
 
 struct Conn {
     role: Role,
+    /// The process at the other end: the connection speaks for it only.
+    process: ProcessId,
     outgoing: Arc<Outgoing>,
-    /// What a joiner connection sent beyond its join request, for when a view admits its life.
+    /// What a joiner connection sent beyond its join request, for when a view admits its process.
     early: EarlyFrames,
+    /// The address a joiner connection's process announced, committed to the directory once a view
+    /// admits that process.
+    announced: Option<(String, u16)>,
 }
 
 /// What the heartbeat thread watches: one entry per connection.
@@ -168,8 +190,11 @@ pub struct Watched {
     pub conn: ConnId,
     /// The rank at the other end.
     pub rank: Rank,
-    /// True for member connections (suspected when silent); joiner connections only get heartbeats.
+    /// True for member connections; joiner connections only get heartbeats (and are closed when stuck).
     pub is_member: bool,
+    /// The life of the installed view this member connection speaks for (rank and process match);
+    /// `None` for a connection that speaks for no life of the view (not suspected when silent).
+    pub life: Option<MemberId>,
     /// The outgoing buffer.
     pub outgoing: Arc<Outgoing>,
     /// When the peer was last heard from.
@@ -273,6 +298,7 @@ impl Member {
     pub fn start(config: Config, formed: Formed) -> Result<Member> {
         let Formed {
             rank,
+            process,
             size,
             roster,
             links,
@@ -281,14 +307,22 @@ impl Member {
             acceptor,
             ..
         } = formed;
-        let view = View::initial(size);
+        // View 1 names every founder's process, as the helper's roster lists them.
+        let processes: Vec<ProcessId> = roster.iter().map(|entry| entry.process).collect();
+        let view = View::formed(&processes);
+        if view.member(rank).map(|m| m.process) != Some(process) {
+            return Err(Error::Unexpected(format!(
+                "the roster does not list this process ({process}) as rank {rank}"
+            )));
+        }
         let node = Node::new(core_config(&config, rank), view.clone());
-        let mut conns: Vec<(Rank, TcpStream, TcpStream)> = Vec::new();
+        let mut conns: Vec<(Rank, ProcessId, TcpStream, TcpStream)> = Vec::new();
         for (peer, stream) in links {
-            conns.push((peer, stream.try_clone()?, stream));
+            let Some(life) = view.member(peer) else { continue };
+            conns.push((peer, life.process, stream.try_clone()?, stream));
         }
         let (dialled, accepted) = self_link;
-        conns.push((rank, accepted, dialled));
+        conns.push((rank, process, accepted, dialled));
         Member::launch(
             &config,
             node,
@@ -298,6 +332,7 @@ impl Member {
             incoming,
             acceptor,
             Some(Event::View(view)),
+            None,
         )
     }
 
@@ -309,13 +344,19 @@ impl Member {
     /// this member's first delivery. Fails with a clear error when no member can be reached, or when
     /// the group does not admit it in time (for example because the rank is still alive).
     pub fn rejoin(config: Config, rank: Rank, peers: &[String], join_timeout: Duration) -> Result<(Member, u64)> {
-        let found = rejoin::reconnect(&config.formation, rank, peers)?;
-        let node = Node::rejoin(core_config(&config, rank), fresh_process_id());
+        // A fresh identity for this life: the group's decision will name it.
+        let process = crate::auth::fresh_process_id();
+        let found = rejoin::reconnect(&config.formation, rank, process, peers)?;
+        let node = Node::rejoin(core_config(&config, rank), process);
         let conns = found
             .links
             .into_iter()
-            .map(|(peer, stream)| Ok((peer, stream.try_clone()?, stream)))
+            .map(|(peer, (stream, life))| Ok((peer, life.process, stream.try_clone()?, stream)))
             .collect::<Result<Vec<_>>>()?;
+        let announce = Announce {
+            host: found.host.clone(),
+            port: found.local_addr.port(),
+        };
         let member = Member::launch(
             &config,
             node,
@@ -325,6 +366,7 @@ impl Member {
             found.incoming,
             found.acceptor,
             None,
+            Some(announce),
         )?;
         let deadline = std::time::Instant::now() + join_timeout;
         loop {
@@ -345,17 +387,19 @@ impl Member {
     }
 
     /// Starts the threads around `node`, with one connection per entry of `conns`
-    /// (`(rank, reading end, writing end)`).
+    /// (`(rank, process at the other end, reading end, writing end)`). `announce`: for a restarted
+    /// process, the address it registers with the helper once admitted.
     #[allow(clippy::too_many_arguments)]
     fn launch(
         config: &Config,
         node: Node,
         size: u16,
         directory: Vec<RosterEntry>,
-        conns: Vec<(Rank, TcpStream, TcpStream)>,
+        conns: Vec<(Rank, ProcessId, TcpStream, TcpStream)>,
         incoming: Receiver<Incoming>,
         acceptor: formation::Acceptor,
         first_event: Option<Event>,
+        announce: Option<Announce>,
     ) -> Result<Member> {
         let (signal_tx, signal_rx) = crossbeam_channel::unbounded();
         let (event_tx, event_rx) = crossbeam_channel::unbounded();
@@ -381,6 +425,9 @@ impl Member {
         } else {
             Transfer::None
         };
+        let announce = announce
+            .filter(|_| !config.formation.helper.is_empty())
+            .map(|announce| (config.formation.clone(), announce));
         let mut engine = Engine {
             node,
             conns: BTreeMap::new(),
@@ -394,9 +441,12 @@ impl Member {
             to_close: Vec::new(),
             to_demote: Vec::new(),
             replay: Vec::new(),
+            unsent: BTreeMap::new(),
             dialled_while_joining: BTreeSet::new(),
             unconnected_since_ms: BTreeMap::new(),
             failure_timeout_ms: config.failure_timeout_ms,
+            early_limit: roles::early_bytes_max(config.window.max(1)),
+            announce,
             finished: false,
             size,
             directory,
@@ -416,8 +466,8 @@ impl Member {
             engine.trace_output(&Output::ViewInstalled(view.clone()));
         }
         let mut out = Outbox::new();
-        for (peer, reading, writing) in conns {
-            let conn = engine.add_conn(Role::Member(peer), reading, writing)?;
+        for (peer, process, reading, writing) in conns {
+            let conn = engine.add_conn(Role::Member(peer), process, reading, writing)?;
             if joining {
                 engine.dialled_while_joining.insert(conn);
             }
@@ -601,7 +651,8 @@ pub fn query_status(addr: &str, group: &str, secret: Option<&Secret>, timeout: D
     let hello = wire::Hello {
         group: group.to_string(),
         rank: Rank(0),
-        incarnation: crate::types::Incarnation(0),
+        incarnation: Incarnation(0),
+        process: ProcessId(0),
         purpose: Purpose::Status,
         nonce: None,
     };
@@ -627,14 +678,6 @@ pub fn query_status(addr: &str, group: &str, secret: Option<&Secret>, timeout: D
 }
 
 /// The core's settings from the runtime's: the view-change timeout follows the failure timeout.
-/// A fresh identity for a life this process starts.
-fn fresh_process_id() -> ProcessId {
-    let nonce = crate::auth::fresh_nonce();
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&nonce.0[..8]);
-    ProcessId(u64::from_be_bytes(bytes))
-}
-
 fn core_config(config: &Config, rank: Rank) -> protocol::Config {
     let mut core = protocol::Config::new(rank);
     core.window = config.window.max(1);
@@ -649,8 +692,8 @@ struct Engine {
     /// The current member connection of each rank: frames from any other connection of that rank are
     /// an older life's and are dropped.
     member_conn: BTreeMap<Rank, ConnId>,
-    /// Connections of restarted processes asking to rejoin.
-    joiner_conn: BTreeMap<Rank, ConnId>,
+    /// Connections of restarted processes asking to rejoin, by the rank each asks for and its process.
+    joiner_conn: BTreeMap<(Rank, ProcessId), ConnId>,
     next_conn: ConnId,
     shared: Arc<Shared>,
     signals: Sender<Signal>,
@@ -660,6 +703,8 @@ struct Engine {
     to_close: Vec<ConnId>,
     /// Member connections to turn into joiner connections once the current outbox is dispatched.
     to_demote: Vec<(Rank, ConnId)>,
+    /// Frames for lives of the view without a connection yet, by rank, with the process they are for.
+    unsent: BTreeMap<Rank, (ProcessId, EarlyFrames)>,
     /// Early frames of connections just promoted, to feed to the core once the outbox is dispatched.
     replay: Vec<(ConnId, Vec<Frame>)>,
     /// The member connections this process dialled before a view admitted it (see [`roles`]).
@@ -668,10 +713,17 @@ struct Engine {
     unconnected_since_ms: BTreeMap<Rank, u64>,
     /// See [`Config::failure_timeout_ms`].
     failure_timeout_ms: u64,
+    /// Most bytes a joiner connection may send before a view admits its process
+    /// ([`roles::early_bytes_max`] of the window).
+    early_limit: usize,
+    /// For a restarted process: how to reach the helper and the address to register once admitted
+    /// (taken when it is sent).
+    announce: Option<(formation::Config, Announce)>,
     finished: bool,
     /// The group's size N.
     size: u16,
-    /// Every rank's last known address, handed to a process that rejoins through this member.
+    /// Every rank's last known address, of admitted lives only (and this member's own), handed to a
+    /// process that rejoins through this member.
     directory: Vec<RosterEntry>,
     /// The application's state, if it asked for state transfer.
     state: Option<ReplicatedState>,
@@ -679,12 +731,19 @@ struct Engine {
     transfer: Transfer,
     /// Where protocol events are traced, if anywhere.
     trace: Option<TraceSink>,
-    /// Events held back until the snapshot is restored.
-    held: Vec<Event>,
+    /// Events (and hand-offs of the state to newer lives) held back until the snapshot is restored.
+    held: Vec<Held>,
     /// See [`Config::delivery_queue_max`].
     delivery_queue_max: usize,
     /// The core was told the application is behind.
     application_busy: bool,
+}
+
+/// The address a restarted process registers with the helper once the group admitted it.
+#[derive(Clone, Debug)]
+struct Announce {
+    host: String,
+    port: u16,
 }
 
 /// A returning member's progress in receiving the application's state.
@@ -692,10 +751,85 @@ struct Engine {
 enum Transfer {
     /// Nothing to receive.
     None,
-    /// Not yet in a view; a snapshot that arrives before the view is kept.
-    Admitted { early: Option<(ViewId, Vec<u8>)> },
-    /// Waiting for the snapshot of `view` from `sponsor`; events are held.
-    Awaiting { sponsor: Rank, view: ViewId },
+    /// Not yet in a view; snapshot chunks that arrive before the view are kept.
+    Admitted { early: Option<Assembly> },
+    /// Waiting for the snapshot of `view` from the `sponsor` life; events are held.
+    Awaiting {
+        sponsor: MemberId,
+        view: ViewId,
+        assembly: Option<Assembly>,
+    },
+}
+
+/// A snapshot being reassembled from its chunks.
+#[derive(Debug)]
+struct Assembly {
+    /// The rank and process it comes from.
+    from: (Rank, ProcessId),
+    view: ViewId,
+    position: u64,
+    total: u64,
+    bytes: Vec<u8>,
+}
+
+impl Assembly {
+    fn is_complete(&self) -> bool {
+        self.bytes.len() as u64 == self.total
+    }
+}
+
+/// One chunk of a snapshot, as it arrived.
+struct Chunk {
+    from: (Rank, ProcessId),
+    view: ViewId,
+    position: u64,
+    offset: u64,
+    total: u64,
+    bytes: Vec<u8>,
+}
+
+/// Adds `chunk` to the assembly in `slot`: a chunk at offset 0 starts a new one; any other must
+/// continue the one in progress exactly (same sender, view, position and length, next offset), or the
+/// assembly is dropped.
+fn add_chunk(slot: &mut Option<Assembly>, chunk: Chunk) -> std::result::Result<(), String> {
+    if chunk.offset == 0 {
+        *slot = Some(Assembly {
+            from: chunk.from,
+            view: chunk.view,
+            position: chunk.position,
+            total: chunk.total,
+            bytes: chunk.bytes,
+        });
+        return Ok(());
+    }
+    let fits = slot.as_ref().is_some_and(|a| {
+        a.from == chunk.from
+            && a.view == chunk.view
+            && a.position == chunk.position
+            && a.total == chunk.total
+            && a.bytes.len() as u64 == chunk.offset
+    });
+    if !fits {
+        *slot = None;
+        return Err(format!(
+            "snapshot chunk at offset {} of {} from rank {} does not continue the snapshot in progress",
+            chunk.offset, chunk.total, chunk.from.0
+        ));
+    }
+    if let Some(assembly) = slot.as_mut() {
+        assembly.bytes.extend_from_slice(&chunk.bytes);
+    }
+    Ok(())
+}
+
+/// What a member waiting for its own snapshot holds back.
+#[derive(Debug)]
+enum Held {
+    /// An event for the application (a delivery is applied to the state when it is released).
+    Event(Event),
+    /// `view` made this member the sponsor of its new lives: hand them the state at `position` once
+    /// every event before it is released.
+    Handoff { view: View, position: u64 },
 }
 
 impl Engine {
@@ -763,12 +897,13 @@ impl Engine {
         match signal {
             Signal::Frame { conn, frame } => self.on_frame(conn, frame, out),
             Signal::Closed { conn, reason } => self.on_closed(conn, &reason, out),
-            Signal::Suspect(rank) => self.suspect_rank(rank, out),
+            Signal::Suspect(life) => self.handle(Input::Suspect(life), out),
             Signal::Multicast(payload) => self.handle(Input::Multicast(payload), out),
             Signal::Leave => self.handle(Input::Leave, out),
             Signal::Status(reply) => {
                 let _ = reply.send(self.node.status());
             }
+            Signal::Dialled { life, stream } => self.on_dialled(life, stream),
             Signal::Shutdown => {
                 self.trace_event(EventKind::Stop);
                 self.finished = true
@@ -777,32 +912,73 @@ impl Engine {
     }
 
     fn on_frame(&mut self, conn: ConnId, frame: Frame, out: &mut Outbox) {
-        let Some(role) = self.conns.get(&conn).map(|c| c.role) else {
+        let Some((role, process)) = self.conns.get(&conn).map(|c| (c.role, c.process)) else {
             return;
         };
         let me = self.node.me();
+        let role_rank = match role {
+            Role::Member(rank) | Role::Joiner(rank) => rank,
+        };
         match (role, frame) {
             (Role::Member(rank), Frame::Protocol(msg)) if self.member_conn.get(&rank) == Some(&conn) => {
-                self.handle(Input::Received { from: rank, msg }, out)
+                if self.speaks_for_listed_life(rank, process) {
+                    self.handle(Input::Received { from: rank, msg }, out)
+                } else {
+                    debug!(
+                        "member {me}: {} from process {process} of rank {rank}, not the life the view lists, dropped",
+                        msg.kind()
+                    )
+                }
             }
             (Role::Member(rank), Frame::Protocol(_)) => {
                 debug!("member {me}: frame from an old connection of {rank} dropped")
             }
-            (Role::Joiner(rank), Frame::Protocol(Message::JoinRequest { rank: asked, process })) if asked == rank => {
-                self.handle(Input::JoinRequest { rank, process }, out)
-            }
-            (Role::Joiner(rank), Frame::Register(register)) if register.rejoin == Some(rank) => {
-                self.on_new_address(conn, rank, register.host, register.port)
+            (
+                Role::Joiner(rank),
+                Frame::Protocol(Message::JoinRequest {
+                    rank: asked,
+                    process: asking,
+                }),
+            ) if asked == rank && asking == process => self.handle(Input::JoinRequest { rank, process }, out),
+            (
+                Role::Joiner(rank),
+                Frame::Protocol(Message::JoinRequest {
+                    rank: asked,
+                    process: asking,
+                }),
+            ) => warn!(
+                "member {me}: unexpected join-request frame on connection {conn} dropped: the connection of process \
+                 {process} asking for rank {rank} asked for rank {asked} as process {asking}"
+            ),
+            (_, Frame::Register(register))
+                if register.rejoin == Some(role_rank) && register.process == process && register.admitted.is_none() =>
+            {
+                self.on_new_address(conn, register.host, register.port)
             }
             // Sent after a view admitted that process, which this member has not installed yet.
-            (Role::Joiner(rank), frame @ (Frame::Protocol(_) | Frame::Snapshot { .. }))
-                if !matches!(frame, Frame::Protocol(Message::JoinRequest { .. })) =>
-            {
+            (Role::Joiner(rank), frame @ (Frame::Protocol(_) | Frame::Snapshot { .. })) => {
                 self.keep_early(conn, rank, frame)
             }
-            // A member answering a rejoiner's address with its directory: only used by `--peer` discovery.
+            // A member answering a rejoiner's address with its directory: read by `rejoin.rs` before the
+            // connection is handed to the runtime; a repeated answer carries nothing new.
             (Role::Member(_), Frame::Roster(_)) => {}
-            (Role::Member(rank), Frame::Snapshot { view, state, .. }) => self.on_snapshot(rank, view, &state),
+            (
+                Role::Member(rank),
+                Frame::Snapshot {
+                    view,
+                    position,
+                    offset,
+                    total,
+                    chunk,
+                },
+            ) if self.member_conn.get(&rank) == Some(&conn) => self.on_snapshot(Chunk {
+                from: (rank, process),
+                view,
+                position,
+                offset,
+                total,
+                bytes: chunk,
+            }),
             (_, other) => warn!(
                 "member {me}: unexpected {} frame on connection {conn} dropped",
                 other.kind()
@@ -810,31 +986,99 @@ impl Engine {
         }
     }
 
-    /// A restarted process told this member its new address: remember it (the next rejoiner may ask
-    /// for it) and answer with every address this member knows.
-    fn on_new_address(&mut self, conn: ConnId, rank: Rank, host: String, port: u16) {
-        match self.directory.iter_mut().find(|entry| entry.rank == rank) {
-            Some(entry) => {
-                entry.host = host;
-                entry.port = port;
-            }
-            None => {
-                self.directory.push(RosterEntry { rank, host, port });
-                self.directory.sort_by_key(|entry| entry.rank);
-            }
+    /// True if frames of `process` for `rank` may reach the core: the installed view lists that rank's
+    /// life with that very process (before a first view, a restarted process takes its dials' frames:
+    /// its core installs only a decision that admits it).
+    fn speaks_for_listed_life(&self, rank: Rank, process: ProcessId) -> bool {
+        self.node
+            .view()
+            .map_or(true, |view| view.member(rank).is_some_and(|m| m.process == process))
+    }
+
+    /// The life of the installed view that a member connection of `process` for `rank` speaks for.
+    fn listed_life(&self, rank: Rank, process: ProcessId) -> Option<MemberId> {
+        self.node
+            .view()
+            .and_then(|view| view.member(rank))
+            .filter(|m| m.process == process)
+    }
+
+    /// A restarted process told this member its new address: keep it on its connection (committed to
+    /// the directory only once a view admits that process, see [`Engine::commit_addresses`]).
+    fn on_new_address(&mut self, conn: ConnId, host: String, port: u16) {
+        if let Some(joiner) = self.conns.get_mut(&conn) {
+            joiner.announced = Some((host, port));
         }
+    }
+
+    /// The first frame on a connection a restarted process dialled (heartbeats aside): every address
+    /// this member knows, and the life that answers, which is the life the connection speaks with. Sent
+    /// as the connection is taken, before anything else can be queued on it, so that the dialler can
+    /// read it before it hands the connection on.
+    fn greet(&self, conn: ConnId, rank: Rank) {
         let roster = Roster {
             rank,
             size: self.size,
             members: self.directory.clone(),
+            from: Some(self.node.me()),
         };
-        if let Some(joiner) = self.conns.get(&conn) {
-            joiner.outgoing.push(&Frame::Roster(roster));
+        if let Some(conn) = self.conns.get(&conn) {
+            conn.outgoing.push(&Frame::Roster(roster));
         }
     }
 
-    /// Keeps a frame of a joiner connection until a view admits its life (see [`roles`]); a connection
-    /// that sends more than a frame's worth before that is closed.
+    /// The addresses that the lives of `view` announced on their connections, now that the view
+    /// admits their processes, go to the directory (a later life's entry is never overwritten by an
+    /// earlier one's); and this member's own entry names its current life.
+    fn commit_addresses(&mut self, view: &View) {
+        let me = self.node.me();
+        let mut admitted: Vec<RosterEntry> = Vec::new();
+        for member in view.members.iter().filter(|m| m.rank != me.rank) {
+            let announced = self
+                .member_conn
+                .get(&member.rank)
+                .and_then(|conn| self.conns.get(conn))
+                .filter(|conn| conn.process == member.process)
+                .and_then(|conn| conn.announced.clone());
+            if let Some((host, port)) = announced {
+                admitted.push(RosterEntry {
+                    rank: member.rank,
+                    host,
+                    port,
+                    incarnation: member.incarnation,
+                    process: member.process,
+                });
+            }
+        }
+        if let Some(own) = self.directory.iter().find(|entry| entry.rank == me.rank).cloned() {
+            admitted.push(RosterEntry {
+                incarnation: me.incarnation,
+                process: me.process,
+                ..own
+            });
+        }
+        for entry in admitted {
+            match self.directory.iter_mut().find(|known| known.rank == entry.rank) {
+                Some(known) if known.incarnation > entry.incarnation && known.rank != me.rank => {}
+                Some(known) => {
+                    if (&known.host, known.port) != (&entry.host, entry.port) {
+                        info!(
+                            "member {me}: rank {} (life {}) now at {}:{}",
+                            entry.rank, entry.incarnation.0, entry.host, entry.port
+                        );
+                    }
+                    *known = entry;
+                }
+                None => {
+                    self.directory.push(entry);
+                    self.directory.sort_by_key(|known| known.rank);
+                }
+            }
+        }
+    }
+
+    /// Keeps a frame of a joiner connection until a view admits its process (see [`roles`]); a
+    /// connection that sends more than [`roles::early_bytes_max`] before that is closed.
     fn keep_early(&mut self, conn: ConnId, rank: Rank, frame: Frame) {
         let me = self.node.me();
         let Some(entry) = self.conns.get_mut(&conn) else { return };
@@ -843,7 +1087,7 @@ impl Engine {
             warn!(
                 "member {me}: connection {conn} of rank {rank} sent over {} bytes before a view admitted it; \
                  closing it",
-                roles::EARLY_BYTES_MAX
+                entry.early.limit()
             );
             self.forget_conn(conn);
             return;
@@ -873,16 +1117,26 @@ impl Engine {
             Role::Member(rank) if self.member_conn.get(&rank) == Some(&conn) => {
                 self.member_conn.remove(&rank);
                 if rank != self.node.me().rank {
-                    info!(
-                        "member {}: connection to {rank} lost ({reason}): suspecting it",
-                        self.node.me()
-                    );
-                    self.suspect_rank(rank, out);
+                    // The life this connection spoke for, if the view lists it.
+                    match self.listed_life(rank, closed.process) {
+                        Some(life) => {
+                            info!(
+                                "member {}: connection to {life} lost ({reason}): suspecting it",
+                                self.node.me()
+                            );
+                            self.handle(Input::Suspect(life), out);
+                        }
+                        None => info!(
+                            "member {}: connection to process {} of rank {rank}, no life of the view, closed: {reason}",
+                            self.node.me(),
+                            closed.process
+                        ),
+                    }
                 }
             }
             Role::Joiner(rank) => {
-                if self.joiner_conn.get(&rank) == Some(&conn) {
-                    self.joiner_conn.remove(&rank);
+                if self.joiner_conn.get(&(rank, closed.process)) == Some(&conn) {
+                    self.joiner_conn.remove(&(rank, closed.process));
                 }
                 info!(
                     "member {}: connection {conn} of rank {rank}, asking to rejoin, closed: {reason}",
@@ -897,20 +1151,29 @@ impl Engine {
         let Incoming { hello, stream } = accepted;
         match hello.purpose {
             Purpose::Rejoin => {
-                let rank = hello.rank;
+                let (rank, process) = (hello.rank, hello.process);
                 let Ok(reading) = stream.try_clone() else { return };
+                let links = self.links();
                 let node = &self.node;
-                if roles::arrives_admitted(node.view(), rank, &self.member_conn, |m| node.is_suspected(m)) {
+                if roles::arrives_admitted(node.view(), rank, process, &links, |m| node.is_suspected(m)) {
                     info!(
-                        "member {}: rank {rank}, admitted by the current view, connects: its member connection",
+                        "member {}: process {process} of rank {rank}, admitted by the current view, connects: its \
+                         member connection",
                         self.node.me()
                     );
-                    let _ = self.add_conn(Role::Member(rank), reading, stream);
+                    if let Ok(conn) = self.add_conn(Role::Member(rank), process, reading, stream) {
+                        self.greet(conn, rank);
+                        self.send_unsent(rank);
+                    }
                     return;
                 }
-                info!("member {}: rank {rank} connects to rejoin", self.node.me());
-                if let Ok(conn) = self.add_conn(Role::Joiner(rank), reading, stream) {
-                    if let Some(old) = self.joiner_conn.insert(rank, conn) {
+                info!(
+                    "member {}: process {process} connects to rejoin as rank {rank}",
+                    self.node.me()
+                );
+                if let Ok(conn) = self.add_conn(Role::Joiner(rank), process, reading, stream) {
+                    self.greet(conn, rank);
+                    if let Some(old) = self.joiner_conn.insert((rank, process), conn) {
                         self.close_conn(old);
                     }
                 }
@@ -938,7 +1201,8 @@ impl Engine {
 
     /// Registers a connection: a reader on `reading`, a writer on `writing` (two ends of one socket,
     /// or, for the self-connection, the two sockets of one loopback connection).
-    fn add_conn(&mut self, role: Role, reading: TcpStream, writing: TcpStream) -> Result<ConnId> {
+    /// `process` is the process at the other end.
+    fn add_conn(&mut self, role: Role, process: ProcessId, reading: TcpStream, writing: TcpStream) -> Result<ConnId> {
         let conn = self.next_conn;
         self.next_conn += 1;
         let me = self.node.me().rank;
@@ -972,10 +1236,16 @@ impl Engine {
             threads.retain(|thread| !thread.is_finished());
             threads.extend([writer, reader]);
         }
+        let life = if is_member {
+            self.listed_life(rank, process)
+        } else {
+            None
+        };
         self.shared.watched.lock().push(Watched {
             conn,
             rank,
             is_member,
+            life,
             outgoing: Arc::clone(&outgoing),
             heard: Arc::clone(&heard),
         });
@@ -986,8 +1256,10 @@ impl Engine {
             conn,
             Conn {
                 role,
+                process,
                 outgoing,
-                early: EarlyFrames::default(),
+                early: EarlyFrames::new(self.early_limit),
+                announced: None,
             },
         );
         Ok(conn)
@@ -1004,6 +1276,17 @@ impl Engine {
         self.shared.streams.lock().remove(&conn);
     }
 
+    /// The member connections with the process each speaks for (for [`roles`]).
+    fn links(&self) -> BTreeMap<Rank, Link> {
+        self.member_conn
+            .iter()
+            .filter_map(|(&rank, &conn)| {
+                let process = self.conns.get(&conn)?.process;
+                Some((rank, Link { conn, process }))
+            })
+            .collect()
+    }
+
     /// Closes a connection and forgets whichever role it had.
     fn forget_conn(&mut self, conn: ConnId) {
         self.member_conn.retain(|_, c| *c != conn);
@@ -1017,17 +1300,23 @@ impl Engine {
 
     /// Carries out the core's outputs, in order.
     fn dispatch(&mut self, out: &mut Outbox) {
-        let me = self.node.me();
         for output in out.drain() {
             self.trace_output(&output);
             match output {
                 Output::Send { to, msg } => match self.member_conn.get(&to).and_then(|c| self.conns.get(c)) {
                     Some(conn) => conn.outgoing.push(&Frame::Protocol(msg)),
-                    None => debug!("member {me}: no connection to {to}; {} dropped", msg.kind()),
+                    None => self.keep_unsent(to, Frame::Protocol(msg)),
                 },
                 Output::SendToJoiner { rank, msg } => {
-                    if let Some(conn) = self.joiner_conn.get(&rank).and_then(|c| self.conns.get(c)) {
-                        conn.outgoing.push(&Frame::Protocol(msg));
+                    // Every process asking for that rank hears it (a refusal is about the rank).
+                    let frame = Frame::Protocol(msg);
+                    for (_, conn) in self
+                        .joiner_conn
+                        .range((rank, ProcessId(0))..=(rank, ProcessId(u64::MAX)))
+                    {
+                        if let Some(conn) = self.conns.get(conn) {
+                            conn.outgoing.push(&frame);
+                        }
                     }
                 }
                 Output::Deliver(delivery) => {
@@ -1037,7 +1326,12 @@ impl Engine {
                     self.report(Event::Deliver(delivery));
                 }
                 Output::ViewInstalled(view) => {
+                    self.unsent
+                        .retain(|rank, (process, _)| view.member(*rank).is_some_and(|m| m.process == *process));
                     self.adopt_view(&view);
+                    self.commit_addresses(&view);
+                    self.refresh_watched();
+                    self.announce_admission(&view);
                     self.transfer_state(&view);
                     self.report(Event::View(view));
                 }
@@ -1059,8 +1353,12 @@ impl Engine {
         for conn in std::mem::take(&mut self.to_close) {
             self.forget_conn(conn);
         }
-        for (rank, conn) in std::mem::take(&mut self.to_demote) {
-            self.demote(rank, conn);
+        let demote = std::mem::take(&mut self.to_demote);
+        if !demote.is_empty() {
+            for (rank, conn) in demote {
+                self.demote(rank, conn);
+            }
+            self.refresh_watched();
         }
         // The early frames of connections promoted by a view just installed: the core sees them now,
         // in the order they arrived, before anything that arrives later on the same connection.
@@ -1075,10 +1373,137 @@ impl Engine {
         }
     }
 
-    /// Suspects the life the current view lists for `rank`.
-    fn suspect_rank(&mut self, rank: Rank, out: &mut Outbox) {
-        if let Some(life) = self.node.view().and_then(|v| v.member(rank)) {
-            self.handle(Input::Suspect(life), out);
+    /// A restarted process just installed the view that admitted it: it tells the helper, on a
+    /// short-lived thread (the protocol thread never waits on a socket), so that the helper's roster
+    /// records this life's address. Before this, the helper only looked the roster up for it. The
+    /// helper answers with its roster, which names every admitted life: the lives of the view this one
+    /// has no connection to (admitted after this process found the group, at an address it never
+    /// knew) are dialled at the address the roster names for that very life.
+    fn announce_admission(&mut self, view: &View) {
+        let me = self.node.me();
+        if me.incarnation.0 != view.id.0 {
+            return;
+        }
+        let Some((formation, announce)) = self.announce.take() else {
+            return;
+        };
+        let links = self.links();
+        let missing: Vec<MemberId> = view
+            .members
+            .iter()
+            .filter(|m| m.rank != me.rank && links.get(&m.rank).map(|l| l.process) != Some(m.process))
+            .copied()
+            .collect();
+        let register = rejoin::admitted_register(&formation, &announce.host, announce.port, me);
+        let signals = self.signals.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("tom-{}-admitted", me.rank))
+            .spawn(move || {
+                let roster = match rejoin::register_admitted(&formation, register, me) {
+                    Ok(roster) => {
+                        info!(
+                            "member {me}: the helper at {} records this life at {}:{}",
+                            formation.helper, announce.host, announce.port
+                        );
+                        roster
+                    }
+                    Err(error) => {
+                        warn!(
+                            "member {me}: could not tell the helper at {} that this life was admitted: {error}",
+                            formation.helper
+                        );
+                        return;
+                    }
+                };
+                for life in missing {
+                    let listed = roster.members.iter().find(|e| {
+                        e.rank == life.rank && e.incarnation == life.incarnation && e.process == life.process
+                    });
+                    let Some(entry) = listed else { continue };
+                    match rejoin::dial_listed(&formation, entry, me, &announce.host, announce.port) {
+                        Ok((stream, answered)) if answered == life => {
+                            info!("member {me}: dialled {life}, which it had no connection to");
+                            let _ = signals.send(Signal::Dialled { life, stream });
+                        }
+                        Ok((stream, answered)) => {
+                            warn!(
+                                "member {me}: {answered}, not {life}, answered at {}:{}",
+                                entry.host, entry.port
+                            );
+                            let _ = stream.shutdown(Shutdown::Both);
+                        }
+                        Err(error) => warn!("member {me}: could not dial {life}: {error}"),
+                    }
+                }
+            });
+        if let Err(error) = spawned {
+            warn!("member {me}: no thread to tell the helper of this life: {error}");
+        }
+    }
+
+    /// A connection dialled after this life's admission to `life`: its member connection, if the view
+    /// still lists that life and no member connection of it came meanwhile.
+    fn on_dialled(&mut self, life: MemberId, stream: TcpStream) {
+        let connected = self.member_conn.contains_key(&life.rank);
+        if self.listed_life(life.rank, life.process).is_none() || connected {
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
+        let Ok(reading) = stream.try_clone() else { return };
+        if self
+            .add_conn(Role::Member(life.rank), life.process, reading, stream)
+            .is_ok()
+        {
+            self.send_unsent(life.rank);
+        }
+    }
+
+    /// A frame for a life of the view this member has no connection to yet (the two were admitted at
+    /// different times and neither dialled the other; the late dial is on its way): kept, in order, for
+    /// the connection, so that nothing sent on the link is lost, up to the early-frame bound (then the
+    /// frames are dropped: the life will be suspected for want of a connection anyway).
+    fn keep_unsent(&mut self, to: Rank, frame: Frame) {
+        let me = self.node.me();
+        // Not for a suspected life: its connection broke (or it is silent), and a view without it is
+        // on its way.
+        let listed = self.node.view().and_then(|v| v.member(to));
+        let Some(life) = listed.filter(|life| to != me.rank && !self.node.is_suspected(*life)) else {
+            debug!("member {me}: no connection to {to}; {} dropped", frame.kind());
+            return;
+        };
+        let limit = self.early_limit;
+        let kept = self
+            .unsent
+            .entry(to)
+            .or_insert_with(|| (life.process, EarlyFrames::new(limit)));
+        if kept.0 != life.process {
+            *kept = (life.process, EarlyFrames::new(limit));
+        }
+        if kept.1.keep(frame).is_err() {
+            warn!("member {me}: over {limit} bytes for {life}, which has no connection: dropped");
+            self.unsent.remove(&to);
+        }
+    }
+
+    /// The frames kept for `rank` while it had no connection go out on its member connection, first.
+    fn send_unsent(&mut self, rank: Rank) {
+        let Some((process, mut frames)) = self.unsent.remove(&rank) else {
+            return;
+        };
+        let conn = self
+            .member_conn
+            .get(&rank)
+            .and_then(|c| self.conns.get(c))
+            .filter(|c| c.process == process);
+        if let Some(conn) = conn {
+            debug!(
+                "member {}: {} frames kept for {rank} while it had no connection go out",
+                self.node.me(),
+                frames.len()
+            );
+            for frame in frames.take() {
+                conn.outgoing.push(&frame);
+            }
         }
     }
 
@@ -1095,7 +1520,7 @@ impl Engine {
             self.unconnected_since_ms.clear();
             return;
         };
-        let unconnected = roles::unconnected(me.rank, view, &self.member_conn);
+        let unconnected = roles::unconnected(me.rank, view, &self.links());
         let view_id = view.id;
         let now_ms = self.shared.clock.now_ms();
         self.unconnected_since_ms.retain(|rank, _| unconnected.contains(rank));
@@ -1108,7 +1533,9 @@ impl Engine {
                 );
                 // Again only after another timeout, should the suspicion not lead to a view change.
                 self.unconnected_since_ms.insert(rank, now_ms);
-                self.suspect_rank(rank, out);
+                if let Some(life) = self.node.view().and_then(|v| v.member(rank)) {
+                    self.handle(Input::Suspect(life), out);
+                }
             }
         }
     }
@@ -1117,7 +1544,7 @@ impl Engine {
     /// snapshot is awaited.
     fn report(&mut self, event: Event) {
         if matches!(self.transfer, Transfer::Awaiting { .. }) {
-            self.held.push(event);
+            self.held.push(Held::Event(event));
             return;
         }
         if let (Event::Deliver(delivery), Some(state)) = (&event, &self.state) {
@@ -1126,22 +1553,32 @@ impl Engine {
         let _ = self.events.send(event);
     }
 
-    /// At a view installed: a sponsor sends the state to each new life; a member just admitted starts
-    /// waiting for it (or restores the one that came early); a member waiting on a sponsor that is gone
-    /// stops.
+    /// At a view installed: a member just admitted starts waiting for its state (or restores the one
+    /// that came early); a member waiting on a sponsor that is gone stops; the sponsor of the view's
+    /// new lives hands them the state at the join position, at once, or, while it still waits for its
+    /// own snapshot, once that is restored and everything before this view is applied.
     fn transfer_state(&mut self, view: &View) {
         let me = self.node.me();
         match std::mem::replace(&mut self.transfer, Transfer::None) {
             Transfer::Admitted { early } => {
                 let Some(sponsor) = state::sponsor(view) else { return };
-                self.transfer = Transfer::Awaiting { sponsor, view: view.id };
-                if let Some((early_view, snapshot)) = early {
-                    self.on_snapshot(sponsor, early_view, &snapshot);
+                // Chunks that came before the view count only if they are the sponsor's, for this view.
+                let early = early.filter(|a| a.from == (sponsor.rank, sponsor.process) && a.view == view.id);
+                let complete = early.as_ref().is_some_and(Assembly::is_complete);
+                self.transfer = Transfer::Awaiting {
+                    sponsor,
+                    view: view.id,
+                    assembly: early,
+                };
+                if complete {
+                    self.restore_awaited();
                 }
                 return;
             }
-            Transfer::Awaiting { sponsor, view: awaited } if view.index_of(sponsor).is_none() => {
-                warn!("member {me}: rank {sponsor} left before handing over the state of view {awaited}; stopping");
+            Transfer::Awaiting {
+                sponsor, view: awaited, ..
+            } if !view.contains(sponsor) => {
+                warn!("member {me}: {sponsor} left before handing over the state of view {awaited}; stopping");
                 self.gate.close(Closed::Excluded(view.id));
                 self.held.clear();
                 let _ = self.events.send(Event::Excluded { view: view.id });
@@ -1150,76 +1587,159 @@ impl Engine {
             }
             other => self.transfer = other,
         }
-        if state::sponsor(view) != Some(me.rank) {
+        if state::sponsor(view) != Some(me) || state::new_lives(view).next().is_none() {
             return;
         }
         let position = self.node.delivered_count();
+        if matches!(self.transfer, Transfer::Awaiting { .. }) {
+            info!(
+                "member {me}: sponsor of view {}'s new lives, but its own state is not restored yet: handing it \
+                 on once it is",
+                view.id
+            );
+            self.held.push(Held::Handoff {
+                view: view.clone(),
+                position,
+            });
+        } else {
+            self.hand_off(view, position);
+        }
+    }
+
+    /// Sends the application's state, as it is now (at `position`), to the new lives of `view`, in
+    /// chunks, on the member connection of each (of that life's process).
+    fn hand_off(&self, view: &View, position: u64) {
+        let me = self.node.me();
         let snapshot = self.state.as_ref().map(|s| s.0.lock().snapshot()).unwrap_or_default();
-        for rank in state::new_lives(view).collect::<Vec<_>>() {
-            if let Some(conn) = self.member_conn.get(&rank).and_then(|c| self.conns.get(c)) {
-                info!("member {me}: handing the state at position {position} to rank {rank}");
-                conn.outgoing.push(&Frame::Snapshot {
+        let total = snapshot.len() as u64;
+        let mut chunks: Vec<Frame> = snapshot
+            .chunks(wire::SNAPSHOT_CHUNK_LEN_MAX)
+            .scan(0u64, |offset, chunk| {
+                let frame = Frame::Snapshot {
                     view: view.id,
                     position,
-                    state: snapshot.clone(),
-                });
+                    offset: *offset,
+                    total,
+                    chunk: chunk.to_vec(),
+                };
+                *offset += chunk.len() as u64;
+                Some(frame)
+            })
+            .collect();
+        if chunks.is_empty() {
+            chunks.push(Frame::Snapshot {
+                view: view.id,
+                position,
+                offset: 0,
+                total: 0,
+                chunk: Vec::new(),
+            });
+        }
+        for life in state::new_lives(view) {
+            let conn = self
+                .member_conn
+                .get(&life.rank)
+                .and_then(|c| self.conns.get(c))
+                .filter(|c| c.process == life.process);
+            match conn {
+                Some(conn) => {
+                    info!(
+                        "member {me}: handing the state at position {position} ({total} bytes, {} chunks) to {life}",
+                        chunks.len()
+                    );
+                    for chunk in &chunks {
+                        conn.outgoing.push(chunk);
+                    }
+                }
+                None => warn!("member {me}: no connection to {life} to hand it the state"),
             }
         }
     }
 
-    /// A snapshot arrived from `from`: restore it if it is the awaited one, then release held events.
-    fn on_snapshot(&mut self, from: Rank, view: ViewId, snapshot: &[u8]) {
-        match &mut self.transfer {
-            Transfer::Admitted { early } => *early = Some((view, snapshot.to_vec())),
-            Transfer::Awaiting { sponsor, view: awaited } if *sponsor == from && *awaited == view => {
-                if let Some(state) = &self.state {
-                    state.0.lock().restore(snapshot);
-                }
-                info!("member {}: state restored from rank {from}", self.node.me());
-                self.transfer = Transfer::None;
-                for event in std::mem::take(&mut self.held) {
-                    self.report(event);
-                }
+    /// A snapshot chunk arrived: kept before the view that admits this member, added to the awaited
+    /// snapshot after; the awaited snapshot, once whole, is restored.
+    fn on_snapshot(&mut self, chunk: Chunk) {
+        let me = self.node.me();
+        let (from, view) = (chunk.from, chunk.view);
+        let added = match &mut self.transfer {
+            Transfer::Admitted { early } => add_chunk(early, chunk),
+            Transfer::Awaiting {
+                sponsor,
+                view: awaited,
+                assembly,
+            } if (sponsor.rank, sponsor.process) == from && *awaited == view => add_chunk(assembly, chunk),
+            _ => {
+                debug!("member {me}: snapshot chunk from {} for view {view} ignored", from.0);
+                return;
             }
-            _ => debug!(
-                "member {}: snapshot from {from} for view {view} ignored",
-                self.node.me()
-            ),
+        };
+        if let Err(problem) = added {
+            warn!("member {me}: {problem}; dropped");
+            return;
+        }
+        let complete = matches!(
+            &self.transfer,
+            Transfer::Awaiting { assembly: Some(a), .. } if a.is_complete()
+        );
+        if complete {
+            self.restore_awaited();
         }
     }
 
-    /// A new view: joiner connections of lives it admitted become member connections, connections of
-    /// ranks it no longer lists close once the decision (already queued) has gone out, and a life just
-    /// admitted keeps its dials to ranks still joining (the rules and why: [`roles`]).
+    /// The awaited snapshot is whole: restore it, then release the held events (and hand-offs) in order.
+    fn restore_awaited(&mut self) {
+        let Transfer::Awaiting {
+            sponsor,
+            assembly: Some(assembly),
+            ..
+        } = std::mem::replace(&mut self.transfer, Transfer::None)
+        else {
+            return;
+        };
+        if let Some(state) = &self.state {
+            state.0.lock().restore(&assembly.bytes);
+        }
+        info!(
+            "member {}: state at position {} restored from {sponsor} ({} bytes)",
+            self.node.me(),
+            assembly.position,
+            assembly.bytes.len()
+        );
+        for held in std::mem::take(&mut self.held) {
+            match held {
+                Held::Event(event) => self.report(event),
+                Held::Handoff { view, position } => self.hand_off(&view, position),
+            }
+        }
+    }
+
+    /// A new view: joiner connections of the processes it admitted become member connections,
+    /// connections that speak for no life it lists close once the decision (already queued) has gone
+    /// out, and a life just admitted keeps its dials to processes still joining (the rules and why:
+    /// [`roles`]).
     fn adopt_view(&mut self, view: &View) {
         let me = self.node.me();
-        let adoption = roles::adopt(
-            me,
-            view,
-            &self.member_conn,
-            &self.joiner_conn,
-            &self.dialled_while_joining,
-        );
+        let adoption = roles::adopt(me, view, &self.links(), &self.joiner_conn, &self.dialled_while_joining);
         for (rank, conn) in adoption.promote {
-            self.joiner_conn.remove(&rank);
             let Some(entry) = self.conns.get_mut(&conn) else {
                 continue;
             };
+            self.joiner_conn.remove(&(rank, entry.process));
             entry.role = Role::Member(rank);
             if !entry.early.is_empty() {
                 debug!(
-                    "member {me}: {} early frames of rank {rank} to replay",
-                    entry.early.len()
+                    "member {me}: {} early frames ({} bytes) of rank {rank} to replay",
+                    entry.early.len(),
+                    entry.early.bytes()
                 );
                 self.replay.push((conn, entry.early.take()));
             }
             self.member_conn.insert(rank, conn);
-            self.set_watched_as_member(conn, true);
         }
         for &(rank, conn) in &adoption.demote {
             info!(
-                "member {me}: rank {rank} is not in view {}: keeping connection {conn}, dialled while joining, \
-                 as its joiner connection",
+                "member {me}: connection {conn}, dialled while joining, speaks for no life of rank {rank} in view {}: \
+                 kept as its process's joiner connection",
                 view.id
             );
         }
@@ -1227,26 +1747,36 @@ impl Engine {
         self.to_close.extend(adoption.close);
     }
 
-    /// A member connection dialled while joining, to a rank the view no longer lists, becomes that
-    /// rank's joiner connection (after the decision that removed the rank went out on it).
+    /// A member connection dialled while joining, to a process the view does not list, becomes that
+    /// process's joiner connection (after the decision went out on it).
     fn demote(&mut self, rank: Rank, conn: ConnId) {
         if self.member_conn.get(&rank) != Some(&conn) {
             return;
         }
         self.member_conn.remove(&rank);
         self.dialled_while_joining.remove(&conn);
-        if let Some(entry) = self.conns.get_mut(&conn) {
-            entry.role = Role::Joiner(rank);
-        }
-        if let Some(older) = self.joiner_conn.insert(rank, conn) {
+        let Some(entry) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        entry.role = Role::Joiner(rank);
+        let process = entry.process;
+        if let Some(older) = self.joiner_conn.insert((rank, process), conn) {
             self.close_conn(older);
         }
-        self.set_watched_as_member(conn, false);
     }
 
-    fn set_watched_as_member(&self, conn: ConnId, is_member: bool) {
-        for watched in self.shared.watched.lock().iter_mut().filter(|w| w.conn == conn) {
-            watched.is_member = is_member;
+    /// Tells the heartbeat thread, for every connection, whether it is a member connection and which
+    /// life of the installed view it speaks for.
+    fn refresh_watched(&self) {
+        let mut watched = self.shared.watched.lock();
+        for w in watched.iter_mut() {
+            let Some(conn) = self.conns.get(&w.conn) else { continue };
+            w.is_member = matches!(conn.role, Role::Member(_));
+            w.life = if w.is_member {
+                self.listed_life(w.rank, conn.process)
+            } else {
+                None
+            };
         }
     }
 }

@@ -6,7 +6,8 @@
 //! - [`links`]: per-peer outgoing buffers drained by one writer thread each (the protocol thread never
 //!   blocks on a socket);
 //! - [`heartbeat`]: heartbeats and the failure detector's clock;
-//! - [`roles`]: which connection speaks for which rank when views change and lives rejoin;
+//! - [`roles`]: which connection speaks for which life (rank and process) when views change and lives
+//!   rejoin;
 //! - [`net`]: socket plumbing (port probing, connecting with retries, reading a handshake before a
 //!   deadline).
 pub mod heartbeat;

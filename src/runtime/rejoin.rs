@@ -6,10 +6,19 @@
 //!
 //! 1. bind a listener (probing ports upward) and start an [`Acceptor`] on it, so that later joiners and
 //!    status queries can reach this member;
-//! 2. find the members' addresses: register with the helper as a returning rank (the helper updates
-//!    this rank's address, so the next rejoiner finds it), or, when the helper is gone, ask any live
-//!    member given with `--peer`;
-//! 3. dial every other member with a `Rejoin` handshake and tell it this member's new address.
+//! 2. find the members' addresses: look the roster up at the helper with a rejoin registration (which
+//!    records nothing: the helper records this process's address only once the group admitted it, when
+//!    the runtime registers again as admitted), or, when the helper is gone, ask any live member given
+//!    with `--peer`;
+//! 3. dial every other member with a `Rejoin` handshake naming this process, tell it this process's new
+//!    address (which it keeps aside until a view admits this process), and read its greeting (the first
+//!    frame a member sends on a rejoin connection: its directory and the life that answers): that life
+//!    is the one this connection speaks with.
+//!
+//! A process admitted after another one found the group may have no connection to it (neither knew the
+//! other's address): once admitted, it registers with the helper as admitted and dials, at the address
+//! the helper's roster names for that very life, each life of its view it is not connected to
+//! ([`dial_listed`], from the runtime).
 //!
 //! Members that do not answer are skipped: they may be the crashed ones. With none reachable, it fails
 //! with a clear error instead of waiting.
@@ -25,7 +34,7 @@ use crate::auth;
 use crate::error::{Error, Result};
 use crate::formation::{self, Acceptor, AcceptorSettings, Incoming};
 use crate::runtime::net::{self, Retry};
-use crate::types::{Incarnation, Rank};
+use crate::types::{Incarnation, MemberId, ProcessId, Rank};
 use crate::wire::{self, Frame, Hello, Purpose, Register, Roster, RosterEntry};
 
 /// A restarted process connected to the live members, ready to ask to be admitted.
@@ -33,12 +42,17 @@ use crate::wire::{self, Frame, Hello, Purpose, Register, Roster, RosterEntry};
 pub struct Reconnected {
     /// The rank it comes back as.
     pub rank: Rank,
+    /// This process's identity, named by its hellos and registrations.
+    pub process: ProcessId,
+    /// The host it advertised (with `local_addr`'s port): what it registers once admitted.
+    pub host: String,
     /// The group's size N.
     pub size: u16,
-    /// The members' addresses as last known (this rank's entry is the new address).
+    /// The members' addresses as last known (this rank's entry is the new address, incarnation 0 and
+    /// this process: not admitted yet).
     pub roster: Vec<RosterEntry>,
-    /// One connection per member that answered.
-    pub links: BTreeMap<Rank, TcpStream>,
+    /// One connection per member that answered, with the life that answered on it.
+    pub links: BTreeMap<Rank, (TcpStream, MemberId)>,
     /// Connections validated by this member's acceptor (later joiners, status queries).
     pub incoming: Receiver<Incoming>,
     /// The thread that owns the listener.
@@ -47,9 +61,9 @@ pub struct Reconnected {
     pub local_addr: SocketAddr,
 }
 
-/// Connects a restarted process as `rank`: through the helper in `config`, or else through `peers`
-/// (`HOST:PORT` of live members).
-pub fn reconnect(config: &formation::Config, rank: Rank, peers: &[String]) -> Result<Reconnected> {
+/// Connects a restarted process, `process`, as `rank`: through the helper in `config`, or else through
+/// `peers` (`HOST:PORT` of live members).
+pub fn reconnect(config: &formation::Config, rank: Rank, process: ProcessId, peers: &[String]) -> Result<Reconnected> {
     if rank.0 == 0 {
         return Err(Error::InvalidConfig("rank 0 does not exist: ranks start at 1".into()));
     }
@@ -66,7 +80,7 @@ pub fn reconnect(config: &formation::Config, rank: Rank, peers: &[String]) -> Re
         },
     )?;
     info!("listening on {local_addr}; looking for the group to rejoin as rank {rank}");
-    let (roster, host) = find_roster(config, rank, local_addr.port(), peers)?;
+    let (mut roster, host) = find_roster(config, rank, process, local_addr.port(), peers)?;
     if rank.0 > roster.size {
         return Err(Error::Refused(format!(
             "rank {rank} out of range: the group has ranks 1..={}",
@@ -76,7 +90,7 @@ pub fn reconnect(config: &formation::Config, rank: Rank, peers: &[String]) -> Re
     acceptor.set_roster(rank, roster.size);
     acceptor.set_formed();
 
-    let register = rejoin_register(config, &host, local_addr.port(), rank);
+    let register = rejoin_register(config, &host, local_addr.port(), rank, process);
     let mut links = BTreeMap::new();
     let mut tried = Vec::new();
     // The roster may still list a dead member at the port this process now listens on (members on one
@@ -84,8 +98,12 @@ pub fn reconnect(config: &formation::Config, rank: Rank, peers: &[String]) -> Re
     let is_self = |e: &&RosterEntry| e.port == local_addr.port() && e.host == register.host;
     for entry in roster.members.iter().filter(|e| e.rank != rank && !is_self(e)) {
         match dial_member(config, entry, rank, &register) {
-            Ok(stream) => {
-                links.insert(entry.rank, stream);
+            Ok((stream, life)) => {
+                info!(
+                    "rank {} at {}:{} answered as life {life} (process {})",
+                    entry.rank, entry.host, entry.port, life.process
+                );
+                links.insert(entry.rank, (stream, life));
             }
             Err(error) => {
                 warn!(
@@ -108,8 +126,25 @@ pub fn reconnect(config: &formation::Config, rank: Rank, peers: &[String]) -> Re
         "rank {rank}: connected to ranks {:?}; asking to be admitted",
         links.keys().collect::<Vec<_>>()
     );
+    // This process's own entry: its new address, not admitted yet.
+    let own = RosterEntry {
+        rank,
+        host: host.clone(),
+        port: local_addr.port(),
+        incarnation: Incarnation(0),
+        process,
+    };
+    match roster.members.iter_mut().find(|entry| entry.rank == rank) {
+        Some(entry) => *entry = own,
+        None => {
+            roster.members.push(own);
+            roster.members.sort_by_key(|entry| entry.rank);
+        }
+    }
     Ok(Reconnected {
         rank,
+        process,
+        host,
         size: roster.size,
         roster: roster.members,
         links,
@@ -120,13 +155,19 @@ pub fn reconnect(config: &formation::Config, rank: Rank, peers: &[String]) -> Re
 }
 
 /// The roster, and the host to advertise: from the helper, else from the first peer that answers.
-fn find_roster(config: &formation::Config, rank: Rank, port: u16, peers: &[String]) -> Result<(Roster, String)> {
+fn find_roster(
+    config: &formation::Config,
+    rank: Rank,
+    process: ProcessId,
+    port: u16,
+    peers: &[String],
+) -> Result<(Roster, String)> {
     let deadline = Instant::now() + Duration::from_millis(config.handshake_timeout_ms.max(1_000));
     let mut tried = Vec::new();
     if !config.helper.is_empty() {
         // With peers to fall back on, do not spend the whole retry budget on a helper that may be gone.
         let attempts = if peers.is_empty() { config.connect_attempts } else { 2 };
-        match ask_helper(config, rank, port, attempts, deadline) {
+        match ask_helper(config, rank, process, port, attempts, deadline) {
             Ok(found) => return Ok(found),
             Err(error) => {
                 warn!("helper at {}: {error}", config.helper);
@@ -135,7 +176,7 @@ fn find_roster(config: &formation::Config, rank: Rank, port: u16, peers: &[Strin
         }
     }
     for peer in peers {
-        match ask_peer(config, peer, rank, port, deadline) {
+        match ask_peer(config, peer, rank, process, port, deadline) {
             Ok(found) => return Ok(found),
             Err(error) => {
                 warn!("peer {peer}: {error}");
@@ -156,6 +197,7 @@ fn find_roster(config: &formation::Config, rank: Rank, port: u16, peers: &[Strin
 fn ask_helper(
     config: &formation::Config,
     rank: Rank,
+    process: ProcessId,
     port: u16,
     attempts: u32,
     deadline: Instant,
@@ -172,7 +214,7 @@ fn ask_helper(
             reason: error.to_string(),
         })?;
     let advertised = advertised_host(config, &stream)?;
-    let register = rejoin_register(config, &advertised, port, rank);
+    let register = rejoin_register(config, &advertised, port, rank, process);
     let handshake_deadline = Instant::now() + Duration::from_millis(config.handshake_timeout_ms);
     let helper_name = format!("helper at {}", config.helper);
     auth::open(
@@ -192,30 +234,84 @@ fn ask_peer(
     config: &formation::Config,
     peer: &str,
     rank: Rank,
+    process: ProcessId,
     port: u16,
     deadline: Instant,
 ) -> Result<(Roster, String)> {
     let (host, peer_port) = net::split_host_port(peer)?;
     let stream = net::connect(&host, peer_port, Duration::from_millis(config.connect_timeout_ms))?;
     let advertised = advertised_host(config, &stream)?;
-    let register = rejoin_register(config, &advertised, port, rank);
+    let register = rejoin_register(config, &advertised, port, rank, process);
     handshake(config, &stream, rank, &register, deadline)?;
     Ok((read_roster(&stream, deadline, &format!("peer {peer}"))?, advertised))
 }
 
-/// The registration a returning `rank` sends: its group and its new address.
-fn rejoin_register(config: &formation::Config, host: &str, port: u16, rank: Rank) -> Register {
+/// The registration a returning `rank` sends while not admitted: its group, its new address and its
+/// process. To the helper it is a lookup; to a member, an address kept aside until a view admits it.
+fn rejoin_register(config: &formation::Config, host: &str, port: u16, rank: Rank, process: ProcessId) -> Register {
     Register {
         group: config.group.clone(),
         host: host.to_string(),
         port,
+        process,
         rejoin: Some(rank),
+        admitted: None,
         nonce: None,
     }
 }
 
-/// Opens a `Rejoin` connection to one member and tells it this member's address.
-fn dial_member(config: &formation::Config, entry: &RosterEntry, rank: Rank, register: &Register) -> Result<TcpStream> {
+/// Tells the helper that the group admitted `register.process` as `life`: the helper records its
+/// address for the rank. Returns the helper's roster, which names every admitted life it knows.
+pub fn register_admitted(config: &formation::Config, mut register: Register, life: MemberId) -> Result<Roster> {
+    let (host, helper_port) = net::split_host_port(&config.helper)?;
+    let stream = net::connect(&host, helper_port, Duration::from_millis(config.connect_timeout_ms))?;
+    register.rejoin = Some(life.rank);
+    register.admitted = Some(life.incarnation);
+    register.process = life.process;
+    let deadline = Instant::now() + Duration::from_millis(config.handshake_timeout_ms);
+    let helper_name = format!("helper at {}", config.helper);
+    auth::open(
+        &stream,
+        Frame::Register(register),
+        config.secret.as_ref(),
+        deadline,
+        &helper_name,
+    )?;
+    read_roster(&stream, deadline, &helper_name)
+}
+
+/// Dials `entry`, the address of a life of the view that this newly admitted life `me` has no
+/// connection to (neither dialled the other while joining), the way a rejoining process dials: the
+/// member at the other end takes it as the member connection of `me` once it installed the view that
+/// admitted `me`. Returns the connection and the life that answered.
+pub fn dial_listed(
+    config: &formation::Config,
+    entry: &RosterEntry,
+    me: MemberId,
+    host: &str,
+    port: u16,
+) -> Result<(TcpStream, MemberId)> {
+    let register = rejoin_register(config, host, port, me.rank, me.process);
+    dial_member(config, entry, me.rank, &register)
+}
+
+/// The registration this process sends the helper once admitted (see [`register_admitted`]).
+pub fn admitted_register(config: &formation::Config, host: &str, port: u16, life: MemberId) -> Register {
+    Register {
+        admitted: Some(life.incarnation),
+        ..rejoin_register(config, host, port, life.rank, life.process)
+    }
+}
+
+/// Opens a `Rejoin` connection to one member, tells it this process's address, and reads its answer:
+/// the life that answered. An answer from another rank (its process took a dead member's port) is
+/// refused: that member is not the one listed there.
+fn dial_member(
+    config: &formation::Config,
+    entry: &RosterEntry,
+    rank: Rank,
+    register: &Register,
+) -> Result<(TcpStream, MemberId)> {
     let deadline = Instant::now() + Duration::from_millis(config.handshake_timeout_ms);
     let stream = net::connect(
         &entry.host,
@@ -223,7 +319,18 @@ fn dial_member(config: &formation::Config, entry: &RosterEntry, rank: Rank, regi
         Duration::from_millis(config.connect_timeout_ms),
     )?;
     handshake(config, &stream, rank, register, deadline)?;
-    Ok(stream)
+    let answer = read_roster(&stream, deadline, &format!("rank {}", entry.rank))?;
+    match answer.from {
+        Some(life) if life.rank == entry.rank => Ok((stream, life)),
+        Some(life) => Err(Error::Unexpected(format!(
+            "rank {} listens there no more: life {life} answered",
+            entry.rank
+        ))),
+        None => Err(Error::Unexpected(format!(
+            "rank {} answered without naming its life",
+            entry.rank
+        ))),
+    }
 }
 
 /// Sends the `Rejoin` hello, waits for the welcome, then sends this member's address.
@@ -240,6 +347,7 @@ fn handshake(
         group: config.group.clone(),
         rank,
         incarnation: Incarnation(0),
+        process: register.process,
         purpose: Purpose::Rejoin,
         nonce: None,
     };

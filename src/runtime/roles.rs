@@ -1,59 +1,82 @@
-//! Which connection speaks for which rank: the rules the protocol thread applies when a view is
+//! Which connection speaks for which life: the rules the protocol thread applies when a view is
 //! installed, when a rejoin connection arrives, and on every tick. Pure functions over the two maps
 //! the protocol thread keeps (no sockets), so each rule is tested on its own below.
 //!
-//! A connection is held in one of two roles. A **member connection** carries a view member's frames
-//! to the core; a rank has at most one. A **joiner connection** belongs to a process asking to come
-//! back as that rank: it may only ask to be admitted and give its address, and what else it sends is
-//! kept ([`EarlyFrames`]) until a view admits that process.
+//! Every connection speaks for one process: the one its hello named (a connection this member
+//! accepted) or the one that answered (a connection it dialled: the roster's founder at formation,
+//! the life named in a member's answer to a rejoining process). A connection is held in one of two
+//! roles. A **member connection** carries a view member's frames to the core; a rank has at most one,
+//! and it counts only for the life the view lists *with that connection's process*. A **joiner
+//! connection** belongs to a process asking to come back as a rank, and is known by (rank, process): it
+//! may only ask to be admitted and give its address, and what else it sends is kept ([`EarlyFrames`])
+//! until a view admits *that process*. Of two processes asking for one rank, only the connection of the
+//! process the view admits is promoted; the other stays a joiner connection.
 //!
 //! How lives get connected: founders through the formation mesh; a restarted process dials every
 //! address it was given (see `rejoin.rs`) and holds each such connection as a member connection, while
-//! the member it dialled holds it as a joiner connection until a view admits the new life. Two
+//! the member it dialled holds it as a joiner connection until a view admits the new process. Two
 //! processes that rejoin at the same time complicate this, because one may dial the other while both
-//! are still joining, and the other may have found only the first one's dead address:
+//! are still joining:
 //!
 //! - **Admitted by the same view**: each may hold the connection it dialled and the one it accepted;
 //!   both keep the one the lower rank dialled, so they never close each other's only link.
-//! - **Admitted one after the other** (A before B): if A dialled B, a view that does not list B (A's
-//!   first, or the one that excludes B's old life when A's first still listed it) would close that
-//!   connection as a departed rank's. A keeps it instead as B's joiner connection, since A dialled it
-//!   while joining and cannot tell the old life from a new process at that address; B, at the view
-//!   that admits it, takes the connection A dialled as A's member connection when it has none of its
-//!   own. If B dialled A, that is the normal case.
-//! - **A connection that arrives after the view that admitted its life** (the protocol thread was busy
-//!   when the acceptor handed it over) becomes the member connection at once.
+//! - **Admitted one after the other** (A before B): A's dial to B's new process is, at a view that does
+//!   not list that process (A's first, listing B's old life or no life of B), not a member connection of
+//!   that view: A keeps it as B's joiner connection (of B's new process), and promotes it at the view
+//!   that admits B's new process. B, at that view, takes the connection A dialled as A's member
+//!   connection when it has none of its own. If B dialled A, that is the normal case.
+//! - **A connection that arrives after the view that admitted its process** (the protocol thread was
+//!   busy when the acceptor handed it over) becomes the member connection at once.
 //!
 //! Whatever is left unconnected is not left hanging: a member of the view this member has had no
 //! connection to for a failure timeout is suspected, as if it were silent.
 //!
 //! # Invariants
 //! - a connection is in at most one of the two maps;
-//! - a member connection is only ever created for a rank the installed view lists, and frames of a
-//!   joiner connection reach the core only once it has become a member connection, in the order they
-//!   arrived.
+//! - a member connection is only ever kept, past an install, for a life the installed view lists with
+//!   that connection's process; frames of a joiner connection reach the core only once it has become a
+//!   member connection, in the order they arrived.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::types::{MemberId, Rank, View};
+use crate::types::{MemberId, ProcessId, Rank, View};
 use crate::wire::{self, Frame};
 
 use super::member::ConnId;
 
-/// How many bytes (encoded) a joiner connection may send before a view admits it. It sends nothing
-/// but its join request until it is admitted; then its decision relay and its first frames of the new
-/// view may arrive here before this member has installed that view. A `Decide` carries the cut, so
-/// the bound is that of one frame.
-pub const EARLY_BYTES_MAX: usize = wire::FRAME_LEN_MAX;
+/// Room for one data frame beyond its payload: the message header and its acknowledgements (one per
+/// member, at most [`wire::MEMBERS_MAX`]).
+pub const EARLY_FRAME_OVERHEAD: usize = 4 * 1024;
+
+/// How many bytes (encoded) a joiner connection may send before a view admits its process, for a group
+/// whose members have `window` messages in flight at most. It sends nothing but its join request until
+/// it is admitted; then its decision relay and its first frames of the new view may arrive here before
+/// this member has installed that view: up to a full window of its own messages of up to
+/// [`wire::PAYLOAD_LEN_MAX`] each, with what else goes with them (acknowledgements, a relayed decision,
+/// a snapshot chunk) within one more frame's worth.
+pub fn early_bytes_max(window: usize) -> usize {
+    window
+        .saturating_mul(wire::PAYLOAD_LEN_MAX + EARLY_FRAME_OVERHEAD)
+        .saturating_add(wire::FRAME_LEN_MAX)
+}
+
+/// A member connection, with the process at its other end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// The connection.
+    pub conn: ConnId,
+    /// The process it speaks for.
+    pub process: ProcessId,
+}
 
 /// What to do with the connections when a view is installed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Adoption {
     /// Joiner connections that become their rank's member connection.
     pub promote: Vec<(Rank, ConnId)>,
-    /// Member connections that become their rank's joiner connection: dialled by this process while it
-    /// was joining, to a rank the view does not list (the process at the other end may be one still
-    /// asking to rejoin, not the life that left). After the outbox is dispatched, like `close`.
+    /// Member connections that become joiner connections (of their own process): dialled by this
+    /// process while it was joining, to a process the view does not list (it may be one still asking to
+    /// rejoin). After the outbox is dispatched, like `close`.
     pub demote: Vec<(Rank, ConnId)>,
     /// Connections to close once the decision (already queued) has gone out.
     pub close: Vec<ConnId>,
@@ -64,19 +87,26 @@ pub struct Adoption {
 pub fn adopt(
     me: MemberId,
     view: &View,
-    member_conn: &BTreeMap<Rank, ConnId>,
-    joiner_conn: &BTreeMap<Rank, ConnId>,
+    member_conn: &BTreeMap<Rank, Link>,
+    joiner_conn: &BTreeMap<(Rank, ProcessId), ConnId>,
     dialled_while_joining: &BTreeSet<ConnId>,
 ) -> Adoption {
     let mut adoption = Adoption::default();
     // This life was admitted by this very view: its member connections are the ones it dialled while
     // joining, and its joiner connections were accepted while it was joining.
     let first_view = me.incarnation.0 == view.id.0;
+    // Member connections that do not speak for the life the view lists for their rank.
+    let mut not_listed: Vec<(Rank, Link)> = Vec::new();
     for member in view.members.iter().filter(|m| m.rank != me.rank) {
         let rank = member.rank;
         let admitted_now = member.incarnation.0 == view.id.0;
-        let dialled = member_conn.get(&rank);
-        let accepted = joiner_conn.get(&rank);
+        let dialled = member_conn.get(&rank).filter(|link| link.process == member.process);
+        if let Some(&other) = member_conn.get(&rank).filter(|link| link.process != member.process) {
+            not_listed.push((rank, other));
+        }
+        // Only a connection of the very process the view lists: another process asking for the same
+        // rank keeps its joiner connection.
+        let accepted = joiner_conn.get(&(rank, member.process));
         if admitted_now && first_view && dialled.is_some() {
             // Both joined now and each may have dialled the other: keep the lower rank's dial.
             if let Some(&accepted) = accepted {
@@ -84,72 +114,88 @@ pub fn adopt(
                     adoption.close.push(accepted);
                 } else {
                     adoption.promote.push((rank, accepted));
-                    adoption.close.extend(dialled);
+                    adoption.close.extend(dialled.map(|link| link.conn));
                 }
             }
             continue;
         }
-        let takes_accepted = admitted_now || (first_view && dialled.is_none());
-        if let (true, Some(&accepted)) = (takes_accepted, accepted) {
+        if let (None, Some(&accepted)) = (dialled, accepted) {
             adoption.promote.push((rank, accepted));
-            adoption.close.extend(dialled);
         }
     }
-    for (&rank, &conn) in member_conn {
-        if view.index_of(rank).is_some() {
-            continue;
-        }
-        if dialled_while_joining.contains(&conn) && rank != me.rank && !joiner_conn.contains_key(&rank) {
-            adoption.demote.push((rank, conn));
+    not_listed.extend(
+        member_conn
+            .iter()
+            .filter(|(rank, _)| view.index_of(**rank).is_none())
+            .map(|(rank, link)| (*rank, *link)),
+    );
+    for (rank, link) in not_listed {
+        let kept_as_joiner = dialled_while_joining.contains(&link.conn)
+            && rank != me.rank
+            && !joiner_conn.contains_key(&(rank, link.process));
+        if kept_as_joiner {
+            adoption.demote.push((rank, link.conn));
         } else {
             // A departed life (or, for a process that also dialled us, the duplicate: that process
             // keeps the connection it dialled as our member connection).
-            adoption.close.push(conn);
+            adoption.close.push(link.conn);
         }
     }
     adoption
 }
 
-/// True if a rejoin connection of `rank` that arrives now is the member connection of the life the
-/// current view admitted (the view was installed before the connection was handed over). Not if that
-/// life is suspected: its connection was there and broke, and this is a yet newer process.
+/// True if a rejoin connection of `process` asking for `rank` that arrives now is the member
+/// connection of a life of the current view (the view admitting that process was installed before the
+/// connection was handed over). Not if that life is suspected: its connection was there and broke, and
+/// this is a yet newer connection that the next view may exclude.
 pub fn arrives_admitted(
     view: Option<&View>,
     rank: Rank,
-    member_conn: &BTreeMap<Rank, ConnId>,
+    process: ProcessId,
+    member_conn: &BTreeMap<Rank, Link>,
     is_suspected: impl Fn(MemberId) -> bool,
 ) -> bool {
     let admitted = view
-        .and_then(|v| v.member(rank).map(|m| (v, m)))
-        .filter(|(v, m)| m.incarnation.0 == v.id.0 && !is_suspected(*m));
+        .and_then(|v| v.member(rank))
+        .filter(|m| m.process == process && m.incarnation.0 > 1 && !is_suspected(*m));
     admitted.is_some() && !member_conn.contains_key(&rank)
 }
 
 /// The members of `view` other than `me` that have no member connection.
-pub fn unconnected(me: Rank, view: &View, member_conn: &BTreeMap<Rank, ConnId>) -> Vec<Rank> {
+pub fn unconnected(me: Rank, view: &View, member_conn: &BTreeMap<Rank, Link>) -> Vec<Rank> {
     view.ranks()
         .filter(|rank| *rank != me && !member_conn.contains_key(rank))
         .collect()
 }
 
-/// Frames a joiner connection sent before a view admitted its life, in order, bounded by
-/// [`EARLY_BYTES_MAX`].
-#[derive(Debug, Default)]
+/// Frames a joiner connection sent before a view admitted its process, in order, bounded by
+/// a byte limit ([`early_bytes_max`]).
+#[derive(Debug)]
 pub struct EarlyFrames {
     frames: Vec<Frame>,
     bytes: usize,
+    limit: usize,
 }
 
-/// The early frames would pass [`EARLY_BYTES_MAX`].
+/// The early frames would pass their limit.
 #[derive(Debug, PartialEq, Eq)]
 pub struct TooMuchEarly;
 
 impl EarlyFrames {
+    /// An empty buffer that keeps at most `limit` encoded bytes.
+    pub fn new(limit: usize) -> EarlyFrames {
+        EarlyFrames {
+            frames: Vec::new(),
+            bytes: 0,
+            limit,
+        }
+    }
+
     /// Keeps `frame` for when the connection is admitted.
     pub fn keep(&mut self, frame: Frame) -> Result<(), TooMuchEarly> {
         let mut encoded = Vec::new();
         wire::encode(&frame, &mut encoded);
-        if self.bytes + encoded.len() > EARLY_BYTES_MAX {
+        if self.bytes.saturating_add(encoded.len()) > self.limit {
             return Err(TooMuchEarly);
         }
         self.bytes += encoded.len();
@@ -168,6 +214,16 @@ impl EarlyFrames {
         self.frames.len()
     }
 
+    /// How many encoded bytes are kept.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The most bytes kept.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     /// True if nothing is kept.
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
@@ -177,12 +233,19 @@ impl EarlyFrames {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{Incarnation, ViewId};
+    use crate::message::{Message, Multicast};
+    use crate::types::{Incarnation, Payload, ViewId};
+
+    /// The process of life `rank#incarnation` in these tests.
+    fn pid(rank: u16, incarnation: u64) -> ProcessId {
+        ProcessId(u64::from(rank) * 1000 + incarnation)
+    }
 
     fn life(rank: u16, incarnation: u64) -> MemberId {
         MemberId {
             rank: Rank(rank),
             incarnation: Incarnation(incarnation),
+            process: pid(rank, incarnation),
         }
     }
 
@@ -193,8 +256,28 @@ mod tests {
         }
     }
 
-    fn conns(entries: &[(u16, ConnId)]) -> BTreeMap<Rank, ConnId> {
-        entries.iter().map(|&(r, c)| (Rank(r), c)).collect()
+    /// Member connections `(rank, connection, incarnation of the life that answered on it)`.
+    fn conns(entries: &[(u16, ConnId, u64)]) -> BTreeMap<Rank, Link> {
+        entries
+            .iter()
+            .map(|&(r, conn, i)| {
+                (
+                    Rank(r),
+                    Link {
+                        conn,
+                        process: pid(r, i),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Joiner connections `(rank, connection, incarnation the process will have once admitted)`.
+    fn joiners(entries: &[(u16, ConnId, u64)]) -> BTreeMap<(Rank, ProcessId), ConnId> {
+        entries
+            .iter()
+            .map(|&(r, conn, i)| ((Rank(r), pid(r, i)), conn))
+            .collect()
     }
 
     fn set(conns: &[ConnId]) -> BTreeSet<ConnId> {
@@ -205,18 +288,67 @@ mod tests {
     fn a_life_admitted_by_the_view_speaks_on_the_connection_it_dialled() {
         // Member 1 holds rank 3's dial (connection 7) as a joiner connection; view 4 admits 3#4.
         let v = view(4, &[(1, 1), (2, 1), (3, 4)]);
-        let adoption = adopt(life(1, 1), &v, &conns(&[(1, 0), (2, 1)]), &conns(&[(3, 7)]), &set(&[]));
+        let adoption = adopt(
+            life(1, 1),
+            &v,
+            &conns(&[(1, 0, 1), (2, 1, 1)]),
+            &joiners(&[(3, 7, 4)]),
+            &set(&[]),
+        );
         assert_eq!(adoption.promote, vec![(Rank(3), 7)]);
         assert!(adoption.demote.is_empty() && adoption.close.is_empty());
         // And the new life keeps the connections it dialled.
         let adoption = adopt(
             life(3, 4),
             &v,
-            &conns(&[(1, 10), (2, 11)]),
-            &conns(&[]),
+            &conns(&[(1, 10, 1), (2, 11, 1)]),
+            &joiners(&[]),
             &set(&[10, 11]),
         );
         assert_eq!(adoption, Adoption::default());
+    }
+
+    #[test]
+    fn two_processes_ask_for_one_rank_the_view_admits_one_and_only_its_connection_is_promoted() {
+        // Two processes ask member 1 to become rank 3's next life: connections 7 (process A) and 8
+        // (process B). View 4 admits B.
+        let (a, b) = (ProcessId(0xa), ProcessId(0xb));
+        let mut v = view(4, &[(1, 1), (2, 1)]);
+        v.members.push(MemberId {
+            rank: Rank(3),
+            incarnation: Incarnation(4),
+            process: b,
+        });
+        let joining: BTreeMap<(Rank, ProcessId), ConnId> = [((Rank(3), a), 7), ((Rank(3), b), 8)].into();
+        let adoption = adopt(life(1, 1), &v, &conns(&[(1, 0, 1), (2, 1, 1)]), &joining, &set(&[]));
+        assert_eq!(adoption.promote, vec![(Rank(3), 8)], "only B's connection");
+        assert!(
+            !adoption.close.contains(&7) && adoption.demote.is_empty(),
+            "A's stays a joiner's"
+        );
+        // A's connection, should it arrive only now, is no member connection either.
+        let member = conns(&[(1, 0, 1), (2, 1, 1)]);
+        assert!(!arrives_admitted(Some(&v), Rank(3), a, &member, |_| false));
+        assert!(arrives_admitted(Some(&v), Rank(3), b, &member, |_| false));
+        // The other way round: the view admits A, B's connection stays.
+        v.members[2].process = a;
+        let adoption = adopt(life(1, 1), &v, &conns(&[(1, 0, 1), (2, 1, 1)]), &joining, &set(&[]));
+        assert_eq!(adoption.promote, vec![(Rank(3), 7)]);
+    }
+
+    #[test]
+    fn a_member_connection_of_another_process_than_the_listed_life_is_not_kept() {
+        // Member 1's connection to rank 2 answered as another process than the one view 2 lists.
+        let v = view(2, &[(1, 1), (2, 1)]);
+        let adoption = adopt(
+            life(1, 1),
+            &v,
+            &conns(&[(1, 0, 1), (2, 4, 9)]),
+            &joiners(&[]),
+            &set(&[]),
+        );
+        assert_eq!(adoption.close, vec![4]);
+        assert!(adoption.promote.is_empty() && adoption.demote.is_empty());
     }
 
     #[test]
@@ -225,8 +357,8 @@ mod tests {
         let adoption = adopt(
             life(1, 1),
             &v,
-            &conns(&[(1, 0), (2, 1), (3, 2)]),
-            &conns(&[]),
+            &conns(&[(1, 0, 1), (2, 1, 1), (3, 2, 1)]),
+            &joiners(&[]),
             &set(&[]),
         );
         assert_eq!(adoption.close, vec![2]);
@@ -240,8 +372,8 @@ mod tests {
         let at_2 = adopt(
             life(2, 3),
             &v,
-            &conns(&[(1, 1), (3, 2), (4, 5)]),
-            &conns(&[(4, 6)]),
+            &conns(&[(1, 1, 1), (3, 2, 1), (4, 5, 3)]),
+            &joiners(&[(4, 6, 3)]),
             &set(&[1, 2, 5]),
         );
         assert_eq!(at_2.close, vec![6], "2 closes 4's dial");
@@ -250,8 +382,8 @@ mod tests {
         let at_4 = adopt(
             life(4, 3),
             &v,
-            &conns(&[(1, 11), (2, 16), (3, 12)]),
-            &conns(&[(2, 15)]),
+            &conns(&[(1, 11, 1), (2, 16, 3), (3, 12, 1)]),
+            &joiners(&[(2, 15, 3)]),
             &dialled_at_4,
         );
         assert_eq!(at_4.promote, vec![(Rank(2), 15)], "4 takes 2's dial");
@@ -260,16 +392,16 @@ mod tests {
         let at_2 = adopt(
             life(2, 3),
             &v,
-            &conns(&[(1, 1), (3, 2)]),
-            &conns(&[(4, 6)]),
+            &conns(&[(1, 1, 1), (3, 2, 1)]),
+            &joiners(&[(4, 6, 3)]),
             &set(&[1, 2]),
         );
         assert_eq!(at_2.promote, vec![(Rank(4), 6)]);
         let at_4 = adopt(
             life(4, 3),
             &v,
-            &conns(&[(1, 11), (2, 16), (3, 12)]),
-            &conns(&[]),
+            &conns(&[(1, 11, 1), (2, 16, 3), (3, 12, 1)]),
+            &joiners(&[]),
             &dialled_at_4,
         );
         assert_eq!(at_4, Adoption::default());
@@ -280,58 +412,68 @@ mod tests {
     #[test]
     fn a_life_admitted_first_keeps_its_dial_to_one_still_joining_and_both_use_it_later() {
         let view_3 = view(3, &[(1, 1), (2, 3), (3, 1), (5, 1)]);
-        // At 2: connection 5 is its dial to 4, whose rank view 3 does not list.
+        // At 2: connection 5 is its dial to 4's new process, whose rank view 3 does not list.
         let dialled_at_2 = set(&[1, 2, 3, 5]);
-        let member_at_2 = conns(&[(1, 1), (3, 2), (4, 5), (5, 3)]);
-        let at_2 = adopt(life(2, 3), &view_3, &member_at_2, &conns(&[]), &dialled_at_2);
+        let member_at_2 = conns(&[(1, 1, 1), (3, 2, 1), (4, 5, 4), (5, 3, 1)]);
+        let at_2 = adopt(life(2, 3), &view_3, &member_at_2, &joiners(&[]), &dialled_at_2);
         assert_eq!(at_2.demote, vec![(Rank(4), 5)], "kept as 4's joiner connection");
         assert!(at_2.close.is_empty());
 
         let view_4 = view(4, &[(1, 1), (2, 3), (3, 1), (4, 4), (5, 1)]);
-        let member_at_2 = conns(&[(1, 1), (3, 2), (5, 3)]);
-        let at_2 = adopt(life(2, 3), &view_4, &member_at_2, &conns(&[(4, 5)]), &dialled_at_2);
+        let member_at_2 = conns(&[(1, 1, 1), (3, 2, 1), (5, 3, 1)]);
+        let at_2 = adopt(life(2, 3), &view_4, &member_at_2, &joiners(&[(4, 5, 4)]), &dialled_at_2);
         assert_eq!(at_2.promote, vec![(Rank(4), 5)]);
         // At 4: connection 15 is 2's dial, accepted while both were joining; 4 has none of its own.
-        let member_at_4 = conns(&[(1, 11), (3, 12), (5, 13)]);
+        let member_at_4 = conns(&[(1, 11, 1), (3, 12, 1), (5, 13, 1)]);
         let at_4 = adopt(
             life(4, 4),
             &view_4,
             &member_at_4,
-            &conns(&[(2, 15)]),
+            &joiners(&[(2, 15, 3)]),
             &set(&[11, 12, 13]),
         );
         assert_eq!(at_4.promote, vec![(Rank(2), 15)]);
         assert!(at_4.close.is_empty() && at_4.demote.is_empty());
     }
 
-    /// Like the test above, but the view that admitted 2 still listed 4's old life: 2's dial to 4's new
-    /// process served as 4's member connection until the view that excludes the old life.
+    /// Like the test above, but the view that admitted 2 still listed 4's old life: 2's dial reached
+    /// 4's new process, which is not that life, so it is kept as the new process's joiner connection
+    /// through the view that excludes the old life, and promoted at the view that admits the new one.
     #[test]
     fn a_dial_to_a_new_process_survives_the_exclusion_of_the_old_life() {
-        let view_4 = view(4, &[(1, 1), (2, 3), (3, 1)]);
+        let view_3 = view(3, &[(1, 1), (2, 3), (3, 1), (4, 1)]);
         let dialled_at_2 = set(&[1, 2, 5]);
         let at_2 = adopt(
             life(2, 3),
-            &view_4,
-            &conns(&[(1, 1), (3, 2), (4, 5)]),
-            &conns(&[]),
+            &view_3,
+            &conns(&[(1, 1, 1), (3, 2, 1), (4, 5, 5)]),
+            &joiners(&[]),
             &dialled_at_2,
         );
-        assert_eq!(at_2.demote, vec![(Rank(4), 5)]);
+        assert_eq!(at_2.demote, vec![(Rank(4), 5)], "not 4#1's: the new process's");
+        let view_4 = view(4, &[(1, 1), (2, 3), (3, 1)]);
+        let at_2 = adopt(
+            life(2, 3),
+            &view_4,
+            &conns(&[(1, 1, 1), (3, 2, 1)]),
+            &joiners(&[(4, 5, 5)]),
+            &dialled_at_2,
+        );
+        assert_eq!(at_2, Adoption::default());
         let view_5 = view(5, &[(1, 1), (2, 3), (3, 1), (4, 5)]);
         let at_2 = adopt(
             life(2, 3),
             &view_5,
-            &conns(&[(1, 1), (3, 2)]),
-            &conns(&[(4, 5)]),
+            &conns(&[(1, 1, 1), (3, 2, 1)]),
+            &joiners(&[(4, 5, 5)]),
             &dialled_at_2,
         );
         assert_eq!(at_2.promote, vec![(Rank(4), 5)]);
         let at_4 = adopt(
             life(4, 5),
             &view_5,
-            &conns(&[(1, 11), (3, 12)]),
-            &conns(&[(2, 15)]),
+            &conns(&[(1, 11, 1), (3, 12, 1)]),
+            &joiners(&[(2, 15, 3)]),
             &set(&[11, 12]),
         );
         assert_eq!(at_4.promote, vec![(Rank(2), 15)]);
@@ -346,8 +488,8 @@ mod tests {
         let at_2 = adopt(
             life(2, 3),
             &view_3,
-            &conns(&[(1, 1), (3, 2), (4, 5)]),
-            &conns(&[(4, 6)]),
+            &conns(&[(1, 1, 1), (3, 2, 1), (4, 5, 4)]),
+            &joiners(&[(4, 6, 4)]),
             &dialled_at_2,
         );
         assert_eq!(at_2.close, vec![5]);
@@ -356,8 +498,8 @@ mod tests {
         let at_2 = adopt(
             life(2, 3),
             &view_4,
-            &conns(&[(1, 1), (3, 2)]),
-            &conns(&[(4, 6)]),
+            &conns(&[(1, 1, 1), (3, 2, 1)]),
+            &joiners(&[(4, 6, 4)]),
             &dialled_at_2,
         );
         assert_eq!(at_2.promote, vec![(Rank(4), 6)]);
@@ -365,8 +507,8 @@ mod tests {
         let at_4 = adopt(
             life(4, 4),
             &view_4,
-            &conns(&[(1, 11), (2, 16), (3, 12)]),
-            &conns(&[]),
+            &conns(&[(1, 11, 1), (2, 16, 3), (3, 12, 1)]),
+            &joiners(&[]),
             &dialled_at_4,
         );
         assert_eq!(at_4, Adoption::default());
@@ -377,50 +519,62 @@ mod tests {
         // Member 1 lost 3#1's connection (suspected, not yet excluded); a new process of 3 dialled it.
         // View 5 still lists 3#1: its joiner connection stays one.
         let v = view(5, &[(1, 1), (2, 1), (3, 1)]);
-        let adoption = adopt(life(1, 1), &v, &conns(&[(1, 0), (2, 1)]), &conns(&[(3, 9)]), &set(&[]));
+        let adoption = adopt(
+            life(1, 1),
+            &v,
+            &conns(&[(1, 0, 1), (2, 1, 1)]),
+            &joiners(&[(3, 9, 6)]),
+            &set(&[]),
+        );
         assert_eq!(adoption, Adoption::default());
     }
 
     #[test]
     fn a_connection_arriving_after_its_admission_is_a_member_connection() {
         let v = view(4, &[(1, 1), (2, 1), (3, 4)]);
-        assert!(arrives_admitted(Some(&v), Rank(3), &conns(&[(1, 0)]), |_| false));
+        let p3 = pid(3, 4);
+        assert!(arrives_admitted(Some(&v), Rank(3), p3, &conns(&[(1, 0, 1)]), |_| false));
         assert!(
-            !arrives_admitted(Some(&v), Rank(3), &conns(&[]), |m| m == life(3, 4)),
+            !arrives_admitted(Some(&v), Rank(3), p3, &conns(&[]), |m| m == life(3, 4)),
             "crashed since"
         );
         assert!(
-            !arrives_admitted(Some(&v), Rank(3), &conns(&[(3, 7)]), |_| false),
+            !arrives_admitted(Some(&v), Rank(3), p3, &conns(&[(3, 7, 4)]), |_| false),
             "already connected"
         );
         assert!(
-            !arrives_admitted(Some(&v), Rank(2), &conns(&[]), |_| false),
-            "an older life's rank"
+            !arrives_admitted(Some(&v), Rank(3), pid(3, 9), &conns(&[]), |_| false),
+            "another process"
         );
         assert!(
-            !arrives_admitted(Some(&v), Rank(5), &conns(&[]), |_| false),
+            !arrives_admitted(Some(&v), Rank(2), pid(2, 1), &conns(&[]), |_| false),
+            "a founder's rank"
+        );
+        assert!(
+            !arrives_admitted(Some(&v), Rank(5), pid(5, 4), &conns(&[]), |_| false),
             "not in the view"
         );
-        assert!(!arrives_admitted(None, Rank(3), &conns(&[]), |_| false), "no view yet");
+        assert!(
+            !arrives_admitted(None, Rank(3), p3, &conns(&[]), |_| false),
+            "no view yet"
+        );
     }
 
     #[test]
     fn unconnected_members_are_found() {
         let v = view(4, &[(1, 1), (2, 1), (3, 4)]);
-        assert_eq!(unconnected(Rank(1), &v, &conns(&[(1, 0), (3, 2)])), vec![Rank(2)]);
+        assert_eq!(unconnected(Rank(1), &v, &conns(&[(1, 0, 1), (3, 2, 4)])), vec![Rank(2)]);
         assert!(
-            unconnected(Rank(3), &v, &conns(&[(1, 0), (2, 1)])).is_empty(),
+            unconnected(Rank(3), &v, &conns(&[(1, 0, 1), (2, 1, 1)])).is_empty(),
             "not itself"
         );
     }
 
     #[test]
     fn early_frames_are_kept_in_order_up_to_the_bound() {
-        let mut early = EarlyFrames::default();
-        let big = Frame::Snapshot {
-            view: ViewId(2),
-            position: 0,
-            state: vec![0; EARLY_BYTES_MAX / 2],
+        let mut early = EarlyFrames::new(1_000);
+        let big = Frame::StatusReport {
+            report: "x".repeat(600),
         };
         early.keep(Frame::StatusReport { report: "a".into() }).unwrap();
         early.keep(big.clone()).unwrap();
@@ -429,5 +583,37 @@ mod tests {
         let frames = early.take();
         assert!(matches!(&frames[0], Frame::StatusReport { report } if report == "a"));
         assert!(early.is_empty());
+    }
+
+    /// A joiner's first frames with a full window of the largest payloads, each with a full
+    /// acknowledgement vector, plus a frame-sized one, are kept.
+    #[test]
+    fn a_full_window_of_the_largest_payloads_is_kept() {
+        let window = 3;
+        let mut early = EarlyFrames::new(early_bytes_max(window));
+        let payload = Payload::from(vec![7u8; wire::PAYLOAD_LEN_MAX]);
+        for seq in 1..=window as u64 {
+            let data = Message::Data {
+                view: ViewId(4),
+                msg: Multicast {
+                    origin: Rank(3),
+                    seq,
+                    lamport: seq,
+                    payload: payload.clone(),
+                },
+                acks: vec![u64::MAX; usize::from(wire::MEMBERS_MAX)],
+            };
+            early.keep(Frame::Protocol(data)).unwrap();
+        }
+        let chunk = Frame::Snapshot {
+            view: ViewId(4),
+            position: 0,
+            offset: 0,
+            total: wire::SNAPSHOT_CHUNK_LEN_MAX as u64,
+            chunk: vec![0; wire::SNAPSHOT_CHUNK_LEN_MAX],
+        };
+        early.keep(chunk).unwrap();
+        assert_eq!(early.len(), window + 1);
+        assert!(early_bytes_max(1_024) > 1_024 * wire::PAYLOAD_LEN_MAX + wire::FRAME_LEN_MAX);
     }
 }

@@ -8,8 +8,15 @@
 //!
 //! Who sends: the lowest rank of the new view that is not itself new (the *sponsor*); both sides compute
 //! it from the view, so no extra agreement is needed. The snapshot goes on the connection to the new life
-//! right after the view is installed, before anything of the new view. The returning member holds back
-//! its events until the snapshot arrives and is restored, then applies and reports them in order.
+//! as consecutive chunks of at most [`crate::wire::SNAPSHOT_CHUNK_LEN_MAX`] bytes (so no frame grows
+//! with the state), right after the view is installed; the returning member reassembles them, checks
+//! that they fit together and come from the sponsor's life, holds back its events until the whole
+//! snapshot is restored, then applies and reports them in order.
+//!
+//! A sponsor that rejoined recently may itself still be waiting for its own snapshot when a view makes
+//! it a sponsor: the state it holds then is not the state at the join position. It hands the newcomer
+//! the state only once its own is restored and every delivery before the newcomer's join is applied
+//! to it, in order, with the events it held back.
 //!
 //! Limitation, stated plainly: if the sponsor leaves the view before its snapshot arrives, the returning
 //! member cannot get the state and stops (it reports itself excluded) rather than run with a wrong one.
@@ -20,7 +27,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::protocol::Delivery;
-use crate::types::{Rank, View};
+use crate::types::{MemberId, View};
 
 /// An application state kept in step with the total order.
 pub trait Replicated: Send {
@@ -52,18 +59,15 @@ impl fmt::Debug for ReplicatedState {
     }
 }
 
-/// The member of `view` that hands the state to its new lives: its lowest rank that is not new itself.
-pub fn sponsor(view: &View) -> Option<Rank> {
-    view.members
-        .iter()
-        .find(|m| m.incarnation.0 != view.id.0)
-        .map(|m| m.rank)
+/// The life of `view` that hands the state to its new lives: its lowest rank that is not new itself.
+pub fn sponsor(view: &View) -> Option<MemberId> {
+    view.members.iter().find(|m| m.incarnation.0 != view.id.0).copied()
 }
 
-/// Ranks that `view` admits as new lives.
-pub fn new_lives(view: &View) -> impl Iterator<Item = Rank> + '_ {
+/// The lives that `view` admits.
+pub fn new_lives(view: &View) -> impl Iterator<Item = MemberId> + '_ {
     view.members
         .iter()
         .filter(move |m| m.incarnation.0 == view.id.0)
-        .map(|m| m.rank)
+        .copied()
 }
