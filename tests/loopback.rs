@@ -286,11 +286,18 @@ fn a_rank_that_is_still_alive_cannot_rejoin() {
 }
 
 /// The application state of the state-transfer test: how many messages were applied, and a running
-/// checksum of their payloads in order (so a wrong order or a gap changes it).
+/// checksum of their payloads in order (so a wrong order or a gap changes it); its snapshot is padded
+/// with `padding` bytes of a known pattern, so that a large state travels in several chunks and a chunk
+/// lost, repeated or misplaced shows.
 #[derive(Default)]
 struct Digest {
     applied: u64,
     checksum: u64,
+    padding: usize,
+}
+
+fn padding_byte(i: usize) -> u8 {
+    (i % 251) as u8
 }
 
 impl tom::runtime::Replicated for Digest {
@@ -301,24 +308,46 @@ impl tom::runtime::Replicated for Digest {
         }
     }
     fn snapshot(&self) -> Vec<u8> {
-        [self.applied.to_be_bytes(), self.checksum.to_be_bytes()].concat()
+        let mut bytes = [self.applied.to_be_bytes(), self.checksum.to_be_bytes()].concat();
+        bytes.extend((0..self.padding).map(padding_byte));
+        bytes
     }
     fn restore(&mut self, snapshot: &[u8]) {
         let word = |i: usize| u64::from_be_bytes(snapshot[i..i + 8].try_into().expect("8 bytes"));
         self.applied = word(0);
         self.checksum = word(8);
+        assert_eq!(snapshot.len(), 16 + self.padding, "the whole snapshot");
+        assert!(
+            snapshot[16..].iter().enumerate().all(|(i, b)| *b == padding_byte(i)),
+            "the snapshot's bytes in order"
+        );
     }
 }
 
 #[test]
 fn a_returning_member_takes_over_the_application_state_at_its_join_position() {
+    state_transfer(0);
+}
+
+/// A state larger than a frame's chunk (and than the old one-frame limit would allow comfortably):
+/// it travels in several chunks and is reassembled exactly.
+#[test]
+fn a_state_of_several_chunks_is_handed_over_whole() {
+    state_transfer(2 * tom::wire::SNAPSHOT_CHUNK_LEN_MAX + 12_345);
+}
+
+fn state_transfer(padding: usize) {
+    let digest = || Digest {
+        padding,
+        ..Digest::default()
+    };
     let helper = start_helper(3, "tom");
     let formed = form_group(helper.local_addr(), 3);
     let mut states = Vec::new();
     let mut members: Vec<Member> = formed
         .into_iter()
         .map(|formed| {
-            let state = tom::runtime::ReplicatedState::new(Digest::default());
+            let state = tom::runtime::ReplicatedState::new(digest());
             states.push(state.clone());
             let mut config = member_config(Some(&helper), 10_000);
             config.state = Some(state);
@@ -332,7 +361,7 @@ fn a_returning_member_takes_over_the_application_state_at_its_join_position() {
     // Messages ordered after the crash and before the join are part of the state handed over.
     exchange(&members, "between", 5, deadline);
 
-    let state = tom::runtime::ReplicatedState::new(Digest::default());
+    let state = tom::runtime::ReplicatedState::new(digest());
     let mut config = member_config(Some(&helper), 10_000);
     config.state = Some(state.clone());
     let (back, position) = Member::rejoin(config, Rank(3), &[], Duration::from_secs(30)).expect("rejoin");
@@ -350,7 +379,7 @@ fn a_returning_member_takes_over_the_application_state_at_its_join_position() {
             let bytes = guard.snapshot();
             (
                 u64::from_be_bytes(bytes[..8].try_into().unwrap()),
-                u64::from_be_bytes(bytes[8..].try_into().unwrap()),
+                u64::from_be_bytes(bytes[8..16].try_into().unwrap()),
             )
         })
         .collect();
@@ -419,7 +448,7 @@ fn open_fds() -> usize {
 
 #[test]
 fn rejoin_connections_that_come_and_go_leave_no_sockets_behind() {
-    use tom::types::Incarnation;
+    use tom::types::{Incarnation, ProcessId};
     use tom::wire::{Frame, Hello, Purpose};
     let members = start_group(3, 10_000);
     let addr = members[0].local_addr();
@@ -430,6 +459,7 @@ fn rejoin_connections_that_come_and_go_leave_no_sockets_behind() {
             group: "tom".into(),
             rank: Rank(2),
             incarnation: Incarnation(0),
+            process: ProcessId(0xbad),
             purpose: Purpose::Rejoin,
             nonce: None,
         });
