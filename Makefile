@@ -5,7 +5,7 @@ N ?= 4
 PORT ?= 9999
 HELPER ?= 127.0.0.1:9999
 
-.PHONY: build run test sim soak bench helper member lab stop lint diagram check-run sim-diagram compare mutants fuzz
+.PHONY: build run test sim soak bench helper member lab stop lint diagram check-run sim-diagram compare mutants fuzz chaos
 
 build:
 	$(CARGO) build --release
@@ -35,6 +35,18 @@ soak:
 fuzz:
 	FUZZ_ITERATIONS=$(or $(ITERATIONS),5000000) FUZZ_SEED=$(or $(SEED),1) \
 		$(CARGO) test --release --test fuzz -- --nocapture --test-threads=1
+
+# The chaos check of real processes (tests/chaos.rs) for much longer than `make test` runs it: consecutive
+# seeds from FIRST for SECONDS seconds, each a helper and 3..5 members under load hit by kills, pauses and
+# rejoins from the seed's schedule, every history checked with tom-check. Prints the seeds covered and the
+# result; a failing seed prints the command that replays it and keeps its logs in target/chaos/seed-N/.
+# make chaos [SECONDS=1800] [FIRST=1]
+chaos:
+	@mkdir -p target/chaos && rm -f target/chaos/summary.txt; \
+	CHAOS_SECONDS=$(or $(SECONDS),1800) CHAOS_FIRST_SEED=$(or $(FIRST),1) \
+		$(CARGO) test --release --test chaos -- --nocapture --test-threads=1; status=$$?; \
+	echo "make chaos: $$(cat target/chaos/summary.txt 2>/dev/null || echo 'no summary (the build or the test binary failed)')"; \
+	if [ $$status -eq 0 ]; then echo "make chaos: PASSED"; else echo "make chaos: FAILED"; fi; exit $$status
 
 # Mutation testing of the protocol core with cargo-mutants (installed on first use). NOT in CI: 253
 # mutants in about 25 minutes on this 2-core machine; the results are in README "Mutation testing".
