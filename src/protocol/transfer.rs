@@ -241,11 +241,11 @@ impl Node {
         }
     }
 
-    /// Where a gathering proposer asks for each payload it lacks: one of the promisers (by rank) that
-    /// reported it, the `round`-th of them in rank order (round 0 the lowest), so that asking again
+    /// Where a gathering proposer asks for each payload it lacks: one of the promisers that reported
+    /// it, the `round`-th of them in the order of `reports` (round 0 the first), so that asking again
     /// asks another.
     pub(super) fn sources_of(
-        reports: &BTreeMap<Rank, BTreeSet<MessageRef>>,
+        reports: &[(Rank, BTreeSet<MessageRef>)],
         wanted: &[MessageRef],
         round: usize,
     ) -> BTreeMap<Rank, Vec<MessageRef>> {

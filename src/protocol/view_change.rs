@@ -352,15 +352,18 @@ impl Node {
             if proposer.fetch_rounds > 0 && asked_recently {
                 return; // asked already: the chunks are on their way
             }
-            // Ask, for each payload, a member that reported it and is not suspected; each round asks
-            // the next one, so a member that died before it answered does not stall the ballot.
+            // Ask, for each payload, a member that reported it, unsuspected ones first (a suspected one
+            // may still be alive, and the only one to have it); each round asks the next one, so a
+            // member that died before it answered does not stall the ballot.
             let round = proposer.fetch_rounds;
-            let reports: BTreeMap<Rank, BTreeSet<MessageRef>> = proposer
+            let suspected = |rank: &Rank| self.suspects.iter().any(|m| m.rank == *rank);
+            let mut reports: Vec<(Rank, BTreeSet<MessageRef>)> = proposer
                 .promises
                 .iter()
-                .filter(|(rank, _)| **rank != self.me.rank && !self.suspects.iter().any(|m| m.rank == **rank))
+                .filter(|(rank, _)| **rank != self.me.rank)
                 .map(|(rank, p)| (*rank, p.report.held.iter().copied().collect()))
                 .collect();
+            reports.sort_by_key(|(rank, _)| (suspected(rank), *rank));
             let by_source = Node::sources_of(&reports, &missing, round);
             if let Some(proposer) = self.proposer.as_mut() {
                 proposer.fetch_rounds += 1;
