@@ -43,7 +43,7 @@ use tom::auth::{self, Secret};
 use tom::formation::{Acceptor, AcceptorSettings, Incoming};
 use tom::registry::{Helper, Settings};
 use tom::runtime::net;
-use tom::types::{Incarnation, Rank};
+use tom::types::{Incarnation, ProcessId, Rank};
 use tom::wire::{self, decode, read_frame, Frame, Hello, Nonce, Proof, Purpose, ReadError, Register, WireError};
 
 /// Decoder cases in `make test`; `FUZZ_ITERATIONS` overrides (`make fuzz` sets millions).
@@ -479,15 +479,14 @@ fn lengths_the_bytes_cannot_back_allocate_nothing_big() {
     let mut decide = vec![7, 10]; // a Decide: view id, no members, then the carried messages' count
     decide.extend_from_slice(&[0; 8 + 4]);
     let mut roster = vec![6, 0, 1, 0, 3]; // a roster: rank, size, then the members' count
+                                          // A snapshot chunk: view, position, offset 0 of a state as long as can be, then the chunk's length.
+    let snapshot = [&[8][..], &[0; 24], &u64::MAX.to_be_bytes()].concat();
     let streams = [
         // A 4 GiB length prefix.
         claim(u32::MAX, &[]),
         // The largest body, then a string, a snapshot and a payload as long as allowed, that never come.
         claim(frame_max, &[&[3][..], &(frame_max - 5).to_be_bytes()].concat()),
-        claim(
-            frame_max,
-            &[&[8][..], &[0; 16], &(frame_max - 21).to_be_bytes()].concat(),
-        ),
+        claim(frame_max, &[&snapshot[..], &(frame_max - 37).to_be_bytes()].concat()),
         claim(
             frame_max,
             &[&data[..], &(wire::PAYLOAD_LEN_MAX as u32).to_be_bytes()].concat(),
@@ -502,7 +501,7 @@ fn lengths_the_bytes_cannot_back_allocate_nothing_big() {
     // Small whole frames whose counts and lengths claim 4 GiB.
     let small_bodies = [
         [&[3][..], &huge].concat(),
-        [&[8][..], &[0; 16], &huge].concat(),
+        [&snapshot[..], &huge].concat(),
         [&data[..], &huge].concat(),
         [&decide[..], &huge].concat(),
         {
@@ -549,19 +548,27 @@ fn handshake_corpus() -> Vec<Vec<u8>> {
                     group: GROUP.into(),
                     rank: Rank(rank),
                     incarnation: Incarnation(u64::from(purpose == Purpose::Form)),
+                    process: ProcessId(u64::from(rank) * 0x0101_0101),
                     purpose,
                     nonce,
                 }));
             }
         }
     }
-    for rejoin in [None, Some(Rank(1)), Some(Rank(2))] {
+    for (rejoin, admitted) in [
+        (None, None),
+        (Some(Rank(1)), None),
+        (Some(Rank(2)), None),
+        (Some(Rank(1)), Some(Incarnation(2))),
+    ] {
         for nonce in [None, nonce] {
             frames.push(Frame::Register(Register {
                 group: GROUP.into(),
                 host: "127.0.0.1".into(),
                 port: 4_000,
+                process: ProcessId(0xF00D),
                 rejoin,
+                admitted,
                 nonce,
             }));
         }
@@ -694,6 +701,7 @@ fn status_caller_is_welcomed(addr: SocketAddr, secret: Option<&Secret>) {
         group: GROUP.into(),
         rank: Rank(0),
         incarnation: Incarnation(0),
+        process: ProcessId(0),
         purpose: Purpose::Status,
         nonce: None,
     });
@@ -758,7 +766,9 @@ fn register(addr: SocketAddr, rejoin: Option<Rank>, secret: Option<&Secret>) -> 
         group: GROUP.into(),
         host: "127.0.0.1".into(),
         port: 4_000,
+        process: ProcessId(0xBEEF),
         rejoin,
+        admitted: None,
         nonce: None,
     });
     auth::open(&stream, register, secret, deadline(), "the helper").expect("registration");
@@ -897,7 +907,9 @@ fn a_caller_facing_a_hostile_answer_returns_in_time() {
                     group: GROUP.into(),
                     host: "127.0.0.1".into(),
                     port: 4_000,
+                    process: ProcessId(1),
                     rejoin: None,
+                    admitted: None,
                     nonce: None,
                 })
             } else {
@@ -905,6 +917,7 @@ fn a_caller_facing_a_hostile_answer_returns_in_time() {
                     group: GROUP.into(),
                     rank: Rank(1),
                     incarnation: Incarnation(1),
+                    process: ProcessId(1),
                     purpose: Purpose::Form,
                     nonce: None,
                 })

@@ -16,7 +16,9 @@ use frame_corpus::{all_frames, all_messages, encoded, member, message_ref, multi
 use tom::message::{Ballot, Message, MessageRef, Multicast, Proposal, Report};
 use tom::protocol::{Config, CARRY_CHUNK_BYTES};
 use tom::types::{Incarnation, MemberId, Payload, ProcessId, Rank, Stamp, View, ViewId};
-use tom::wire::{self, decode, encode, read_frame, Frame, Hello, Purpose, ReadError, Register, WireError};
+use tom::wire::{
+    self, decode, encode, read_frame, Frame, Hello, Nonce, Purpose, ReadError, Register, Roster, RosterEntry, WireError,
+};
 
 #[test]
 fn every_frame_and_message_round_trips_through_decode_and_read_frame() {
@@ -148,6 +150,7 @@ fn handshakes_check_magic_and_version_first() {
         group: "tom".into(),
         rank: Rank(1),
         incarnation: Incarnation(1),
+        process: ProcessId(1),
         purpose: Purpose::Form,
         nonce: None,
     });
@@ -155,7 +158,9 @@ fn handshakes_check_magic_and_version_first() {
         group: "tom".into(),
         host: "h".into(),
         port: 1,
+        process: ProcessId(1),
         rejoin: None,
+        admitted: None,
         nonce: None,
     });
     for frame in [hello, register] {
@@ -562,6 +567,100 @@ fn a_version_2_handshake_is_refused_naming_both_versions() {
     }
 }
 
+#[test]
+fn handshakes_name_the_calling_process() {
+    // A hello: tag, magic, version, group, rank, incarnation, then the process, purpose and nonce.
+    let hello = Frame::Hello(Hello {
+        group: "g".into(),
+        rank: Rank(2),
+        incarnation: Incarnation(0),
+        process: ProcessId(0x0A0B_0C0D_0E0F_1011),
+        purpose: Purpose::Rejoin,
+        nonce: None,
+    });
+    let head = [vec![1], wire::MAGIC.to_vec(), be16(wire::PROTOCOL_VERSION)].concat();
+    assert_eq!(
+        encoded(&hello)[wire::LENGTH_PREFIX_LEN..],
+        [
+            head.clone(),
+            be32(1),
+            b"g".to_vec(),
+            be16(2),
+            be64(0),
+            be64(0x0A0B_0C0D_0E0F_1011),
+            vec![2],
+            vec![0]
+        ]
+        .concat()
+    );
+    // A registration: group, host, port, then the process, the rank rejoined, the life admitted, the nonce.
+    let register = Frame::Register(Register {
+        group: "g".into(),
+        host: "h".into(),
+        port: 7,
+        process: ProcessId(0xFF),
+        rejoin: Some(Rank(3)),
+        admitted: Some(Incarnation(5)),
+        nonce: Some(Nonce([9; wire::NONCE_LEN])),
+    });
+    let mut head = head;
+    head[0] = 5;
+    assert_eq!(
+        encoded(&register)[wire::LENGTH_PREFIX_LEN..],
+        [
+            head,
+            be32(1),
+            b"g".to_vec(),
+            be32(1),
+            b"h".to_vec(),
+            be16(7),
+            be64(0xFF),
+            vec![1],
+            be16(3),
+            vec![1],
+            be64(5),
+            vec![1],
+            vec![9; wire::NONCE_LEN],
+        ]
+        .concat()
+    );
+}
+
+#[test]
+fn a_snapshot_chunk_must_lie_inside_its_state() {
+    let chunk = |offset: u64, total: u64, bytes: &[u8]| {
+        [
+            vec![8],
+            be64(3),
+            be64(40),
+            be64(offset),
+            be64(total),
+            be32(bytes.len() as u32),
+            bytes.to_vec(),
+        ]
+        .concat()
+    };
+    // Inside: decoded as it is.
+    assert_eq!(
+        decode(&chunk(6, 10, b"abcd")),
+        Ok(Frame::Snapshot {
+            view: ViewId(3),
+            position: 40,
+            offset: 6,
+            total: 10,
+            chunk: b"abcd".to_vec(),
+        })
+    );
+    // Past the state's end, by one byte or by an offset that wraps around: refused.
+    for body in [
+        chunk(7, 10, b"abcd"),
+        chunk(11, 10, b""),
+        chunk(u64::MAX - 1, u64::MAX, b"abcd"),
+    ] {
+        assert!(matches!(decode(&body), Err(WireError::Malformed(_))), "{body:?}");
+    }
+}
+
 // ---- the largest frames --------------------------------------------------------------------------------
 
 /// Every message a group of [`wire::MEMBERS_MAX`] members with full windows can hold undelivered at once:
@@ -688,4 +787,47 @@ fn the_largest_view_change_frames_stay_below_the_frame_limit() {
         &carry,
     );
     assert!(carry_len < wire::FRAME_LEN_MAX / 8);
+
+    // A rejoining member's state, in chunks of the largest size.
+    let snapshot = Frame::Snapshot {
+        view: ViewId(u64::MAX),
+        position: u64::MAX,
+        offset: 0,
+        total: u64::MAX,
+        chunk: vec![0x5A; wire::SNAPSHOT_CHUNK_LEN_MAX],
+    };
+    let snapshot_len = measured("largest Snapshot chunk", &snapshot);
+    assert!(snapshot_len < wire::FRAME_LEN_MAX / 8);
+}
+
+#[test]
+fn the_largest_roster_stays_below_the_handshake_limit() {
+    // Every member of the largest group, each at the longest host name and a late life, answered by a
+    // member: what a rejoining process reads before its handshake has made it a member.
+    let host = "h".repeat(wire::HOST_LEN_MAX);
+    let roster = Frame::Roster(Roster {
+        rank: Rank(wire::MEMBERS_MAX),
+        size: wire::MEMBERS_MAX,
+        members: (1..=wire::MEMBERS_MAX)
+            .map(|rank| RosterEntry {
+                rank: Rank(rank),
+                host: host.clone(),
+                port: u16::MAX,
+                incarnation: Incarnation(u64::MAX),
+                process: ProcessId(u64::MAX),
+            })
+            .collect(),
+        from: Some(member(1, u64::MAX, u64::MAX)),
+    });
+    let bytes = encoded(&roster);
+    let body_len = bytes.len() - wire::LENGTH_PREFIX_LEN;
+    println!(
+        "largest Roster: {body_len} bytes ({:.1} % of the handshake limit)",
+        100.0 * body_len as f64 / wire::HANDSHAKE_LEN_MAX as f64
+    );
+    assert!(body_len < wire::HANDSHAKE_LEN_MAX);
+    assert_eq!(
+        read_frame(&mut Cursor::new(&bytes), wire::HANDSHAKE_LEN_MAX).expect("read under the handshake limit"),
+        roster
+    );
 }

@@ -213,35 +213,49 @@ pub fn all_messages() -> Vec<Message> {
 }
 
 /// One frame of every kind: a hello for every purpose and a registration for every combination of its
-/// options, each with and without a nonce, and every protocol message.
+/// options, each with and without a nonce, rosters with and without the answering life, snapshot
+/// chunks, and every protocol message.
 pub fn all_frames() -> Vec<Frame> {
     let nonces = [None, Some(Nonce([0xA5; wire::NONCE_LEN]))];
     let mut frames = Vec::new();
-    for (purpose, group, rank, incarnation) in [
-        (Purpose::Form, "tom", 3, 1),
-        (Purpose::Rejoin, "lab-7", 2, 9),
-        (Purpose::Status, "", 0, 0),
+    for (purpose, group, rank, incarnation, process) in [
+        (Purpose::Form, "tom", 3, 1, 0x0123_4567_89AB_CDEF),
+        // A restarted process not yet admitted: the group decides its incarnation.
+        (Purpose::Rejoin, "lab-7", 2, 0, u64::MAX),
+        (Purpose::Rejoin, "lab-7", 2, 9, 1),
+        (Purpose::Status, "", 0, 0, 0),
     ] {
         for nonce in nonces {
             frames.push(Frame::Hello(Hello {
                 group: group.into(),
                 rank: Rank(rank),
                 incarnation: Incarnation(incarnation),
+                process: ProcessId(process),
                 purpose,
                 nonce,
             }));
         }
     }
-    for (rejoin, host, port) in [
-        (None, "10.0.0.7", 10_001),
-        (Some(Rank(3)), "node-3.lab.example", 65_535),
+    for (rejoin, admitted, host, port, process) in [
+        (None, None, "10.0.0.7", 10_001, 0xFEED_F00D),
+        // A restarted process looking the roster up, then recording its address once admitted.
+        (Some(Rank(3)), None, "node-3.lab.example", 65_535, u64::MAX),
+        (
+            Some(Rank(3)),
+            Some(Incarnation(7)),
+            "node-3.lab.example",
+            65_535,
+            u64::MAX,
+        ),
     ] {
         for nonce in nonces {
             frames.push(Frame::Register(Register {
                 group: "tom".into(),
                 host: host.into(),
                 port,
+                process: ProcessId(process),
                 rejoin,
+                admitted,
                 nonce,
             }));
         }
@@ -257,29 +271,44 @@ pub fn all_frames() -> Vec<Frame> {
             proof: Proof([2; wire::PROOF_LEN]),
         },
         Frame::Proof(Proof([0xFF; wire::PROOF_LEN])),
-        Frame::Roster(Roster {
+    ]);
+    // The helper's roster (no answering life), and a member's answer to a rejoining process: rank 1 in
+    // its fourth life answers, rank 2's new process is still asking (incarnation 0), rank 3 is a founder.
+    let lives = [member(1, 4, 0xABCD), member(2, 0, u64::MAX), member(3, 1, 0)];
+    for from in [None, Some(lives[0])] {
+        frames.push(Frame::Roster(Roster {
             rank: Rank(2),
             size: 3,
-            members: (1..=3)
-                .map(|r| RosterEntry {
-                    rank: Rank(r),
-                    host: format!("::{r}"),
-                    port: 10_000 + r,
+            members: lives
+                .iter()
+                .map(|life| RosterEntry {
+                    rank: life.rank,
+                    host: format!("::{}", life.rank.0),
+                    port: 10_000 + life.rank.0,
+                    incarnation: life.incarnation,
+                    process: life.process,
                 })
                 .collect(),
-        }),
-    ]);
+            from,
+        }));
+    }
     frames.extend(all_messages().into_iter().map(Frame::Protocol));
-    frames.push(Frame::Snapshot {
-        view: ViewId(7),
-        position: 41,
-        state: b"counter=41".to_vec(),
-    });
-    frames.push(Frame::Snapshot {
-        view: ViewId(2),
-        position: 0,
-        state: Vec::new(),
-    });
+    // A state in one chunk, the first, a middle and the last chunk of a longer one, and an empty state.
+    for (offset, total, chunk) in [
+        (0, 10, &b"counter=41"[..]),
+        (0, 100, &b"first"[..]),
+        (5, 100, &b"middle"[..]),
+        (96, 100, &b"last"[..]),
+        (0, 0, &b""[..]),
+    ] {
+        frames.push(Frame::Snapshot {
+            view: ViewId(7),
+            position: 41,
+            offset,
+            total,
+            chunk: chunk.to_vec(),
+        });
+    }
     frames.push(Frame::StatusReport {
         report: "member 1#1 Member\nhead none".into(),
     });
