@@ -241,9 +241,9 @@ impl Node {
         }
     }
 
-    /// Where a gathering proposer asks for each payload it lacks: one of the promisers that reported
-    /// it, the `round`-th of them in the order of `reports` (round 0 the first), so that asking again
-    /// asks another.
+    /// Where a gathering proposer asks for each payload it lacks: the first promiser in `reports` that
+    /// reported it, the first time (`round` 0); every promiser that reported it, when asking again (the
+    /// one asked first may have died before it answered).
     pub(super) fn sources_of(
         reports: &[(Rank, BTreeSet<MessageRef>)],
         wanted: &[MessageRef],
@@ -251,13 +251,10 @@ impl Node {
     ) -> BTreeMap<Rank, Vec<MessageRef>> {
         let mut by_source: BTreeMap<Rank, Vec<MessageRef>> = BTreeMap::new();
         for msg in wanted {
-            let holders: Vec<Rank> = reports
-                .iter()
-                .filter(|(_, held)| held.contains(msg))
-                .map(|(rank, _)| *rank)
-                .collect();
-            if !holders.is_empty() {
-                by_source.entry(holders[round % holders.len()]).or_default().push(*msg);
+            let holders = reports.iter().filter(|(_, held)| held.contains(msg)).map(|(rank, _)| *rank);
+            let asked: Vec<Rank> = if round == 0 { holders.take(1).collect() } else { holders.collect() };
+            for rank in asked {
+                by_source.entry(rank).or_default().push(*msg);
             }
         }
         by_source

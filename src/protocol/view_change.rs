@@ -353,8 +353,9 @@ impl Node {
                 return; // asked already: the chunks are on their way
             }
             // Ask, for each payload, a member that reported it, unsuspected ones first (a suspected one
-            // may still be alive, and the only one to have it); each round asks the next one, so a
-            // member that died before it answered does not stall the ballot.
+            // may still be alive, and the only one to have it); asking again asks every member that
+            // reported it, so one that died before it answered does not stall the ballot (a payload
+            // that arrives twice is kept once).
             let round = proposer.fetch_rounds;
             let suspected = |rank: &Rank| self.suspects.iter().any(|m| m.rank == *rank);
             let mut reports: Vec<(Rank, BTreeSet<MessageRef>)> = proposer
