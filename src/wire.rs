@@ -42,8 +42,10 @@ pub const PROTOCOL_VERSION: u16 = 3;
 /// because the peer is still a stranger.
 pub const HANDSHAKE_LEN_MAX: usize = 64 * 1024;
 
-/// Largest frame body accepted between members. Large because a view change's `Decide` carries every
-/// message of the old view that the new view must still deliver.
+/// Largest frame body accepted between members. No frame grows with the payloads of a view change or
+/// with the size of an application's state: view changes name their cut and move its payloads in
+/// chunks, snapshots travel in chunks ([`SNAPSHOT_CHUNK_LEN_MAX`]); `tests/wire.rs` measures the
+/// largest of each against this limit.
 pub const FRAME_LEN_MAX: usize = 64 * 1024 * 1024;
 
 /// Largest application payload of one multicast, the library's multicast limit.
