@@ -55,6 +55,17 @@ const CHECK: &str = env!("CARGO_BIN_EXE_tom-check");
 /// Marker lines each survivor multicasts after the last fault.
 const MARKERS: usize = 3;
 
+/// How much longer the failure timeout is in a debug build (what `make test` runs), with fewer steps to
+/// keep the run short: its binaries are several times slower, and with a failure timeout of 500..800 ms
+/// members busy with 256 KiB payloads are suspected for silence (healthy ones excluded, quorum lost).
+const DEBUG_SLOWDOWN: u64 = if cfg!(debug_assertions) { 3 } else { 1 };
+
+/// The command that replays a seed, with the build profile of this run.
+fn replay_command(seed: u64) -> String {
+    let release = if cfg!(debug_assertions) { "" } else { " --release" };
+    format!("CHAOS_SEED={seed} cargo test{release} --test chaos -- --nocapture")
+}
+
 /// A run that takes longer than this has hung somewhere that no narrower deadline caught.
 const RUN_DEADLINE: Duration = Duration::from_secs(300);
 
@@ -118,9 +129,14 @@ impl Plan {
     fn new(seed: u64) -> Plan {
         let mut rng = Rng::new(seed, 0);
         let size = rng.between(3, 5) as u16;
-        let failure_timeout_ms = rng.between(500, 800);
+        let failure_timeout_ms = rng.between(500, 800) * DEBUG_SLOWDOWN;
         let founders_rejoin_when_excluded = (0..size).map(|_| rng.next() % 2 == 0).collect();
-        let steps = (0..rng.between(4, 6))
+        let count = if DEBUG_SLOWDOWN > 1 {
+            rng.between(2, 3)
+        } else {
+            rng.between(4, 6)
+        };
+        let steps = (0..count)
             .map(|_| Step {
                 gap_ms: rng.between(2 * failure_timeout_ms, 5 * failure_timeout_ms),
                 kind: rng.next(),
@@ -1278,10 +1294,11 @@ fn one_seed(seed: u64) -> Result<Duration, String> {
         Some(reason) => {
             let report = format!(
                 "chaos seed {seed} FAILED: {reason}\n\
-                 replay: CHAOS_SEED={seed} cargo test --release --test chaos -- --nocapture\n\
+                 replay: {}\n\
                  plan: {plan:?}\n\
                  schedule:\n{story}\n\
                  logs kept in {} (pK-rankR.out = stdout of process K, .err = its stderr, helper.err)",
+                replay_command(seed),
                 dir.display()
             );
             let _ = std::fs::write(dir.join("failure.txt"), &report);
@@ -1326,8 +1343,9 @@ fn chaos_of_real_processes() {
                     String::new()
                 };
                 let line = format!(
-                    "chaos: {covered}seed {seed} FAILED after {:.0} s; replay: CHAOS_SEED={seed} cargo test --release --test chaos -- --nocapture",
-                    seeds_started.elapsed().as_secs_f64()
+                    "chaos: {covered}seed {seed} FAILED after {:.0} s; replay: {}",
+                    seeds_started.elapsed().as_secs_f64(),
+                    replay_command(seed)
                 );
                 let _ = std::fs::write(&summary_path, format!("{line}\n"));
                 panic!("{report}\n{line}");
