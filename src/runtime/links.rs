@@ -24,6 +24,7 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 
+use super::hops::{Stage, WriteProbe};
 use crate::wire::{self, Frame};
 
 /// Milliseconds since a fixed start, shared by the threads of one member.
@@ -70,6 +71,8 @@ struct Buffer {
     closing: bool,
     /// When the writer last finished a write or found the buffer empty.
     progress_ms: u64,
+    /// With a hop probe only: the seqs of the sampled data frames in `bytes`.
+    probed: Vec<u64>,
 }
 
 /// The outgoing side of one connection.
@@ -78,6 +81,8 @@ pub struct Outgoing {
     buffer: Mutex<Buffer>,
     wake: Condvar,
     clock: Clock,
+    /// `tom-bench --breakdown` only (see [`super::hops`]); `None`: no cost.
+    probe: Option<WriteProbe>,
 }
 
 impl Outgoing {
@@ -89,6 +94,17 @@ impl Outgoing {
         name: String,
         on_error: impl FnOnce(std::io::Error) + Send + 'static,
     ) -> std::io::Result<(Arc<Outgoing>, JoinHandle<()>)> {
+        Outgoing::start_probed(stream, clock, name, None, on_error)
+    }
+
+    /// [`Outgoing::start`], stamping when the bytes of sampled data frames were written.
+    pub(crate) fn start_probed(
+        stream: TcpStream,
+        clock: Clock,
+        name: String,
+        probe: Option<WriteProbe>,
+        on_error: impl FnOnce(std::io::Error) + Send + 'static,
+    ) -> std::io::Result<(Arc<Outgoing>, JoinHandle<()>)> {
         let outgoing = Arc::new(Outgoing {
             buffer: Mutex::new(Buffer {
                 progress_ms: clock.now_ms(),
@@ -96,6 +112,7 @@ impl Outgoing {
             }),
             wake: Condvar::new(),
             clock,
+            probe,
         });
         let writer = Arc::clone(&outgoing);
         let handle = std::thread::Builder::new().name(name).spawn(move || {
@@ -114,6 +131,9 @@ impl Outgoing {
         }
         let was_empty = buffer.bytes.is_empty();
         wire::encode(frame, &mut buffer.bytes);
+        if let Some(seq) = self.probe.as_ref().and_then(|probe| probe.sampled_seq(frame)) {
+            buffer.probed.push(seq);
+        }
         if was_empty {
             buffer.progress_ms = self.clock.now_ms();
             self.wake.notify_one();
@@ -143,6 +163,7 @@ impl Outgoing {
 
     fn drain_into(&self, mut stream: TcpStream) -> std::io::Result<()> {
         let mut batch = Vec::new();
+        let mut probed = Vec::new();
         loop {
             {
                 let mut buffer = self.buffer.lock();
@@ -153,8 +174,18 @@ impl Outgoing {
                     break;
                 }
                 std::mem::swap(&mut buffer.bytes, &mut batch);
+                if self.probe.is_some() {
+                    std::mem::swap(&mut buffer.probed, &mut probed);
+                }
+            }
+            if let Some(probe) = &self.probe {
+                probe.stamp(Stage::Drained, &probed);
             }
             let result = stream.write_all(&batch);
+            if let (Some(probe), true) = (&self.probe, result.is_ok()) {
+                probe.stamp(Stage::Written, &probed);
+                probed.clear();
+            }
             batch.clear();
             // Keep the allocation for the next batch, but do not hold on to a burst's worth of memory.
             if batch.capacity() > 1 << 20 {

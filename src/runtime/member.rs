@@ -43,8 +43,9 @@ use log::{debug, info, warn};
 use parking_lot::{Condvar, Mutex};
 
 use super::heartbeat;
+use super::hops::{EngineProbe, HopProbe, ReadProbe, WriteProbe};
 use super::links::{Clock, LastHeard, Outgoing};
-use super::peer::spawn_reader;
+use super::peer::spawn_reader_probed;
 use super::rejoin;
 use super::roles::{self, EarlyFrames, Link};
 use super::state::{self, ReplicatedState};
@@ -82,6 +83,10 @@ pub struct Config {
     /// The application's state, kept in step with the total order and handed to members that rejoin
     /// (see [`super::state`]). `None`: nothing is transferred.
     pub state: Option<ReplicatedState>,
+    /// Not part of the supported API: per-hop timestamps of sampled multicasts for
+    /// `tom-bench --breakdown` (see [`super::hops`]). `None` (the default): nothing is stamped.
+    #[doc(hidden)]
+    pub hop_probe: Option<HopProbe>,
 }
 
 impl Config {
@@ -97,6 +102,7 @@ impl Config {
             delivery_queue_max: 4_096,
             trace: None,
             state: None,
+            hop_probe: None,
         }
     }
 }
@@ -456,6 +462,7 @@ impl Member {
             held: Vec::new(),
             delivery_queue_max: config.delivery_queue_max.max(1),
             application_busy: false,
+            probe: config.hop_probe.clone().map(EngineProbe::new),
         };
         let joining = engine.node.phase() == protocol::Phase::Joining;
         engine.trace_event(EventKind::Start {
@@ -737,6 +744,8 @@ struct Engine {
     delivery_queue_max: usize,
     /// The core was told the application is behind.
     application_busy: bool,
+    /// See [`Config::hop_probe`].
+    probe: Option<EngineProbe>,
 }
 
 /// The address a restarted process registers with the helper once the group admitted it.
@@ -898,7 +907,12 @@ impl Engine {
             Signal::Frame { conn, frame } => self.on_frame(conn, frame, out),
             Signal::Closed { conn, reason } => self.on_closed(conn, &reason, out),
             Signal::Suspect(life) => self.handle(Input::Suspect(life), out),
-            Signal::Multicast(payload) => self.handle(Input::Multicast(payload), out),
+            Signal::Multicast(payload) => {
+                if let Some(probe) = &mut self.probe {
+                    probe.taken(self.node.me().rank);
+                }
+                self.handle(Input::Multicast(payload), out)
+            }
             Signal::Leave => self.handle(Input::Leave, out),
             Signal::Status(reply) => {
                 let _ = reply.send(self.node.status());
@@ -922,6 +936,9 @@ impl Engine {
         match (role, frame) {
             (Role::Member(rank), Frame::Protocol(msg)) if self.member_conn.get(&rank) == Some(&conn) => {
                 if self.speaks_for_listed_life(rank, process) {
+                    if let Some(probe) = &mut self.probe {
+                        probe.frame(me.rank, self.node.view(), rank, &msg);
+                    }
                     self.handle(Input::Received { from: rank, msg }, out)
                 } else {
                     debug!(
@@ -1215,20 +1232,28 @@ impl Engine {
         let heard = Arc::new(LastHeard::default());
         heard.stamp(self.shared.clock.now_ms());
         let signals = self.signals.clone();
-        let (outgoing, writer) =
-            Outgoing::start(writing, self.shared.clock, format!("tom-{me}-w{rank}"), move |error| {
+        let hops = self.probe.as_ref().map(|probe| probe.hops.clone());
+        let write_probe = hops.clone().map(|hops| WriteProbe { hops, me, peer: rank });
+        let (outgoing, writer) = Outgoing::start_probed(
+            writing,
+            self.shared.clock,
+            format!("tom-{me}-w{rank}"),
+            write_probe,
+            move |error| {
                 let _ = signals.send(Signal::Closed {
                     conn,
                     reason: format!("write failed: {error}"),
                 });
-            })?;
-        let reader = spawn_reader(
+            },
+        )?;
+        let reader = spawn_reader_probed(
             reading,
             conn,
             Arc::clone(&heard),
             self.shared.clock,
             self.signals.clone(),
             format!("tom-{me}-r{rank}"),
+            hops.map(|hops| ReadProbe { hops, me }),
         )?;
         {
             let mut threads = self.shared.threads.lock();
@@ -1322,6 +1347,9 @@ impl Engine {
                 Output::Deliver(delivery) => {
                     if delivery.origin == self.node.me() {
                         self.gate.release();
+                        if let Some(probe) = &mut self.probe {
+                            probe.delivered(delivery.origin.rank);
+                        }
                     }
                     self.report(Event::Deliver(delivery));
                 }

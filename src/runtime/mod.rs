@@ -11,6 +11,8 @@
 //! - [`net`]: socket plumbing (port probing, connecting with retries, reading a handshake before a
 //!   deadline).
 pub mod heartbeat;
+#[doc(hidden)]
+pub mod hops;
 pub mod links;
 pub mod member;
 pub mod net;

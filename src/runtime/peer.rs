@@ -18,6 +18,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
 
+use super::hops::ReadProbe;
 use super::links::{Clock, LastHeard};
 use super::member::{ConnId, Signal};
 use crate::wire::{self, Frame, ReadError};
@@ -34,11 +35,27 @@ pub fn spawn_reader(
     signals: Sender<Signal>,
     name: String,
 ) -> std::io::Result<JoinHandle<()>> {
+    spawn_reader_probed(stream, conn, heard, clock, signals, name, None)
+}
+
+/// [`spawn_reader`], stamping when sampled data frames were decoded.
+pub(crate) fn spawn_reader_probed(
+    stream: TcpStream,
+    conn: ConnId,
+    heard: Arc<LastHeard>,
+    clock: Clock,
+    signals: Sender<Signal>,
+    name: String,
+    probe: Option<ReadProbe>,
+) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name(name).spawn(move || {
         let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, stream);
         loop {
             match wire::read_frame(&mut reader, wire::FRAME_LEN_MAX) {
                 Ok(frame) => {
+                    if let Some(probe) = &probe {
+                        probe.read(&frame);
+                    }
                     heard.stamp(clock.now_ms());
                     if matches!(frame, Frame::Heartbeat) {
                         continue;
