@@ -2,7 +2,7 @@
 //! real loopback TCP.
 //!
 //! ```text
-//! tom-bench --members N --size BYTES --messages PER_MEMBER [--rate PER_MEMBER_PER_S] [--json]
+//! tom-bench --members N --size BYTES --messages PER_MEMBER [--rate PER_MEMBER_PER_S] [--json] [--breakdown]
 //! ```
 //!
 //! Every member multicasts `--messages` messages of `--size` bytes, as fast as flow control allows
@@ -10,6 +10,14 @@
 //! (median over members, from the first multicast to that member's last delivery), the latency from
 //! `multicast()` to the sender's own delivery (p50, p99, p99.9 in µs, over every member's messages), and
 //! the process's peak resident memory. With `--json`, one JSON line; without, a readable table.
+//!
+//! `--breakdown` (N >= 2) also reports where the time of a multicast goes, hop by hop (median and p90
+//! over sampled messages): multicast() → the protocol thread takes it → the writer thread takes the
+//! bytes of its data frame → the `write_all` of them returns → the peer's reader thread has the frame → the peer's protocol thread
+//! takes it → the origin's protocol thread has the last acknowledgement it needs → it delivers → the
+//! application reads the delivery. The runtime stamps these through the hidden
+//! `Config::hop_probe` hook (`tom::runtime::hops`), which costs nothing when it is off. Meant for low
+//! rates (`--rate 1000`): the stamps name messages by their seq in the first view.
 //!
 //! The benchmark's own bookkeeping is bounded and resident from the start (a ring of send times, at most
 //! 2^20 latency samples per member, evenly spread over longer runs), so the growth of the resident set
@@ -23,15 +31,18 @@ use std::time::{Duration, Instant};
 
 use tom::formation;
 use tom::registry::{Helper, Settings};
+use tom::runtime::hops::{Breakdown, HopProbe, Stage, HOPS};
 use tom::runtime::{Config, Event, Member};
 
 const USAGE: &str = "\
-usage: tom-bench --members N --size BYTES --messages PER_MEMBER [--rate PER_MEMBER_PER_S] [--json]
+usage: tom-bench --members N --size BYTES --messages PER_MEMBER [--rate PER_MEMBER_PER_S] [--json] [--breakdown]
 
 Runs N members as threads of this process over loopback TCP; each multicasts PER_MEMBER
 messages of BYTES bytes (as fast as flow control allows, or --rate per second), and reports
 delivered messages per second per member (median), multicast-to-own-delivery latency
-(p50/p99/p99.9 µs), peak RSS and the resident set each second (to see it stay flat).";
+(p50/p99/p99.9 µs), peak RSS and the resident set each second (to see it stay flat).
+--breakdown (N >= 2): also the median and p90 of each hop of a multicast, from multicast()
+to the delivery read by the application (meant for a low --rate, e.g. 1000).";
 
 /// Slots of the ring of send times (far above any flow-control window).
 const SEND_RING: usize = 1 << 16;
@@ -39,19 +50,28 @@ const SEND_RING: usize = 1 << 16;
 /// Most latencies kept per member (8 MiB); longer runs keep an even sample.
 const LATENCY_SAMPLES_MAX: usize = 1 << 20;
 
+/// Most stamps `--breakdown` keeps (16 MiB of them); longer runs sample evenly.
+const BREAKDOWN_STAMPS_MAX: usize = 1 << 21;
+
 struct Options {
     members: u16,
     size: usize,
     messages: usize,
     rate: u64,
     json: bool,
+    breakdown: bool,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     let (mut members, mut size, mut messages, mut rate, mut json) = (None, None, None, 0, false);
+    let mut breakdown = false;
     while let Some(flag) = args.next() {
         if flag == "--json" {
             json = true;
+            continue;
+        }
+        if flag == "--breakdown" {
+            breakdown = true;
             continue;
         }
         if flag == "--help" || flag == "-h" {
@@ -78,12 +98,16 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             tom::wire::PAYLOAD_LEN_MAX
         ));
     }
+    if breakdown && members < 2 {
+        return Err("--breakdown needs --members 2 or more (it times the hops to the peers)".into());
+    }
     Ok(Options {
         members,
         size,
         messages,
         rate,
         json,
+        breakdown,
     })
 }
 
@@ -131,7 +155,7 @@ struct Outcome {
     latencies_ns: Vec<u64>,
 }
 
-fn run(options: &Options) -> Result<Outcome, Box<dyn std::error::Error>> {
+fn run(options: &Options, probe: Option<&HopProbe>) -> Result<Outcome, Box<dyn std::error::Error>> {
     let helper = Helper::start(
         TcpListener::bind("127.0.0.1:0")?,
         Settings::new(options.members, "bench"),
@@ -148,6 +172,7 @@ fn run(options: &Options) -> Result<Outcome, Box<dyn std::error::Error>> {
                 let mut config = Config::new(formation);
                 // A saturated 2-core machine is slow, not dead: no false suspicions in a benchmark.
                 config.failure_timeout_ms = 30_000;
+                config.hop_probe = probe.cloned();
                 scope.spawn(move || Member::join(config))
             })
             .collect();
@@ -169,6 +194,7 @@ fn run(options: &Options) -> Result<Outcome, Box<dyn std::error::Error>> {
             let sent_at: Arc<Vec<AtomicU64>> = Arc::new((0..SEND_RING).map(|_| AtomicU64::new(0)).collect());
             let sent = Arc::clone(&sent_at);
             scope.spawn(move || {
+                let me = member.rank();
                 let interval = (options.rate > 0).then(|| Duration::from_nanos(1_000_000_000 / options.rate));
                 let mut payload = vec![0u8; options.size];
                 for k in 0..options.messages {
@@ -180,6 +206,10 @@ fn run(options: &Options) -> Result<Outcome, Box<dyn std::error::Error>> {
                     }
                     payload[..8].copy_from_slice(&(k as u64).to_be_bytes());
                     sent[k % SEND_RING].store(start.elapsed().as_nanos() as u64 + 1, Ordering::Relaxed);
+                    // The k-th multicast (from 0) is seq k + 1 in the first view.
+                    if let Some(probe) = probe {
+                        probe.stamp(Stage::Called, me, k as u64 + 1, me);
+                    }
                     if member.multicast(payload.clone()).is_err() {
                         return;
                     }
@@ -199,6 +229,9 @@ fn run(options: &Options) -> Result<Outcome, Box<dyn std::error::Error>> {
                         Ok(Event::Deliver(d)) => {
                             delivered += 1;
                             let k = u64::from_be_bytes(d.payload.as_bytes()[..8].try_into().unwrap_or_default());
+                            if let (Some(probe), true) = (probe, d.origin.rank == me) {
+                                probe.stamp(Stage::Consumed, me, k + 1, me);
+                            }
                             if d.origin.rank == me && k as usize % every == 0 {
                                 let sent = sent_at[k as usize % SEND_RING].load(Ordering::Relaxed);
                                 let now = start.elapsed().as_nanos() as u64 + 1;
@@ -247,9 +280,12 @@ fn main() -> ExitCode {
         }
     };
     let sampling_stopped = AtomicBool::new(false);
+    let probe = options
+        .breakdown
+        .then(|| HopProbe::new(options.members, options.messages as u64, BREAKDOWN_STAMPS_MAX));
     let (result, rss_samples_mib) = std::thread::scope(|scope| {
         let sampler = scope.spawn(|| sample_rss(&sampling_stopped));
-        let result = run(&options);
+        let result = run(&options, probe.as_ref());
         sampling_stopped.store(true, Ordering::Relaxed);
         (result, sampler.join().unwrap_or_default())
     });
@@ -271,10 +307,15 @@ fn main() -> ExitCode {
     let us = |fraction: f64| percentile(&outcome.latencies_ns, fraction) as f64 / 1_000.0;
     let (p50, p99, p999) = (us(0.50), us(0.99), us(0.999));
     let rss = peak_rss_bytes();
+    let breakdown = probe.as_ref().map(|probe| (probe.breakdown(), probe.sampling()));
     if options.json {
+        let breakdown_json = breakdown
+            .as_ref()
+            .map(|(breakdown, sampling)| format!(",\"breakdown\":{}", breakdown_json(breakdown, *sampling)))
+            .unwrap_or_default();
         println!(
-            "{{\"members\":{},\"size\":{},\"messages_per_member\":{},\"rate\":{},\"delivered_per_s_median\":{:.0},\"latency_p50_us\":{:.1},\"latency_p99_us\":{:.1},\"latency_p999_us\":{:.1},\"peak_rss_bytes\":{},\"rss_mib_each_second\":[{}]}}",
-            options.members, options.size, options.messages, options.rate, median, p50, p99, p999, rss, rss_timeline
+            "{{\"members\":{},\"size\":{},\"messages_per_member\":{},\"rate\":{},\"delivered_per_s_median\":{:.0},\"latency_p50_us\":{:.1},\"latency_p99_us\":{:.1},\"latency_p999_us\":{:.1},\"peak_rss_bytes\":{},\"rss_mib_each_second\":[{}]{}}}",
+            options.members, options.size, options.messages, options.rate, median, p50, p99, p999, rss, rss_timeline, breakdown_json
         );
     } else {
         println!("members                   {}", options.members);
@@ -292,6 +333,70 @@ fn main() -> ExitCode {
         println!("latency p50 / p99 / p99.9 {p50:.1} / {p99:.1} / {p999:.1} µs (multicast to own delivery)");
         println!("peak RSS                  {:.1} MiB", rss as f64 / (1024.0 * 1024.0));
         println!("RSS each second           {rss_timeline} MiB");
+        if let Some((breakdown, sampling)) = &breakdown {
+            print_breakdown(breakdown, *sampling);
+        }
     }
     ExitCode::SUCCESS
+}
+
+fn us(ns: i64) -> f64 {
+    ns as f64 / 1_000.0
+}
+
+/// The `--breakdown` table: per hop, median / p90 in µs, between the stages as the last peer reached
+/// each (these add up, per message, to the total) and, for the hops to and from the peers, each peer's
+/// own chain pooled over peers.
+fn print_breakdown(breakdown: &Breakdown, (slots, every): (u64, u64)) {
+    println!(
+        "where the time goes       {} messages sampled (1 in {every} of each member's, up to {slots} each; {} incomplete left out)",
+        breakdown.samples, breakdown.incomplete
+    );
+    println!("  µs, median / p90                                 last peer            each peer");
+    for hop in &breakdown.hops {
+        let last = format!("{:.1} / {:.1}", us(hop.last_peer.p50_ns), us(hop.last_peer.p90_ns));
+        let each = hop
+            .each_peer
+            .map(|each| format!("{:.1} / {:.1}", us(each.p50_ns), us(each.p90_ns)))
+            .unwrap_or_else(|| "-".into());
+        let negative = hop.last_peer.negative + hop.each_peer.map_or(0, |each| each.negative);
+        let note = if negative > 0 {
+            format!("  ({negative} negative: two threads' stamps crossed)")
+        } else {
+            String::new()
+        };
+        println!("  {:<47}  {last:<19}  {each}{note}", hop.name);
+    }
+    println!("  (medians of the hops need not add up to the median total)");
+}
+
+fn breakdown_json(breakdown: &Breakdown, (slots, every): (u64, u64)) -> String {
+    let hops = breakdown
+        .hops
+        .iter()
+        .map(|hop| {
+            let each = hop
+                .each_peer
+                .map(|each| {
+                    format!(
+                        ",\"each_peer_p50_us\":{:.1},\"each_peer_p90_us\":{:.1}",
+                        us(each.p50_ns),
+                        us(each.p90_ns)
+                    )
+                })
+                .unwrap_or_default();
+            format!(
+                "{{\"hop\":\"{}\",\"p50_us\":{:.1},\"p90_us\":{:.1}{each}}}",
+                hop.name,
+                us(hop.last_peer.p50_ns),
+                us(hop.last_peer.p90_ns)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    debug_assert_eq!(breakdown.hops.len(), HOPS.len());
+    format!(
+        "{{\"samples\":{},\"incomplete\":{},\"every\":{every},\"slots_per_member\":{slots},\"hops\":[{hops}]}}",
+        breakdown.samples, breakdown.incomplete
+    )
 }
