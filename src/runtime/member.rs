@@ -874,6 +874,10 @@ impl Engine {
             self.node.flush(&mut out);
             self.dispatch(&mut out);
             self.pace_to_application(&mut out);
+            // Debug builds (every `make test` run) check the core's invariants after each batch, as
+            // the simulator does after every input: the real runtime's interleavings are checked too.
+            #[cfg(debug_assertions)]
+            self.node.check_invariants();
         }
         self.flush_trace();
         self.gate.close(Closed::ShutDown);
