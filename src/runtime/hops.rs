@@ -23,10 +23,13 @@
 //! 4. [`Stage::Written`] (per peer): that writer got back from the `write_all` of those bytes;
 //! 5. [`Stage::Read`] (per peer): that peer's reader thread decoded the frame;
 //! 6. [`Stage::Handled`] (per peer): that peer's protocol thread took the frame from its channel;
-//! 7. [`Stage::Acked`] (per peer): the origin's protocol thread took a frame from that peer whose
+//! 7. [`Stage::AckQueued`] (per peer): that peer's protocol thread queued, for its writer to the
+//!    origin, the first frame (an acknowledgement, or its own data with acknowledgements piggybacked)
+//!    whose acknowledgements cover the message;
+//! 8. [`Stage::Acked`] (per peer): the origin's protocol thread took a frame from that peer whose
 //!    acknowledgements cover the message;
-//! 8. [`Stage::Delivered`]: the origin's protocol thread handed the delivery to the event channel;
-//! 9. [`Stage::Consumed`]: the application received the delivery event (stamped by the application).
+//! 9. [`Stage::Delivered`]: the origin's protocol thread handed the delivery to the event channel;
+//! 10. [`Stage::Consumed`]: the application received the delivery event (stamped by the application).
 //!
 //! Over loopback a `write_all` does the receiving side's TCP work too and wakes its reader, so a
 //! reader often has the frame before the writer's `write_all` returns: that hop can be negative.
@@ -54,6 +57,8 @@ pub enum Stage {
     Read,
     /// A peer's protocol thread took the data frame (per peer).
     Handled,
+    /// A peer's protocol thread queued a frame acknowledging the message to the origin (per peer).
+    AckQueued,
     /// The origin's protocol thread took a peer's frame acknowledging the message (per peer).
     Acked,
     /// The origin's protocol thread handed the delivery to the application's channel.
@@ -62,7 +67,7 @@ pub enum Stage {
     Consumed,
 }
 
-const STAGES: usize = 9;
+const STAGES: usize = 10;
 
 impl Stage {
     fn index(self) -> usize {
@@ -190,11 +195,12 @@ impl HopProbe {
                     }
                     continue;
                 };
-                let (Some(drained), Some(written), Some(read), Some(handled), Some(acked)) = (
+                let (Some(drained), Some(written), Some(read), Some(handled), Some(queued), Some(acked)) = (
                     peers(Stage::Drained),
                     peers(Stage::Written),
                     peers(Stage::Read),
                     peers(Stage::Handled),
+                    peers(Stage::AckQueued),
                     peers(Stage::Acked),
                 ) else {
                     incomplete += 1;
@@ -212,6 +218,7 @@ impl HopProbe {
                     max(&written),
                     max(&read),
                     max(&handled),
+                    max(&queued),
                     max(&acked),
                     delivered,
                     consumed,
@@ -225,7 +232,8 @@ impl HopProbe {
                     each[2].push(written[p] - drained[p]);
                     each[3].push(read[p] - written[p]);
                     each[4].push(handled[p] - read[p]);
-                    each[5].push(acked[p] - handled[p]);
+                    each[5].push(queued[p] - handled[p]);
+                    each[6].push(acked[p] - queued[p]);
                 }
             }
         }
@@ -247,12 +255,13 @@ impl HopProbe {
 }
 
 /// The hops, in order; the last is the whole way.
-pub const HOPS: [&str; 9] = [
+pub const HOPS: [&str; 10] = [
     "multicast() -> protocol thread takes it",
     "-> writer thread takes its bytes",
     "-> write_all of those bytes returned",
     "-> peer's reader thread has the frame",
     "-> peer's protocol thread takes it",
+    "-> peer's protocol thread queues its ack",
     "-> origin's protocol thread has the last ack",
     "-> origin's protocol thread delivers it",
     "-> application reads the delivery",
@@ -323,6 +332,8 @@ pub(crate) struct EngineProbe {
     delivered: u64,
     /// Per rank, the highest own seq its frames acknowledged.
     acked: Vec<u64>,
+    /// Per rank, the highest of its seqs this member's frames to it acknowledged.
+    acks_queued: Vec<u64>,
 }
 
 impl EngineProbe {
@@ -333,7 +344,26 @@ impl EngineProbe {
             taken: 0,
             delivered: 0,
             acked: vec![0; members + 1],
+            acks_queued: vec![0; members + 1],
         }
+    }
+
+    /// The protocol thread of `me`, in `view`, queues `msg` for `to`.
+    pub(crate) fn sent(&mut self, me: Rank, view: Option<&View>, to: Rank, msg: &Message) {
+        let (Message::Data { acks, .. } | Message::Ack { acks, .. }) = msg else {
+            return;
+        };
+        let Some(view) = view.filter(|v| msg.view() == Some(v.id)) else {
+            return;
+        };
+        let (Some(theirs), Some(known)) = (view.index_of(to), self.acks_queued.get_mut(to.0 as usize)) else {
+            return;
+        };
+        let covered = acks.get(theirs).copied().unwrap_or_default();
+        for seq in *known + 1..=covered {
+            self.hops.stamp(Stage::AckQueued, to, seq, me);
+        }
+        *known = (*known).max(covered);
     }
 
     /// The protocol thread of `me` takes a multicast.
@@ -446,6 +476,7 @@ mod tests {
             Stage::Written,
             Stage::Read,
             Stage::Handled,
+            Stage::AckQueued,
             Stage::Acked,
         ] {
             probe.stamp(stage, origin, 1, peer);
@@ -455,8 +486,11 @@ mod tests {
         }
         let breakdown = probe.breakdown();
         assert_eq!((breakdown.samples, breakdown.incomplete), (1, 0));
-        let hops: i64 = breakdown.hops[..8].iter().map(|h| h.last_peer.p50_ns).sum();
-        assert_eq!(hops, breakdown.hops[8].last_peer.p50_ns);
+        let hops: i64 = breakdown.hops[..HOPS.len() - 1]
+            .iter()
+            .map(|h| h.last_peer.p50_ns)
+            .sum();
+        assert_eq!(hops, breakdown.hops[HOPS.len() - 1].last_peer.p50_ns);
         assert!(breakdown.hops.iter().all(|h| h.last_peer.negative == 0));
         assert!(breakdown.hops[0].each_peer.is_none() && breakdown.hops[4].each_peer.is_some());
     }

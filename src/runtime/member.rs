@@ -1332,10 +1332,15 @@ impl Engine {
         for output in out.drain() {
             self.trace_output(&output);
             match output {
-                Output::Send { to, msg } => match self.member_conn.get(&to).and_then(|c| self.conns.get(c)) {
-                    Some(conn) => conn.outgoing.push(&Frame::Protocol(msg)),
-                    None => self.keep_unsent(to, Frame::Protocol(msg)),
-                },
+                Output::Send { to, msg } => {
+                    if let Some(probe) = &mut self.probe {
+                        probe.sent(self.node.me().rank, self.node.view(), to, &msg);
+                    }
+                    match self.member_conn.get(&to).and_then(|c| self.conns.get(c)) {
+                        Some(conn) => conn.outgoing.push(&Frame::Protocol(msg)),
+                        None => self.keep_unsent(to, Frame::Protocol(msg)),
+                    }
+                }
                 Output::SendToJoiner { rank, msg } => {
                     // Every process asking for that rank hears it (a refusal is about the rank).
                     let frame = Frame::Protocol(msg);
