@@ -13,11 +13,12 @@
 //!
 //! `--breakdown` (N >= 2) also reports where the time of a multicast goes, hop by hop (median and p90
 //! over sampled messages): multicast() → the protocol thread takes it → the writer thread takes the
-//! bytes of its data frame → the `write_all` of them returns → the peer's reader thread has the frame → the peer's protocol thread
-//! takes it → the origin's protocol thread has the last acknowledgement it needs → it delivers → the
-//! application reads the delivery. The runtime stamps these through the hidden
-//! `Config::hop_probe` hook (`tom::runtime::hops`), which costs nothing when it is off. Meant for low
-//! rates (`--rate 1000`): the stamps name messages by their seq in the first view.
+//! bytes of its data frame → the `write_all` of them returns → the peer's reader thread has the frame
+//! → the peer's protocol thread takes it → it queues its acknowledgement → the origin's protocol
+//! thread has the last acknowledgement it needs → it delivers → the application reads the delivery.
+//! The runtime stamps these through the hidden `Config::hop_probe` hook (`tom::runtime::hops`), which
+//! costs nothing when it is off. Meant for low rates (`--rate 1000`): the stamps name messages by
+//! their seq in the first view.
 //!
 //! The benchmark's own bookkeeping is bounded and resident from the start (a ring of send times, at most
 //! 2^20 latency samples per member, evenly spread over longer runs), so the growth of the resident set
