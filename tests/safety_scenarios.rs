@@ -411,3 +411,35 @@ fn a_gathering_proposer_asks_another_holder_when_the_first_dies() {
     assert_eq!(sim.view_of(1), vec![1, 3, 4]);
     sim.check(Expect::Settled);
 }
+
+/// Found by the chaos check of real processes: the rule that no fresh proposal is empty must not keep a
+/// dissolving group from ending. A lone member that leaves, and a group whose every member leaves at
+/// once, end with every member `Left` (the empty view), not in view changes for ever.
+#[test]
+fn a_group_whose_every_member_leaves_dissolves() {
+    for size in [1u16, 3] {
+        let mut sim = Sim::new(size);
+        for rank in 1..=size {
+            sim.multicast(rank);
+        }
+        sim.run_until_quiet();
+        for rank in 1..=size {
+            sim.leave(rank);
+        }
+        settle(&mut sim);
+        for rank in 1..=size {
+            let life = sim.current(rank);
+            assert_eq!(
+                sim.lives[life].history.end,
+                sim::check::End::Left,
+                "rank {rank} of {size} left"
+            );
+            assert_eq!(
+                sim.delivered(rank).len(),
+                size as usize,
+                "every message delivered first"
+            );
+        }
+        sim.check(Expect::Settled);
+    }
+}

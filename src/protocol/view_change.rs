@@ -769,8 +769,9 @@ fn weigh_suspicions(mine: BTreeSet<Rank>, promises: &BTreeMap<Rank, Promised>) -
 
 /// A fresh proposal from a quorum's promises: the next view is every responder nobody suspects and that
 /// is not leaving, plus a new life for each rank asking to rejoin whose old life is gone; it carries the
-/// union of the responders' held messages. `None` when no member of the view would stay: a view of
-/// joiners alone, or an empty one, would lose the group's history.
+/// union of the responders' held messages. `None` when no member of the view would stay (a view of
+/// joiners alone, or an empty one, would lose the group's history), unless every member answered and
+/// leaves: a dissolving group ends in the empty view.
 fn fresh_proposal(
     view: &View,
     promises: &BTreeMap<Rank, Promised>,
@@ -800,7 +801,17 @@ fn fresh_proposal(
         .copied()
         .collect();
     if members.is_empty() {
-        return None;
+        // Only a group that is dissolving ends in an empty view: every member of the view answered and
+        // leaves (a lone member leaving, or everyone at once). Otherwise no member would stay and the
+        // group's history would be lost, or a healthy member excluded.
+        let dissolving = view
+            .members
+            .iter()
+            .all(|m| promises.contains_key(&m.rank) && leaving.contains(&m.rank));
+        if !dissolving {
+            return None;
+        }
+        joining.clear();
     }
     for (rank, process) in joining {
         if members.iter().all(|m| m.rank != rank) {
