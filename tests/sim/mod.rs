@@ -481,10 +481,23 @@ impl Sim {
             Action::Heal => self.net.heal(),
             Action::Restart { rank } => self.do_restart(rank),
             Action::GiveUp { node } => {
-                if self.lives[node].phase() == Some(Phase::Joining) {
-                    self.do_crash(node, Loss::Nothing);
-                } else {
-                    self.effect("admitted meanwhile: it stays".to_string());
+                let rank = self.lives[node].rank;
+                let rank_has_member = self
+                    .lives
+                    .iter()
+                    .any(|l| l.rank == rank && matches!(l.phase(), Some(Phase::Member | Phase::Changing)));
+                match self.lives[node].phase() {
+                    // Another life of the rank is a member: this process cannot be the one the group is
+                    // admitting, and its end costs no quorum.
+                    Some(Phase::Joining) if rank_has_member => self.do_crash(node, Loss::Nothing),
+                    // It may be about to be admitted: ending it now would be a crash of a member the
+                    // fault plan did not weigh against the quorum. It gives up later, if still joining.
+                    Some(Phase::Joining) => {
+                        self.effect("no other life of its rank is a member: it waits longer".to_string());
+                        let at = self.now_step + 500;
+                        self.schedule(at, Action::GiveUp { node });
+                    }
+                    _ => self.effect("admitted meanwhile: it stays".to_string()),
                 }
             }
             Action::Connect { joiner, to } => {

@@ -101,9 +101,9 @@ pub struct Driver {
     chaos_steps: u64,
     /// Lives a fault has marked for exclusion (falsely suspected, or on the losing side of a cut).
     doomed: BTreeSet<LifeId>,
-    /// The two ends of each link cut alone: at the end, at least one of them must still be a member
-    /// unless another fault took it.
-    cut_links: Vec<(LifeId, LifeId)>,
+    /// The two ends of each link cut alone, with the newest view id when it was cut: the first view
+    /// after it that drops either end must keep the other (unless another fault took that one).
+    cut_links: Vec<(LifeId, LifeId, u64)>,
     /// Lives some fault other than a lone cut link took (crash, leave, false suspicion, partition).
     taken: BTreeSet<LifeId>,
 }
@@ -277,18 +277,27 @@ impl Driver {
         }
     }
 
-    /// A link cut alone excludes at most one of its ends (unless another fault took the other).
+    /// A link cut alone excludes at most one of its ends: the first view after the cut that drops
+    /// either end keeps the other (unless another fault took that one too).
     fn check_cut_links(&self) {
-        for (a, b) in &self.cut_links {
+        for (a, b, cut_at_view) in &self.cut_links {
             if self.taken.contains(a) || self.taken.contains(b) {
                 continue;
             }
-            let excluded = |l: &LifeId| self.sim.lives[*l].history.end == super::check::End::Excluded;
-            if excluded(a) && excluded(b) {
+            let process = |l: &LifeId| self.sim.lives[*l].process;
+            let lists = |view: &tom::types::View, l: &LifeId| view.members.iter().any(|m| m.process == process(l));
+            let first_drop = self
+                .sim
+                .views
+                .range(cut_at_view + 1..)
+                .map(|(_, view)| view)
+                .find(|view| !lists(view, a) || !lists(view, b));
+            if let Some(view) = first_drop.filter(|view| !lists(view, a) && !lists(view, b)) {
                 self.sim.fail(&format!(
-                    "one cut link excluded both of its ends, {} and {}",
+                    "one cut link excluded both of its ends, {} and {}, at view {}",
                     self.sim.name(*a),
-                    self.sim.name(*b)
+                    self.sim.name(*b),
+                    view.id
                 ));
             }
         }
@@ -526,7 +535,8 @@ impl Driver {
                 }
                 let (rank_a, rank_b) = (self.sim.lives[a].rank, self.sim.lives[b].rank);
                 self.doomed.extend([a, b]);
-                self.cut_links.push((a, b));
+                let newest_view = self.sim.views.keys().next_back().copied().unwrap_or(1);
+                self.cut_links.push((a, b, newest_view));
                 self.sim.apply(Action::Partition {
                     side_a: vec![rank_a],
                     side_b: vec![rank_b],
