@@ -651,6 +651,10 @@ fn read_lines(stdout: std::process::ChildStdout, lines: &Mutex<Vec<String>>, sto
         }
         if line.last() == Some(&b'\n') {
             line.pop();
+        } else {
+            // The process ended in the middle of a line (killed while writing a long DELIVER line):
+            // what it wrote of that line is no line of its output, and no delivery to check.
+            break;
         }
         let text = String::from_utf8_lossy(&line).into_owned();
         lines.lock().unwrap_or_else(|e| e.into_inner()).push(text);
