@@ -27,6 +27,10 @@ use parking_lot::{Condvar, Mutex};
 use super::hops::{Stage, WriteProbe};
 use crate::wire::{self, Frame};
 
+/// The most bytes one write call carries before the writer marks progress (see
+/// [`Outgoing::stalled_for_ms`]).
+const WRITE_SLICE_LEN: usize = 1024 * 1024;
+
 /// Milliseconds since a fixed start, shared by the threads of one member.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
@@ -161,6 +165,18 @@ impl Outgoing {
         self.wake.notify_one();
     }
 
+    /// Writes `batch` in slices of at most [`WRITE_SLICE_LEN`], marking progress after each: a batch
+    /// may hold hundreds of MiB (a view change's payloads, a full window of big messages), and writing it
+    /// to a live peer may take longer than the failure timeout. Progress is bytes moving, not batches
+    /// done, so only a peer that really stops reading is taken for stuck.
+    fn write_marking_progress(&self, stream: &mut TcpStream, batch: &[u8]) -> std::io::Result<()> {
+        for slice in batch.chunks(WRITE_SLICE_LEN) {
+            stream.write_all(slice)?;
+            self.buffer.lock().progress_ms = self.clock.now_ms();
+        }
+        Ok(())
+    }
+
     fn drain_into(&self, mut stream: TcpStream) -> std::io::Result<()> {
         let mut batch = Vec::new();
         let mut probed = Vec::new();
@@ -181,7 +197,7 @@ impl Outgoing {
             if let Some(probe) = &self.probe {
                 probe.stamp(Stage::Drained, &probed);
             }
-            let result = stream.write_all(&batch);
+            let result = self.write_marking_progress(&mut stream, &batch);
             if let (Some(probe), true) = (&self.probe, result.is_ok()) {
                 probe.stamp(Stage::Written, &probed);
                 probed.clear();
@@ -200,5 +216,61 @@ impl Outgoing {
         }
         let _ = stream.shutdown(Shutdown::Both);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A peer that reads steadily, if slowly, is never taken for one that stopped reading: a batch of
+    /// 24 MiB takes about two seconds to drain here, yet the writer's stall stays far below that.
+    #[test]
+    fn a_peer_that_reads_slowly_but_steadily_is_never_taken_for_stuck() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let writing = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (mut reading, _) = listener.accept().expect("accept");
+        let (outgoing, writer) =
+            Outgoing::start(writing, Clock::new(), "slow-peer-writer".into(), |_| {}).expect("writer");
+        let frame = Frame::StatusReport {
+            report: "x".repeat(1024 * 1024),
+        };
+        let frames = 24;
+        for _ in 0..frames {
+            outgoing.push(&frame);
+        }
+        let mut expected = Vec::new();
+        wire::encode(&frame, &mut expected);
+        let total = expected.len() * frames;
+        let reader = std::thread::spawn(move || {
+            let mut chunk = vec![0u8; 256 * 1024];
+            let mut read = 0;
+            while read < total + 1 {
+                read += reading.read(&mut chunk).expect("read");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        // Heartbeats keep coming while the batch drains, as they do in a member: they wait behind it.
+        let mut longest_stall_ms = 0;
+        let mut polls = 0u64;
+        while !reader.is_finished() {
+            if polls % 5 == 0 {
+                outgoing.push(&Frame::Heartbeat);
+            }
+            polls += 1;
+            longest_stall_ms = longest_stall_ms.max(outgoing.stalled_for_ms());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        reader.join().expect("reader");
+        outgoing.close();
+        writer.join().expect("writer");
+        assert!(
+            longest_stall_ms < 800,
+            "the writer looked stuck for {longest_stall_ms} ms while its peer read steadily"
+        );
     }
 }
