@@ -443,3 +443,58 @@ fn a_group_whose_every_member_leaves_dissolves() {
         sim.check(Expect::Settled);
     }
 }
+
+/// Found by the soak (rejoin family, seed 39124): the only promiser that held some payloads dies after
+/// promising. The value can never be gathered; the proposer starts over at its next attempt to ask
+/// (one view-change timeout), instead of waiting out its ballot (two timeouts) while the members
+/// waiting on it count towards taking it for a silent proposer.
+#[test]
+fn a_ballot_whose_payloads_died_with_their_only_holder_starts_over() {
+    let mut sim = Sim::new(4);
+    let l: Vec<LifeId> = (1..=4).map(|r| sim.current(r)).collect();
+    let (one, three, four) = (l[0], l[2], l[3]);
+    // 4's message reaches 3 only; 4 dies.
+    sim.apply(Action::Multicast { node: four });
+    sim.deliver_between(four, three);
+    sim.apply(Action::Crash {
+        node: four,
+        loss: Loss::All,
+    });
+    for rank in 1..=3 {
+        sim.suspect(rank, 4);
+    }
+    // 1 runs the ballot; 3's answer to 1's fetch is lost with 3, which dies right after promising.
+    settle_except(&mut sim, &[(three, one)]);
+    loop {
+        let next = sim.net.peek(three, one).map(|f| f.describe()).unwrap_or_default();
+        if next.is_empty() || next.starts_with("carry") {
+            break;
+        }
+        sim.deliver_between(three, one);
+        settle_except(&mut sim, &[(three, one)]);
+    }
+    sim.apply(Action::Crash {
+        node: three,
+        loss: Loss::All,
+    });
+    for rank in [1, 2] {
+        sim.suspect(rank, 3);
+    }
+    settle_except(&mut sim, &[]);
+    assert_eq!(sim.view_of(1), vec![1, 2, 3, 4], "still in view 1");
+    let timeout = tom::protocol::Config::new(Rank(1)).view_change_timeout_ticks;
+    for _ in 0..timeout * 3 / 2 {
+        sim.tick_all(1);
+        settle_except(&mut sim, &[]);
+    }
+    assert_eq!(
+        sim.view_of(1),
+        vec![1, 2],
+        "the next ballot decided within one and a half timeouts"
+    );
+    assert!(
+        sim.delivered(1).is_empty(),
+        "4's message, held only by 3, is delivered by nobody"
+    );
+    sim.check(Expect::Settled);
+}

@@ -347,11 +347,6 @@ impl Node {
         }
         let missing = self.missing_payloads(&proposal.carried);
         if !missing.is_empty() {
-            let timeout = self.config.view_change_timeout_ticks.max(1);
-            let asked_recently = self.now_ticks.saturating_sub(proposer.fetched_at_tick) < timeout;
-            if proposer.fetch_rounds > 0 && asked_recently {
-                return; // asked already: the chunks are on their way
-            }
             // Ask, for each payload, a member that reported it, unsuspected ones first (a suspected one
             // may still be alive, and the only one to have it); asking again asks every member that
             // reported it, so one that died before it answered does not stall the ballot (a payload
@@ -365,6 +360,33 @@ impl Node {
                 .map(|(rank, p)| (*rank, p.report.held.iter().copied().collect()))
                 .collect();
             reports.sort_by_key(|(rank, _)| (suspected(rank), *rank));
+            let timeout = self.config.view_change_timeout_ticks.max(1);
+            let asked_recently = self.now_ticks.saturating_sub(proposer.fetched_at_tick) < timeout;
+            if proposer.fetch_rounds > 0 && asked_recently {
+                return; // asked already: the chunks are on their way
+            }
+            // Asked a timeout ago, and every member that reported some payload still missing is
+            // suspected (it died after promising; a suspected member still alive would have answered).
+            let ungatherable = round > 0
+                && missing.iter().any(|msg| {
+                    reports
+                        .iter()
+                        .filter(|(_, held)| held.contains(msg))
+                        .all(|(rank, _)| suspected(rank))
+                });
+            if ungatherable {
+                // This value may never be gathered. Start over: the next ballot's reports no longer
+                // name what only a dead member held, and nobody delivered that (delivery needs every
+                // member's acknowledgement). A value a quorum accepted is not lost so: a live member of
+                // any quorum holds its payloads and reports them.
+                info!(
+                    "member {}: payloads of ballot {}.{} held only by suspected members; starting over",
+                    self.me, proposer.ballot.round, proposer.ballot.proposer
+                );
+                self.proposer = None;
+                self.maybe_start_change(out);
+                return;
+            }
             let by_source = Node::sources_of(&reports, &missing, round);
             if let Some(proposer) = self.proposer.as_mut() {
                 proposer.fetch_rounds += 1;
@@ -548,8 +570,11 @@ impl Node {
     pub(super) fn install(&mut self, proposal: Proposal, out: &mut Outbox) {
         let old_view = self.view.clone();
         let joining = self.phase == Phase::Joining;
-        // Relay first: on every FIFO connection the decision then precedes anything this member sends
-        // in the new view, so nobody sees a new-view frame before the view itself.
+        // The relays go out before anything this member multicasts or acknowledges in the new view, so
+        // on every FIFO connection the decision precedes this member's new-view messages. The driver
+        // hears of the view (`ViewInstalled`) just before the relays, so it can route them to the new
+        // view's lives; what it sends itself on that output (a state snapshot for a newcomer) may
+        // precede the relay, and a receiver keeps such frames until it has installed the view.
         let mut recipients: BTreeSet<Rank> = proposal.view.ranks().collect();
         if let Some(old) = &old_view {
             recipients.extend(old.ranks());
