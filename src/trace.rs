@@ -418,21 +418,10 @@ pub fn push_json_string(s: &mut String, text: &str) {
 // ---- deriving events from the core's inputs and outputs -------------------------------------------
 
 fn msg_info(node: &Node, msg: &Message) -> MsgInfo {
+    // A decision is drawn with the view it decides, every other message with the view it names.
     let view = match msg {
-        Message::Data { view, .. }
-        | Message::Ack { view, .. }
-        | Message::Suspect { view, .. }
-        | Message::Leave { view }
-        | Message::Prepare { view, .. }
-        | Message::Promise { view, .. }
-        | Message::Reject { view, .. }
-        | Message::Accept { view, .. }
-        | Message::Accepted { view, .. }
-        | Message::Fetch { view, .. }
-        | Message::Carry { view, .. }
-        | Message::Progress { view } => Some(view.0),
         Message::Decide { proposal } => Some(proposal.view.id.0),
-        Message::JoinRequest { .. } | Message::JoinRefused { .. } => None,
+        other => other.view().map(|view| view.0),
     };
     let data = match msg {
         Message::Data { view, msg, .. } => {

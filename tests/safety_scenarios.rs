@@ -42,6 +42,22 @@ fn deliver_through(sim: &mut Sim, from: LifeId, to: LifeId, kind: &str) {
     }
 }
 
+/// Lets everything move but the link `held` and the links in `also_held`; on `held`, delivers frames one
+/// at a time (letting the rest move after each) until the next one is a frame of `kind`, which stays.
+fn deliver_up_to(sim: &mut Sim, held: (LifeId, LifeId), kind: &str, also_held: &[(LifeId, LifeId)]) {
+    let mut holding = vec![held];
+    holding.extend_from_slice(also_held);
+    settle_except(sim, &holding);
+    loop {
+        let next = sim.net.peek(held.0, held.1).map(|f| f.describe()).unwrap_or_default();
+        if next.is_empty() || next.starts_with(kind) {
+            return;
+        }
+        sim.deliver_between(held.0, held.1);
+        settle_except(sim, &holding);
+    }
+}
+
 /// Ticks, deliveries, flushes and the scheduled reports go on until the group settles.
 fn settle(sim: &mut Sim) {
     sim.auto_detect = true;
@@ -326,15 +342,7 @@ fn a_cut_gathered_by_a_ballot_that_died_has_no_gap() {
         sim.suspect(rank, 6);
     }
     let (one, two, three) = (l[0], l[1], l[2]);
-    settle_except(&mut sim, &[(two, one), (three, one)]);
-    while sim.net.queued(two, one) > 0 {
-        let next = sim.net.peek(two, one).map(|f| f.describe()).unwrap_or_default();
-        if next.starts_with("carry") {
-            break;
-        }
-        sim.deliver_between(two, one);
-        settle_except(&mut sim, &[(two, one), (three, one)]);
-    }
+    deliver_up_to(&mut sim, (two, one), "carry", &[(three, one)]);
     sim.apply(Action::Crash {
         node: two,
         loss: Loss::All,
@@ -378,15 +386,7 @@ fn a_gathering_proposer_asks_another_holder_when_the_first_dies() {
         sim.suspect(rank, 5);
     }
     // Everything moves but 2's frames to 1, which stop right before 2's answer to the fetch.
-    settle_except(&mut sim, &[(two, one)]);
-    loop {
-        let next = sim.net.peek(two, one).map(|f| f.describe()).unwrap_or_default();
-        if next.is_empty() || next.starts_with("carry") {
-            break;
-        }
-        sim.deliver_between(two, one);
-        settle_except(&mut sim, &[(two, one)]);
-    }
+    deliver_up_to(&mut sim, (two, one), "carry", &[]);
     assert!(sim.net.queued(two, one) > 0, "2 answered the fetch");
     sim.apply(Action::Crash {
         node: two,
@@ -464,15 +464,7 @@ fn a_ballot_whose_payloads_died_with_their_only_holder_starts_over() {
         sim.suspect(rank, 4);
     }
     // 1 runs the ballot; 3's answer to 1's fetch is lost with 3, which dies right after promising.
-    settle_except(&mut sim, &[(three, one)]);
-    loop {
-        let next = sim.net.peek(three, one).map(|f| f.describe()).unwrap_or_default();
-        if next.is_empty() || next.starts_with("carry") {
-            break;
-        }
-        sim.deliver_between(three, one);
-        settle_except(&mut sim, &[(three, one)]);
-    }
+    deliver_up_to(&mut sim, (three, one), "carry", &[]);
     sim.apply(Action::Crash {
         node: three,
         loss: Loss::All,
