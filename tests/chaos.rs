@@ -21,11 +21,10 @@
 //! step the run waits until the group has settled (every running member's last view lists exactly the
 //! running ranks). At the end every survivor multicasts marker lines that every survivor must deliver
 //! (liveness after the last fault); then the survivors close their stdin one after the other and each
-//! must leave cleanly (exit 0, every line written to it delivered), except the last, which is killed
-//! once it delivered its lines: a member alone in its view cannot leave (no view is proposed that keeps
-//! nobody of the old one), nor can a whole group whose stdins close at once. `CHAOS_LEAVE=all` makes
-//! the last one leave too and `CHAOS_LEAVE=together` closes every stdin at once; both expect exit 0
-//! from each. Every process's stdout (the dead ones' too) is then checked with the built `tom-check`:
+//! must leave cleanly (exit 0, every line written to it delivered), the last one too (a member alone in
+//! its view leaves into the empty view). `CHAOS_LEAVE=together` closes every stdin at once instead, and
+//! also expects exit 0 from each; `CHAOS_LEAVE=kill-last` kills the last survivor once it delivered its
+//! lines. Every process's stdout (the dead ones' too) is then checked with the built `tom-check`:
 //! total order, agreement, no holes, integrity, FIFO per origin, rejoin suffixes.
 //!
 //! Environment: `CHAOS_SEED=n` runs seed n; `CHAOS_SECONDS=s` runs consecutive seeds from
@@ -1092,16 +1091,14 @@ impl Run {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        // How the survivors end (CHAOS_LEAVE): by default each but the last closes its stdin and must
-        // leave cleanly, one after the other, and the last one is killed once it delivered every line
-        // written to it: a member alone in its view cannot leave (no view is proposed that keeps nobody
-        // of the old one), nor can a whole group that leaves at once. `all` makes the last one leave
-        // too, `together` closes every stdin at once; both then expect exit 0 from each.
+        // How the survivors end (CHAOS_LEAVE): by default each closes its stdin and must leave cleanly,
+        // one after the other, the last one too; `together` closes every stdin at once; `kill-last`
+        // kills the last one once it delivered every line written to it.
         let leave = std::env::var("CHAOS_LEAVE").unwrap_or_default();
         let (together, last_leaves) = match leave.as_str() {
             "together" => (true, true),
-            "all" => (false, true),
-            _ => (false, false),
+            "kill-last" => (false, false),
+            _ => (false, true),
         };
         self.note(format!(
             "every survivor delivered every final line; closing their stdin {}",
