@@ -251,8 +251,15 @@ impl Node {
     ) -> BTreeMap<Rank, Vec<MessageRef>> {
         let mut by_source: BTreeMap<Rank, Vec<MessageRef>> = BTreeMap::new();
         for msg in wanted {
-            let holders = reports.iter().filter(|(_, held)| held.contains(msg)).map(|(rank, _)| *rank);
-            let asked: Vec<Rank> = if round == 0 { holders.take(1).collect() } else { holders.collect() };
+            let holders = reports
+                .iter()
+                .filter(|(_, held)| held.contains(msg))
+                .map(|(rank, _)| *rank);
+            let asked: Vec<Rank> = if round == 0 {
+                holders.take(1).collect()
+            } else {
+                holders.collect()
+            };
             for rank in asked {
                 by_source.entry(rank).or_default().push(*msg);
             }
