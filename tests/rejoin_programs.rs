@@ -741,3 +741,43 @@ fn rejoining_when_the_helper_and_every_member_are_gone_fails_naming_what_it_coul
     let index = group.start_rejoin(2, &args);
     assert_fails_clearly(&mut group, index, &[&peer]);
 }
+
+/// Found by the chaos check of real processes (seed 39): a life that came back through a member
+/// (`--peer`, no helper) never registered with the helper, so the helper still lists its rank at the
+/// dead process's address. A later process rejoining through the helper finds that address dead; it
+/// dials the rank again at the address the members that answered list for its newest life, so the two
+/// new lives are linked and no healthy member is suspected for having no connection.
+#[test]
+fn a_rejoin_through_the_helper_reaches_a_life_that_came_back_through_a_peer() {
+    let mut group = Group::form("peer_then_helper", 3);
+    group.feed_everyone();
+    // On a first port of its own: on the shared one it would likely take its dead life's port back,
+    // and the helper's stale entry would happen to be right.
+    let own_port = free_port().to_string();
+    group.crash_and_rejoin(&[3], |group| {
+        vec![
+            "--peer".to_string(),
+            format!("127.0.0.1:{}", group.current(2).listening_port()),
+            "--port".to_string(),
+            own_port.clone(),
+        ]
+    });
+    group.crash_and_rejoin(&[1], through_the_helper);
+    group.stop_load_and_settle();
+    for rank in 1..=3 {
+        let index = group.newest(rank);
+        let log = group.lives[index].log_text();
+        let unlinked: Vec<&str> = log
+            .lines()
+            .filter(|line| line.contains("no connection to rank"))
+            .collect();
+        assert!(unlinked.is_empty(), "{}: {unlinked:?}", group.lives[index].name());
+    }
+    group.check_histories();
+    let new_1 = group.newest(1);
+    let log = group.lives[new_1].log_text();
+    assert!(
+        log.contains("as a member's directory lists it, answered"),
+        "the new 1 reached the new 3, but not through a member's directory:\n{log}"
+    );
+}

@@ -95,15 +95,19 @@ pub fn reconnect(config: &formation::Config, rank: Rank, process: ProcessId, pee
     let mut tried = Vec::new();
     // The roster may still list a dead member at the port this process now listens on (members on one
     // host share a first port): dialling it would reach this very process.
-    let is_self = |e: &&RosterEntry| e.port == local_addr.port() && e.host == register.host;
+    let is_self = |e: &RosterEntry| e.port == local_addr.port() && e.host == register.host;
+    // What the members that answered list in their greetings: their directories of admitted lives.
+    let mut directories: Vec<RosterEntry> = Vec::new();
+    let mut unreached: Vec<RosterEntry> = Vec::new();
     for entry in roster.members.iter().filter(|e| e.rank != rank && !is_self(e)) {
         match dial_member(config, entry, rank, &register) {
-            Ok((stream, life)) => {
+            Ok((stream, life, directory)) => {
                 info!(
                     "rank {} at {}:{} answered as life {life} (process {})",
                     entry.rank, entry.host, entry.port, life.process
                 );
                 links.insert(entry.rank, (stream, life));
+                directories.extend(directory);
             }
             Err(error) => {
                 warn!(
@@ -114,7 +118,33 @@ pub fn reconnect(config: &formation::Config, rank: Rank, process: ProcessId, pee
                     "rank {} at {}:{} ({error})",
                     entry.rank, entry.host, entry.port
                 ));
+                unreached.push(entry.clone());
             }
+        }
+    }
+    // A rank the roster lists at a dead address may have come back elsewhere, through a member rather
+    // than the helper (`--peer`): the members that answered know its newest admitted life's address.
+    for stale in unreached {
+        let newest = directories
+            .iter()
+            .filter(|d| d.rank == stale.rank && (d.host != stale.host || d.port != stale.port) && !is_self(d))
+            .max_by_key(|d| d.incarnation);
+        let Some(entry) = newest.cloned() else { continue };
+        match dial_member(config, &entry, rank, &register) {
+            Ok((stream, life, _)) => {
+                info!(
+                    "rank {} at {}:{}, as a member's directory lists it, answered as life {life}",
+                    entry.rank, entry.host, entry.port
+                );
+                links.insert(entry.rank, (stream, life));
+                if let Some(listed) = roster.members.iter_mut().find(|e| e.rank == entry.rank) {
+                    *listed = entry;
+                }
+            }
+            Err(error) => warn!(
+                "rank {} at {}:{}, as a member's directory lists it, not reachable either: {error}",
+                entry.rank, entry.host, entry.port
+            ),
         }
     }
     if links.is_empty() {
@@ -292,7 +322,7 @@ pub fn dial_listed(
     port: u16,
 ) -> Result<(TcpStream, MemberId)> {
     let register = rejoin_register(config, host, port, me.rank, me.process);
-    dial_member(config, entry, me.rank, &register)
+    dial_member(config, entry, me.rank, &register).map(|(stream, life, _)| (stream, life))
 }
 
 /// The registration this process sends the helper once admitted (see [`register_admitted`]).
@@ -311,7 +341,7 @@ fn dial_member(
     entry: &RosterEntry,
     rank: Rank,
     register: &Register,
-) -> Result<(TcpStream, MemberId)> {
+) -> Result<(TcpStream, MemberId, Vec<RosterEntry>)> {
     let deadline = Instant::now() + Duration::from_millis(config.handshake_timeout_ms);
     let stream = net::connect(
         &entry.host,
@@ -321,7 +351,7 @@ fn dial_member(
     handshake(config, &stream, rank, register, deadline)?;
     let answer = read_roster(&stream, deadline, &format!("rank {}", entry.rank))?;
     match answer.from {
-        Some(life) if life.rank == entry.rank => Ok((stream, life)),
+        Some(life) if life.rank == entry.rank => Ok((stream, life, answer.members)),
         Some(life) => Err(Error::Unexpected(format!(
             "rank {} listens there no more: life {life} answered",
             entry.rank
