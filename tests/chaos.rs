@@ -733,8 +733,14 @@ impl Run {
     }
 
     fn alive(&mut self) -> Vec<u16> {
+        self.alive_procs().into_iter().map(|(rank, _)| rank).collect()
+    }
+
+    /// The running ranks with the index of the process running each, in one look: a process may exit
+    /// at any moment (excluded, or ending as it comes back), so asking again later may find none.
+    fn alive_procs(&mut self) -> Vec<(u16, usize)> {
         (1..=self.plan.size)
-            .filter(|&rank| self.current(rank).is_some())
+            .filter_map(|rank| self.current(rank).map(|index| (rank, index)))
             .collect()
     }
 
@@ -746,14 +752,12 @@ impl Run {
         let mut since: Option<Instant> = None;
         loop {
             self.check_deadline()?;
-            let alive = self.alive();
+            let alive_procs = self.alive_procs();
+            let alive: Vec<u16> = alive_procs.iter().map(|(rank, _)| *rank).collect();
             let want = format!("VIEW {}", ranks_text(&alive));
-            let views: Vec<(u16, Option<String>)> = alive
+            let views: Vec<(u16, Option<String>)> = alive_procs
                 .iter()
-                .map(|&rank| {
-                    let index = self.current(rank).expect("alive");
-                    (rank, self.procs[index].last_view())
-                })
+                .map(|&(rank, index)| (rank, self.procs[index].last_view()))
                 .collect();
             let settled = !alive.is_empty() && views.iter().all(|(_, view)| view.as_deref() == Some(want.as_str()));
             if settled {
@@ -1014,13 +1018,10 @@ impl Run {
             Fault::Rejoin { rank, via, auto } => self.rejoin(rank, via, auto),
             Fault::RejoinLive { rank, via } => {
                 let live = self.current(rank).ok_or(format!("rank {rank} is not running"))?;
-                let alive = self.alive();
-                let before: Vec<(usize, usize, usize)> = alive
-                    .iter()
-                    .map(|&r| {
-                        let i = self.current(r).expect("alive");
-                        (i, self.procs[i].views(), self.procs[i].joined())
-                    })
+                let before: Vec<(usize, usize, usize)> = self
+                    .alive_procs()
+                    .into_iter()
+                    .map(|(_, i)| (i, self.procs[i].views(), self.procs[i].joined()))
                     .collect();
                 let timeout = self.plan.live_join_timeout_ms();
                 let index = self.start_rejoin(rank, via, false, timeout)?;
@@ -1059,8 +1060,9 @@ impl Run {
     /// leave of each, and every line written to a single-life survivor delivered.
     fn finish(&mut self) -> Result<(), String> {
         self.wait_settled("before the final lines")?;
-        let alive = self.alive();
-        let survivors: Vec<usize> = alive.iter().map(|&r| self.current(r).expect("alive")).collect();
+        let alive_procs = self.alive_procs();
+        let alive: Vec<u16> = alive_procs.iter().map(|(rank, _)| *rank).collect();
+        let survivors: Vec<usize> = alive_procs.into_iter().map(|(_, index)| index).collect();
         let mut markers = Vec::new();
         for &index in &survivors {
             let proc = &self.procs[index];
