@@ -105,10 +105,13 @@ fn a_slow_consumer_slows_the_group_instead_of_growing_a_queue() {
 fn a_blocked_multicast_resumes_when_deliveries_progress_and_shutdown_releases_it() {
     let members = start_group(2);
     let deadline = Instant::now() + Duration::from_secs(60);
-    // Member 2's application reads nothing: member 1's window fills.
+    // Member 2's application reads nothing: member 1's window fills. Member 1's own application keeps
+    // reading: were its queue to fill first, it would stop acknowledging, and member 2's queue would
+    // never grow past its limit.
     let mut sent = 0;
     loop {
         sent += fill_window(&members[0]);
+        drain(&members[0]);
         if members[1].events().len() > QUEUE_MAX {
             break;
         }
@@ -135,7 +138,8 @@ fn a_blocked_multicast_resumes_when_deliveries_progress_and_shutdown_releases_it
     // Block again, then shut the member down from here: the blocked call returns an error.
     while members[1].events().len() <= QUEUE_MAX {
         fill_window(&members[0]);
-        assert!(Instant::now() < deadline);
+        drain(&members[0]);
+        assert!(Instant::now() < deadline, "member 2's queue never filled again");
         std::thread::sleep(Duration::from_millis(20));
     }
     fill_window(&members[0]);
