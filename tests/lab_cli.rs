@@ -14,18 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use proc_support::{free_port, fresh_log_dir, Processes, HELPER, MEMBER};
+use proc_support::{free_port, fresh_log_dir, run, Processes, HELPER, MEMBER};
 
 /// How long a step of these tests may take before it counts as a hang.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-fn run(program: &str, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run program")
-}
 
 fn stderr_of(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()

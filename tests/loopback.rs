@@ -8,10 +8,9 @@
 mod net_support;
 
 use std::collections::BTreeSet;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use net_support::{form_group, start_helper};
+use net_support::{form_group, start_helper, within};
 use tom::formation;
 use tom::protocol::Delivery;
 use tom::registry::Helper;
@@ -84,16 +83,6 @@ fn collect_all(members: &[Member], count: usize, deadline: Instant) -> Vec<Vec<D
             .collect();
         readers.into_iter().map(|r| r.join().expect("reader")).collect()
     })
-}
-
-/// Runs `work` on its own thread and fails the test if it does not finish within `limit`.
-fn within<T: Send + 'static>(limit: Duration, what: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(work());
-    });
-    rx.recv_timeout(limit)
-        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
 }
 
 fn everyone_multicasts_at_once(size: u16, per_member: usize) {

@@ -4,9 +4,9 @@
 
 mod proc_support;
 
-use proc_support::{free_port, Processes};
+use proc_support::{free_port, run, Processes};
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -65,14 +65,6 @@ fn four_members_sharing_a_first_port_each_print_joined() {
     while let Ok(line) = lines_rx.recv_timeout(Duration::from_millis(500)) {
         assert_eq!(line, "VIEW 1,2,3,4", "nothing but contract lines");
     }
-}
-
-fn run(program: &str, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run program")
 }
 
 #[test]

@@ -22,11 +22,11 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use net_support::{capture_logs, form_group, start_helper, wait_for_log};
+use net_support::{capture_logs, form_group, start_helper, wait_for_log, within};
 use tom::formation;
 use tom::protocol::Delivery;
 use tom::registry::Helper;
@@ -203,16 +203,6 @@ fn exchange(members: &[&Member], tag: &str, count: usize, deadline: Instant) {
             });
         }
     });
-}
-
-/// Runs `work` on its own thread and fails the test if it does not finish within `limit`.
-fn within<T: Send + 'static>(limit: Duration, what: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(work());
-    });
-    rx.recv_timeout(limit)
-        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
 }
 
 /// Shuts `member` down (a crash, for the others) within a bound.

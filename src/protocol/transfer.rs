@@ -130,7 +130,7 @@ impl Node {
         }
     }
 
-    /// Asks, for each message of `wanted`, one member that should have it; `sources` are tried in order.
+    /// Asks `source` for the payloads of `wanted`, messages of `view` (never this member itself).
     pub(super) fn fetch(&mut self, out: &mut Outbox, view: ViewId, wanted: Vec<MessageRef>, source: Rank) {
         if wanted.is_empty() || source == self.me.rank {
             return;
@@ -240,30 +240,30 @@ impl Node {
             }
         }
     }
+}
 
-    /// Where a gathering proposer asks for each payload it lacks: the first promiser in `reports` that
-    /// reported it, the first time (`round` 0); every promiser that reported it, when asking again (the
-    /// one asked first may have died before it answered).
-    pub(super) fn sources_of(
-        reports: &[(Rank, BTreeSet<MessageRef>)],
-        wanted: &[MessageRef],
-        round: usize,
-    ) -> BTreeMap<Rank, Vec<MessageRef>> {
-        let mut by_source: BTreeMap<Rank, Vec<MessageRef>> = BTreeMap::new();
-        for msg in wanted {
-            let holders = reports
-                .iter()
-                .filter(|(_, held)| held.contains(msg))
-                .map(|(rank, _)| *rank);
-            let asked: Vec<Rank> = if round == 0 {
-                holders.take(1).collect()
-            } else {
-                holders.collect()
-            };
-            for rank in asked {
-                by_source.entry(rank).or_default().push(*msg);
-            }
+/// Where a gathering proposer asks for each payload it lacks: the first promiser in `reports` that
+/// reported it, the first time (`round` 0); every promiser that reported it, when asking again (the
+/// one asked first may have died before it answered).
+pub(super) fn sources_of(
+    reports: &[(Rank, BTreeSet<MessageRef>)],
+    wanted: &[MessageRef],
+    round: usize,
+) -> BTreeMap<Rank, Vec<MessageRef>> {
+    let mut by_source: BTreeMap<Rank, Vec<MessageRef>> = BTreeMap::new();
+    for msg in wanted {
+        let holders = reports
+            .iter()
+            .filter(|(_, held)| held.contains(msg))
+            .map(|(rank, _)| *rank);
+        let asked: Vec<Rank> = if round == 0 {
+            holders.take(1).collect()
+        } else {
+            holders.collect()
+        };
+        for rank in asked {
+            by_source.entry(rank).or_default().push(*msg);
         }
-        by_source
     }
+    by_source
 }

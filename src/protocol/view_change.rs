@@ -44,6 +44,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use log::{debug, info, warn};
 
 use super::holdback::Epoch;
+use super::transfer;
 use super::{Node, Outbox, Output, Phase};
 use crate::message::{Ballot, Message, MessageRef, Multicast, Proposal, Report};
 use crate::types::{Incarnation, MemberId, ProcessId, Rank, Stamp, View, ViewId};
@@ -387,7 +388,7 @@ impl Node {
                 self.maybe_start_change(out);
                 return;
             }
-            let by_source = Node::sources_of(&reports, &missing, round);
+            let by_source = transfer::sources_of(&reports, &missing, round);
             if let Some(proposer) = self.proposer.as_mut() {
                 proposer.fetch_rounds += 1;
                 proposer.fetched_at_tick = self.now_ticks;

@@ -152,3 +152,17 @@ pub fn wait_for_log(parts: &[&str]) -> String {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Runs `work` on its own thread and fails the test if it does not finish within `limit`.
+pub fn within<T: Send + 'static>(
+    limit: std::time::Duration,
+    what: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(work());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
+}

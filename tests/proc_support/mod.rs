@@ -827,3 +827,12 @@ pub fn assert_logs_pass_check(processes: &[&Member]) -> u64 {
         Err(violation) => panic!("{violation}"),
     }
 }
+
+/// Runs `program` with `args` and no input, to its end; its status and output.
+pub fn run(program: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run program")
+}
