@@ -90,7 +90,9 @@
 pub mod auth;
 pub mod detector;
 pub mod digest;
+pub mod endpoint;
 pub mod error;
+pub mod event;
 pub mod formation;
 pub mod logcheck;
 pub mod message;

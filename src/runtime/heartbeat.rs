@@ -13,17 +13,25 @@
 //!
 //! The reader threads stamp "heard from"; this thread only reads the stamps, so its view of silence does
 //! not depend on how busy the protocol thread is.
+//!
+//! It also carries out the recovery handshake: the dials the endpoint asks for (whom and when is the
+//! endpoint's decision). A dial runs between two heartbeats and is given at most half an interval to
+//! connect and be welcomed, and heartbeats are kept on their own schedule, so a slow or dead address
+//! never delays a heartbeat past one interval (which could get this member suspected). The connection
+//! goes to the protocol thread as [`Signal::Dialled`]; a dial that fails is [`Signal::DialFailed`], and
+//! the endpoint dials again later.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{select, Receiver, Sender};
 use log::info;
 
-use super::member::{ConnId, Shared, Signal};
+use super::{rejoin, ConnId, DialRequest, Shared, Signal, Watched};
 use crate::detector::Detector;
+use crate::formation;
 use crate::types::{MemberId, Rank};
 use crate::wire::Frame;
 
@@ -38,9 +46,37 @@ pub struct Settings {
     pub failure_timeout_ms: u64,
 }
 
+/// What the heartbeat thread needs to dial.
+#[derive(Debug)]
+pub(crate) struct Dialler {
+    /// The group, its secret and timeouts.
+    pub formation: formation::Config,
+    /// The dials the endpoint asks for.
+    pub requests: Receiver<DialRequest>,
+    /// This member's address, told to the member dialled.
+    pub own_address: (String, u16),
+}
+
+impl Dialler {
+    /// Makes one dial, within `deadline`, and tells the protocol thread how it went.
+    fn dial(&self, request: DialRequest, deadline: Instant, signals: &Sender<Signal>) -> bool {
+        let DialRequest { from, life, host, port } = request;
+        let own = (self.own_address.0.as_str(), self.own_address.1);
+        let signal = match rejoin::redial(&self.formation, &host, port, from, own, deadline) {
+            Ok(stream) => Signal::Dialled { life, stream },
+            Err(error) => Signal::DialFailed {
+                life,
+                reason: format!("{host}:{port}: {error}"),
+            },
+        };
+        signals.send(signal).is_ok()
+    }
+}
+
 /// Starts the heartbeat thread; it ends when `stop` receives or is dropped.
 pub(crate) fn spawn(
     settings: Settings,
+    dialler: Dialler,
     shared: Arc<Shared>,
     signals: Sender<Signal>,
     stop: Receiver<()>,
@@ -52,12 +88,27 @@ pub(crate) fn spawn(
             // The connection and life each rank was watched on: a new one is watched afresh.
             let mut watched_conn: BTreeMap<Rank, (ConnId, MemberId)> = BTreeMap::new();
             let interval = Duration::from_millis(settings.heartbeat_interval_ms);
+            let mut next_beat = Instant::now() + interval;
             loop {
-                match stop.recv_timeout(interval) {
-                    Err(RecvTimeoutError::Timeout) => {}
-                    _ => return,
+                let wait = next_beat.saturating_duration_since(Instant::now());
+                select! {
+                    recv(stop) -> _ => return,
+                    recv(dialler.requests) -> request => {
+                        let Ok(request) = request else { return };
+                        // Half an interval at most, and never past the next heartbeat by more.
+                        let deadline = Instant::now() + interval / 2;
+                        if !dialler.dial(request, deadline, &signals) {
+                            return;
+                        }
+                        continue;
+                    }
+                    default(wait) => {}
                 }
-                let watched = shared.watched.lock().clone();
+                next_beat += interval;
+                if next_beat < Instant::now() {
+                    next_beat = Instant::now() + interval;
+                }
+                let watched: Vec<Watched> = shared.watched.lock().clone();
                 let now_ms = shared.clock.now_ms();
                 let mut heard = Vec::new();
                 let mut lives: BTreeMap<Rank, MemberId> = BTreeMap::new();

@@ -1,15 +1,26 @@
-//! The threaded runtime that drives the protocol core over real connections.
+//! The threaded runtime that drives the pure [`crate::endpoint::Endpoint`] over real connections.
 //!
-//! - [`member`]: the public [`Member`] handle and the protocol thread, the only place protocol state
-//!   changes;
+//! ```text
+//! reader thread per connection ──┐                                   ┌─► Outgoing buffer per peer ─► writer thread
+//! heartbeat thread (suspicions) ─┼─► Signal channel ─► protocol thread ─┤
+//! Member::multicast / leave ─────┤      + tick          (Endpoint)      ├─► Event channel ─► application
+//! acceptor (rejoin connections) ─┘                                   └─► dial requests ─► heartbeat thread
+//! ```
+//!
+//! - [`member`]: the public [`Member`] handle and its [`Config`];
+//! - [`engine`]: the protocol thread, which turns signals into endpoint inputs and actions into bytes;
 //! - [`peer`]: one blocking reader thread per connection, which stamps "heard from" and decodes frames;
 //! - [`links`]: per-peer outgoing buffers drained by one writer thread each (the protocol thread never
 //!   blocks on a socket);
-//! - [`heartbeat`]: heartbeats and the failure detector's clock;
-//! - [`roles`]: which connection speaks for which life (rank and process) when views change and lives
-//!   rejoin;
+//! - [`heartbeat`]: heartbeats, the failure detector's clock, and the dials the endpoint asks for;
+//! - [`gate`]: flow control of `multicast`;
+//! - [`rejoin`]: how a restarted process finds the group and dials it;
 //! - [`net`]: socket plumbing (port probing, connecting with retries, reading a handshake before a
 //!   deadline).
+//!
+//! This file holds the vocabulary the threads share.
+mod engine;
+mod gate;
 pub mod heartbeat;
 #[doc(hidden)]
 pub mod hops;
@@ -18,8 +29,110 @@ pub mod member;
 pub mod net;
 pub mod peer;
 pub mod rejoin;
-mod roles;
 pub mod state;
 
-pub use member::{query_status, Config, Event, Member};
+use std::collections::BTreeMap;
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::Sender;
+use parking_lot::Mutex;
+
+pub use crate::endpoint::ConnId;
+pub use crate::event::Event;
+pub use member::{query_status, Config, Member};
 pub use state::{Replicated, ReplicatedState};
+
+use crate::protocol::Status;
+use crate::types::{MemberId, Payload, Rank};
+use crate::wire::{Frame, RosterEntry};
+use links::{Clock, LastHeard, Outgoing};
+
+/// What the protocol thread is told, by every other thread.
+#[derive(Debug)]
+pub enum Signal {
+    /// A frame arrived on a connection.
+    Frame {
+        /// The connection.
+        conn: ConnId,
+        /// The frame.
+        frame: Frame,
+    },
+    /// A connection ended (end of file, read or write error).
+    Closed {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: String,
+    },
+    /// The heartbeat thread suspects this life (the one the silent connection spoke for).
+    Suspect(MemberId),
+    /// The application multicasts.
+    Multicast(Payload),
+    /// The application leaves.
+    Leave,
+    /// The application asks for a status snapshot.
+    Status(Sender<Status>),
+    /// A connection the heartbeat thread dialled to `life` because the endpoint asked.
+    Dialled {
+        /// The life the endpoint asked for.
+        life: MemberId,
+        /// The connection (its greeting not read yet).
+        stream: TcpStream,
+    },
+    /// A dial the endpoint asked for failed.
+    DialFailed {
+        /// The life.
+        life: MemberId,
+        /// Why.
+        reason: String,
+    },
+    /// The helper's roster, answering this restarted process's admitted registration.
+    Addresses(Vec<RosterEntry>),
+    /// Stop now.
+    Shutdown,
+}
+
+/// A dial the endpoint asked for, carried out by the heartbeat thread.
+#[derive(Clone, Debug)]
+pub struct DialRequest {
+    /// This member's life (the dial names its process).
+    pub from: MemberId,
+    /// The life to reach.
+    pub life: MemberId,
+    /// Its host.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+}
+
+/// What the heartbeat thread watches: one entry per connection.
+#[derive(Clone)]
+pub struct Watched {
+    /// The connection.
+    pub conn: ConnId,
+    /// The rank at the other end.
+    pub rank: Rank,
+    /// True for member connections; joiner connections only get heartbeats (and are closed when stuck).
+    pub is_member: bool,
+    /// The life of the installed view this member connection speaks for (rank and process match);
+    /// `None` for a connection that speaks for no life of the view (not suspected when silent).
+    pub life: Option<MemberId>,
+    /// The outgoing buffer.
+    pub outgoing: Arc<Outgoing>,
+    /// When the peer was last heard from.
+    pub heard: Arc<LastHeard>,
+}
+
+/// State shared by the member's threads.
+pub(crate) struct Shared {
+    pub clock: Clock,
+    /// Every open connection's streams (reading and writing end), so shutdown can unblock its reader.
+    /// An entry leaves when its connection closes: a long-lived member that sees many rejoins must not
+    /// keep their sockets open.
+    pub streams: Mutex<BTreeMap<ConnId, [TcpStream; 2]>>,
+    /// What the heartbeat thread pings and watches.
+    pub watched: Mutex<Vec<Watched>>,
+    pub threads: Mutex<Vec<JoinHandle<()>>>,
+}

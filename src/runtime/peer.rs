@@ -20,7 +20,7 @@ use crossbeam_channel::Sender;
 
 use super::hops::ReadProbe;
 use super::links::{Clock, LastHeard};
-use super::member::{ConnId, Signal};
+use super::{ConnId, Signal};
 use crate::wire::{self, Frame, ReadError};
 
 /// Read buffer per connection: large enough that a burst of small frames costs one system call.

@@ -16,9 +16,8 @@
 //!    is the one this connection speaks with.
 //!
 //! A process admitted after another one found the group may have no connection to it (neither knew the
-//! other's address): once admitted, it registers with the helper as admitted and dials, at the address
-//! the helper's roster names for that very life, each life of its view it is not connected to
-//! ([`dial_listed`], from the runtime).
+//! other's address): once admitted, it registers with the helper as admitted, and the endpoint asks for
+//! dials ([`crate::endpoint::directory`]) that the heartbeat thread makes with [`redial`].
 //!
 //! Members that do not answer are skipped: they may be the crashed ones. With none reachable, it fails
 //! with a clear error instead of waiting.
@@ -310,19 +309,23 @@ pub fn register_admitted(config: &formation::Config, mut register: Register, lif
     read_roster(&stream, deadline, &helper_name)
 }
 
-/// Dials `entry`, the address of a life of the view that this newly admitted life `me` has no
-/// connection to (neither dialled the other while joining), the way a rejoining process dials: the
-/// member at the other end takes it as the member connection of `me` once it installed the view that
-/// admitted `me`. Returns the connection and the life that answered.
-pub fn dial_listed(
+/// Opens a `Rejoin` connection from `me` to the life listening at `host:port`, for a dial the
+/// endpoint asked for, all within `deadline`: connect, prove the secret, be welcomed, tell it this
+/// process's address (`own`). The greeting that names the life at the other end is the endpoint's to
+/// read, on the connection.
+pub fn redial(
     config: &formation::Config,
-    entry: &RosterEntry,
-    me: MemberId,
     host: &str,
     port: u16,
-) -> Result<(TcpStream, MemberId)> {
-    let register = rejoin_register(config, host, port, me.rank, me.process);
-    dial_member(config, entry, me.rank, &register).map(|(stream, life, _)| (stream, life))
+    me: MemberId,
+    own: (&str, u16),
+    deadline: Instant,
+) -> Result<TcpStream> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let stream = net::connect(host, port, left.max(Duration::from_millis(1)))?;
+    let register = rejoin_register(config, own.0, own.1, me.rank, me.process);
+    handshake(config, &stream, me.rank, &register, deadline)?;
+    Ok(stream)
 }
 
 /// The registration this process sends the helper once admitted (see [`register_admitted`]).

@@ -1,0 +1,426 @@
+//! The protocol thread: it turns frames and signals into the [`Endpoint`]'s inputs, and its
+//! [`Action`]s into bytes on sockets, dials, and events for the application. Nothing else: which
+//! connection counts for which life, what is kept for later, whom to dial, when to suspect an
+//! unconnected member and in which order the state moves are the endpoint's decisions (pure, and run by
+//! the simulator too).
+//!
+//! **The protocol thread is the only place protocol state changes**, and it never blocks on the network:
+//! it appends frames to per-peer buffers that writer threads drain. It drains every queued signal before
+//! calling [`Endpoint::flush`], so acknowledgements are coalesced exactly when there is a backlog and go
+//! out at once when there is none. Debug builds check the core's invariants after each batch.
+
+use std::collections::BTreeMap;
+use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{select, Receiver, Sender};
+use log::{debug, info, warn};
+
+use super::gate::{Closed, Gate};
+use super::hops::{EngineProbe, ReadProbe, WriteProbe};
+use super::links::{LastHeard, Outgoing};
+use super::peer::spawn_reader_probed;
+use super::state::ReplicatedState;
+use super::{rejoin, ConnId, DialRequest, Shared, Signal, Watched};
+use crate::endpoint::{Action, Endpoint, Origin};
+use crate::error::Result;
+use crate::event::Event;
+use crate::formation::{self, Incoming};
+use crate::protocol::Input;
+use crate::trace::{self, TraceSink};
+use crate::types::{MemberId, Rank, ViewId};
+use crate::wire::{self, Frame, Purpose};
+
+/// The protocol thread's state: the endpoint and the sockets it talks through.
+pub(crate) struct Engine {
+    pub endpoint: Endpoint,
+    /// Every open connection's outgoing buffer.
+    pub outgoing: BTreeMap<ConnId, Arc<Outgoing>>,
+    pub next_conn: ConnId,
+    pub shared: Arc<Shared>,
+    pub signals: Sender<Signal>,
+    pub events: Sender<Event>,
+    pub gate: Arc<Gate>,
+    /// Dials the endpoint asks for, carried out by the heartbeat thread.
+    pub dials: Sender<DialRequest>,
+    /// How to reach the helper, for a restarted process's admitted registration.
+    pub formation: formation::Config,
+    pub state: Option<ReplicatedState>,
+    pub trace: Option<TraceSink>,
+    /// See [`super::Config::delivery_queue_max`].
+    pub delivery_queue_max: usize,
+    /// The endpoint was told the application is behind.
+    pub application_busy: bool,
+    pub probe: Option<EngineProbe>,
+}
+
+impl Engine {
+    pub fn run(mut self, signals: Receiver<Signal>, mut incoming: Receiver<Incoming>, tick: Duration) {
+        let ticker = crossbeam_channel::tick(tick);
+        self.carry_out();
+        while !self.endpoint.is_finished() {
+            self.flush_trace();
+            select! {
+                recv(signals) -> signal => match signal {
+                    Ok(signal) => self.on_signal(signal),
+                    Err(_) => break,
+                },
+                recv(ticker) -> _ => self.endpoint.tick(self.shared.clock.now_ms()),
+                recv(incoming) -> accepted => match accepted {
+                    Ok(accepted) => self.on_incoming(accepted),
+                    // The acceptor stopped: stop selecting on it rather than spin on a closed channel.
+                    Err(_) => incoming = crossbeam_channel::never(),
+                },
+            }
+            // Drain what is already queued before flushing: acknowledgements coalesce under load and go
+            // out at once otherwise.
+            while !self.endpoint.is_finished() {
+                self.carry_out();
+                match signals.try_recv() {
+                    Ok(signal) => self.on_signal(signal),
+                    Err(_) => break,
+                }
+            }
+            self.endpoint.flush();
+            self.carry_out();
+            self.pace_to_application();
+            // Debug builds (every `make test` run) check the core's invariants after each batch, as
+            // the simulator does after every input: the real runtime's interleavings are checked too.
+            #[cfg(debug_assertions)]
+            self.endpoint.node().check_invariants();
+        }
+        self.flush_trace();
+        self.gate.close(Closed::ShutDown);
+        for outgoing in self.outgoing.values() {
+            outgoing.close();
+        }
+    }
+
+    /// Holds back deliveries while the application is behind, resumes when it has caught up halfway.
+    fn pace_to_application(&mut self) {
+        let waiting = self.events.len();
+        let limit = if self.application_busy {
+            self.delivery_queue_max / 2
+        } else {
+            self.delivery_queue_max
+        };
+        let busy = waiting > limit;
+        if busy != self.application_busy {
+            debug!(
+                "member {}: application {} ({waiting} events waiting)",
+                self.endpoint.node().me(),
+                if busy { "behind" } else { "caught up" }
+            );
+            self.application_busy = busy;
+            self.endpoint.input(Input::ApplicationBusy(busy));
+            self.carry_out();
+        }
+    }
+
+    fn on_signal(&mut self, signal: Signal) {
+        match signal {
+            Signal::Frame { conn, frame } => {
+                if let (Some(probe), Frame::Protocol(msg)) = (&mut self.probe, &frame) {
+                    if let Some(from) = self.endpoint.rank_of(conn) {
+                        let node = self.endpoint.node();
+                        probe.frame(node.me().rank, node.view(), from, msg);
+                    }
+                }
+                self.endpoint.frame(conn, frame)
+            }
+            Signal::Closed { conn, reason } => {
+                self.drop_sockets(conn);
+                self.endpoint.closed(conn, &reason)
+            }
+            Signal::Suspect(life) => self.endpoint.input(Input::Suspect(life)),
+            Signal::Multicast(payload) => {
+                if let Some(probe) = &mut self.probe {
+                    probe.taken(self.endpoint.node().me().rank);
+                }
+                self.endpoint.input(Input::Multicast(payload))
+            }
+            Signal::Leave => self.endpoint.input(Input::Leave),
+            Signal::Status(reply) => {
+                let _ = reply.send(self.endpoint.node().status());
+            }
+            Signal::Dialled { life, stream } => {
+                if let Ok(reading) = stream.try_clone() {
+                    if let Ok(conn) = self.add_conn(life.rank, reading, stream) {
+                        self.endpoint
+                            .opened(conn, Origin::Redialled { life }, life.rank, life.process);
+                    }
+                }
+            }
+            Signal::DialFailed { life, reason } => self.endpoint.dial_failed(life, &reason),
+            Signal::Addresses(entries) => self.endpoint.learn_addresses(entries),
+            Signal::Shutdown => self.endpoint.stop(),
+        }
+    }
+
+    fn on_incoming(&mut self, accepted: Incoming) {
+        let Incoming { hello, stream } = accepted;
+        match hello.purpose {
+            Purpose::Rejoin => {
+                let Ok(reading) = stream.try_clone() else { return };
+                if let Ok(conn) = self.add_conn(hello.rank, reading, stream) {
+                    self.endpoint.opened(conn, Origin::Accepted, hello.rank, hello.process);
+                }
+            }
+            Purpose::Status => {
+                // Answered from a short-lived thread: the protocol thread never waits on a socket.
+                let report = Frame::StatusReport {
+                    report: self.endpoint.node().status().to_string(),
+                };
+                let _ = std::thread::Builder::new().name("tom-status".into()).spawn(move || {
+                    let _ = super::net::write_frame(&stream, &report, Duration::from_secs(5));
+                    let _ = stream.shutdown(Shutdown::Both);
+                });
+            }
+            Purpose::Form => {
+                warn!(
+                    "member {}: formation connection from rank {} after formation refused",
+                    self.endpoint.node().me(),
+                    hello.rank
+                );
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    /// Carries out the endpoint's actions, in order.
+    pub fn carry_out(&mut self) {
+        for action in self.endpoint.take_actions() {
+            match action {
+                Action::Write { conn, frame } => self.write(conn, &frame),
+                Action::Close { conn } => self.close(conn),
+                Action::Dial { life, host, port } => {
+                    let from = self.endpoint.node().me();
+                    let _ = self.dials.send(DialRequest { from, life, host, port });
+                }
+                Action::RegisterAdmitted { life, host, port } => self.register_admitted(life, host, port),
+                Action::OwnDelivered => {
+                    self.gate.release();
+                    if let Some(probe) = &mut self.probe {
+                        probe.delivered(self.endpoint.node().me().rank);
+                    }
+                }
+                Action::Event(event) => self.report(event),
+                Action::HandOff { view, position, to } => self.hand_off(view, position, &to),
+                Action::Restore { bytes, .. } => {
+                    if let Some(state) = &self.state {
+                        state.0.lock().restore(&bytes);
+                    }
+                }
+                Action::Trace(mut event) => {
+                    if let Some(sink) = &self.trace {
+                        event.time_us = trace::wall_clock_us();
+                        sink.record(&event);
+                    }
+                }
+            }
+        }
+        if self.endpoint.take_roles_changed() {
+            self.refresh_watched();
+        }
+    }
+
+    fn write(&mut self, conn: ConnId, frame: &Frame) {
+        if let (Some(probe), Frame::Protocol(msg)) = (&mut self.probe, frame) {
+            if let Some(to) = self.endpoint.rank_of(conn) {
+                let node = self.endpoint.node();
+                probe.sent(node.me().rank, node.view(), to, msg);
+            }
+        }
+        if let Some(outgoing) = self.outgoing.get(&conn) {
+            outgoing.push(frame);
+        }
+    }
+
+    fn report(&mut self, event: Event) {
+        match &event {
+            Event::Deliver(delivery) => {
+                if let Some(state) = &self.state {
+                    state.0.lock().apply(delivery);
+                }
+            }
+            Event::Excluded { view } => self.gate.close(Closed::Excluded(*view)),
+            Event::Left => self.gate.close(Closed::ShutDown),
+            Event::View(_) | Event::Joined { .. } => {}
+        }
+        let _ = self.events.send(event);
+    }
+
+    /// Sends the application's state, as it is now (at `position`), to the listed lives, in chunks.
+    fn hand_off(&mut self, view: ViewId, position: u64, to: &[(MemberId, ConnId)]) {
+        let me = self.endpoint.node().me();
+        let snapshot = self.state.as_ref().map(|s| s.0.lock().snapshot()).unwrap_or_default();
+        let chunks = snapshot_chunks(view, position, &snapshot);
+        for (life, conn) in to {
+            info!(
+                "member {me}: handing the state at position {position} ({} bytes, {} chunks) to {life}",
+                snapshot.len(),
+                chunks.len()
+            );
+            for chunk in &chunks {
+                self.write(*conn, chunk);
+            }
+        }
+    }
+
+    /// A restarted process was admitted: it tells the helper, on a short-lived thread (the protocol
+    /// thread never waits on a socket); the helper's roster comes back as addresses for the endpoint.
+    fn register_admitted(&self, life: MemberId, host: String, port: u16) {
+        if self.formation.helper.is_empty() {
+            return;
+        }
+        let formation = self.formation.clone();
+        let signals = self.signals.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("tom-{}-admitted", life.rank))
+            .spawn(move || {
+                let register = rejoin::admitted_register(&formation, &host, port, life);
+                match rejoin::register_admitted(&formation, register, life) {
+                    Ok(roster) => {
+                        info!(
+                            "member {life}: the helper at {} records this life at {host}:{port}",
+                            formation.helper
+                        );
+                        let _ = signals.send(Signal::Addresses(roster.members));
+                    }
+                    Err(error) => warn!(
+                        "member {life}: could not tell the helper at {} that this life was admitted: {error}",
+                        formation.helper
+                    ),
+                }
+            });
+        if let Err(error) = spawned {
+            warn!("member {life}: no thread to tell the helper of this life: {error}");
+        }
+    }
+
+    /// Registers a connection: a reader on `reading`, a writer on `writing` (two ends of one socket,
+    /// or, for the self-connection, the two sockets of one loopback connection).
+    pub fn add_conn(&mut self, rank: Rank, reading: TcpStream, writing: TcpStream) -> Result<ConnId> {
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        let me = self.endpoint.node().me().rank;
+        let copies = [reading.try_clone()?, writing.try_clone()?];
+        self.shared.streams.lock().insert(conn, copies);
+        let heard = Arc::new(LastHeard::default());
+        heard.stamp(self.shared.clock.now_ms());
+        let signals = self.signals.clone();
+        let hops = self.probe.as_ref().map(|probe| probe.hops.clone());
+        let write_probe = hops.clone().map(|hops| WriteProbe { hops, me, peer: rank });
+        let (outgoing, writer) = Outgoing::start_probed(
+            writing,
+            self.shared.clock,
+            format!("tom-{me}-w{rank}"),
+            write_probe,
+            move |error| {
+                let _ = signals.send(Signal::Closed {
+                    conn,
+                    reason: format!("write failed: {error}"),
+                });
+            },
+        )?;
+        let reader = spawn_reader_probed(
+            reading,
+            conn,
+            Arc::clone(&heard),
+            self.shared.clock,
+            self.signals.clone(),
+            format!("tom-{me}-r{rank}"),
+            hops.map(|hops| ReadProbe { hops, me }),
+        )?;
+        {
+            let mut threads = self.shared.threads.lock();
+            // Threads of closed connections have ended: forget them (the protocol thread, first, runs).
+            threads.retain(|thread| !thread.is_finished());
+            threads.extend([writer, reader]);
+        }
+        self.shared.watched.lock().push(Watched {
+            conn,
+            rank,
+            is_member: false,
+            life: None,
+            outgoing: Arc::clone(&outgoing),
+            heard,
+        });
+        self.outgoing.insert(conn, outgoing);
+        Ok(conn)
+    }
+
+    /// Closes a connection once its writer has sent what is queued (it then shuts the socket down,
+    /// which ends the reader).
+    fn close(&mut self, conn: ConnId) {
+        if let Some(outgoing) = self.outgoing.remove(&conn) {
+            outgoing.close();
+        }
+        self.shared.watched.lock().retain(|w| w.conn != conn);
+        self.shared.streams.lock().remove(&conn);
+    }
+
+    /// A connection failed: shut it down at once (the reader or the writer failed, and the other one
+    /// may be stuck).
+    fn drop_sockets(&mut self, conn: ConnId) {
+        if let Some(streams) = self.shared.streams.lock().remove(&conn) {
+            for stream in &streams {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
+        if let Some(outgoing) = self.outgoing.remove(&conn) {
+            outgoing.close();
+        }
+        self.shared.watched.lock().retain(|w| w.conn != conn);
+    }
+
+    /// Tells the heartbeat thread, for every connection, whether it is a member connection and which
+    /// life of the installed view it speaks for.
+    fn refresh_watched(&self) {
+        let mut watched = self.shared.watched.lock();
+        for w in watched.iter_mut() {
+            let Some(watch) = self.endpoint.watch(w.conn) else {
+                continue;
+            };
+            w.is_member = watch.is_member;
+            w.life = watch.life;
+        }
+    }
+
+    fn flush_trace(&self) {
+        if let Some(sink) = &self.trace {
+            sink.flush();
+        }
+    }
+}
+
+/// The snapshot frames of `snapshot` for `view` at `position`: chunks of at most
+/// [`wire::SNAPSHOT_CHUNK_LEN_MAX`] bytes (one empty chunk for an empty state).
+fn snapshot_chunks(view: ViewId, position: u64, snapshot: &[u8]) -> Vec<Frame> {
+    let total = snapshot.len() as u64;
+    let mut chunks: Vec<Frame> = snapshot
+        .chunks(wire::SNAPSHOT_CHUNK_LEN_MAX)
+        .scan(0u64, |offset, chunk| {
+            let frame = Frame::Snapshot {
+                view,
+                position,
+                offset: *offset,
+                total,
+                chunk: chunk.to_vec(),
+            };
+            *offset += chunk.len() as u64;
+            Some(frame)
+        })
+        .collect();
+    if chunks.is_empty() {
+        chunks.push(Frame::Snapshot {
+            view,
+            position,
+            offset: 0,
+            total: 0,
+            chunk: Vec::new(),
+        });
+    }
+    chunks
+}

@@ -1,0 +1,84 @@
+//! Flow control for [`super::Member::multicast`]: it blocks while this member has `window` of its own
+//! messages multicast and not yet delivered; shutdown and the end of membership release it with an
+//! error.
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::error::{Error, Result};
+use crate::types::ViewId;
+
+/// Counts this member's own undelivered messages.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+    window: usize,
+}
+
+#[derive(Debug)]
+struct GateState {
+    in_flight: usize,
+    closed: Option<Closed>,
+}
+
+/// Why the gate no longer lets multicasts through.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Closed {
+    ShutDown,
+    Excluded(ViewId),
+}
+
+impl Closed {
+    fn error(self) -> Error {
+        match self {
+            Closed::ShutDown => Error::ShutDown,
+            Closed::Excluded(view) => Error::Excluded { view },
+        }
+    }
+}
+
+impl Gate {
+    /// A gate letting at most `window` messages through at once.
+    pub fn new(window: usize) -> Gate {
+        Gate {
+            state: Mutex::new(GateState {
+                in_flight: 0,
+                closed: None,
+            }),
+            changed: Condvar::new(),
+            window: window.max(1),
+        }
+    }
+
+    /// Takes one place, waiting for one if `wait`, else failing with [`Error::WouldBlock`].
+    pub fn acquire(&self, wait: bool) -> Result<()> {
+        let mut state = self.state.lock();
+        loop {
+            if let Some(closed) = state.closed {
+                return Err(closed.error());
+            }
+            if state.in_flight < self.window {
+                state.in_flight += 1;
+                return Ok(());
+            }
+            if !wait {
+                return Err(Error::WouldBlock);
+            }
+            self.changed.wait(&mut state);
+        }
+    }
+
+    /// One own message was delivered.
+    pub fn release(&self) {
+        let mut state = self.state.lock();
+        state.in_flight = state.in_flight.saturating_sub(1);
+        self.changed.notify_one();
+    }
+
+    /// No more multicasts, for `why` (the first reason given stays).
+    pub fn close(&self, why: Closed) {
+        let mut state = self.state.lock();
+        state.closed.get_or_insert(why);
+        self.changed.notify_all();
+    }
+}
