@@ -40,13 +40,17 @@
 //! ```
 //!
 //! The protocol is a pure, deterministic state machine, [`protocol::Node`]: no sockets, threads,
-//! clocks or randomness inside. **Feed it one [`protocol::Input`] at a time, drain the
+//! clocks or randomness inside. Around it, [`endpoint::Endpoint`] is just as pure and holds every rule
+//! about connections (which one counts for which life, what is kept until a view admits a process, whom
+//! to dial, when an unconnected member is suspected, the order of the state transfer); both drivers
+//! embed the endpoint, so the simulator runs those rules too. **Feed it one [`protocol::Input`] at a time, drain the
 //! [`protocol::Outbox`] after every call, and call [`protocol::Node::flush`] whenever no input is
 //! waiting.** Two drivers do exactly that:
 //!
 //! - the threaded runtime ([`runtime`]): blocking `TcpStream` reader threads feed a crossbeam channel
-//!   into one protocol thread, which owns the Lamport clock, the acknowledgement table and the alive
-//!   set, and never blocks on a socket; a heartbeat thread is the failure detector;
+//!   into one protocol thread, which owns the endpoint (and so the Lamport clock, the acknowledgement
+//!   table and the alive set) and never blocks on a socket; a heartbeat thread is the failure detector
+//!   and makes the dials the endpoint asks for;
 //! - the seeded simulator in `tests/sim/`, which runs several nodes through random delays, crashes,
 //!   partitions and rejoins, thousands of seeds per `make test`, and checks every history.
 //!
@@ -55,12 +59,14 @@
 //! ```ignore
 //! loop {
 //!     select! {
-//!         recv(signals) -> signal => node.handle(input_of(signal), &mut out), // frame, suspicion, multicast…
-//!         recv(ticker) -> _ => node.handle(Input::Tick, &mut out),
+//!         recv(signals) -> signal => on_signal(&mut endpoint, signal), // frame, close, suspicion, multicast…
+//!         recv(ticker) -> _ => endpoint.tick(clock.now_ms()),
+//!         recv(incoming) -> conn => endpoint.opened(conn, Origin::Accepted, rank, process),
 //!     }
-//!     while let Ok(signal) = signals.try_recv() { node.handle(input_of(signal), &mut out); dispatch(&mut out); }
-//!     node.flush(&mut out); // nothing more queued: coalesced acknowledgements go out now
-//!     dispatch(&mut out);   // frames to peers' buffers, deliveries and views to the application
+//!     carry_out(endpoint.take_actions());
+//!     while let Ok(signal) = signals.try_recv() { on_signal(&mut endpoint, signal); carry_out(endpoint.take_actions()); }
+//!     endpoint.flush();                   // nothing more queued: coalesced acknowledgements go out now
+//!     carry_out(endpoint.take_actions()); // frames to peers' buffers, dials, events to the application
 //! }
 //! ```
 //!
@@ -71,6 +77,8 @@
 //! | [`types`] | `Rank`, `Incarnation`, `ViewId`, `Stamp` (its `Ord` is the total order), `Payload`, `View` |
 //! | [`message`] | the member-to-member protocol messages, as plain data |
 //! | [`protocol`] | the pure core: hold-back queue and delivery rule, view changes, rejoin, leave |
+//! | [`endpoint`] | the pure engine around the core: which connection speaks for which life, early frames, whom to dial, the state-transfer order |
+//! | [`event`] | what a member reports to its application |
 //! | [`detector`] | the failure detector's decision, a pure function of last-heard times |
 //! | [`wire`] | length-prefixed binary frames; decoding never panics and never trusts a length |
 //! | [`registry`] | the helper: ranks 1..N in arrival order, the roster, rejoin registrations |

@@ -132,6 +132,31 @@ impl Directory {
     }
 }
 
+/// Whom a restarted process dials first, from the roster it found the group with: every other rank's
+/// listed address, except one equal to its own `(host, port)` (the roster may still list a dead member
+/// at the port this process now listens on: dialling it would reach this very process).
+pub fn first_dials<'a>(
+    roster: &'a [RosterEntry],
+    rank: Rank,
+    own: (&'a str, u16),
+) -> impl Iterator<Item = &'a RosterEntry> {
+    roster
+        .iter()
+        .filter(move |e| e.rank != rank && !(e.host == own.0 && e.port == own.1))
+}
+
+/// Where a restarted process dials a rank again whose listed address did not answer: the newest life of
+/// that rank that the greetings of the members that did answer list (`learned`) at another address (it
+/// may have come back through a member, `--peer`, and never told the helper).
+pub fn second_dial(unreached: &RosterEntry, learned: &[RosterEntry], own: (&str, u16)) -> Option<RosterEntry> {
+    learned
+        .iter()
+        .filter(|d| d.rank == unreached.rank && (d.host != unreached.host || d.port != unreached.port))
+        .filter(|d| !(d.host == own.0 && d.port == own.1))
+        .max_by_key(|d| d.incarnation)
+        .cloned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +213,26 @@ mod tests {
         assert_eq!(directory.due(life(3, 5), &[life(1, 1)], 150).len(), 1);
         directory.linked(life(1, 1));
         assert!(directory.due(life(3, 5), &[life(1, 1)], 1_000).is_empty());
+    }
+
+    #[test]
+    fn a_restarted_process_dials_every_other_address_then_a_newer_one_for_a_dead_address() {
+        let roster = [entry(life(1, 1), 10), entry(life(2, 1), 20), entry(life(3, 1), 30)];
+        // Rank 3 restarted on port 20, where the roster still lists rank 2's dead life.
+        let first: Vec<u16> = first_dials(&roster, Rank(3), ("127.0.0.1", 20))
+            .map(|e| e.port)
+            .collect();
+        assert_eq!(first, vec![10]);
+        let learned = [entry(life(2, 4), 21), entry(life(2, 6), 22), entry(life(1, 1), 10)];
+        assert_eq!(
+            second_dial(&roster[1], &learned, ("127.0.0.1", 20)).map(|e| e.port),
+            Some(22)
+        );
+        assert_eq!(
+            second_dial(&roster[0], &learned, ("127.0.0.1", 20)),
+            None,
+            "no other address"
+        );
     }
 
     #[test]

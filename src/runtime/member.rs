@@ -99,6 +99,8 @@ struct Start {
     node: Node,
     size: u16,
     directory: Vec<RosterEntry>,
+    /// Addresses the members that answered a restarted process listed in their greetings.
+    learned: Vec<RosterEntry>,
     conns: Vec<Opened>,
     origin: Origin,
     /// A founder's first view, reported first.
@@ -162,6 +164,7 @@ impl Member {
             node,
             size,
             directory: roster,
+            learned: Vec::new(),
             conns,
             origin: Origin::Mesh,
             formed: Some(view),
@@ -191,6 +194,7 @@ impl Member {
             node,
             size: found.size,
             directory: found.roster,
+            learned: found.learned,
             conns,
             origin: Origin::Dialled,
             formed: None,
@@ -248,7 +252,8 @@ impl Member {
             announce: start.announce.filter(|_| !config.formation.helper.is_empty()),
             trace: config.trace.is_some(),
         };
-        let endpoint = Endpoint::new(start.node, settings, start.directory, start.formed);
+        let mut endpoint = Endpoint::new(start.node, settings, start.directory, start.formed);
+        endpoint.learn_addresses(start.learned);
         let mut engine = Engine {
             endpoint,
             outgoing: BTreeMap::new(),

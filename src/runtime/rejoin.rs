@@ -30,6 +30,7 @@ use crossbeam_channel::Receiver;
 use log::{info, warn};
 
 use crate::auth;
+use crate::endpoint::directory;
 use crate::error::{Error, Result};
 use crate::formation::{self, Acceptor, AcceptorSettings, Incoming};
 use crate::runtime::net::{self, Retry};
@@ -50,6 +51,8 @@ pub struct Reconnected {
     /// The members' addresses as last known (this rank's entry is the new address, incarnation 0 and
     /// this process: not admitted yet).
     pub roster: Vec<RosterEntry>,
+    /// What the greetings of the members that answered list: their directories of admitted lives.
+    pub learned: Vec<RosterEntry>,
     /// One connection per member that answered, with the life that answered on it.
     pub links: BTreeMap<Rank, (TcpStream, MemberId)>,
     /// Connections validated by this member's acceptor (later joiners, status queries).
@@ -92,21 +95,20 @@ pub fn reconnect(config: &formation::Config, rank: Rank, process: ProcessId, pee
     let register = rejoin_register(config, &host, local_addr.port(), rank, process);
     let mut links = BTreeMap::new();
     let mut tried = Vec::new();
-    // The roster may still list a dead member at the port this process now listens on (members on one
-    // host share a first port): dialling it would reach this very process.
-    let is_self = |e: &RosterEntry| e.port == local_addr.port() && e.host == register.host;
+    let own = (register.host.clone(), local_addr.port());
+    let own = (own.0.as_str(), own.1);
     // What the members that answered list in their greetings: their directories of admitted lives.
     let mut directories: Vec<RosterEntry> = Vec::new();
     let mut unreached: Vec<RosterEntry> = Vec::new();
-    for entry in roster.members.iter().filter(|e| e.rank != rank && !is_self(e)) {
+    for entry in directory::first_dials(&roster.members, rank, own) {
         match dial_member(config, entry, rank, &register) {
-            Ok((stream, life, directory)) => {
+            Ok((stream, life, greeting_directory)) => {
                 info!(
                     "rank {} at {}:{} answered as life {life} (process {})",
                     entry.rank, entry.host, entry.port, life.process
                 );
                 links.insert(entry.rank, (stream, life));
-                directories.extend(directory);
+                directories.extend(greeting_directory);
             }
             Err(error) => {
                 warn!(
@@ -124,11 +126,9 @@ pub fn reconnect(config: &formation::Config, rank: Rank, process: ProcessId, pee
     // A rank the roster lists at a dead address may have come back elsewhere, through a member rather
     // than the helper (`--peer`): the members that answered know its newest admitted life's address.
     for stale in unreached {
-        let newest = directories
-            .iter()
-            .filter(|d| d.rank == stale.rank && (d.host != stale.host || d.port != stale.port) && !is_self(d))
-            .max_by_key(|d| d.incarnation);
-        let Some(entry) = newest.cloned() else { continue };
+        let Some(entry) = directory::second_dial(&stale, &directories, own) else {
+            continue;
+        };
         match dial_member(config, &entry, rank, &register) {
             Ok((stream, life, _)) => {
                 info!(
@@ -176,6 +176,7 @@ pub fn reconnect(config: &formation::Config, rank: Rank, process: ProcessId, pee
         host,
         size: roster.size,
         roster: roster.members,
+        learned: directories,
         links,
         incoming,
         acceptor,

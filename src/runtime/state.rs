@@ -6,6 +6,9 @@
 //! when a view admitting a new life is installed, the protocol thread has applied every message ordered
 //! before the join and none after it, so the snapshot it takes then is the state at the join position.
 //!
+//! The order of the transfer (who sends, which chunks count, what is held back) is the pure
+//! endpoint's ([`crate::endpoint::snapshot`]); this file holds the application's side.
+//!
 //! Who sends: the lowest rank of the new view that is not itself new (the *sponsor*); both sides compute
 //! it from the view, so no extra agreement is needed. The snapshot goes on the connection to the new life
 //! as consecutive chunks of at most [`crate::wire::SNAPSHOT_CHUNK_LEN_MAX`] bytes (so no frame grows
@@ -27,7 +30,6 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::protocol::Delivery;
-use crate::types::{MemberId, View};
 
 /// An application state kept in step with the total order.
 pub trait Replicated: Send {
@@ -59,15 +61,4 @@ impl fmt::Debug for ReplicatedState {
     }
 }
 
-/// The life of `view` that hands the state to its new lives: its lowest rank that is not new itself.
-pub fn sponsor(view: &View) -> Option<MemberId> {
-    view.members.iter().find(|m| m.incarnation.0 != view.id.0).copied()
-}
-
-/// The lives that `view` admits.
-pub fn new_lives(view: &View) -> impl Iterator<Item = MemberId> + '_ {
-    view.members
-        .iter()
-        .filter(move |m| m.incarnation.0 == view.id.0)
-        .copied()
-}
+pub use crate::endpoint::snapshot::{new_lives, sponsor};
