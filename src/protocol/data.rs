@@ -1,0 +1,225 @@
+//! The normal case of a view: multicasts (with flow control and the backlog while a view changes),
+//! data and acknowledgements, and the delivery rule: the hold-back queue's head is delivered once
+//! every member of the view acknowledged it ([`super::holdback`]).
+
+use log::{debug, info, warn};
+
+use super::{Delivery, Node, Outbox, Output, Phase};
+use crate::message::{Message, Multicast};
+use crate::types::{Payload, Rank, ViewId};
+
+impl Node {
+    pub(super) fn on_multicast(&mut self, payload: Payload, out: &mut Outbox) {
+        match self.phase {
+            Phase::Excluded | Phase::Left => warn!("member {}: multicast after the end of membership dropped", self.me),
+            _ if self.leave_requested => {
+                warn!("member {}: multicast after leave() dropped", self.me)
+            }
+            _ => {
+                self.backlog.push_back(payload);
+                self.pump_backlog(out);
+            }
+        }
+    }
+
+    /// Sends backlog messages while the view is stable and the window has room.
+    pub(super) fn pump_backlog(&mut self, out: &mut Outbox) {
+        while self.phase == Phase::Member && !self.application_busy {
+            let Some(epoch) = self.epoch.as_mut() else {
+                return;
+            };
+            if epoch.own_undelivered() >= self.config.window {
+                return;
+            }
+            let Some(payload) = self.backlog.pop_front() else {
+                return;
+            };
+            self.lamport += 1;
+            let msg = Multicast {
+                origin: self.me.rank,
+                seq: epoch.next_own_seq(),
+                lamport: self.lamport,
+                payload,
+            };
+            epoch.hold_own(msg.clone());
+            let data = Message::Data {
+                view: epoch.view.id,
+                msg,
+                acks: epoch.my_acks(),
+            };
+            // The data carries this member's acknowledgements: nothing else to send for now.
+            self.ack_dirty = false;
+            self.send_to_others(out, data);
+            self.try_deliver(out);
+        }
+    }
+
+    pub(super) fn on_message(&mut self, from: Rank, msg: Message, out: &mut Outbox) {
+        if matches!(self.phase, Phase::Excluded | Phase::Left) {
+            return;
+        }
+        if self.phase == Phase::Joining {
+            match msg {
+                Message::Decide { proposal } => self.on_decide(from, *proposal, out),
+                Message::JoinRefused { reason } => {
+                    info!("member {}: member {} does not admit us yet: {}", self.me, from, reason);
+                    self.last_join_refusal = Some(reason);
+                }
+                other => debug!(
+                    "member {}: {} from {} ignored while joining",
+                    self.me,
+                    other.kind(),
+                    from
+                ),
+            }
+            return;
+        }
+        if let Some(pending) = &self.pending_decision {
+            if msg.view() == Some(pending.proposal.view.id) {
+                // A frame of the view this member is about to install (it waits for the cut's
+                // payloads): the sender installed it already. Kept, and taken right after the install.
+                self.early.push((from, msg));
+                return;
+            }
+        }
+        if self.phase == Phase::Changing && from == self.acceptor.promised.proposer && from != self.me.rank {
+            // The proposer this member promised is at work: it is not silent.
+            self.acceptor.promised_at_tick = self.now_ticks;
+        }
+        match msg {
+            Message::Data { view, msg, acks } => self.on_data(from, view, msg, acks, out),
+            Message::Ack { view, acks } => self.on_ack(from, view, acks, out),
+            Message::Suspect { view, rank } => {
+                // A suspicion from a member this one suspects is not taken: it is on its way out.
+                let sender = self.view.as_ref().and_then(|v| v.member(from));
+                if self.is_current_member(from, view) && !sender.is_some_and(|s| self.suspects.contains(&s)) {
+                    if let Some(member) = self.view.as_ref().and_then(|v| v.member(rank)) {
+                        self.suspect(member, false, out);
+                    }
+                }
+            }
+            Message::Leave { view } => {
+                if self.is_current_member(from, view) {
+                    if let Some(member) = self.view.as_ref().and_then(|v| v.member(from)) {
+                        self.leaving.insert(member);
+                        self.maybe_start_change(out);
+                    }
+                }
+            }
+            Message::Prepare { view, ballot } => self.on_prepare(from, view, ballot, out),
+            Message::Promise {
+                view,
+                ballot,
+                accepted,
+                report,
+            } => self.on_promise(from, view, ballot, accepted, report, out),
+            Message::Reject { view, ballot, promised } => self.on_reject(view, ballot, promised),
+            Message::Accept { view, ballot, proposal } => self.on_accept(from, view, ballot, *proposal, out),
+            Message::Accepted { view, ballot } => self.on_accepted(from, view, ballot, out),
+            Message::Decide { proposal } => self.on_decide(from, *proposal, out),
+            Message::JoinRequest { rank, process } => self.on_join_request(rank, process, out),
+            Message::JoinRefused { .. } => {
+                debug!("member {}: join refusal from {} ignored", self.me, from)
+            }
+            Message::Fetch { view, wanted } => self.on_fetch(from, view, wanted, out),
+            Message::Carry { view, msgs } => self.on_carry(from, view, msgs, out),
+            Message::Progress { view } => {
+                if self.is_current_member(from, view) {
+                    self.note_progress(from, out);
+                }
+            }
+        }
+    }
+
+    /// True if `from` is a member of this member's view and `view` is that view.
+    pub(super) fn is_current_member(&self, from: Rank, view: ViewId) -> bool {
+        self.view
+            .as_ref()
+            .is_some_and(|v| v.id == view && v.index_of(from).is_some())
+    }
+
+    pub(super) fn on_data(&mut self, from: Rank, view: ViewId, msg: Multicast, acks: Vec<u64>, out: &mut Outbox) {
+        let Some(epoch) = self.epoch.as_mut() else {
+            return;
+        };
+        if epoch.view.id != view {
+            // An older view's frame (its content is settled by the cut) or, impossibly, a newer one.
+            debug!(
+                "member {}: data of view {} from {} dropped at view {}",
+                self.me, view, from, epoch.view.id
+            );
+            return;
+        }
+        if self.phase == Phase::Changing {
+            // After promising, this member takes nothing new of the old view: its report is already out.
+            // The message is carried by its origin's report if the origin stays, and delivered by
+            // nobody otherwise.
+            debug!("member {}: data from {} after promising dropped", self.me, from);
+            return;
+        }
+        let Some(from_index) = epoch.view.index_of(from) else {
+            return;
+        };
+        let lamport = msg.lamport;
+        if let Err(refusal) = epoch.hold_received(from_index, msg, &acks) {
+            warn!("member {}: data from {} dropped: {:?}", self.me, from, refusal);
+            return;
+        }
+        self.lamport = self.lamport.max(lamport) + 1;
+        self.ack_dirty = true;
+        self.try_deliver(out);
+    }
+
+    pub(super) fn on_ack(&mut self, from: Rank, view: ViewId, acks: Vec<u64>, out: &mut Outbox) {
+        let Some(epoch) = self.epoch.as_mut() else {
+            return;
+        };
+        if epoch.view.id != view {
+            return;
+        }
+        let Some(from_index) = epoch.view.index_of(from) else {
+            return;
+        };
+        if let Err(refusal) = epoch.merge_acks(from_index, &acks) {
+            warn!("member {}: ack from {} dropped: {:?}", self.me, from, refusal);
+            return;
+        }
+        self.try_deliver(out);
+    }
+
+    pub(super) fn try_deliver(&mut self, out: &mut Outbox) {
+        // A member that promised is frozen until the next view: its report must stay exactly its state,
+        // or the cut could miss what it delivers (or count it twice). A busy application waits.
+        if self.phase == Phase::Changing || self.application_busy {
+            return;
+        }
+        let mut delivered_any = false;
+        while let Some(msg) = self.epoch.as_mut().and_then(|e| e.pop_deliverable()) {
+            self.deliver(msg, out);
+            delivered_any = true;
+        }
+        if delivered_any {
+            self.pump_backlog(out);
+            self.maybe_announce_leave(out);
+        }
+    }
+
+    /// Hands one message of the current view to the application.
+    pub(super) fn deliver(&mut self, msg: Multicast, out: &mut Outbox) {
+        let origin = self.view.as_ref().and_then(|v| v.member(msg.origin));
+        let Some(origin) = origin else {
+            warn!(
+                "member {}: message from non-member {} not delivered",
+                self.me, msg.origin
+            );
+            return;
+        };
+        self.delivered_count += 1;
+        out.push(Output::Deliver(Delivery {
+            origin,
+            lamport: msg.lamport,
+            payload: msg.payload,
+            position: self.delivered_count,
+        }));
+    }
+}
