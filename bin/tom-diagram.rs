@@ -20,7 +20,10 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use tom::trace::{self, EventKind, TraceEvent};
+use tom::trace::{EventKind, TraceEvent};
+
+#[path = "diagram/trace_reader.rs"]
+mod trace_reader;
 
 const USAGE: &str = "\
 usage: tom-diagram [-o OUT.svg] [--from N --to M] [--time-from T] [--time-to T] TRACE...
@@ -794,7 +797,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        match trace::parse_trace(&text) {
+        match trace_reader::parse_trace(&text) {
             Ok(events) => lanes.extend(lanes_of(path, events)),
             Err(err) => {
                 eprintln!("tom-diagram: {path}: {err}");

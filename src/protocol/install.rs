@@ -10,7 +10,7 @@ use super::holdback::Epoch;
 use super::view_change::{AcceptorState, PendingDecision};
 use super::{Node, Outbox, Output, Phase};
 use crate::message::{Ballot, Message, MessageRef, Multicast, Proposal};
-use crate::types::{Incarnation, Rank, Stamp, ViewId};
+use crate::types::{Incarnation, MemberId, Rank, Stamp, ViewId};
 
 impl Node {
     /// Phase 2b.
@@ -158,41 +158,10 @@ impl Node {
         recipients.remove(&self.me.rank);
 
         let listed = proposal.view.member(self.me.rank).filter(|m| joining || *m == self.me);
-        let mut cut: BTreeMap<Stamp, Multicast> = BTreeMap::new();
-        if let (false, Some(old)) = (joining, &old_view) {
-            let last = self.epoch.as_ref().and_then(|e| e.last_delivered());
-            let to_deliver: Vec<&MessageRef> = proposal
-                .carried
-                .iter()
-                .filter(|m| last.map_or(true, |l| m.stamp() > l))
-                .collect();
-            let payloads: Option<Vec<Multicast>> = to_deliver.iter().map(|r| self.payload_of(old.id, r)).collect();
-            let reaches = self.delivered_count + to_deliver.len() as u64 == proposal.start_position;
-            if let (true, Some(msgs)) = (reaches, payloads) {
-                for msg in msgs {
-                    self.deliver(msg.clone(), out);
-                    cut.insert(msg.stamp(), msg);
-                }
-            } else if listed.is_some() {
-                // Every member of the new view promised to the ballot that built the proposal, so its
-                // count always matches (see the module docs); the simulator checks this.
-                warn!(
-                    "member {}: at install of view {} would reach {} messages, proposal says {}",
-                    self.me,
-                    proposal.view.id,
-                    self.delivered_count + to_deliver.len() as u64,
-                    proposal.start_position
-                );
-                self.broken_invariant = Some(format!(
-                    "install of view {}: delivered count would be {}, proposal says {}",
-                    proposal.view.id,
-                    self.delivered_count + to_deliver.len() as u64,
-                    proposal.start_position
-                ));
-            }
-            // A member leaving the view without having promised to the deciding ballot may lack part
-            // of the cut; it then stops where it is, which keeps its sequence a prefix of the group's.
-        }
+        let cut = match (&old_view, joining) {
+            (Some(old), false) => self.deliver_cut(&proposal, old.id, listed.is_some(), out),
+            _ => BTreeMap::new(),
+        };
         self.lamport = self.lamport.max(proposal.lamport);
         self.acceptor = AcceptorState::default();
         self.proposer = None;
@@ -222,6 +191,70 @@ impl Node {
             self.become_inert(phase, proposal.view.id, out);
             return;
         };
+        self.start_view(me, &proposal, early, joining, &recipients, out);
+        self.last_decision = Some(proposal);
+        self.after_install(out);
+    }
+
+    /// Delivers the cut of `proposal` that this member (a member of `old_view`) has not delivered yet,
+    /// and returns it. `listed`: the new view lists this member (then a count that does not reach the
+    /// proposal's start position is a broken invariant).
+    fn deliver_cut(
+        &mut self,
+        proposal: &Proposal,
+        old_view: ViewId,
+        listed: bool,
+        out: &mut Outbox,
+    ) -> BTreeMap<Stamp, Multicast> {
+        let mut cut: BTreeMap<Stamp, Multicast> = BTreeMap::new();
+        {
+            let last = self.epoch.as_ref().and_then(|e| e.last_delivered());
+            let to_deliver: Vec<&MessageRef> = proposal
+                .carried
+                .iter()
+                .filter(|m| last.map_or(true, |l| m.stamp() > l))
+                .collect();
+            let payloads: Option<Vec<Multicast>> = to_deliver.iter().map(|r| self.payload_of(old_view, r)).collect();
+            let reaches = self.delivered_count + to_deliver.len() as u64 == proposal.start_position;
+            if let (true, Some(msgs)) = (reaches, payloads) {
+                for msg in msgs {
+                    self.deliver(msg.clone(), out);
+                    cut.insert(msg.stamp(), msg);
+                }
+            } else if listed {
+                // Every member of the new view promised to the ballot that built the proposal, so its
+                // count always matches (see the module docs); the simulator checks this.
+                warn!(
+                    "member {}: at install of view {} would reach {} messages, proposal says {}",
+                    self.me,
+                    proposal.view.id,
+                    self.delivered_count + to_deliver.len() as u64,
+                    proposal.start_position
+                );
+                self.broken_invariant = Some(format!(
+                    "install of view {}: delivered count would be {}, proposal says {}",
+                    proposal.view.id,
+                    self.delivered_count + to_deliver.len() as u64,
+                    proposal.start_position
+                ));
+            }
+            // A member leaving the view without having promised to the deciding ballot may lack part
+            // of the cut; it then stops where it is, which keeps its sequence a prefix of the group's.
+        }
+        cut
+    }
+
+    /// Starts the new view of `proposal` as `me`: the frames that came early are queued, the epoch,
+    /// suspicions, leaves and joins move on, the driver hears of the view, and the decision is relayed.
+    fn start_view(
+        &mut self,
+        me: MemberId,
+        proposal: &Proposal,
+        early: Vec<(Rank, Message)>,
+        joining: bool,
+        recipients: &BTreeSet<Rank>,
+        out: &mut Outbox,
+    ) {
         // Frames of the new view that arrived while this member waited for the cut's payloads.
         for (from, msg) in early {
             self.self_queue.push_back((from, msg));
@@ -257,7 +290,7 @@ impl Node {
             });
         }
         out.push(Output::ViewInstalled(view.clone()));
-        for rank in &recipients {
+        for rank in recipients {
             self.send(
                 out,
                 *rank,
@@ -266,8 +299,6 @@ impl Node {
                 },
             );
         }
-        self.last_decision = Some(proposal);
-        self.after_install(out);
     }
 
     /// Ends this member's participation: nothing is delivered or sent from here on.

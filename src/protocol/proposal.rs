@@ -96,54 +96,7 @@ impl Node {
         }
         let missing = self.missing_payloads(&proposal.carried);
         if !missing.is_empty() {
-            // Ask, for each payload, a member that reported it, unsuspected ones first (a suspected one
-            // may still be alive, and the only one to have it); asking again asks every member that
-            // reported it, so one that died before it answered does not stall the ballot (a payload
-            // that arrives twice is kept once).
-            let round = proposer.fetch_rounds;
-            let suspected = |rank: &Rank| self.suspects.iter().any(|m| m.rank == *rank);
-            let mut reports: Vec<(Rank, BTreeSet<MessageRef>)> = proposer
-                .promises
-                .iter()
-                .filter(|(rank, _)| **rank != self.me.rank)
-                .map(|(rank, p)| (*rank, p.report.held.iter().copied().collect()))
-                .collect();
-            reports.sort_by_key(|(rank, _)| (suspected(rank), *rank));
-            let timeout = self.config.view_change_timeout_ticks.max(1);
-            let asked_recently = self.now_ticks.saturating_sub(proposer.fetched_at_tick) < timeout;
-            if proposer.fetch_rounds > 0 && asked_recently {
-                return; // asked already: the chunks are on their way
-            }
-            // Asked a timeout ago, and every member that reported some payload still missing is
-            // suspected (it died after promising; a suspected member still alive would have answered).
-            let ungatherable = round > 0
-                && missing.iter().any(|msg| {
-                    reports
-                        .iter()
-                        .filter(|(_, held)| held.contains(msg))
-                        .all(|(rank, _)| suspected(rank))
-                });
-            if ungatherable {
-                // This value may never be gathered. Start over: the next ballot's reports no longer
-                // name what only a dead member held, and nobody delivered that (delivery needs every
-                // member's acknowledgement). A value a quorum accepted is not lost so: a live member of
-                // any quorum holds its payloads and reports them.
-                info!(
-                    "member {}: payloads of ballot {}.{} held only by suspected members; starting over",
-                    self.me, proposer.ballot.round, proposer.ballot.proposer
-                );
-                self.proposer = None;
-                self.maybe_start_change(out);
-                return;
-            }
-            let by_source = transfer::sources_of(&reports, &missing, round);
-            if let Some(proposer) = self.proposer.as_mut() {
-                proposer.fetch_rounds += 1;
-                proposer.fetched_at_tick = self.now_ticks;
-            }
-            for (source, wanted) in by_source {
-                self.fetch(out, view, wanted, source);
-            }
+            self.gather(view, &missing, out);
             return;
         }
         let ballot = proposer.ballot;
@@ -179,6 +132,60 @@ impl Node {
                     proposal: Box::new(proposal.clone()),
                 },
             );
+        }
+    }
+
+    /// The proposal's cut lacks `missing` here: ask, for each payload, a member that reported it,
+    /// unsuspected ones first (a suspected one may still be alive, and the only one to have it); asking
+    /// again asks every member that reported it, so one that died before it answered does not stall the
+    /// ballot (a payload that arrives twice is kept once).
+    fn gather(&mut self, view: ViewId, missing: &[MessageRef], out: &mut Outbox) {
+        let Some(proposer) = self.proposer.as_ref() else {
+            return;
+        };
+        let round = proposer.fetch_rounds;
+        let suspected = |rank: &Rank| self.suspects.iter().any(|m| m.rank == *rank);
+        let mut reports: Vec<(Rank, BTreeSet<MessageRef>)> = proposer
+            .promises
+            .iter()
+            .filter(|(rank, _)| **rank != self.me.rank)
+            .map(|(rank, p)| (*rank, p.report.held.iter().copied().collect()))
+            .collect();
+        reports.sort_by_key(|(rank, _)| (suspected(rank), *rank));
+        let timeout = self.config.view_change_timeout_ticks.max(1);
+        let asked_recently = self.now_ticks.saturating_sub(proposer.fetched_at_tick) < timeout;
+        if proposer.fetch_rounds > 0 && asked_recently {
+            return; // asked already: the chunks are on their way
+        }
+        // Asked a timeout ago, and every member that reported some payload still missing is
+        // suspected (it died after promising; a suspected member still alive would have answered).
+        let ungatherable = round > 0
+            && missing.iter().any(|msg| {
+                reports
+                    .iter()
+                    .filter(|(_, held)| held.contains(msg))
+                    .all(|(rank, _)| suspected(rank))
+            });
+        if ungatherable {
+            // This value may never be gathered. Start over: the next ballot's reports no longer
+            // name what only a dead member held, and nobody delivered that (delivery needs every
+            // member's acknowledgement). A value a quorum accepted is not lost so: a live member of
+            // any quorum holds its payloads and reports them.
+            info!(
+                "member {}: payloads of ballot {}.{} held only by suspected members; starting over",
+                self.me, proposer.ballot.round, proposer.ballot.proposer
+            );
+            self.proposer = None;
+            self.maybe_start_change(out);
+            return;
+        }
+        let by_source = transfer::sources_of(&reports, missing, round);
+        if let Some(proposer) = self.proposer.as_mut() {
+            proposer.fetch_rounds += 1;
+            proposer.fetched_at_tick = self.now_ticks;
+        }
+        for (source, wanted) in by_source {
+            self.fetch(out, view, wanted, source);
         }
     }
 

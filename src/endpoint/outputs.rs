@@ -1,0 +1,106 @@
+//! The core's outputs as actions: frames onto the member connection of their rank (or kept for an
+//! unconnected life), replies to joiners, events; then what a view decided about connections, after the
+//! decision went out; and the trace.
+
+use super::{Action, ConnId, Endpoint};
+use crate::event::Event;
+use crate::protocol::{Input, Outbox, Output};
+use crate::trace::{self, EventKind, TraceEvent};
+use crate::types::ProcessId;
+use crate::wire::Frame;
+
+impl Endpoint {
+    /// Feeds one input to the core and carries out what it outputs.
+    pub(super) fn handle(&mut self, input: Input) {
+        let traced = if self.settings.trace {
+            trace::input_event(&self.node, &input)
+        } else {
+            None
+        };
+        let mut out = Outbox::new();
+        self.node.handle(input, &mut out);
+        if let Some(kind) = traced {
+            self.trace(kind);
+        }
+        self.dispatch(out);
+    }
+
+    /// The core's outputs, in order, as actions.
+    pub(super) fn dispatch(&mut self, mut out: Outbox) {
+        let me = self.node.me();
+        let outputs: Vec<Output> = out.drain().collect();
+        for output in outputs {
+            self.trace_output(&output);
+            match output {
+                Output::Send { to, msg } => match self.member_conn.get(&to).copied() {
+                    Some(conn) => self.write(conn, Frame::Protocol(msg)),
+                    None => self.keep_unsent(to, Frame::Protocol(msg)),
+                },
+                Output::SendToJoiner { rank, msg } => {
+                    // Every process asking for that rank hears it (a refusal is about the rank).
+                    let conns: Vec<ConnId> = self
+                        .joiner_conn
+                        .range((rank, ProcessId(0))..=(rank, ProcessId(u64::MAX)))
+                        .map(|(_, conn)| *conn)
+                        .collect();
+                    for conn in conns {
+                        self.write(conn, Frame::Protocol(msg.clone()));
+                    }
+                }
+                Output::Deliver(delivery) => {
+                    if delivery.origin == me {
+                        self.actions.push(Action::OwnDelivered);
+                    }
+                    self.report(Event::Deliver(delivery));
+                }
+                Output::ViewInstalled(view) => self.installed(view),
+                Output::Joined { position } => self.actions.push(Action::Event(Event::Joined { position })),
+                Output::Excluded { view } => {
+                    self.actions.push(Action::Event(Event::Excluded { view }));
+                    self.finished = true;
+                }
+                Output::Left => {
+                    self.actions.push(Action::Event(Event::Left));
+                    self.finished = true;
+                }
+            }
+        }
+    }
+
+    /// After the outputs of one call: closes and demotions decided at a view, then the early frames of
+    /// connections it promoted, in the order they arrived.
+    pub(super) fn after_outputs(&mut self) {
+        for conn in std::mem::take(&mut self.to_close) {
+            self.forget(conn);
+        }
+        for (rank, conn) in std::mem::take(&mut self.to_demote) {
+            self.demote(rank, conn);
+        }
+        let replay = std::mem::take(&mut self.replay);
+        if !replay.is_empty() {
+            for (conn, frames) in replay {
+                for frame in frames {
+                    self.on_frame(conn, frame);
+                }
+            }
+            self.after_outputs();
+        }
+    }
+
+    pub(super) fn trace_output(&mut self, output: &Output) {
+        if let Some(kind) = self
+            .settings
+            .trace
+            .then(|| trace::output_event(&self.node, output))
+            .flatten()
+        {
+            self.trace(kind);
+        }
+    }
+
+    pub(super) fn trace(&mut self, kind: EventKind) {
+        if self.settings.trace {
+            self.actions.push(Action::Trace(TraceEvent::of(&self.node, 0, kind)));
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! A life of the view with no connection: frames for it are kept (bounded) until one comes, it is
+//! dialled by the side [`super::directory`] names, and after a failure timeout it is suspected.
+
+use log::{debug, info, warn};
+
+use super::{early_bytes_max, roles, Action, EarlyFrames, Endpoint};
+use crate::protocol::{Input, Phase};
+use crate::types::{MemberId, Rank};
+use crate::wire::Frame;
+
+impl Endpoint {
+    /// A frame for a life of the view this member has no connection to yet: kept, in order, for the
+    /// connection, up to the early-frame bound (then dropped: the life will be suspected for want of a
+    /// connection anyway).
+    pub(super) fn keep_unsent(&mut self, to: Rank, frame: Frame) {
+        let me = self.node.me();
+        let listed = self.node.view().and_then(|v| v.member(to));
+        // Not for a suspected life: its connection broke (or it is silent), and a view without it comes.
+        let Some(life) = listed.filter(|life| to != me.rank && !self.node.is_suspected(*life)) else {
+            debug!("member {me}: no connection to {to}; {} dropped", frame.kind());
+            return;
+        };
+        let limit = early_bytes_max(self.settings.window.max(1));
+        let kept = self
+            .unsent
+            .entry(to)
+            .or_insert_with(|| (life.process, EarlyFrames::new(limit)));
+        if kept.0 != life.process {
+            *kept = (life.process, EarlyFrames::new(limit));
+        }
+        if kept.1.keep(frame).is_err() {
+            warn!("member {me}: over {limit} bytes for {life}, which has no connection: dropped");
+            self.unsent.remove(&to);
+        }
+    }
+
+    /// The frames kept for `rank` while it had no connection go out on its member connection, first.
+    pub(super) fn send_unsent(&mut self, rank: Rank) {
+        let Some((process, mut frames)) = self.unsent.remove(&rank) else {
+            return;
+        };
+        let conn = self
+            .member_conn
+            .get(&rank)
+            .copied()
+            .filter(|c| self.conns.get(c).is_some_and(|c| c.process == process));
+        if let Some(conn) = conn {
+            debug!(
+                "member {}: {} frames kept for {rank} while it had no connection go out",
+                self.node.me(),
+                frames.len()
+            );
+            for frame in frames.take() {
+                self.write(conn, frame);
+            }
+        }
+    }
+
+    /// The members of the view this member has no member connection to (of the listed process).
+    pub(super) fn unconnected(&self) -> Vec<MemberId> {
+        let me = self.node.me();
+        let Some(view) = self.node.view().filter(|_| self.node.phase() == Phase::Member) else {
+            return Vec::new();
+        };
+        roles::unconnected(me.rank, view, &self.links())
+            .into_iter()
+            .filter_map(|rank| view.member(rank))
+            .collect()
+    }
+
+    /// A member of the view without a member connection cannot take part: after a failure timeout
+    /// without one, it is suspected, as a silent member would be, rather than left to stall the group.
+    pub(super) fn suspect_unconnected(&mut self) {
+        let me = self.node.me();
+        let unconnected = self.unconnected();
+        let now_ms = self.now_ms;
+        self.unconnected_since_ms
+            .retain(|rank, _| unconnected.iter().any(|m| m.rank == *rank));
+        for life in unconnected {
+            let since_ms = *self.unconnected_since_ms.entry(life.rank).or_insert(now_ms);
+            if now_ms.saturating_sub(since_ms) > self.settings.failure_timeout_ms {
+                warn!(
+                    "member {me}: no connection to {life} for over {} ms: suspecting it",
+                    self.settings.failure_timeout_ms
+                );
+                // Again only after another timeout, should the suspicion not lead to a view change.
+                self.unconnected_since_ms.insert(life.rank, now_ms);
+                self.handle(Input::Suspect(life));
+            }
+        }
+    }
+
+    /// Asks the driver to dial the unconnected lives this member is the one to dial ([`directory`]).
+    pub(super) fn dial_unconnected(&mut self) {
+        let me = self.node.me();
+        let unconnected: Vec<MemberId> = self
+            .unconnected()
+            .into_iter()
+            .filter(|m| !self.node.is_suspected(*m))
+            .collect();
+        for (life, host, port) in self.directory.due(me, &unconnected, self.now_ms) {
+            info!("member {me}: no connection to {life}: dialling it at {host}:{port}");
+            self.actions.push(Action::Dial { life, host, port });
+        }
+    }
+}
