@@ -84,78 +84,99 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name(format!("tom-{}-heartbeat", settings.me))
         .spawn(move || {
-            let mut detector = Detector::new(settings.failure_timeout_ms);
-            // The connection and life each rank was watched on: a new one is watched afresh.
-            let mut watched_conn: BTreeMap<Rank, (ConnId, MemberId)> = BTreeMap::new();
+            let mut watcher = Watcher {
+                settings,
+                detector: Detector::new(settings.failure_timeout_ms),
+                watched_conn: BTreeMap::new(),
+                shared,
+                signals,
+            };
             let interval = Duration::from_millis(settings.heartbeat_interval_ms);
             let mut next_beat = Instant::now() + interval;
             loop {
                 let wait = next_beat.saturating_duration_since(Instant::now());
-                select! {
-                    recv(stop) -> _ => return,
-                    recv(dialler.requests) -> request => {
-                        let Ok(request) = request else { return };
-                        // Half an interval at most, and never past the next heartbeat by more.
-                        let deadline = Instant::now() + interval / 2;
-                        if !dialler.dial(request, deadline, &signals) {
-                            return;
+                // A dial only while no heartbeat is due, and for half an interval at most: a heartbeat
+                // is never late by more than that.
+                if !wait.is_zero() {
+                    select! {
+                        recv(stop) -> _ => return,
+                        recv(dialler.requests) -> request => {
+                            let Ok(request) = request else { return };
+                            if !dialler.dial(request, Instant::now() + interval / 2, &watcher.signals) {
+                                return;
+                            }
+                            continue;
                         }
-                        continue;
-                    }
-                    default(wait) => {}
-                }
-                next_beat += interval;
-                if next_beat < Instant::now() {
-                    next_beat = Instant::now() + interval;
-                }
-                let watched: Vec<Watched> = shared.watched.lock().clone();
-                let now_ms = shared.clock.now_ms();
-                let mut heard = Vec::new();
-                let mut lives: BTreeMap<Rank, MemberId> = BTreeMap::new();
-                for link in &watched {
-                    link.outgoing.push(&Frame::Heartbeat);
-                    if !link.is_member {
-                        // A rejoining process that stops reading is dropped, not waited for: its
-                        // connection must not grow a buffer for as long as it stays stuck.
-                        let stuck = link.outgoing.stalled_for_ms() > settings.failure_timeout_ms;
-                        let closed = Signal::Closed {
-                            conn: link.conn,
-                            reason: "it stopped reading".into(),
-                        };
-                        if stuck && signals.send(closed).is_err() {
-                            return;
-                        }
-                        continue;
-                    }
-                    let Some(life) = link.life.filter(|_| link.rank != settings.me) else {
-                        continue;
-                    };
-                    if watched_conn.insert(link.rank, (link.conn, life)) != Some((link.conn, life)) {
-                        detector.forget(link.rank);
-                    }
-                    lives.insert(link.rank, life);
-                    heard.push((link.rank, link.heard.get_ms()));
-                    if link.outgoing.stalled_for_ms() > settings.failure_timeout_ms && detector.report(link.rank) {
-                        info!(
-                            "member {}: {life} stopped reading (writer stuck): suspecting it",
-                            settings.me
-                        );
-                        if signals.send(Signal::Suspect(life)).is_err() {
-                            return;
-                        }
+                        default(wait) => {}
                     }
                 }
-                watched_conn.retain(|rank, _| lives.contains_key(rank));
-                for rank in detector.newly_silent(now_ms, heard) {
-                    let Some(&life) = lives.get(&rank) else { continue };
-                    info!(
-                        "member {}: {life} silent for over {} ms: suspecting it",
-                        settings.me, settings.failure_timeout_ms
-                    );
-                    if signals.send(Signal::Suspect(life)).is_err() {
-                        return;
-                    }
+                next_beat = (next_beat + interval).max(Instant::now());
+                if !watcher.beat() {
+                    return;
                 }
             }
         })
+}
+
+/// The failure detector's side of the heartbeat thread.
+struct Watcher {
+    settings: Settings,
+    detector: Detector,
+    /// The connection and life each rank was watched on: a new one is watched afresh.
+    watched_conn: BTreeMap<Rank, (ConnId, MemberId)>,
+    shared: Arc<Shared>,
+    signals: Sender<Signal>,
+}
+
+impl Watcher {
+    /// Sends a heartbeat on every connection and reports what fell silent or got stuck; false once the
+    /// protocol thread is gone.
+    fn beat(&mut self) -> bool {
+        let settings = self.settings;
+        let watched: Vec<Watched> = self.shared.watched.lock().clone();
+        let now_ms = self.shared.clock.now_ms();
+        let mut heard = Vec::new();
+        let mut lives: BTreeMap<Rank, MemberId> = BTreeMap::new();
+        let mut signals = Vec::new();
+        for link in &watched {
+            link.outgoing.push(&Frame::Heartbeat);
+            let stuck = link.outgoing.stalled_for_ms() > settings.failure_timeout_ms;
+            if !link.is_member {
+                // A rejoining process that stops reading is dropped, not waited for: its connection
+                // must not grow a buffer for as long as it stays stuck.
+                if stuck {
+                    signals.push(Signal::Closed {
+                        conn: link.conn,
+                        reason: "it stopped reading".into(),
+                    });
+                }
+                continue;
+            }
+            let Some(life) = link.life.filter(|_| link.rank != settings.me) else {
+                continue;
+            };
+            if self.watched_conn.insert(link.rank, (link.conn, life)) != Some((link.conn, life)) {
+                self.detector.forget(link.rank);
+            }
+            lives.insert(link.rank, life);
+            heard.push((link.rank, link.heard.get_ms()));
+            if stuck && self.detector.report(link.rank) {
+                info!(
+                    "member {}: {life} stopped reading (writer stuck): suspecting it",
+                    settings.me
+                );
+                signals.push(Signal::Suspect(life));
+            }
+        }
+        self.watched_conn.retain(|rank, _| lives.contains_key(rank));
+        for rank in self.detector.newly_silent(now_ms, heard) {
+            let Some(&life) = lives.get(&rank) else { continue };
+            info!(
+                "member {}: {life} silent for over {} ms: suspecting it",
+                settings.me, settings.failure_timeout_ms
+            );
+            signals.push(Signal::Suspect(life));
+        }
+        signals.into_iter().all(|signal| self.signals.send(signal).is_ok())
+    }
 }

@@ -93,59 +93,8 @@ pub fn reconnect(config: &formation::Config, rank: Rank, process: ProcessId, pee
     acceptor.set_formed();
 
     let register = rejoin_register(config, &host, local_addr.port(), rank, process);
-    let mut links = BTreeMap::new();
-    let mut tried = Vec::new();
-    let own = (register.host.clone(), local_addr.port());
-    let own = (own.0.as_str(), own.1);
-    // What the members that answered list in their greetings: their directories of admitted lives.
-    let mut directories: Vec<RosterEntry> = Vec::new();
-    let mut unreached: Vec<RosterEntry> = Vec::new();
-    for entry in directory::first_dials(&roster.members, rank, own) {
-        match dial_member(config, entry, rank, &register) {
-            Ok((stream, life, greeting_directory)) => {
-                info!(
-                    "rank {} at {}:{} answered as life {life} (process {})",
-                    entry.rank, entry.host, entry.port, life.process
-                );
-                links.insert(entry.rank, (stream, life));
-                directories.extend(greeting_directory);
-            }
-            Err(error) => {
-                warn!(
-                    "rank {} at {}:{} not reachable: {error}",
-                    entry.rank, entry.host, entry.port
-                );
-                tried.push(format!(
-                    "rank {} at {}:{} ({error})",
-                    entry.rank, entry.host, entry.port
-                ));
-                unreached.push(entry.clone());
-            }
-        }
-    }
-    // A rank the roster lists at a dead address may have come back elsewhere, through a member rather
-    // than the helper (`--peer`): the members that answered know its newest admitted life's address.
-    for stale in unreached {
-        let Some(entry) = directory::second_dial(&stale, &directories, own) else {
-            continue;
-        };
-        match dial_member(config, &entry, rank, &register) {
-            Ok((stream, life, _)) => {
-                info!(
-                    "rank {} at {}:{}, as a member's directory lists it, answered as life {life}",
-                    entry.rank, entry.host, entry.port
-                );
-                links.insert(entry.rank, (stream, life));
-                if let Some(listed) = roster.members.iter_mut().find(|e| e.rank == entry.rank) {
-                    *listed = entry;
-                }
-            }
-            Err(error) => warn!(
-                "rank {} at {}:{}, as a member's directory lists it, not reachable either: {error}",
-                entry.rank, entry.host, entry.port
-            ),
-        }
-    }
+    let own = (register.host.as_str(), local_addr.port());
+    let Dialled { links, learned, tried } = dial_members(config, &mut roster.members, rank, &register, own);
     if links.is_empty() {
         return Err(Error::GroupUnreachable {
             tried: format!("no member answered: {}", tried.join("; ")),
@@ -176,12 +125,87 @@ pub fn reconnect(config: &formation::Config, rank: Rank, process: ProcessId, pee
         host,
         size: roster.size,
         roster: roster.members,
-        learned: directories,
+        learned,
         links,
         incoming,
         acceptor,
         local_addr,
     })
+}
+
+/// The members a restarted process reached, what their greetings listed, and what it could not reach.
+struct Dialled {
+    links: BTreeMap<Rank, (TcpStream, MemberId)>,
+    learned: Vec<RosterEntry>,
+    tried: Vec<String>,
+}
+
+/// Dials every member `roster` lists (see [`directory::first_dials`]), then, at a newer address its
+/// greetings list, each rank that did not answer ([`directory::second_dial`]); a rank reached so gets
+/// that address in `roster`.
+fn dial_members(
+    config: &formation::Config,
+    roster: &mut [RosterEntry],
+    rank: Rank,
+    register: &Register,
+    own: (&str, u16),
+) -> Dialled {
+    let mut links = BTreeMap::new();
+    let mut tried = Vec::new();
+    // What the members that answered list in their greetings: their directories of admitted lives.
+    let mut directories: Vec<RosterEntry> = Vec::new();
+    let mut unreached: Vec<RosterEntry> = Vec::new();
+    for entry in directory::first_dials(roster, rank, own) {
+        match dial_member(config, entry, rank, register) {
+            Ok((stream, life, greeting_directory)) => {
+                info!(
+                    "rank {} at {}:{} answered as life {life} (process {})",
+                    entry.rank, entry.host, entry.port, life.process
+                );
+                links.insert(entry.rank, (stream, life));
+                directories.extend(greeting_directory);
+            }
+            Err(error) => {
+                warn!(
+                    "rank {} at {}:{} not reachable: {error}",
+                    entry.rank, entry.host, entry.port
+                );
+                tried.push(format!(
+                    "rank {} at {}:{} ({error})",
+                    entry.rank, entry.host, entry.port
+                ));
+                unreached.push(entry.clone());
+            }
+        }
+    }
+    // A rank the roster lists at a dead address may have come back elsewhere, through a member rather
+    // than the helper (`--peer`): the members that answered know its newest admitted life's address.
+    for stale in unreached {
+        let Some(entry) = directory::second_dial(&stale, &directories, own) else {
+            continue;
+        };
+        match dial_member(config, &entry, rank, register) {
+            Ok((stream, life, _)) => {
+                info!(
+                    "rank {} at {}:{}, as a member's directory lists it, answered as life {life}",
+                    entry.rank, entry.host, entry.port
+                );
+                links.insert(entry.rank, (stream, life));
+                if let Some(listed) = roster.iter_mut().find(|e| e.rank == entry.rank) {
+                    *listed = entry;
+                }
+            }
+            Err(error) => warn!(
+                "rank {} at {}:{}, as a member's directory lists it, not reachable either: {error}",
+                entry.rank, entry.host, entry.port
+            ),
+        }
+    }
+    Dialled {
+        links,
+        learned: directories,
+        tried,
+    }
 }
 
 /// The roster, and the host to advertise: from the helper, else from the first peer that answers.
