@@ -3,7 +3,7 @@
 
 use log::{info, warn};
 
-use super::snapshot::{self, AtView, Held, Restored};
+use super::snapshot::{self, AtView, Deferred, Restored};
 use super::{Action, Endpoint};
 use crate::event::Event;
 use crate::types::View;
@@ -11,7 +11,7 @@ use crate::types::View;
 impl Endpoint {
     /// Reports an event, or holds it back while a snapshot is awaited.
     pub(super) fn report(&mut self, event: Event) {
-        if let Some(Held::Event(event)) = self.transfer.hold(Held::Event(event)) {
+        if let Some(Deferred::Event(event)) = self.transfer.defer(Deferred::Event(event)) {
             self.actions.push(Action::Event(event));
         }
     }
@@ -41,11 +41,11 @@ impl Endpoint {
             return;
         }
         let position = self.node.delivered_count();
-        let handoff = Held::HandOff {
+        let handoff = Deferred::HandOff {
             view: view.clone(),
             position,
         };
-        if let Some(Held::HandOff { view, position }) = self.transfer.hold(handoff) {
+        if let Some(Deferred::HandOff { view, position }) = self.transfer.defer(handoff) {
             self.hand_off(&view, position);
         } else {
             info!("member {me}: sponsor of view {}'s new lives, but its own state is not restored yet: handing it on once it is", view.id);
@@ -89,8 +89,8 @@ impl Endpoint {
         });
         for held in restored.released {
             match held {
-                Held::Event(event) => self.report(event),
-                Held::HandOff { view, position } => self.hand_off(&view, position),
+                Deferred::Event(event) => self.report(event),
+                Deferred::HandOff { view, position } => self.hand_off(&view, position),
             }
         }
     }

@@ -62,9 +62,10 @@ impl Assembly {
     }
 }
 
-/// What is held back while the own snapshot is awaited.
+/// What is deferred while the own snapshot is awaited (not to be confused with the hold-back queue
+/// of the core, which holds messages until they may be delivered).
 #[derive(Debug)]
-pub enum Held {
+pub enum Deferred {
     /// An event for the application.
     Event(Event),
     /// `view` made this member the sponsor of its new lives: hand them the state at `position` once
@@ -87,7 +88,7 @@ pub struct Restored {
     /// The snapshot.
     pub bytes: Vec<u8>,
     /// What was held, in order.
-    pub released: Vec<Held>,
+    pub released: Vec<Deferred>,
 }
 
 /// What a new view means for the transfer.
@@ -124,7 +125,7 @@ enum Stage {
 #[derive(Debug)]
 pub struct StateTransfer {
     stage: Stage,
-    held: Vec<Held>,
+    deferred: Vec<Deferred>,
 }
 
 impl StateTransfer {
@@ -137,7 +138,7 @@ impl StateTransfer {
         };
         StateTransfer {
             stage,
-            held: Vec::new(),
+            deferred: Vec::new(),
         }
     }
 
@@ -147,9 +148,9 @@ impl StateTransfer {
     }
 
     /// Holds `item` if a snapshot is awaited; otherwise gives it back.
-    pub fn hold(&mut self, item: Held) -> Option<Held> {
+    pub fn defer(&mut self, item: Deferred) -> Option<Deferred> {
         if self.is_awaiting() {
-            self.held.push(item);
+            self.deferred.push(item);
             None
         } else {
             Some(item)
@@ -175,7 +176,7 @@ impl StateTransfer {
             Stage::Awaiting {
                 sponsor, view: awaited, ..
             } if !view.contains(sponsor) => {
-                self.held.clear();
+                self.deferred.clear();
                 AtView::SponsorGone { sponsor, awaited }
             }
             other => {
@@ -219,7 +220,7 @@ impl StateTransfer {
             sponsor,
             position: assembly.position,
             bytes: assembly.bytes,
-            released: std::mem::take(&mut self.held),
+            released: std::mem::take(&mut self.deferred),
         })
     }
 }
@@ -303,7 +304,10 @@ mod tests {
         };
         let mut transfer = StateTransfer::new(true);
         assert!(matches!(transfer.on_view(&view), AtView::Nothing));
-        assert!(transfer.hold(Held::Event(Event::Left)).is_none(), "held while awaiting");
+        assert!(
+            transfer.defer(Deferred::Event(Event::Left)).is_none(),
+            "held while awaiting"
+        );
         assert!(transfer.on_chunk(chunk(life(1, 1), 3, 0, 4, b"ab")).unwrap().is_none());
         assert!(transfer.on_chunk(chunk(life(1, 1), 3, 3, 4, b"cd")).is_err(), "a gap");
         assert!(transfer.on_chunk(chunk(life(1, 1), 3, 0, 4, b"ab")).unwrap().is_none());
@@ -311,7 +315,7 @@ mod tests {
         assert_eq!(restored.bytes, b"abcd");
         assert_eq!(restored.released.len(), 1);
         assert!(
-            transfer.hold(Held::Event(Event::Left)).is_some(),
+            transfer.defer(Deferred::Event(Event::Left)).is_some(),
             "nothing held once restored"
         );
     }
