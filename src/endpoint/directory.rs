@@ -160,15 +160,7 @@ pub fn second_dial(unreached: &RosterEntry, learned: &[RosterEntry], own: (&str,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{Incarnation, ProcessId};
-
-    fn life(rank: u16, incarnation: u64) -> MemberId {
-        MemberId {
-            rank: Rank(rank),
-            incarnation: Incarnation(incarnation),
-            process: ProcessId(u64::from(rank) * 100 + incarnation),
-        }
-    }
+    use crate::endpoint::test_support::life;
 
     fn entry(of: MemberId, port: u16) -> RosterEntry {
         RosterEntry {

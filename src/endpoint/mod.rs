@@ -422,3 +422,18 @@ impl Endpoint {
             .map_or(true, |view| view.member(rank).is_some_and(|m| m.process == process))
     }
 }
+
+/// What the unit tests of this module's files share.
+#[cfg(test)]
+mod test_support {
+    use crate::types::{Incarnation, MemberId, ProcessId, Rank};
+
+    /// Life `rank#incarnation`, with a process number made of both.
+    pub fn life(rank: u16, incarnation: u64) -> MemberId {
+        MemberId {
+            rank: Rank(rank),
+            incarnation: Incarnation(incarnation),
+            process: ProcessId(u64::from(rank) * 100 + incarnation),
+        }
+    }
+}

@@ -260,15 +260,7 @@ fn add_chunk(slot: &mut Option<Assembly>, chunk: Chunk) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::Incarnation;
-
-    fn life(rank: u16, incarnation: u64) -> MemberId {
-        MemberId {
-            rank: Rank(rank),
-            incarnation: Incarnation(incarnation),
-            process: ProcessId(u64::from(rank) * 100 + incarnation),
-        }
-    }
+    use crate::endpoint::test_support::life;
 
     fn chunk(from: MemberId, view: u64, offset: u64, total: u64, bytes: &[u8]) -> Chunk {
         Chunk {
