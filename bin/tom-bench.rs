@@ -24,16 +24,13 @@
 //! 2^20 latency samples per member, evenly spread over longer runs), so the growth of the resident set
 //! sampled each second is the runtime's, not the benchmark's.
 
-use std::net::TcpListener;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tom::formation;
-use tom::registry::{Helper, Settings};
 use tom::runtime::hops::{Breakdown, HopProbe, Stage, HOPS};
-use tom::runtime::{Config, Event, Member};
+use tom::{Config, Event, Helper, HelperConfig, Member};
 
 const USAGE: &str = "\
 usage: tom-bench --members N --size BYTES --messages PER_MEMBER [--rate PER_MEMBER_PER_S] [--json] [--breakdown]
@@ -157,23 +154,21 @@ struct Outcome {
 }
 
 fn run(options: &Options, probe: Option<&HopProbe>) -> Result<Outcome, Box<dyn std::error::Error>> {
-    let helper = Helper::start(
-        TcpListener::bind("127.0.0.1:0")?,
-        Settings::new(options.members, "bench"),
-    )?;
-    let helper_addr = helper.local_addr().to_string();
+    let helper = Helper::start("127.0.0.1:0", HelperConfig::new(options.members).group("bench"))?;
+    let helper_addr = helper.local_addr();
     let members: Vec<Member> = std::thread::scope(|scope| {
         let joining: Vec<_> = (0..options.members)
             .map(|_| {
-                let mut formation = formation::Config::new(helper_addr.clone());
-                formation.group = "bench".into();
-                formation.bind_host = "127.0.0.1".into();
-                formation.advertised_host = Some("127.0.0.1".into());
-                formation.first_port = 0;
-                let mut config = Config::new(formation);
-                // A saturated 2-core machine is slow, not dead: no false suspicions in a benchmark.
-                config.failure_timeout_ms = 30_000;
-                config.hop_probe = probe.cloned();
+                let mut config = Config::new(helper_addr)
+                    .group("bench")
+                    .bind_host("127.0.0.1")
+                    .advertised_host("127.0.0.1")
+                    .first_port(0)
+                    // A saturated 2-core machine is slow, not dead: no false suspicions in a benchmark.
+                    .failure_timeout_ms(30_000);
+                if let Some(probe) = probe {
+                    config = config.hop_probe(probe.clone());
+                }
                 scope.spawn(move || Member::join(config))
             })
             .collect();

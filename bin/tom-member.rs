@@ -35,13 +35,9 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, TryRecvError};
+use crossbeam_channel::Receiver;
 use log::{error, info, warn};
-use tom::auth::Secret;
-use tom::error::Error;
-use tom::formation;
-use tom::runtime::{Config, Event, Member};
-use tom::types::{Rank, ViewId};
+use tom::{Config, Error, Event, Events, Member, Rank, RecvError, Secret, ViewId};
 
 const USAGE: &str = "\
 usage: tom-member --helper HOST:PORT [--host ADVERTISED_HOST] [--port FIRST_PORT]
@@ -94,15 +90,24 @@ connection, as after a crash.";
 /// How long a clean departure (`--exit-on-eof`) may take before the member gives up.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How long forming a new group may take: groups are often started by hand, one terminal at a time.
+const FORMATION_TIMEOUT_MS: u64 = 600_000;
+
 /// Exit code when the group excluded this member (or it lost its quorum).
 const EXIT_EXCLUDED: u8 = 3;
 
 /// What the command line asks for.
 struct Options {
+    /// Every setting but the join timeout, which differs between a join and a rejoin.
     config: Config,
+    /// `--helper`, empty without one.
+    helper: String,
+    /// `--host`.
+    advertised_host: Option<String>,
+    group: String,
+    secret: Option<Secret>,
     exit_on_eof: bool,
     rejoin: Option<Rank>,
-    peers: Vec<String>,
     join_timeout_ms: u64,
     rejoin_when_excluded: bool,
     status: Option<String>,
@@ -131,7 +136,12 @@ const FLAGS: &[args::Flag] = &[
 /// Every argument that cannot work is refused here (exit 2), addresses included: a `HOST:PORT` must
 /// have a port 1..=65535 and a host that resolves.
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
-    let mut formation = formation::Config::new(String::new());
+    let mut helper = String::new();
+    let mut advertised_host = None;
+    let mut first_port = None;
+    let mut port_span = None;
+    let mut group = None;
+    let mut secret = None;
     let mut failure_timeout_ms = None;
     let mut exit_on_eof = false;
     let mut rejoin = None;
@@ -147,7 +157,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--rejoin-when-excluded" => rejoin_when_excluded = true,
             "--helper" => {
                 args::host_port(flag, &value)?;
-                formation.helper = value;
+                helper = value;
             }
             "--host" => {
                 if value.is_empty() || value.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_unspecified()) {
@@ -155,15 +165,13 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
                         "--host {value:?}: other members cannot dial it (give this machine's name or address)"
                     ));
                 }
-                formation.advertised_host = Some(value);
+                advertised_host = Some(value);
             }
-            "--port" => formation.first_port = args::number(flag, &value, "a port 0..=65535")?,
-            "--port-span" => formation.port_span = args::number(flag, &value, "a count of ports")?,
-            "--group" => formation.group = value,
-            "--cookie-file" => {
-                formation.secret = Some(Secret::from_file(Path::new(&value)).map_err(|e| e.to_string())?)
-            }
-            "--failure-timeout-ms" => failure_timeout_ms = Some(args::number(flag, &value, "milliseconds")?),
+            "--port" => first_port = Some(args::number(flag, &value, "a port 0..=65535")?),
+            "--port-span" => port_span = Some(args::number::<u16>(flag, &value, "a count of ports")?),
+            "--group" => group = Some(value),
+            "--cookie-file" => secret = Some(Secret::from_file(Path::new(&value)).map_err(|e| e.to_string())?),
+            "--failure-timeout-ms" => failure_timeout_ms = Some(args::number::<u64>(flag, &value, "milliseconds")?),
             "--rejoin" => match value.parse::<u16>() {
                 Ok(rank) if rank > 0 => rejoin = Some(Rank(rank)),
                 _ => return Err(format!("bad --rejoin {value:?}: expected a rank 1..=65535")),
@@ -181,21 +189,46 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
             _ => return Err(format!("unknown argument {flag}")),
         }
     }
-    if formation.helper.is_empty() && status.is_none() && (rejoin.is_none() || peers.is_empty()) {
+    if helper.is_empty() && status.is_none() && (rejoin.is_none() || peers.is_empty()) {
         return Err("--helper HOST:PORT is required (with --rejoin, --peer can stand in for it)".to_string());
     }
     if !peers.is_empty() && rejoin.is_none() {
         return Err("--peer only makes sense with --rejoin".to_string());
     }
-    let mut config = Config::new(formation);
+    let mut config = if helper.is_empty() {
+        Config::without_helper()
+    } else {
+        Config::new(&helper)
+    };
+    if let Some(host) = &advertised_host {
+        config = config.advertised_host(host);
+    }
+    if let Some(port) = first_port {
+        config = config.first_port(port);
+    }
+    // The library refuses 0 ports and a failure timeout of 0; this program always took them as 1.
+    if let Some(span) = port_span {
+        config = config.port_span(span.max(1));
+    }
     if let Some(timeout) = failure_timeout_ms {
-        config.failure_timeout_ms = timeout;
+        config = config.failure_timeout_ms(timeout.max(1));
+    }
+    let group = group.unwrap_or_else(|| tom::formation::GROUP_DEFAULT.to_string());
+    config = config.group(&group);
+    if let Some(secret) = &secret {
+        config = config.secret(secret.clone());
+    }
+    for peer in &peers {
+        config = config.peer(peer);
     }
     Ok(Options {
         config,
+        helper,
+        advertised_host,
+        group,
+        secret,
         exit_on_eof,
         rejoin,
-        peers,
         join_timeout_ms,
         rejoin_when_excluded,
         status,
@@ -243,14 +276,14 @@ enum Ended {
 
 /// Prints events as contract lines, batching writes and flushing whenever nothing more is waiting,
 /// until the member's events end.
-fn print_events(first_lines: String, events: Receiver<Event>) -> Ended {
+fn print_events(first_lines: String, events: Events) -> Ended {
     let mut stdout = BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
     let mut open = write!(stdout, "{first_lines}").and_then(|()| stdout.flush()).is_ok();
     let mut line = Vec::with_capacity(256);
     loop {
         let event = match events.try_recv() {
             Ok(event) => event,
-            Err(TryRecvError::Empty) => {
+            Err(RecvError::Empty | RecvError::Timeout) => {
                 if open && stdout.flush().is_err() {
                     warn!("stdout closed; deliveries are no longer printed");
                     open = false;
@@ -260,7 +293,7 @@ fn print_events(first_lines: String, events: Receiver<Event>) -> Ended {
                     Err(_) => break,
                 }
             }
-            Err(TryRecvError::Disconnected) => break,
+            Err(RecvError::Ended) => break,
         };
         line.clear();
         match &event {
@@ -294,16 +327,17 @@ fn print_events(first_lines: String, events: Receiver<Event>) -> Ended {
 
 /// Joins (or rejoins as `rank`) and returns the member with the lines to print first.
 fn start(options: &Options, rank: Option<Rank>) -> Result<(Member, String), Error> {
-    let (member, position) = match rank {
-        None => (Member::join(options.config.clone())?, None),
-        Some(rank) => {
-            let timeout = Duration::from_millis(options.join_timeout_ms);
-            let (member, position) = Member::rejoin(options.config.clone(), rank, &options.peers, timeout)?;
-            (member, Some(position))
-        }
+    let member = match rank {
+        None => Member::join(options.config.clone().join_timeout_ms(FORMATION_TIMEOUT_MS))?,
+        // A join timeout of 0 gave up at once; 1 ms does the same.
+        Some(rank) => Member::rejoin(
+            options.config.clone().join_timeout_ms(options.join_timeout_ms.max(1)),
+            rank,
+        )?,
     };
+    let position = member.join_position();
     let listening = member.local_addr();
-    let host = match &options.config.formation.advertised_host {
+    let host = match &options.advertised_host {
         Some(host) => host.clone(),
         None if listening.ip().is_unspecified() => "127.0.0.1".to_string(),
         None => listening.ip().to_string(),
@@ -328,7 +362,7 @@ fn start(options: &Options, rank: Option<Rank>) -> Result<(Member, String), Erro
 /// waited for the roster) when the helper no longer accepts connections; a plain "connection closed"
 /// would not say whose.
 fn join_error_text(options: &Options, rank: Option<Rank>, err: &Error) -> String {
-    let helper = &options.config.formation.helper;
+    let helper = &options.helper;
     // Closed, or reset: a helper killed with bytes of ours still unread resets the connection.
     let closed = matches!(err, Error::Io(io) if matches!(
         io.kind(),
@@ -398,12 +432,7 @@ fn main() -> ExitCode {
         }
     };
     if let Some(addr) = &options.status {
-        return match tom::runtime::query_status(
-            addr,
-            &options.config.formation.group,
-            options.config.formation.secret.as_ref(),
-            Duration::from_secs(5),
-        ) {
+        return match tom::query_status(addr, &options.group, options.secret.as_ref(), Duration::from_secs(5)) {
             Ok(report) => {
                 println!("{report}");
                 ExitCode::SUCCESS
@@ -416,7 +445,7 @@ fn main() -> ExitCode {
     }
     if let Some(path) = &options.trace {
         match tom::trace::TraceSink::create(std::path::Path::new(path)) {
-            Ok(sink) => options.config.trace = Some(sink),
+            Ok(sink) => options.config = options.config.clone().trace(sink),
             Err(err) => {
                 error!("--trace {path}: {err}");
                 return ExitCode::FAILURE;
@@ -434,7 +463,7 @@ fn main() -> ExitCode {
                 error!("{}", join_error_text(&options, rank, &err));
                 // A setting the library found unworkable is a bad argument, like those parse_args refuses.
                 return match err {
-                    Error::InvalidConfig(_) => ExitCode::from(2),
+                    Error::InvalidConfig(_) | Error::InvalidSetting { .. } => ExitCode::from(2),
                     _ => ExitCode::FAILURE,
                 };
             }
@@ -464,7 +493,7 @@ fn main() -> ExitCode {
             crossbeam_channel::select! {
                 recv(line_source) -> line => match line {
                     Ok(line) => match member.multicast(line) {
-                        Ok(()) => {}
+                        Ok(_) => {}
                         Err(err @ Error::PayloadTooLarge { .. }) => warn!("line not multicast: {err}"),
                         Err(err) => info!("multicast refused: {err}"),
                     },

@@ -3,30 +3,27 @@
 //!
 //! Run it with `cargo run --example three_members`.
 
-use std::net::TcpListener;
 use std::time::Duration;
 
-use tom::formation;
-use tom::registry::{Helper, Settings};
-use tom::runtime::{Config, Event, Member};
+use tom::{Config, Event, Helper, HelperConfig, Member};
 
 const MEMBERS: u16 = 3;
 const MESSAGES_PER_MEMBER: usize = 4;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The helper hands out ranks 1..=3 and the roster; port 0 lets the system pick a free port.
-    let helper = Helper::start(TcpListener::bind("127.0.0.1:0")?, Settings::new(MEMBERS, "example"))?;
-    let helper_addr = helper.local_addr().to_string();
+    let helper = Helper::start("127.0.0.1:0", HelperConfig::new(MEMBERS).group("example"))?;
+    let config = Config::new(helper.local_addr())
+        .group("example")
+        .bind_host("127.0.0.1")
+        .first_port(0);
 
     let members: Vec<Member> = std::thread::scope(|scope| {
         let joining: Vec<_> = (0..MEMBERS)
             .map(|_| {
-                let mut formation = formation::Config::new(helper_addr.clone());
-                formation.group = "example".into();
-                formation.bind_host = "127.0.0.1".into();
-                formation.first_port = 0;
+                let config = config.clone();
                 // Formation waits for all three, so the members join on threads of their own.
-                scope.spawn(move || Member::join(Config::new(formation)))
+                scope.spawn(move || Member::join(config))
             })
             .collect();
         joining

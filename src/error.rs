@@ -38,6 +38,13 @@ pub enum Error {
     Timeout(String),
     /// A setting cannot work; says which and why.
     InvalidConfig(String),
+    /// A setting of [`crate::Config`] or [`crate::HelperConfig`] cannot work ([`crate::Config::validate`]).
+    InvalidSetting {
+        /// The setting, as its builder method is named (`"window"`, `"failure_timeout_ms"`, ...).
+        field: &'static str,
+        /// Why it cannot work.
+        reason: String,
+    },
     /// A peer answered with something the protocol does not allow at that point; says what.
     Unexpected(String),
     /// A multicast payload is larger than the wire format carries.
@@ -47,7 +54,8 @@ pub enum Error {
         /// The largest payload allowed.
         max: usize,
     },
-    /// `try_multicast` found the flow-control window full; try again after some deliveries.
+    /// `try_multicast` found the flow-control window full (try again after some deliveries), or
+    /// `Events::try_recv` found no event waiting.
     WouldBlock,
     /// A restarted member found neither the helper nor any live member to rejoin through; says what it
     /// tried and what each answered.
@@ -57,6 +65,9 @@ pub enum Error {
     },
     /// The member was shut down (or its protocol thread ended).
     ShutDown,
+    /// The member left the group cleanly ([`crate::Member::leave`]): a message multicast after the
+    /// leave began is not delivered.
+    Left,
     /// The member was excluded from the group (or lost its quorum) and delivers nothing more.
     Excluded {
         /// The view that excluded it, or its last view when it lost its quorum.
@@ -82,11 +93,13 @@ impl fmt::Display for Error {
             ),
             Error::Timeout(what) => write!(f, "timed out {what}"),
             Error::InvalidConfig(what) => write!(f, "invalid configuration: {what}"),
+            Error::InvalidSetting { field, reason } => write!(f, "invalid setting {field}: {reason}"),
             Error::Unexpected(what) => write!(f, "unexpected answer: {what}"),
             Error::PayloadTooLarge { len, max } => write!(f, "payload of {len} bytes is over the limit of {max} bytes"),
             Error::WouldBlock => write!(f, "the flow-control window is full"),
             Error::GroupUnreachable { tried } => write!(f, "cannot reach the group to rejoin it: {tried}"),
             Error::ShutDown => write!(f, "the member is shut down"),
+            Error::Left => write!(f, "the member left the group"),
             Error::Excluded { view } => write!(f, "excluded from the group by view {view}"),
         }
     }

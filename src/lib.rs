@@ -7,47 +7,69 @@
 //!
 //! ## Using it
 //!
+//! A [`Helper`] (or the `tom-helper` program) forms the group: N processes each call
+//! [`Member::join`] with a [`Config`] naming it, and once all N have registered each gets its
+//! [`Rank`] and a connection to every other member. From then on:
+//!
 //! ```no_run
 //! use std::time::Duration;
-//! use tom::formation;
-//! use tom::runtime::{Config, Event, Member};
+//! use tom::{Config, Event, Member};
 //!
 //! // A helper (`tom-helper --size 3`) runs on port 9999; start three processes like this one.
-//! let member = Member::join(Config::new(formation::Config::new("127.0.0.1:9999")))?;
-//! member.multicast(format!("hello from {}", member.rank()).into_bytes())?;
+//! let member = Member::join(Config::new("127.0.0.1:9999").group("tom"))?;
+//! let hello = member.multicast(format!("hello from {}", member.rank()).into_bytes())?;
+//! member.wait_delivered(hello, Duration::from_secs(10))?; // every member of the view delivers it
 //! for event in member.events().iter() {
 //!     match event {
 //!         Event::Deliver(d) => println!("{} {} {:?}", d.origin.rank, d.lamport, d.payload),
 //!         Event::View(view) => println!("view {view}"),
+//!         Event::Joined { position } => println!("rejoined after {position} messages"),
 //!         Event::Excluded { .. } | Event::Left => break,
-//!         Event::Joined { .. } => {}
 //!     }
+//! #   break;
 //! }
 //! member.leave(Duration::from_secs(10))?;
-//! # Ok::<(), tom::error::Error>(())
+//! # Ok::<(), tom::Error>(())
 //! ```
 //!
-//! `examples/three_members.rs` runs a whole group in one process. The programs `tom-helper` and
-//! `tom-member` (in `bin/`) are the same library behind a line-oriented stdin/stdout contract.
+//! - [`Member`]: [`join`](Member::join) a new group, [`rejoin`](Member::rejoin) a running one as a new
+//!   life of a rank, [`multicast`](Member::multicast) (returns a [`MessageId`]),
+//!   [`wait_delivered`](Member::wait_delivered), [`events`](Member::events) (an [`Events`] receiver of
+//!   [`Event`]s, documented exactly as they arrive), [`leave`](Member::leave),
+//!   [`status`](Member::status), [`shutdown`](Member::shutdown).
+//! - [`Config`]: one builder for every setting, [`Config::validate`]d by `join` and `rejoin`; a
+//!   [`Secret`] keeps strangers out of a group on a shared network.
+//! - [`Replicated`] and its typed handle [`ReplicatedState`]: application state kept in step with the
+//!   total order, handed to a member that rejoins (state transfer) and read back with
+//!   [`ReplicatedState::read`].
+//! - [`Helper`] and [`HelperConfig`]: the helper inside a program.
+//! - [`Error`] and [`Result`]: every failure, as values.
+//! - [`query_status`]: ask a running member, over its port, why a message is (not) delivered.
+//!
+//! `examples/kv_store.rs` is a small replicated key-value store that does all of the above (join,
+//! multicast and wait for its own message, read events, leave, rejoin with state transfer, read its
+//! typed state); `examples/three_members.rs` runs a whole group in one process. The programs
+//! `tom-helper` and `tom-member` (in `bin/`) are the same library behind a line-oriented
+//! stdin/stdout contract.
 //!
 //! ## Architecture: one core, two drivers
 //!
 //! ```text
-//! reader thread per connection ──┐                          ┌─► Outgoing buffer per peer ─► writer thread
-//! heartbeat thread (suspicions) ─┼─► Signal channel ─► protocol thread: Node::handle ─┤
-//! Member::multicast / leave ─────┤      + tick                                        └─► Event channel ─► application
-//! acceptor (rejoin connections) ─┘
+//! reader thread per connection ──┐                                    ┌─► Outgoing buffer per peer ─► writer thread
+//! heartbeat thread (suspicions) ─┼─► Signal channel ─► protocol thread ─┼─► Event channel ─► application (Events)
+//! Member::multicast / leave ─────┤      + tick          (Endpoint)      ├─► Progress ─► Member::wait_delivered, leave, rejoin
+//! acceptor (rejoin connections) ─┘                                    └─► dial requests ─► heartbeat thread
 //! ```
 //!
 //! The protocol is a pure, deterministic state machine, [`protocol::Node`]: no sockets, threads,
-//! clocks or randomness inside. Around it, [`endpoint::Endpoint`] is just as pure and holds every rule
+//! clocks or randomness inside. Around it, the endpoint (`src/endpoint/`) is just as pure and holds every rule
 //! about connections (which one counts for which life, what is kept until a view admits a process, whom
 //! to dial, when an unconnected member is suspected, the order of the state transfer); both drivers
 //! embed the endpoint, so the simulator runs those rules too. **Feed it one [`protocol::Input`] at a time, drain the
 //! [`protocol::Outbox`] after every call, and call [`protocol::Node::flush`] whenever no input is
 //! waiting.** Two drivers do exactly that:
 //!
-//! - the threaded runtime ([`runtime`]): blocking `TcpStream` reader threads feed a crossbeam channel
+//! - the threaded runtime (`src/runtime/`): blocking `TcpStream` reader threads feed a crossbeam channel
 //!   into one protocol thread, which owns the endpoint (and so the Lamport clock, the acknowledgement
 //!   table and the alive set) and never blocks on a socket; a heartbeat thread is the failure detector
 //!   and makes the dials the endpoint asks for;
@@ -67,46 +89,84 @@
 //!     while let Ok(signal) = signals.try_recv() { on_signal(&mut endpoint, signal); carry_out(endpoint.take_actions()); }
 //!     endpoint.flush();                   // nothing more queued: coalesced acknowledgements go out now
 //!     carry_out(endpoint.take_actions()); // frames to peers' buffers, dials, events to the application
+//!     #[cfg(debug_assertions)]
+//!     endpoint.node().check_invariants(); // every `make test` run checks the real runtime too
 //! }
 //! ```
 //!
 //! ## Modules
+//!
+//! The crate root holds the API above. Three modules are public for readers and for other drivers of
+//! the core:
 //!
 //! | module | what lives there |
 //! |---|---|
 //! | [`types`] | `Rank`, `Incarnation`, `ViewId`, `Stamp` (its `Ord` is the total order), `Payload`, `View` |
 //! | [`message`] | the member-to-member protocol messages, as plain data |
 //! | [`protocol`] | the pure core: hold-back queue and delivery rule, view changes, rejoin, leave |
-//! | [`endpoint`] | the pure engine around the core: which connection speaks for which life, early frames, whom to dial, the state-transfer order |
-//! | [`event`] | what a member reports to its application |
-//! | [`detector`] | the failure detector's decision, a pure function of last-heard times |
-//! | [`wire`] | length-prefixed binary frames; decoding never panics and never trusts a length |
-//! | [`registry`] | the helper: ranks 1..N in arrival order, the roster, rejoin registrations |
-//! | [`formation`] | the member side of forming a group: probe a port, register, build the mesh |
-//! | [`auth`] | the group secret and the challenge–response every connection opens with when there is one |
-//! | [`digest`] | SHA-256 and HMAC-SHA-256, written here (no crypto crate), checked against published vectors |
-//! | [`runtime`] | threads and sockets around the core: [`runtime::Member`] |
-//! | [`trace`] | JSON-lines traces of protocol events (`tom-member --trace`, the simulator), read by `tom-diagram` |
-//! | [`logcheck`] | checks the stdout logs of a run's `tom-member` processes (`tom-check`) |
-//! | [`error`] | the crate's error type |
+//!
+//! The rest is internal: public only so that the crate's programs and tests reach it, hidden from
+//! this documentation, and free to change.
+//!
+//! | source | what lives there |
+//! |---|---|
+//! | `src/endpoint/` | the pure engine around the core: which connection speaks for which life, early frames, whom to dial, the state-transfer order |
+//! | `src/event.rs` | what a member reports to its application ([`Event`]) |
+//! | `src/detector.rs` | the failure detector's decision, a pure function of last-heard times |
+//! | `src/wire/` | length-prefixed binary frames; decoding never panics and never trusts a length |
+//! | `src/registry.rs` | the helper: ranks 1..N in arrival order, the roster, rejoin registrations ([`Helper`] serves it) |
+//! | `src/formation.rs` | the member side of forming a group: probe a port, register, build the mesh |
+//! | `src/auth.rs` | the group secret ([`Secret`]) and the challenge–response every connection opens with when there is one |
+//! | `src/digest.rs` | SHA-256 and HMAC-SHA-256, written here (no crypto crate), checked against published vectors |
+//! | `src/runtime/` | threads and sockets around the endpoint: [`Member`], [`Events`], [`ReplicatedState`] |
+//! | `src/config.rs`, `src/helper.rs` | [`Config`]; [`Helper`] and [`HelperConfig`] |
+//! | `src/trace.rs` | JSON-lines traces of protocol events ([`Config::trace`], `tom-member --trace`, the simulator), read by `tom-diagram` |
+//! | `src/logcheck.rs` | checks the stdout logs of a run's `tom-member` processes (`tom-check`) |
+//! | `src/error.rs` | the crate's error type ([`Error`]) |
 //!
 //! `docs/PROTOCOL.md` explains the algorithm and why it is correct, case by case. The library never
 //! writes to stdout and never installs a logger: it logs through the `log` crate.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
-pub mod auth;
-pub mod detector;
-pub mod digest;
-pub mod endpoint;
-pub mod error;
-pub mod event;
-pub mod formation;
-pub mod logcheck;
 pub mod message;
 pub mod protocol;
-pub mod registry;
-pub mod runtime;
-pub mod trace;
 pub mod types;
+
+#[doc(hidden)]
+pub mod auth;
+#[doc(hidden)]
+pub mod detector;
+#[doc(hidden)]
+pub mod digest;
+#[doc(hidden)]
+pub mod endpoint;
+#[doc(hidden)]
+pub mod error;
+#[doc(hidden)]
+pub mod event;
+#[doc(hidden)]
+pub mod formation;
+#[doc(hidden)]
+pub mod logcheck;
+#[doc(hidden)]
+pub mod registry;
+#[doc(hidden)]
+pub mod runtime;
+#[doc(hidden)]
+pub mod trace;
+#[doc(hidden)]
 pub mod wire;
+
+mod config;
+mod helper;
+
+pub use auth::Secret;
+pub use config::{Config, JOIN_TIMEOUT_MS_DEFAULT};
+pub use error::{Error, Result};
+pub use event::Event;
+pub use helper::{Helper, HelperConfig};
+pub use protocol::{Delivery, Status};
+pub use runtime::{query_status, Events, Member, MessageId, RecvError, Replicated, ReplicatedState, StateGuard};
+pub use trace::TraceSink;
+pub use types::{Incarnation, MemberId, Payload, Rank, View, ViewId};

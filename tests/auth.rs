@@ -245,26 +245,30 @@ fn nonces_do_not_repeat() {
 }
 
 /// A member config for a group with `secret`, asking the helper at `helper` (if any).
-fn member_config(helper: Option<SocketAddr>, secret: Option<Secret>) -> tom::runtime::Config {
-    let mut formation = tom::formation::Config::new(helper.map(|a| a.to_string()).unwrap_or_default());
-    formation.group = GROUP.into();
-    formation.bind_host = "127.0.0.1".into();
-    formation.advertised_host = Some("127.0.0.1".into());
-    formation.first_port = 0;
-    formation.secret = secret;
-    let mut config = tom::runtime::Config::new(formation);
-    config.failure_timeout_ms = 10_000;
-    config
+fn member_config(helper: Option<SocketAddr>, secret: Option<Secret>) -> tom::Config {
+    let config = match helper {
+        Some(helper) => tom::Config::new(helper),
+        None => tom::Config::without_helper(),
+    }
+    .group(GROUP)
+    .bind_host("127.0.0.1")
+    .advertised_host("127.0.0.1")
+    .first_port(0)
+    .failure_timeout_ms(10_000);
+    match secret {
+        Some(secret) => config.secret(secret),
+        None => config,
+    }
 }
 
 /// Waits until `member` has delivered `count` messages, returning their payloads.
-fn deliveries(member: &tom::runtime::Member, count: usize) -> Vec<Vec<u8>> {
+fn deliveries(member: &tom::Member, count: usize) -> Vec<Vec<u8>> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut payloads = Vec::new();
     while payloads.len() < count {
         let left = deadline.saturating_duration_since(Instant::now());
         match member.events().recv_timeout(left) {
-            Ok(tom::runtime::Event::Deliver(d)) => payloads.push(d.payload.as_bytes().to_vec()),
+            Ok(tom::Event::Deliver(d)) => payloads.push(d.payload.as_bytes().to_vec()),
             Ok(_) => {}
             Err(_) => panic!("member {} delivered {} of {count}", member.rank(), payloads.len()),
         }
@@ -274,11 +278,12 @@ fn deliveries(member: &tom::runtime::Member, count: usize) -> Vec<Vec<u8>> {
 
 #[test]
 fn a_group_with_a_secret_forms_and_a_member_rejoins_only_with_the_secret() {
-    use tom::runtime::Member;
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let mut settings = Settings::new(3, GROUP);
-    settings.secret = Some(secret("group secret"));
-    let helper = Helper::start(listener, settings).expect("helper");
+    use tom::{HelperConfig, Member};
+    let helper = tom::Helper::start(
+        "127.0.0.1:0",
+        HelperConfig::new(3).group(GROUP).secret(secret("group secret")),
+    )
+    .expect("helper");
     let helper_addr = helper.local_addr();
     let joining: Vec<_> = (0..3)
         .map(|_| {
@@ -303,32 +308,36 @@ fn a_group_with_a_secret_forms_and_a_member_rejoins_only_with_the_secret() {
     let peer = members[0].local_addr().to_string();
     let timeout = Duration::from_secs(5);
     for wrong in [None, Some(secret("guess"))] {
-        let refused = Member::rejoin(member_config(Some(helper_addr), wrong.clone()), Rank(3), &[], timeout);
+        let join_timeout_ms = timeout.as_millis() as u64;
+        let refused = Member::rejoin(
+            member_config(Some(helper_addr), wrong.clone()).join_timeout_ms(join_timeout_ms),
+            Rank(3),
+        );
         assert!(refused.is_err(), "rejoined through the helper with {wrong:?}");
         let refused = Member::rejoin(
-            member_config(None, wrong.clone()),
+            member_config(None, wrong.clone())
+                .peer(&peer)
+                .join_timeout_ms(join_timeout_ms),
             Rank(3),
-            std::slice::from_ref(&peer),
-            timeout,
         );
         assert!(refused.is_err(), "rejoined through a peer with {wrong:?}");
     }
-    let status = tom::runtime::query_status(&peer, GROUP, None, timeout);
+    let status = tom::query_status(&peer, GROUP, None, timeout);
     assert!(
         matches!(status, Err(Error::Refused(_))),
         "a status query without the secret: {status:?}"
     );
-    let status = tom::runtime::query_status(&peer, GROUP, Some(&secret("group secret")), timeout).expect("status");
+    let status = tom::query_status(&peer, GROUP, Some(&secret("group secret")), timeout).expect("status");
     assert!(status.contains("view"), "{status}");
 
-    let (back, position) = Member::rejoin(
-        member_config(None, Some(secret("group secret"))),
+    let back = Member::rejoin(
+        member_config(None, Some(secret("group secret")))
+            .peer(peer)
+            .join_timeout_ms(30_000),
         Rank(3),
-        &[peer],
-        Duration::from_secs(30),
     )
     .expect("rejoin with the secret");
-    assert_eq!(position, 3);
+    assert_eq!(back.join_position(), Some(3));
     members.push(back);
     for member in &members {
         member

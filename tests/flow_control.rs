@@ -9,9 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use net_support::{form_group, start_helper};
-use tom::error::Error;
-use tom::formation;
-use tom::runtime::{Config, Event, Member};
+use tom::{Config, Error, Event, Member};
 
 const WINDOW: usize = 8;
 const QUEUE_MAX: usize = 16;
@@ -21,10 +19,10 @@ fn start_group(size: u16) -> Vec<Arc<Member>> {
     form_group(helper.local_addr(), size)
         .into_iter()
         .map(|formed| {
-            let mut config = Config::new(formation::Config::new(helper.local_addr().to_string()));
-            config.window = WINDOW;
-            config.delivery_queue_max = QUEUE_MAX;
-            config.failure_timeout_ms = 30_000;
+            let config = Config::new(helper.local_addr())
+                .window(WINDOW)
+                .delivery_queue_max(QUEUE_MAX)
+                .failure_timeout_ms(30_000);
             Arc::new(Member::start(config, formed).expect("start member"))
         })
         .collect()
@@ -36,7 +34,7 @@ fn fill_window(member: &Member) -> usize {
     let mut sent = 0;
     loop {
         match member.try_multicast(format!("m{sent}").into_bytes()) {
-            Ok(()) => sent += 1,
+            Ok(_) => sent += 1,
             Err(Error::WouldBlock) => return sent,
             Err(other) => panic!("unexpected {other}"),
         }

@@ -11,11 +11,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use net_support::{form_group, start_helper, within};
-use tom::formation;
-use tom::protocol::Delivery;
 use tom::registry::Helper;
-use tom::runtime::{Config, Event, Member};
-use tom::types::Rank;
+use tom::{Config, Delivery, Event, Member, Rank, ReplicatedState};
 
 /// Forms a group of `size` members on loopback and starts the runtime on each.
 fn start_group(size: u16, failure_timeout_ms: u64) -> Vec<Member> {
@@ -23,13 +20,15 @@ fn start_group(size: u16, failure_timeout_ms: u64) -> Vec<Member> {
 }
 
 fn member_config(helper: Option<&Helper>, failure_timeout_ms: u64) -> Config {
-    let mut formation = formation::Config::new(helper.map(|h| h.local_addr().to_string()).unwrap_or_default());
-    formation.bind_host = "127.0.0.1".into();
-    formation.advertised_host = Some("127.0.0.1".into());
-    formation.first_port = 0;
-    let mut config = Config::new(formation);
-    config.failure_timeout_ms = failure_timeout_ms;
+    let config = match helper {
+        Some(helper) => Config::new(helper.local_addr()),
+        None => Config::without_helper(),
+    };
     config
+        .bind_host("127.0.0.1")
+        .advertised_host("127.0.0.1")
+        .first_port(0)
+        .failure_timeout_ms(failure_timeout_ms)
 }
 
 /// Like [`start_group`], keeping the helper running (a rejoining member asks it for the group).
@@ -219,14 +218,18 @@ fn a_crashed_member_rejoins_through_the_helper_and_then_through_a_peer() {
 
     // Rank 3 crashes; it comes back through the helper.
     crash_last(&mut members, "1,2", deadline);
-    let (back, position) = Member::rejoin(
-        member_config(Some(&helper), 10_000),
-        Rank(3),
-        &[],
-        Duration::from_secs(30),
-    )
-    .expect("rejoin through the helper");
-    assert_eq!(position, 30, "the group delivered 30 messages before the join");
+    let back = Member::rejoin(member_config(Some(&helper), 10_000).join_timeout_ms(30_000), Rank(3))
+        .expect("rejoin through the helper");
+    assert_eq!(
+        back.join_position(),
+        Some(30),
+        "the group delivered 30 messages before the join"
+    );
+    // The events of a rejoined member start with its join position.
+    assert_eq!(
+        back.events().recv_timeout(Duration::from_secs(10)),
+        Ok(Event::Joined { position: 30 })
+    );
     members.push(back);
     for member in &members {
         wait_for_view(member, "1,2,3", deadline);
@@ -243,9 +246,9 @@ fn a_crashed_member_rejoins_through_the_helper_and_then_through_a_peer() {
     helper.stop();
     crash_last(&mut members, "1,2", deadline);
     let peer = members[0].local_addr().to_string();
-    let (back, position) = Member::rejoin(member_config(None, 10_000), Rank(3), &[peer], Duration::from_secs(30))
+    let back = Member::rejoin(member_config(None, 10_000).peer(peer).join_timeout_ms(30_000), Rank(3))
         .expect("rejoin through a peer");
-    assert_eq!(position, 60);
+    assert_eq!(back.join_position(), Some(60));
     members.push(back);
     for member in &members {
         wait_for_view(member, "1,2,3", deadline);
@@ -260,14 +263,8 @@ fn a_crashed_member_rejoins_through_the_helper_and_then_through_a_peer() {
 #[test]
 fn a_rank_that_is_still_alive_cannot_rejoin() {
     let (helper, members) = start_group_with_helper(3, 10_000);
-    let error = Member::rejoin(
-        member_config(Some(&helper), 10_000),
-        Rank(2),
-        &[],
-        Duration::from_secs(2),
-    )
-    .err()
-    .expect("rank 2 is alive");
+    let error = Member::rejoin(member_config(Some(&helper), 10_000).join_timeout_ms(2_000), Rank(2))
+        .expect_err("rank 2 is alive");
     assert!(error.to_string().contains("alive"), "clear reason: {error}");
     within(Duration::from_secs(30), "shutdown", move || {
         members.iter().for_each(Member::shutdown)
@@ -289,7 +286,7 @@ fn padding_byte(i: usize) -> u8 {
     (i % 251) as u8
 }
 
-impl tom::runtime::Replicated for Digest {
+impl tom::Replicated for Digest {
     fn apply(&mut self, delivery: &Delivery) {
         self.applied += 1;
         for byte in delivery.payload.as_bytes() {
@@ -336,10 +333,9 @@ fn state_transfer(padding: usize) {
     let mut members: Vec<Member> = formed
         .into_iter()
         .map(|formed| {
-            let state = tom::runtime::ReplicatedState::new(digest());
-            states.push(state.clone());
-            let mut config = member_config(Some(&helper), 10_000);
-            config.state = Some(state);
+            let state = ReplicatedState::new(digest());
+            let config = member_config(Some(&helper), 10_000).state(&state);
+            states.push(state);
             Member::start(config, formed).expect("start member")
         })
         .collect();
@@ -350,11 +346,18 @@ fn state_transfer(padding: usize) {
     // Messages ordered after the crash and before the join are part of the state handed over.
     exchange(&members, "between", 5, deadline);
 
-    let state = tom::runtime::ReplicatedState::new(digest());
-    let mut config = member_config(Some(&helper), 10_000);
-    config.state = Some(state.clone());
-    let (back, position) = Member::rejoin(config, Rank(3), &[], Duration::from_secs(30)).expect("rejoin");
-    assert_eq!(position, 70);
+    let state = ReplicatedState::new(digest());
+    let config = member_config(Some(&helper), 10_000)
+        .state(&state)
+        .join_timeout_ms(30_000);
+    let back = Member::rejoin(config, Rank(3)).expect("rejoin");
+    assert_eq!(back.join_position(), Some(70));
+    back.wait_restored(Duration::from_secs(30)).expect("the state arrives");
+    assert_eq!(
+        state.read(|digest| digest.applied),
+        70,
+        "the group's state at the join position"
+    );
     members.push(back);
     states.push(state);
     for member in &members {
@@ -363,14 +366,7 @@ fn state_transfer(padding: usize) {
     exchange(&members, "after", 10, deadline);
     let digests: Vec<(u64, u64)> = states
         .iter()
-        .map(|s| {
-            let guard = s.0.lock();
-            let bytes = guard.snapshot();
-            (
-                u64::from_be_bytes(bytes[..8].try_into().unwrap()),
-                u64::from_be_bytes(bytes[8..16].try_into().unwrap()),
-            )
-        })
+        .map(|s| s.read(|digest| (digest.applied, digest.checksum)))
         .collect();
     assert_eq!(digests[0].0, 100);
     assert_eq!(digests[0], digests[1]);
@@ -386,7 +382,7 @@ fn state_transfer(padding: usize) {
 #[test]
 fn a_status_query_over_a_members_port_says_what_the_head_waits_for() {
     let members = start_group(3, 10_000);
-    let report = tom::runtime::query_status(
+    let report = tom::query_status(
         &members[1].local_addr().to_string(),
         "tom",
         None,
@@ -398,7 +394,7 @@ fn a_status_query_over_a_members_port_says_what_the_head_waits_for() {
     assert!(report.contains("head: nothing held back"), "{report}");
     let local = members[0].status().expect("status through the library");
     assert_eq!(local.view.map(|v| v.to_string()), Some("1,2,3".to_string()));
-    let wrong_group = tom::runtime::query_status(
+    let wrong_group = tom::query_status(
         &members[0].local_addr().to_string(),
         "other",
         None,
@@ -470,4 +466,90 @@ fn rejoin_connections_that_come_and_go_leave_no_sockets_behind() {
     within(Duration::from_secs(30), "shutdown", move || {
         members.iter().for_each(Member::shutdown)
     });
+}
+
+#[test]
+fn leave_completes_while_another_thread_reads_the_events_and_own_messages_can_be_awaited() {
+    let mut members = start_group(3, 10_000);
+    let leaver = members.pop().unwrap();
+    let me = leaver.id();
+    // Another thread takes every event, `Left` included: `leave` must still know it is done.
+    let events = leaver.events().clone();
+    let reader = std::thread::spawn(move || events.iter().collect::<Vec<Event>>());
+    let last = leaver.multicast(b"last words".to_vec()).expect("multicast");
+    assert_eq!(last.number(), 1);
+    leaver
+        .wait_delivered(last, Duration::from_secs(30))
+        .expect("its own message is delivered");
+    leaver.start_leave().expect("start the leave");
+    // A message multicast once the leave began is never delivered, and waiting for it says so.
+    let late = leaver.multicast(b"too late".to_vec()).expect("multicast");
+    assert_eq!(late.number(), 2);
+    let waited = leaver.wait_delivered(late, Duration::from_secs(30));
+    assert!(matches!(waited, Err(tom::Error::Left)), "{waited:?}");
+    let left = within(Duration::from_secs(30), "leave", move || {
+        leaver.leave(Duration::from_secs(20))
+    });
+    assert!(left.is_ok(), "a clean leave, whoever read the events: {left:?}");
+    let seen = reader.join().expect("reader");
+    assert_eq!(
+        seen.first().map(|e| matches!(e, Event::View(_))),
+        Some(true),
+        "{seen:?}"
+    );
+    assert_eq!(seen.last(), Some(&Event::Left), "{seen:?}");
+    let own: Vec<&Delivery> = seen
+        .iter()
+        .filter_map(|event| match event {
+            Event::Deliver(d) if d.origin == me => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(own.len(), 1, "{seen:?}");
+    assert_eq!(own[0].payload.as_bytes(), b"last words");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for member in &members {
+        wait_for_view(member, "1,2", deadline);
+    }
+    within(Duration::from_secs(30), "shutdown", move || {
+        members.iter().for_each(Member::shutdown)
+    });
+}
+
+#[test]
+fn a_setting_that_cannot_work_is_refused_by_name_before_anything_starts() {
+    let field = |result: tom::Result<Member>| match result {
+        Err(tom::Error::InvalidSetting { field, .. }) => field,
+        other => panic!("expected an invalid setting, got {other:?}"),
+    };
+    assert_eq!(field(Member::join(Config::new("127.0.0.1:9").window(0))), "window");
+    assert_eq!(field(Member::join(Config::new("no port here"))), "helper");
+    assert_eq!(field(Member::join(Config::new("127.0.0.1:0"))), "helper");
+    assert_eq!(field(Member::join(Config::without_helper())), "helper");
+    assert_eq!(
+        field(Member::join(Config::new("127.0.0.1:9").failure_timeout_ms(0))),
+        "failure_timeout_ms"
+    );
+    assert_eq!(
+        field(Member::join(Config::new("127.0.0.1:9").advertised_host("0.0.0.0"))),
+        "advertised_host"
+    );
+    assert_eq!(field(Member::rejoin(Config::without_helper(), Rank(2))), "helper");
+    assert_eq!(
+        field(Member::rejoin(Config::without_helper().peer("x"), Rank(2))),
+        "peer"
+    );
+    let error = Config::new("127.0.0.1:9").join_timeout_ms(0).validate().unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "invalid setting join_timeout_ms: 0: it must be at least 1"
+    );
+}
+
+#[test]
+fn a_join_gives_up_after_its_join_timeout() {
+    // A helper for two members, and only one comes: formation cannot complete.
+    let helper = start_helper(2, "tom");
+    let lonely = Member::join(member_config(Some(&helper), 10_000).join_timeout_ms(500));
+    assert!(matches!(lonely, Err(tom::Error::Timeout(_))), "{lonely:?}");
 }

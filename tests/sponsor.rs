@@ -27,12 +27,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use net_support::{capture_logs, form_group, start_helper, wait_for_log, within};
-use tom::formation;
-use tom::protocol::Delivery;
 use tom::registry::Helper;
-use tom::runtime::{Config, Event, Member, Replicated, ReplicatedState};
-use tom::types::Rank;
 use tom::wire::{self, Frame};
+use tom::{Config, Delivery, Event, Member, Rank, Replicated, ReplicatedState};
 
 /// Short enough that the view change which goes on without the sponsor's promise (held back on the
 /// slow link) does not take long, long enough for a loaded machine: a crash is seen at once anyway,
@@ -126,21 +123,18 @@ impl Stall {
 }
 
 /// (deliveries applied, checksum) of a state.
-fn digest(state: &ReplicatedState) -> (u64, u64) {
-    let bytes = state.0.lock().snapshot();
-    let word = |i: usize| u64::from_be_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
-    (word(0), word(8))
+fn digest(state: &ReplicatedState<Digest>) -> (u64, u64) {
+    state.read(|digest| (digest.applied, digest.checksum))
 }
 
-fn member_config(helper: SocketAddr, state: &ReplicatedState) -> Config {
-    let mut formation = formation::Config::new(helper.to_string());
-    formation.bind_host = "127.0.0.1".into();
-    formation.advertised_host = Some("127.0.0.1".into());
-    formation.first_port = 0;
-    let mut config = Config::new(formation);
-    config.failure_timeout_ms = FAILURE_TIMEOUT_MS;
-    config.state = Some(state.clone());
-    config
+fn member_config(helper: SocketAddr, state: &ReplicatedState<Digest>) -> Config {
+    Config::new(helper)
+        .bind_host("127.0.0.1")
+        .advertised_host("127.0.0.1")
+        .first_port(0)
+        .failure_timeout_ms(FAILURE_TIMEOUT_MS)
+        .state(state)
+        .join_timeout_ms(60_000)
 }
 
 /// Waits until `member` reports a view with exactly `ranks`.
@@ -488,7 +482,7 @@ fn a_sponsor_still_waiting_for_its_own_snapshot_hands_the_newcomer_the_state_at_
     let helper = start_helper(5, "tom");
     let formed = form_group(helper.local_addr(), 5);
     let stall = Arc::new(Stall::default());
-    let mut states: BTreeMap<u16, ReplicatedState> = BTreeMap::new();
+    let mut states: BTreeMap<u16, ReplicatedState<Digest>> = BTreeMap::new();
     let mut members: BTreeMap<u16, Member> = BTreeMap::new();
     for formed in formed {
         let rank = formed.rank.0;
@@ -518,7 +512,7 @@ fn a_sponsor_still_waiting_for_its_own_snapshot_hands_the_newcomer_the_state_at_
     let without_4 = helper_rewriting(helper.local_addr(), vec![(Rank(4), None)]);
     let a_state = ReplicatedState::new(Digest::default());
     let a_config = member_config(without_4.addr, &a_state);
-    let a = std::thread::spawn(move || Member::rejoin(a_config, Rank(1), &[], Duration::from_secs(60)));
+    let a = std::thread::spawn(move || Member::rejoin(a_config, Rank(1)));
     let a_addr = rejoiner_addr(1);
     wait_for_log(&["rank 1: connected to ranks"]);
     let link = SlowLink::start(members[&3].local_addr());
@@ -528,13 +522,17 @@ fn a_sponsor_still_waiting_for_its_own_snapshot_hands_the_newcomer_the_state_at_
     );
     let x_state = ReplicatedState::new(Digest::default());
     let x_config = member_config(redirecting.addr, &x_state);
-    let x = std::thread::spawn(move || Member::rejoin(x_config, Rank(2), &[], Duration::from_secs(60)));
+    let x = std::thread::spawn(move || Member::rejoin(x_config, Rank(2)));
     wait_for_log(&["member 3#1: rank 1 asks to rejoin"]);
     wait_for_log(&["member 3#1: rank 2 asks to rejoin"]);
     stall.release();
-    let (a, a_position) = a.join().expect("rejoin thread").expect("rank 1 rejoins");
-    let (x, x_position) = x.join().expect("rejoin thread").expect("rank 2 rejoins");
-    assert_eq!(a_position, x_position, "ranks 1 and 2 join at one position");
+    let a = a.join().expect("rejoin thread").expect("rank 1 rejoins");
+    let x = x.join().expect("rejoin thread").expect("rank 2 rejoins");
+    assert_eq!(
+        a.join_position(),
+        x.join_position(),
+        "ranks 1 and 2 join at one position"
+    );
     link.wait_until_a_snapshot_is_held(deadline);
     let v = wait_for_installed(&x, "1,2,3,4", deadline);
     assert_eq!(
@@ -559,7 +557,7 @@ fn a_sponsor_still_waiting_for_its_own_snapshot_hands_the_newcomer_the_state_at_
     a.start_leave().expect("rank 1 leaves");
     let y_state = ReplicatedState::new(Digest::default());
     let y_config = member_config(without_4.addr, &y_state);
-    let y = std::thread::spawn(move || Member::rejoin(y_config, Rank(5), &[], Duration::from_secs(60)));
+    let y = std::thread::spawn(move || Member::rejoin(y_config, Rank(5)));
     wait_for_log(&[&format!("member 1#{v}: rank 5 asks to rejoin")]);
     stall.release();
     let w = wait_for_installed(&x, "2,3,4,5", deadline);
@@ -571,7 +569,8 @@ fn a_sponsor_still_waiting_for_its_own_snapshot_hands_the_newcomer_the_state_at_
     );
     link.release();
 
-    let (y, y_position) = y.join().expect("rejoin thread").expect("rank 5 rejoins");
+    let y = y.join().expect("rejoin thread").expect("rank 5 rejoins");
+    let y_position = y.join_position().expect("rank 5's join position");
     loop {
         match a
             .events()

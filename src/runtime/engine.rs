@@ -21,7 +21,8 @@ use super::gate::{Closed, Gate};
 use super::hops::{EngineProbe, ReadProbe, WriteProbe};
 use super::links::{LastHeard, Outgoing};
 use super::peer::spawn_reader_probed;
-use super::state::ReplicatedState;
+use super::progress::{End, Progress};
+use super::state::AnyState;
 use super::{rejoin, ConnId, DialRequest, Shared, Signal, Watched};
 use crate::endpoint::{Action, Endpoint, Origin};
 use crate::error::Result;
@@ -42,16 +43,21 @@ pub(crate) struct Engine {
     pub signals: Sender<Signal>,
     pub events: Sender<Event>,
     pub gate: Arc<Gate>,
+    /// What the handle waits for: own deliveries, admission, the end of membership.
+    pub progress: Arc<Progress>,
     /// Dials the endpoint asks for, carried out by the heartbeat thread.
     pub dials: Sender<DialRequest>,
     /// How to reach the helper, for a restarted process's admitted registration.
     pub formation: formation::Config,
-    pub state: Option<ReplicatedState>,
+    pub state: Option<AnyState>,
     pub trace: Option<TraceSink>,
     /// See [`super::Config::delivery_queue_max`].
     pub delivery_queue_max: usize,
     /// The endpoint was told the application is behind.
     pub application_busy: bool,
+    /// The application left with [`super::Member::leave`] and may not read its events any more:
+    /// deliveries are no longer held back for it.
+    pub unpaced: bool,
     pub probe: Option<EngineProbe>,
 }
 
@@ -92,6 +98,7 @@ impl Engine {
         }
         self.flush_trace();
         self.gate.close(Closed::ShutDown);
+        self.progress.ended(End::Stopped);
         for outgoing in self.outgoing.values() {
             outgoing.close();
         }
@@ -105,7 +112,7 @@ impl Engine {
         } else {
             self.delivery_queue_max
         };
-        let busy = waiting > limit;
+        let busy = waiting > limit && !self.unpaced;
         if busy != self.application_busy {
             debug!(
                 "member {}: application {} ({waiting} events waiting)",
@@ -140,7 +147,10 @@ impl Engine {
                 }
                 self.endpoint.input(Input::Multicast(payload))
             }
-            Signal::Leave => self.endpoint.input(Input::Leave),
+            Signal::Leave { unpaced } => {
+                self.unpaced |= unpaced;
+                self.endpoint.input(Input::Leave)
+            }
             Signal::Status(reply) => {
                 let _ = reply.send(self.endpoint.node().status());
             }
@@ -209,8 +219,9 @@ impl Engine {
                 Action::HandOff { view, position, to } => self.hand_off(view, position, &to),
                 Action::Restore { bytes, .. } => {
                     if let Some(state) = &self.state {
-                        state.0.lock().restore(&bytes);
+                        state.restore(&bytes);
                     }
+                    self.progress.restored();
                 }
                 Action::Trace(mut event) => {
                     if let Some(sink) = &self.trace {
@@ -237,24 +248,48 @@ impl Engine {
         }
     }
 
+    /// Applies a delivery to the state, queues the event for the application, then records what the
+    /// handle waits for (so a wait that ends finds the event queued and the state updated).
     fn report(&mut self, event: Event) {
+        let me = self.endpoint.node().me();
+        let mut own = false;
+        let mut joined = None;
+        let mut end = None;
         match &event {
             Event::Deliver(delivery) => {
                 if let Some(state) = &self.state {
-                    state.0.lock().apply(delivery);
+                    state.apply(delivery);
                 }
+                own = delivery.origin == me;
             }
-            Event::Excluded { view } => self.gate.close(Closed::Excluded(*view)),
-            Event::Left => self.gate.close(Closed::ShutDown),
-            Event::View(_) | Event::Joined { .. } => {}
+            Event::Excluded { view } => {
+                self.gate.close(Closed::Excluded(*view));
+                end = Some(End::Excluded(*view));
+            }
+            Event::Left => {
+                self.gate.close(Closed::ShutDown);
+                end = Some(End::Left);
+            }
+            Event::Joined { position } => joined = Some(*position),
+            Event::View(_) => {}
         }
         let _ = self.events.send(event);
+        if own {
+            self.progress.own_delivered();
+        }
+        if let Some(position) = joined {
+            self.progress.set_me(me);
+            self.progress.joined(position);
+        }
+        if let Some(end) = end {
+            self.progress.ended(end);
+        }
     }
 
     /// Sends the application's state, as it is now (at `position`), to the listed lives, in chunks.
     fn hand_off(&mut self, view: ViewId, position: u64, to: &[(MemberId, ConnId)]) {
         let me = self.endpoint.node().me();
-        let snapshot = self.state.as_ref().map(|s| s.0.lock().snapshot()).unwrap_or_default();
+        let snapshot = self.state.as_ref().map(AnyState::snapshot).unwrap_or_default();
         let chunks = snapshot_chunks(view, position, &snapshot);
         for (life, conn) in to {
             info!(

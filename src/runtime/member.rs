@@ -1,6 +1,7 @@
 //! The public [`Member`] handle: it forms or rejoins the group, starts the member's threads around a
 //! pure [`Endpoint`], and turns the application's calls into signals for the protocol thread
-//! ([`super::engine`]).
+//! (`engine.rs`). What it waits for (its own deliveries, admission, the end of a leave) the protocol
+//! thread records in a shared `Progress`, never in the events, which belong to the application.
 //!
 //! Addresses: this member's directory (handed to processes that rejoin through it, `--peer`) lists
 //! admitted lives only; a process that rejoined registers with the helper again, as admitted, once it
@@ -17,31 +18,36 @@ use std::collections::BTreeMap;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use log::debug;
 use parking_lot::Mutex;
 
 use super::engine::Engine;
+use super::events::Events;
 use super::gate::{Closed, Gate};
 use super::heartbeat;
 use super::hops::{EngineProbe, HopProbe};
 use super::links::Clock;
+use super::progress::{End, Progress};
 use super::rejoin;
-use super::state::ReplicatedState;
+use super::state::AnyState;
 use super::{Shared, Signal};
 use crate::auth::Secret;
 use crate::endpoint::{self, Endpoint, Origin};
 use crate::error::{Error, Result};
+#[cfg(doc)]
 use crate::event::Event;
 use crate::formation::{self, Formed, Incoming};
 use crate::protocol::{self, Node, Status};
 use crate::trace::TraceSink;
-use crate::types::{Incarnation, Payload, ProcessId, Rank, View};
+use crate::types::{Incarnation, MemberId, Payload, ProcessId, Rank, View};
 use crate::wire::{self, Frame, Purpose, RosterEntry};
 
-/// Settings of a member: how to form the group, and the runtime's timing.
+/// The runtime's settings, as [`crate::Config`] hands them on: how to form the group, and the
+/// runtime's timing. Not part of the supported API (use [`crate::Config`]); its values are taken as
+/// they are, so [`crate::Config::validate`] must have passed.
+#[doc(hidden)]
 #[derive(Clone, Debug)]
 pub struct Config {
     /// How to find the helper and the other members.
@@ -65,7 +71,7 @@ pub struct Config {
     pub trace: Option<TraceSink>,
     /// The application's state, kept in step with the total order and handed to members that rejoin
     /// (see [`super::state`]). `None`: nothing is transferred.
-    pub state: Option<ReplicatedState>,
+    pub state: Option<AnyState>,
     /// Not part of the supported API: per-hop timestamps of sampled multicasts for
     /// `tom-bench --breakdown` (see [`super::hops`]). `None` (the default): nothing is stamped.
     #[doc(hidden)]
@@ -109,30 +115,84 @@ struct Start {
     announce: Option<(String, u16)>,
 }
 
+/// Names one of this member's own multicasts, as [`Member::multicast`] returns it: the `n`-th message
+/// this life multicast, counting from 1. Give it to [`Member::wait_delivered`].
+///
+/// A member delivers its own messages in the order it multicast them (total order keeps each origin's
+/// order), so message `n` is the `n`-th [`Event::Deliver`] whose origin is [`Member::id`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MessageId(u64);
+
+impl MessageId {
+    /// Which of this life's multicasts it names: 1 for the first.
+    pub fn number(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for MessageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "own message {}", self.0)
+    }
+}
+
 /// A running member of a group. Dropping it shuts it down (as a crash, for the others: use
 /// [`Member::leave`] for a clean departure).
+///
+/// Every method takes `&self` (except [`Member::leave`]), so a member can be shared between threads
+/// (in an `Arc`): one multicasts while another reads [`Member::events`].
 pub struct Member {
     rank: Rank,
     size: u16,
     signals: Sender<Signal>,
-    events: Receiver<Event>,
+    events: Events,
     gate: Arc<Gate>,
     shared: Arc<Shared>,
+    progress: Arc<Progress>,
+    /// A [`crate::Config::state`] was given: a rejoined member's state is restored from a snapshot.
+    state_transfer: bool,
+    /// This life's multicasts handed to the protocol thread so far (under the lock, so that numbers
+    /// follow the order in which the protocol thread takes them).
+    multicasts: Mutex<u64>,
     stop_heartbeat: Mutex<Option<Sender<()>>>,
     acceptor: Mutex<Option<formation::Acceptor>>,
     local_addr: SocketAddr,
     stopped: std::sync::atomic::AtomicBool,
 }
 
+impl std::fmt::Debug for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Member")
+            .field("life", &self.progress.me())
+            .field("size", &self.size)
+            .field("local_addr", &self.local_addr)
+            .field("multicasts", &*self.multicasts.lock())
+            .field("ended", &self.progress.end())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Member {
-    /// Forms the group through the helper (see [`formation::form`]) and starts the member.
-    pub fn join(config: Config) -> Result<Member> {
-        let formed = formation::form(&config.formation)?;
-        Member::start(config, formed)
+    /// Forms a new group through the helper of `config` and starts this member of it. Waits until the
+    /// group's N members registered with the helper and connected to each other, at most
+    /// [`crate::Config::join_timeout_ms`] ([`Error::Timeout`]).
+    ///
+    /// Its first event is [`Event::View`] with view 1 (see [`Event`]). Fails with
+    /// [`Error::InvalidSetting`] before anything else when a setting cannot work.
+    pub fn join(config: crate::Config) -> Result<Member> {
+        let runtime = config.for_join()?;
+        let formed = formation::form(&runtime.formation)?;
+        Member::launch_formed(runtime, formed)
     }
 
-    /// Starts a member on an already formed mesh.
-    pub fn start(config: Config, formed: Formed) -> Result<Member> {
+    /// Starts a member on an already formed mesh. Not part of the supported API (tests form the mesh
+    /// themselves).
+    #[doc(hidden)]
+    pub fn start(config: crate::Config, formed: Formed) -> Result<Member> {
+        Member::launch_formed(config.for_start()?, formed)
+    }
+
+    fn launch_formed(config: Config, formed: Formed) -> Result<Member> {
         let Formed {
             rank,
             process,
@@ -173,17 +233,26 @@ impl Member {
         Member::launch(&config, start, incoming, acceptor)
     }
 
-    /// Comes back as `rank` after a crash: finds the live members through the helper in `config` (or,
-    /// if it does not answer, through `peers`, `HOST:PORT` of live members), asks to be admitted and
-    /// waits until the group admits this process as a new life of `rank`, at most `join_timeout`.
+    /// Comes back as `rank` after a crash (or a clean leave), as a new life of that rank with a new
+    /// process identity: finds the live members through the helper of `config` (or, if it does not
+    /// answer, through the [`crate::Config::peer`]s), asks to be admitted and waits until the group
+    /// admits this process, at most [`crate::Config::join_timeout_ms`].
     ///
-    /// Returns the member and its join position: the number of messages the group delivered before
-    /// this member's first delivery. Fails with a clear error when no member can be reached, or when
-    /// the group does not admit it in time (for example because the rank is still alive).
-    pub fn rejoin(config: Config, rank: Rank, peers: &[String], join_timeout: Duration) -> Result<(Member, u64)> {
+    /// With a [`crate::Config::state`], the state is restored from a live member's snapshot a moment
+    /// after the admission (the snapshot may still be on its way when this returns):
+    /// [`Member::wait_restored`] waits for it, after which [`crate::ReplicatedState::read`] sees the
+    /// group's state at the join position (and every delivery since).
+    ///
+    /// Its events start with [`Event::Joined`] (the join position, also [`Member::join_position`]),
+    /// then [`Event::View`] with the view that admitted it, then the group's deliveries from the join
+    /// position on (see [`Event`]). Fails with a clear error when no member can be reached
+    /// ([`Error::GroupUnreachable`]), when the group does not admit it in time ([`Error::Refused`] with
+    /// the group's reason, for example because the rank is still alive, or [`Error::Timeout`]).
+    pub fn rejoin(config: crate::Config, rank: Rank) -> Result<Member> {
+        let (config, peers, join_timeout_ms) = config.for_rejoin()?;
         // A fresh identity for this life: the group's decision will name it.
         let process = crate::auth::fresh_process_id();
-        let found = rejoin::reconnect(&config.formation, rank, process, peers)?;
+        let found = rejoin::reconnect(&config.formation, rank, process, &peers)?;
         let node = Node::rejoin(core_config(&config, rank), process);
         let conns = found
             .links
@@ -201,20 +270,20 @@ impl Member {
             announce: Some((found.host.clone(), found.local_addr.port())),
         };
         let member = Member::launch(&config, start, found.incoming, found.acceptor)?;
-        let deadline = std::time::Instant::now() + join_timeout;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match member.events.recv_timeout(left) {
-                Ok(Event::Joined { position }) => return Ok((member, position)),
-                Ok(other) => debug!("rank {rank}: {other:?} before being admitted"),
-                Err(_) => {
-                    let reason = member.status().ok().and_then(|s| s.join_refusal);
-                    member.shutdown();
-                    return Err(match reason {
-                        Some(reason) => Error::Refused(format!("rank {rank} was not admitted: {reason}")),
-                        None => Error::Timeout(format!("waiting to be admitted as rank {rank}")),
-                    });
-                }
+        let deadline = Instant::now() + Duration::from_millis(join_timeout_ms);
+        match member.progress.wait_until(deadline, |r| r.joined().is_some()) {
+            Ok(true) => Ok(member),
+            Ok(false) => {
+                let reason = member.status().ok().and_then(|s| s.join_refusal);
+                member.shutdown();
+                Err(match reason {
+                    Some(reason) => Error::Refused(format!("rank {rank} was not admitted: {reason}")),
+                    None => Error::Timeout(format!("waiting to be admitted as rank {rank}")),
+                })
+            }
+            Err(end) => {
+                member.shutdown();
+                Err(end.error())
             }
         }
     }
@@ -236,6 +305,8 @@ impl Member {
             threads: Mutex::new(Vec::new()),
         });
         let gate = Arc::new(Gate::new(config.window));
+        let progress = Arc::new(Progress::default());
+        progress.set_me(start.node.me());
         let rank = start.node.me().rank;
         let own_address = start
             .directory
@@ -246,7 +317,7 @@ impl Member {
         let settings = endpoint::Settings {
             failure_timeout_ms: config.failure_timeout_ms,
             redial_interval_ms: (config.failure_timeout_ms / 5).max(config.heartbeat_interval_ms),
-            window: config.window.max(1),
+            window: config.window,
             size: start.size,
             state_transfer: config.state.is_some(),
             announce: start.announce.filter(|_| !config.formation.helper.is_empty()),
@@ -262,12 +333,14 @@ impl Member {
             signals: signal_tx.clone(),
             events: event_tx,
             gate: Arc::clone(&gate),
+            progress: Arc::clone(&progress),
             dials: dial_tx,
             formation: config.formation.clone(),
             state: config.state.clone(),
             trace: config.trace.clone(),
-            delivery_queue_max: config.delivery_queue_max.max(1),
+            delivery_queue_max: config.delivery_queue_max,
             application_busy: false,
+            unpaced: false,
             probe: config.hop_probe.clone().map(EngineProbe::new),
         };
         for (peer, process, reading, writing) in start.conns {
@@ -276,7 +349,7 @@ impl Member {
         }
         engine.carry_out();
 
-        let tick = Duration::from_millis(config.tick_ms.max(1));
+        let tick = Duration::from_millis(config.tick_ms);
         let protocol_thread = std::thread::Builder::new()
             .name(format!("tom-{rank}-protocol"))
             .spawn(move || engine.run(signal_rx, incoming, tick))?;
@@ -284,7 +357,7 @@ impl Member {
         let heartbeat_thread = heartbeat::spawn(
             heartbeat::Settings {
                 me: rank,
-                heartbeat_interval_ms: config.heartbeat_interval_ms.max(1),
+                heartbeat_interval_ms: config.heartbeat_interval_ms,
                 failure_timeout_ms: config.failure_timeout_ms,
             },
             heartbeat::Dialler {
@@ -301,9 +374,12 @@ impl Member {
             rank,
             size: start.size,
             signals: signal_tx,
-            events: event_rx,
+            events: Events::new(event_rx),
             gate,
             shared,
+            progress,
+            state_transfer: config.state.is_some(),
+            multicasts: Mutex::new(0),
             stop_heartbeat: Mutex::new(Some(stop_tx)),
             local_addr: acceptor.local_addr(),
             acceptor: Mutex::new(Some(acceptor)),
@@ -316,9 +392,43 @@ impl Member {
         self.rank
     }
 
+    /// This life of the rank: rank, incarnation (1 for a founder, the view that admitted it for a
+    /// rejoined one) and process. Deliveries of this member's own messages have it as their origin.
+    pub fn id(&self) -> MemberId {
+        self.progress.me().unwrap_or(MemberId {
+            rank: self.rank,
+            incarnation: crate::types::Incarnation(0),
+            process: ProcessId(0),
+        })
+    }
+
     /// The size of the group at formation (N).
     pub fn size(&self) -> u16 {
         self.size
+    }
+
+    /// For a member that rejoined: how many messages the group delivered before this member's first
+    /// delivery (its [`Event::Joined`]). `None` for a founder.
+    pub fn join_position(&self) -> Option<u64> {
+        self.progress.join_position()
+    }
+
+    /// For a member that rejoined with a [`crate::Config::state`]: waits until its state is restored
+    /// from the sponsor's snapshot (the state of the group at this member's join position), at most
+    /// `timeout`. From then on [`crate::ReplicatedState::read`] sees that state and every delivery
+    /// since. `Ok` at once for a founder, or without a state.
+    ///
+    /// Errors: [`Error::Timeout`]; [`Error::Excluded`] if the sponsor left before its snapshot arrived
+    /// (the member stops rather than run with a wrong state), or [`Error::ShutDown`].
+    pub fn wait_restored(&self, timeout: Duration) -> Result<()> {
+        if !self.state_transfer || self.progress.join_position().is_none() {
+            return Ok(());
+        }
+        match self.progress.wait_until(Instant::now() + timeout, |r| r.restored()) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::Timeout(format!("waiting for the state of {}", self.id()))),
+            Err(end) => Err(end.error()),
+        }
     }
 
     /// The address this member listens on (for processes that rejoin through it, and status queries).
@@ -326,18 +436,21 @@ impl Member {
         self.local_addr
     }
 
-    /// Multicasts `payload` to the group. Blocks while this member has `window` messages undelivered.
-    /// Errors: [`Error::PayloadTooLarge`], or the member is no longer running.
-    pub fn multicast(&self, payload: impl Into<Payload>) -> Result<()> {
+    /// Multicasts `payload` to the group and returns its [`MessageId`] (for
+    /// [`Member::wait_delivered`]). Blocks while this member has [`crate::Config::window`] messages
+    /// multicast and not yet delivered. Errors: [`Error::PayloadTooLarge`], or the member is no longer
+    /// running ([`Error::ShutDown`], [`Error::Excluded`]). A message multicast after
+    /// [`Member::start_leave`] is not delivered.
+    pub fn multicast(&self, payload: impl Into<Payload>) -> Result<MessageId> {
         self.multicast_inner(payload.into(), true)
     }
 
     /// Like [`Member::multicast`], but returns [`Error::WouldBlock`] at once instead of blocking.
-    pub fn try_multicast(&self, payload: impl Into<Payload>) -> Result<()> {
+    pub fn try_multicast(&self, payload: impl Into<Payload>) -> Result<MessageId> {
         self.multicast_inner(payload.into(), false)
     }
 
-    fn multicast_inner(&self, payload: Payload, wait: bool) -> Result<()> {
+    fn multicast_inner(&self, payload: Payload, wait: bool) -> Result<MessageId> {
         if payload.len() > wire::PAYLOAD_LEN_MAX {
             return Err(Error::PayloadTooLarge {
                 len: payload.len(),
@@ -345,14 +458,38 @@ impl Member {
             });
         }
         self.gate.acquire(wait)?;
+        let mut multicasts = self.multicasts.lock();
         self.signals
             .send(Signal::Multicast(payload))
-            .map_err(|_| Error::ShutDown)
+            .map_err(|_| Error::ShutDown)?;
+        *multicasts += 1;
+        Ok(MessageId(*multicasts))
     }
 
-    /// Deliveries and views, in order. The channel ends after [`Event::Excluded`] or [`Event::Left`], or at
-    /// shutdown.
-    pub fn events(&self) -> &Receiver<Event> {
+    /// Waits until this member's own message `id` is delivered here, at most `timeout`: once it
+    /// returns `Ok`, its [`Event::Deliver`] is queued on [`Member::events`] and the
+    /// [`crate::Config::state`] has applied it, and every member of the view delivers it too (total
+    /// order is uniform). Any thread may call it, whoever reads the events.
+    ///
+    /// Errors: [`Error::Timeout`]; [`Error::Excluded`] or [`Error::ShutDown`] if membership ended
+    /// before it was delivered (an excluded member's undelivered message may still be delivered by the
+    /// others, or not); [`Error::Left`] for a message multicast after the leave began, which is never
+    /// delivered.
+    pub fn wait_delivered(&self, id: MessageId, timeout: Duration) -> Result<()> {
+        match self.progress.wait_own_delivered(id.0, Instant::now() + timeout)? {
+            true => Ok(()),
+            false => Err(Error::Timeout(format!(
+                "waiting for {id} of {} to be delivered",
+                self.id()
+            ))),
+        }
+    }
+
+    /// This member's events, in order (see [`Event`] for exactly which arrive when). They end after
+    /// [`Event::Excluded`] or [`Event::Left`], or at shutdown. While more than
+    /// [`crate::Config::delivery_queue_max`] wait unread, this member holds back its deliveries and
+    /// acknowledgements, which slows the group: read them.
+    pub fn events(&self) -> &Events {
         &self.events
     }
 
@@ -364,35 +501,33 @@ impl Member {
         rx.recv_timeout(Duration::from_secs(5)).map_err(|_| Error::ShutDown)
     }
 
-    /// Starts a clean departure and returns at once: this member's own messages are delivered first,
-    /// then a view without it is installed, and [`Event::Left`] ends its events. For an application that
-    /// reads the events on another thread (see [`Member::leave`] to wait here instead).
+    /// Starts a clean departure and returns at once: this member's own messages multicast before are
+    /// delivered first, then a view without it is installed, and [`Event::Left`] ends its events (or
+    /// [`Event::Excluded`], if the group excluded it first). For an application that watches its
+    /// events; [`Member::leave`] waits instead.
     pub fn start_leave(&self) -> Result<()> {
-        self.signals.send(Signal::Leave).map_err(|_| Error::ShutDown)
+        self.signals
+            .send(Signal::Leave { unpaced: false })
+            .map_err(|_| Error::ShutDown)
     }
 
-    /// Leaves cleanly: this member's own messages are delivered first, then a view without it is
-    /// installed; waits at most `timeout` for that, then shuts down. It reads [`Member::events`] itself
-    /// (deliveries before the departure are skipped): an application that reads them on another thread
-    /// uses [`Member::start_leave`] instead.
+    /// Leaves cleanly and shuts down: this member's own messages multicast before are delivered first,
+    /// then a view without it is installed; waits at most `timeout` for that ([`Error::Timeout`]),
+    /// then stops every thread. `Ok` once the departure is complete, whoever reads the events (they
+    /// go on until [`Event::Left`]; while it leaves, the member no longer holds its deliveries back for
+    /// an application that does not read them). [`Error::Excluded`] if the group excluded it first.
+    ///
+    /// A member alone in its view leaves too (the group dissolves into the empty view).
     pub fn leave(self, timeout: Duration) -> Result<()> {
-        self.signals.send(Signal::Leave).map_err(|_| Error::ShutDown)?;
-        let deadline = std::time::Instant::now() + timeout;
-        let mut outcome = Err(Error::Timeout("leave".into()));
-        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-            match self.events.recv_timeout(left) {
-                Ok(Event::Left) => {
-                    outcome = Ok(());
-                    break;
-                }
-                Ok(Event::Excluded { view }) => {
-                    outcome = Err(Error::Excluded { view });
-                    break;
-                }
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
+        let asked = self.signals.send(Signal::Leave { unpaced: true });
+        let outcome = match self.progress.wait_until(Instant::now() + timeout, |_| false) {
+            Err(End::Left) => Ok(()),
+            Err(end) => Err(end.error()),
+            Ok(_) if asked.is_err() => Err(Error::ShutDown),
+            Ok(_) => Err(Error::Timeout(
+                "waiting for the group to complete this member's leave".into(),
+            )),
+        };
         self.stop();
         outcome
     }
@@ -480,11 +615,11 @@ pub fn query_status(addr: &str, group: &str, secret: Option<&Secret>, timeout: D
     }
 }
 
-/// The core's settings from the runtime's: the view-change timeout follows the failure timeout.
-/// The core's settings from the runtime's: the view-change timeout follows the failure timeout.
+/// The core's settings from the runtime's: the view-change timeout follows the failure timeout (at
+/// least two ticks).
 fn core_config(config: &Config, rank: Rank) -> protocol::Config {
     let mut core = protocol::Config::new(rank);
-    core.window = config.window.max(1);
-    core.view_change_timeout_ticks = (config.failure_timeout_ms / config.tick_ms.max(1)).max(2);
+    core.window = config.window;
+    core.view_change_timeout_ticks = (config.failure_timeout_ms / config.tick_ms).max(2);
     core
 }

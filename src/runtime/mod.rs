@@ -7,19 +7,25 @@
 //! acceptor (rejoin connections) ─┘                                   └─► dial requests ─► heartbeat thread
 //! ```
 //!
-//! - [`member`]: the public [`Member`] handle and its [`Config`];
-//! - [`engine`]: the protocol thread, which turns signals into endpoint inputs and actions into bytes;
+//! - [`member`]: the public [`Member`] handle (configured by [`crate::Config`]);
+//! - [`events`]: the application's end of the events, [`Events`];
+//! - `progress.rs`: what the protocol thread records for the handle (own deliveries, admission, the
+//!   end of membership), so that waiting never means reading the application's events;
+//! - [`state`]: the application's [`Replicated`] state and its typed handle, [`ReplicatedState`];
+//! - `engine.rs`: the protocol thread, which turns signals into endpoint inputs and actions into bytes;
 //! - [`peer`]: one blocking reader thread per connection, which stamps "heard from" and decodes frames;
 //! - [`links`]: per-peer outgoing buffers drained by one writer thread each (the protocol thread never
 //!   blocks on a socket);
 //! - [`heartbeat`]: heartbeats, the failure detector's clock, and the dials the endpoint asks for;
-//! - [`gate`]: flow control of `multicast`;
+//! - `gate.rs`: flow control of `multicast`;
 //! - [`rejoin`]: how a restarted process finds the group and dials it;
 //! - [`net`]: socket plumbing (port probing, connecting with retries, reading a handshake before a
 //!   deadline).
 //!
-//! This file holds the vocabulary the threads share.
+//! This file holds the vocabulary the threads share. Everything but what the crate root re-exports is
+//! internal (public only for the crate's own programs and tests, and hidden from the documentation).
 mod engine;
+pub mod events;
 mod gate;
 pub mod heartbeat;
 #[doc(hidden)]
@@ -28,6 +34,7 @@ pub mod links;
 pub mod member;
 pub mod net;
 pub mod peer;
+mod progress;
 pub mod rejoin;
 pub mod state;
 
@@ -41,8 +48,9 @@ use parking_lot::Mutex;
 
 pub use crate::endpoint::ConnId;
 pub use crate::event::Event;
-pub use member::{query_status, Config, Member};
-pub use state::{Replicated, ReplicatedState};
+pub use events::{Events, RecvError};
+pub use member::{query_status, Config, Member, MessageId};
+pub use state::{Replicated, ReplicatedState, StateGuard};
 
 use crate::protocol::Status;
 use crate::types::{MemberId, Payload, Rank};
@@ -70,8 +78,12 @@ pub enum Signal {
     Suspect(MemberId),
     /// The application multicasts.
     Multicast(Payload),
-    /// The application leaves.
-    Leave,
+    /// The application leaves; `unpaced`: it may no longer read the events, so deliveries are no
+    /// longer held back for it.
+    Leave {
+        /// Stop pacing deliveries to the application.
+        unpaced: bool,
+    },
     /// The application asks for a status snapshot.
     Status(Sender<Status>),
     /// A connection the heartbeat thread dialled to `life` because the endpoint asked.

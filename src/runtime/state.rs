@@ -1,10 +1,12 @@
 //! State transfer for a member that rejoins: the application's state, taken exactly at the join
 //! position on a live member, handed to the returning one before its first delivery.
 //!
-//! The application keeps its state in a [`Replicated`] object that the protocol thread updates with every
-//! delivery, in order, before reporting it. That is what makes "exactly at the join position" exact:
-//! when a view admitting a new life is installed, the protocol thread has applied every message ordered
-//! before the join and none after it, so the snapshot it takes then is the state at the join position.
+//! The application keeps its state in a [`Replicated`] object, wrapped in a [`ReplicatedState`] handle
+//! that it gives to [`crate::Config::state`] and keeps a clone of. The protocol thread updates the state
+//! with every delivery, in order, before reporting it. That is what makes "exactly at the join
+//! position" exact: when a view admitting a new life is installed, the protocol thread has applied every
+//! message ordered before the join and none after it, so the snapshot it takes then is the state at the
+//! join position.
 //!
 //! The order of the transfer (who sends, which chunks count, what is held back) is the pure
 //! endpoint's ([`crate::endpoint::snapshot`]); this file holds the application's side.
@@ -25,13 +27,17 @@
 //! member cannot get the state and stops (it reports itself excluded) rather than run with a wrong one.
 
 use std::fmt;
+use std::ops::Deref;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::protocol::Delivery;
 
 /// An application state kept in step with the total order.
+///
+/// Every member of a group that uses state transfer must configure one ([`crate::Config::state`]):
+/// a sponsor without one has no state to hand to a member that rejoins.
 pub trait Replicated: Send {
     /// Applies one delivered message. Called on the protocol thread, in delivery order, before the
     /// delivery is reported on the member's events.
@@ -43,19 +49,125 @@ pub trait Replicated: Send {
     fn restore(&mut self, snapshot: &[u8]);
 }
 
-/// A shared handle on the application's [`Replicated`] state: the runtime updates it, the application
-/// reads it through its own clone.
-#[derive(Clone)]
-pub struct ReplicatedState(pub Arc<Mutex<dyn Replicated>>);
+/// A shared, typed handle on the application's [`Replicated`] state: the member's protocol thread
+/// updates it (and restores it on a member that rejoins), the application reads it through its own
+/// clone.
+///
+/// The application only reads: a change made outside the total order would differ from member to
+/// member. To change the state, multicast a message that [`Replicated::apply`] turns into the change.
+///
+/// ```
+/// use tom::{Delivery, Replicated, ReplicatedState};
+///
+/// #[derive(Default)]
+/// struct Count(u64);
+///
+/// impl Replicated for Count {
+///     fn apply(&mut self, _: &Delivery) { self.0 += 1 }
+///     fn snapshot(&self) -> Vec<u8> { self.0.to_be_bytes().to_vec() }
+///     fn restore(&mut self, bytes: &[u8]) { self.0 = bytes.try_into().map_or(0, u64::from_be_bytes) }
+/// }
+///
+/// let state = ReplicatedState::new(Count::default());
+/// let config = tom::Config::new("127.0.0.1:9999").state(&state);
+/// assert_eq!(state.read(|count| count.0), 0);
+/// # drop(config);
+/// ```
+pub struct ReplicatedState<T> {
+    inner: Arc<Mutex<T>>,
+}
 
-impl ReplicatedState {
-    /// Wraps `state`, returning the handle to put in the runtime's config (clone it to read the state).
-    pub fn new(state: impl Replicated + 'static) -> ReplicatedState {
-        ReplicatedState(Arc::new(Mutex::new(state)))
+impl<T: Replicated + 'static> ReplicatedState<T> {
+    /// Wraps `state`; give the handle to [`crate::Config::state`] and keep it (or a clone) to read
+    /// the state.
+    pub fn new(state: T) -> ReplicatedState<T> {
+        ReplicatedState {
+            inner: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    /// Calls `read` with the state as it is now, and returns what it returns. The protocol thread
+    /// waits while `read` runs: keep it short.
+    pub fn read<R>(&self, read: impl FnOnce(&T) -> R) -> R {
+        read(&self.inner.lock())
+    }
+
+    /// The state, locked for reading until the guard is dropped (the protocol thread waits meanwhile,
+    /// so hold it briefly).
+    pub fn lock(&self) -> StateGuard<'_, T> {
+        StateGuard {
+            guard: self.inner.lock(),
+        }
+    }
+
+    /// The type-erased handle the runtime keeps.
+    pub(crate) fn erased(&self) -> AnyState {
+        AnyState(Arc::clone(&self.inner) as Arc<Mutex<dyn Replicated>>)
     }
 }
 
-impl fmt::Debug for ReplicatedState {
+impl<T> Clone for ReplicatedState<T> {
+    fn clone(&self) -> Self {
+        ReplicatedState {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<T> fmt::Debug for ReplicatedState<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ReplicatedState<{}>", std::any::type_name::<T>())
+    }
+}
+
+/// The application's state, locked for reading ([`ReplicatedState::lock`]); dereferences to it.
+pub struct StateGuard<'a, T> {
+    guard: MutexGuard<'a, T>,
+}
+
+impl<T> Deref for StateGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for StateGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.guard, f)
+    }
+}
+
+/// The runtime's untyped handle on a [`ReplicatedState`]. Not part of the supported API (it is public
+/// only because the hidden [`crate::runtime::Config`] holds one).
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct AnyState(Arc<Mutex<dyn Replicated>>);
+
+impl AnyState {
+    /// Applies one delivery.
+    pub(crate) fn apply(&self, delivery: &Delivery) {
+        self.0.lock().apply(delivery);
+    }
+
+    /// The state's snapshot.
+    pub(crate) fn snapshot(&self) -> Vec<u8> {
+        self.0.lock().snapshot()
+    }
+
+    /// Replaces the state with `bytes`.
+    pub(crate) fn restore(&self, bytes: &[u8]) {
+        self.0.lock().restore(bytes);
+    }
+}
+
+impl<T: Replicated + 'static> From<&ReplicatedState<T>> for AnyState {
+    fn from(state: &ReplicatedState<T>) -> AnyState {
+        state.erased()
+    }
+}
+
+impl fmt::Debug for AnyState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ReplicatedState")
     }
