@@ -94,9 +94,11 @@ helper: build
 member: build
 	./target/release/tom-member --helper $(HELPER)
 
+# Formatting, clippy on every target, and the crate documentation without a single rustdoc warning.
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
 
 # Draws the last `make run` from its members' traces (target/run/member*.trace) into target/run/run.svg.
 diagram:

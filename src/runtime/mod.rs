@@ -120,7 +120,7 @@ pub struct DialRequest {
 }
 
 /// What the heartbeat thread watches: one entry per connection.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Watched {
     /// The connection.
     pub conn: ConnId,
