@@ -19,14 +19,14 @@
 //! let member = Member::join(Config::new("127.0.0.1:9999").group("tom"))?;
 //! let hello = member.multicast(format!("hello from {}", member.rank()).into_bytes())?;
 //! member.wait_delivered(hello, Duration::from_secs(10))?; // every member of the view delivers it
-//! for event in member.events().iter() {
+//! // The events, in order (often read on a thread of their own); here, until a second of quiet.
+//! while let Ok(event) = member.events().recv_timeout(Duration::from_secs(1)) {
 //!     match event {
 //!         Event::Deliver(d) => println!("{} {} {:?}", d.origin.rank, d.lamport, d.payload),
 //!         Event::View(view) => println!("view {view}"),
 //!         Event::Joined { position } => println!("rejoined after {position} messages"),
 //!         Event::Excluded { .. } | Event::Left => break,
 //!     }
-//! #   break;
 //! }
 //! member.leave(Duration::from_secs(10))?;
 //! # Ok::<(), tom::Error>(())

@@ -382,24 +382,14 @@ fn state_transfer(padding: usize) {
 #[test]
 fn a_status_query_over_a_members_port_says_what_the_head_waits_for() {
     let members = start_group(3, 10_000);
-    let report = tom::query_status(
-        &members[1].local_addr().to_string(),
-        "tom",
-        None,
-        Duration::from_secs(5),
-    )
-    .expect("status over the member's port");
+    let report = tom::query_status(members[1].local_addr(), "tom", None, Duration::from_secs(5))
+        .expect("status over the member's port");
     assert!(report.contains("member 2#1"), "{report}");
     assert!(report.contains("view 1: 1#1 2#1 3#1"), "{report}");
     assert!(report.contains("head: nothing held back"), "{report}");
     let local = members[0].status().expect("status through the library");
     assert_eq!(local.view.map(|v| v.to_string()), Some("1,2,3".to_string()));
-    let wrong_group = tom::query_status(
-        &members[0].local_addr().to_string(),
-        "other",
-        None,
-        Duration::from_secs(5),
-    );
+    let wrong_group = tom::query_status(members[0].local_addr(), "other", None, Duration::from_secs(5));
     assert!(wrong_group.is_err(), "a stranger's group is refused");
     within(Duration::from_secs(30), "shutdown", move || {
         members.iter().for_each(Member::shutdown)

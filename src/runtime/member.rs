@@ -577,13 +577,16 @@ impl Drop for Member {
     }
 }
 
-/// Asks the member listening at `addr` (`HOST:PORT`) of group `group` for its status: the head of its
+/// Asks the member listening at `addr` (anything that prints as `HOST:PORT`, such as a
+/// [`Member::local_addr`]) of group `group` for its status: the head of its
 /// hold-back queue and whose acknowledgements it waits for, its view with every member's incarnation, its
 /// suspects. The answer to "why isn't it delivered?", from outside the process.
 ///
 /// With the group's `secret`, the query proves it like any member connection; a group with a secret
 /// answers no query without it.
-pub fn query_status(addr: &str, group: &str, secret: Option<&Secret>, timeout: Duration) -> Result<String> {
+pub fn query_status(addr: impl ToString, group: &str, secret: Option<&Secret>, timeout: Duration) -> Result<String> {
+    let addr = addr.to_string();
+    let addr = addr.as_str();
     let (host, port) = super::net::split_host_port(addr)?;
     let stream = super::net::connect(&host, port, timeout)?;
     let hello = wire::Hello {
