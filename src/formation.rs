@@ -51,7 +51,8 @@ pub const GROUP_DEFAULT: &str = "tom";
 /// The first port probed for a member's listener unless one is configured.
 pub const FIRST_PORT_DEFAULT: u16 = 10_000;
 
-/// How a member finds the helper and the other members.
+/// How a member finds the helper and the other members. Internal: the public [`crate::Config`] folds
+/// these settings in (and checks them) and hands them on.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// The helper's address, `HOST:PORT` (a host name or an IP address).
@@ -78,7 +79,8 @@ pub struct Config {
     /// Longest wait for one connection attempt. Default 3,000 ms.
     pub connect_timeout_ms: u64,
     /// How long formation may take in all, from binding to the last connection, waiting for the other
-    /// members to register included. Default 600,000 ms (ten minutes: groups are often started by hand).
+    /// members to register included. Default 600,000 ms (ten minutes: groups are often started by hand);
+    /// [`crate::Member::join`] sets it to [`crate::Config::join_timeout_ms`].
     pub formation_timeout_ms: u64,
     /// The group's secret. With one, every connection this member opens or accepts (helper, members,
     /// status queries) proves it by challenge–response ([`crate::auth`]); without, none does. Default none.
