@@ -2,8 +2,8 @@
 //!
 //! What lives here:
 //! - [`TraceEvent`] (one line: who, when, the Lamport clock, and an [`EventKind`]) and its JSON form,
-//!   written by hand ([`TraceEvent::to_json`]) and read back by a tiny JSON reader
-//!   ([`TraceEvent::parse`], [`Json`]) — the crate has no JSON dependency;
+//!   written by hand ([`TraceEvent::to_json`]); `tom-diagram` reads it back with a tiny JSON reader
+//!   of its own (`bin/diagram/trace_reader.rs`) — the crate has no JSON dependency;
 //! - [`input_event`] and [`output_event`]: the events a driver derives from the core's
 //!   [`Input`]s and [`Output`]s and the [`Node`]'s getters. The core itself knows nothing of traces;
 //! - [`TraceSink`]: a shared, line-oriented writer that the runtime flushes once per batch of its
@@ -18,7 +18,7 @@
 //!   never reuses a Lamport time), which is how a `send` is matched with its `receive`s and `deliver`s;
 //! - every trace of one life starts with a `start` line; a process that starts a new life (a member
 //!   that rejoins after an exclusion) appends a new `start` line to the same trace;
-//! - reading never panics: a bad line is an [`TraceError`] naming what is wrong.
+//! - reading never panics: a bad line is an error naming what is wrong.
 //!
 //! The line format (fields beyond the first five depend on `event`):
 //!

@@ -29,7 +29,7 @@
 //!
 //! # Quorums
 //! A quorum of a view is more than half its members, or exactly half including its lowest rank
-//! ([`View::is_quorum`]). Any two quorums of one view intersect, so two sides of a split group can
+//! ([`crate::types::View::is_quorum`]). Any two quorums of one view intersect, so two sides of a split group can
 //! never both decide. The cost: a view of two can only lose its higher rank; a group that loses half or
 //! more of a view at once (without its lowest rank) stops.
 //!

@@ -27,11 +27,11 @@ pub enum WireError {
     BadUtf8,
     /// The fields are inconsistent (leftover bytes, a bad flag byte, …).
     Malformed(&'static str),
-    /// A handshake does not start with [`MAGIC`]: the peer does not speak this protocol.
+    /// A handshake does not start with [`super::MAGIC`]: the peer does not speak this protocol.
     BadMagic,
     /// The peer speaks another protocol version.
     VersionMismatch {
-        /// [`PROTOCOL_VERSION`].
+        /// [`super::PROTOCOL_VERSION`].
         ours: u16,
         /// The version the peer sent.
         theirs: u16,
@@ -59,7 +59,7 @@ impl fmt::Display for WireError {
 
 impl std::error::Error for WireError {}
 
-/// Why [`read_frame`] returned no frame.
+/// Why [`super::read_frame`] returned no frame.
 #[derive(Debug)]
 pub enum ReadError {
     /// The stream ended cleanly, before the first byte of a frame.
