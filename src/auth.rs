@@ -34,7 +34,7 @@ use log::warn;
 
 use crate::digest::{equal_in_constant_time, hmac_sha256, sha256};
 use crate::error::{Error, Result};
-use crate::runtime::net;
+use crate::net;
 use crate::types::ProcessId;
 use crate::wire::{self, Frame, Nonce, Proof, ReadError, NONCE_LEN};
 

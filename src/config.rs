@@ -323,7 +323,7 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
 
 /// `addr` must be `HOST:PORT` with a port 1..=65535.
 fn host_port(field: &'static str, addr: &str) -> Result<()> {
-    match runtime::net::split_host_port(addr) {
+    match crate::net::split_host_port(addr) {
         Ok((_, 0)) => Err(invalid(field, format!("{addr:?}: port 0 cannot be dialled"))),
         Ok(_) => Ok(()),
         Err(_) => Err(invalid(field, format!("{addr:?} is not HOST:PORT"))),

@@ -1,5 +1,5 @@
 //! Static group formation, the member side: draw this life's process identity, bind a listener,
-//! register with the helper, get the roster, build the full mesh. Also the [`Acceptor`], which owns the
+//! register with the helper, get the roster, build the full mesh. Also the [`Listener`], which owns the
 //! listener for the member's whole life.
 //!
 //! # Identities
@@ -41,7 +41,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::auth::{self, Rejection, Secret};
 use crate::error::{Error, Result};
-use crate::runtime::net::{self, Listening, PendingSlot, Retry};
+use crate::net::{self, Listening, PendingSlot, Retry};
 use crate::types::{Incarnation, ProcessId, Rank};
 use crate::wire::{self, Frame, Hello, Purpose, ReadError, Register, RosterEntry};
 
@@ -143,7 +143,7 @@ pub struct Formed {
     /// Connections validated after formation (rejoin, status), for the runtime to consume.
     pub incoming: Receiver<Incoming>,
     /// The thread that owns the listener; stopping it closes the listener.
-    pub acceptor: Acceptor,
+    pub acceptor: Listener,
     /// The address the listener is bound to.
     pub local_addr: SocketAddr,
 }
@@ -161,9 +161,9 @@ pub fn form(config: &Config) -> Result<Formed> {
     }
     let listener = net::bind_probing(&config.bind_host, config.first_port, config.port_span)?;
     let local_addr = listener.local_addr()?;
-    let (acceptor, incoming) = Acceptor::start(
+    let (acceptor, incoming) = Listener::start(
         listener,
-        AcceptorSettings {
+        ListenerSettings {
             group: config.group.clone(),
             handshake_timeout_ms: config.handshake_timeout_ms,
             pending_max: config.handshake_pending_max,
@@ -359,7 +359,7 @@ fn timeout_or(error: ReadError, what: &str) -> Error {
 
 /// What the acceptor checks and how long it waits.
 #[derive(Clone, Debug)]
-pub struct AcceptorSettings {
+pub struct ListenerSettings {
     /// The group; a hello naming another is refused.
     pub group: String,
     /// How long a caller may take to send its hello.
@@ -393,26 +393,26 @@ struct AcceptShared {
     /// Signalled when the roster becomes known, and on stop.
     changed: Condvar,
     listening: Arc<Listening>,
-    settings: AcceptorSettings,
+    settings: ListenerSettings,
     /// Names this acceptor in logs.
     label: String,
 }
 
 /// The thread that owns a member's listener and judges every connection's handshake.
-pub struct Acceptor {
+pub struct Listener {
     shared: Arc<AcceptShared>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl std::fmt::Debug for Acceptor {
+impl std::fmt::Debug for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Acceptor({})", self.local_addr())
+        write!(f, "Listener({})", self.local_addr())
     }
 }
 
-impl Acceptor {
+impl Listener {
     /// Starts accepting on `listener`. Validated connections arrive on the returned receiver.
-    pub fn start(listener: TcpListener, settings: AcceptorSettings) -> std::io::Result<(Acceptor, Receiver<Incoming>)> {
+    pub fn start(listener: TcpListener, settings: ListenerSettings) -> std::io::Result<(Listener, Receiver<Incoming>)> {
         let local_addr = listener.local_addr()?;
         let listening = Listening::new(local_addr, settings.pending_max);
         let (sender, receiver) = crossbeam_channel::unbounded();
@@ -437,7 +437,7 @@ impl Acceptor {
                 )
             })?;
         Ok((
-            Acceptor {
+            Listener {
                 shared,
                 thread: Some(thread),
             },
@@ -453,7 +453,7 @@ impl Acceptor {
     }
 
     /// The founders' processes from the roster (index i = rank i + 1): a formation connection is let
-    /// through only from the process the roster lists for its rank. Call before [`Acceptor::set_roster`].
+    /// through only from the process the roster lists for its rank. Call before [`Listener::set_roster`].
     pub fn set_founders(&self, founders: Vec<ProcessId>) {
         self.shared.state.lock().founders = founders;
     }
@@ -489,7 +489,7 @@ impl Acceptor {
     }
 }
 
-impl Drop for Acceptor {
+impl Drop for Listener {
     fn drop(&mut self) {
         self.shutdown();
     }

@@ -117,6 +117,7 @@
 //! | `src/registry.rs` | the helper: ranks 1..N in arrival order, the roster, rejoin registrations ([`Helper`] serves it) |
 //! | `src/formation.rs` | the member side of forming a group: probe a port, register, build the mesh |
 //! | `src/auth.rs` | the group secret ([`Secret`]) and the challenge–response every connection opens with when there is one |
+//! | `src/net.rs` | socket plumbing shared by the helper, formation and the runtime: port probing, connecting with retries, reading a handshake before a deadline |
 //! | `src/digest.rs` | SHA-256 and HMAC-SHA-256, written here (no crypto crate), checked against published vectors |
 //! | `src/runtime/` | threads and sockets around the endpoint: [`Member`], [`Events`], [`ReplicatedState`] |
 //! | `src/config.rs`, `src/helper.rs` | [`Config`]; [`Helper`] and [`HelperConfig`] |
@@ -149,6 +150,8 @@ pub mod event;
 pub mod formation;
 #[doc(hidden)]
 pub mod logcheck;
+#[doc(hidden)]
+pub mod net;
 #[doc(hidden)]
 pub mod registry;
 #[doc(hidden)]

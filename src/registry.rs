@@ -30,7 +30,7 @@ use log::{info, warn};
 use parking_lot::{Condvar, Mutex};
 
 use crate::auth::{self, Rejection, Secret};
-use crate::runtime::net::{self, Listening, PendingSlot};
+use crate::net::{self, Listening, PendingSlot};
 use crate::types::{Incarnation, Rank};
 use crate::wire::{self, Frame, ReadError, Register, Roster, RosterEntry};
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use net_support::{capture_logs, wait_for_log};
 use tom::auth::{self, Secret};
 use tom::error::Error;
-use tom::formation::{Acceptor, AcceptorSettings, Incoming};
+use tom::formation::{Incoming, Listener, ListenerSettings};
 use tom::registry::{Helper, Settings};
 use tom::types::{Incarnation, ProcessId, Rank};
 use tom::wire::{self, Frame, Hello, Nonce, Proof, Purpose, Register};
@@ -23,11 +23,11 @@ fn secret(text: &str) -> Secret {
     Secret::new(text.as_bytes()).expect("secret")
 }
 
-fn acceptor(secret: Option<Secret>) -> (Acceptor, crossbeam_channel::Receiver<Incoming>) {
+fn acceptor(secret: Option<Secret>) -> (Listener, crossbeam_channel::Receiver<Incoming>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    Acceptor::start(
+    Listener::start(
         listener,
-        AcceptorSettings {
+        ListenerSettings {
             group: GROUP.into(),
             handshake_timeout_ms: 2_000,
             pending_max: 16,

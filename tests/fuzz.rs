@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use frame_corpus::{all_frames, encoded, SplitMix64};
 use tom::auth::{self, Secret};
-use tom::formation::{Acceptor, AcceptorSettings, Incoming};
+use tom::formation::{Incoming, Listener, ListenerSettings};
 use tom::registry::{Helper, Settings};
 use tom::runtime::net;
 use tom::types::{Incarnation, ProcessId, Rank};
@@ -677,10 +677,10 @@ fn deadline() -> Instant {
     Instant::now() + Duration::from_secs(5)
 }
 
-fn acceptor(secret: Option<Secret>) -> (Acceptor, Receiver<Incoming>) {
-    let (acceptor, incoming) = Acceptor::start(
+fn acceptor(secret: Option<Secret>) -> (Listener, Receiver<Incoming>) {
+    let (acceptor, incoming) = Listener::start(
         TcpListener::bind("127.0.0.1:0").expect("bind"),
-        AcceptorSettings {
+        ListenerSettings {
             group: GROUP.into(),
             handshake_timeout_ms: HANDSHAKE_TIMEOUT_MS,
             pending_max: 256,

@@ -183,7 +183,7 @@ impl Engine {
                     report: self.endpoint.node().status().to_string(),
                 };
                 let _ = std::thread::Builder::new().name("tom-status".into()).spawn(move || {
-                    let _ = super::net::write_frame(&stream, &report, Duration::from_secs(5));
+                    let _ = crate::net::write_frame(&stream, &report, Duration::from_secs(5));
                     let _ = stream.shutdown(Shutdown::Both);
                 });
             }

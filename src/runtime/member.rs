@@ -155,7 +155,7 @@ pub struct Member {
     /// follow the order in which the protocol thread takes them).
     multicasts: Mutex<u64>,
     stop_heartbeat: Mutex<Option<Sender<()>>>,
-    acceptor: Mutex<Option<formation::Acceptor>>,
+    acceptor: Mutex<Option<formation::Listener>>,
     local_addr: SocketAddr,
     stopped: std::sync::atomic::AtomicBool,
 }
@@ -293,7 +293,7 @@ impl Member {
         config: &Config,
         start: Start,
         incoming: Receiver<Incoming>,
-        acceptor: formation::Acceptor,
+        acceptor: formation::Listener,
     ) -> Result<Member> {
         let (signal_tx, signal_rx) = crossbeam_channel::unbounded();
         let (event_tx, event_rx) = crossbeam_channel::unbounded();
@@ -587,8 +587,8 @@ impl Drop for Member {
 pub fn query_status(addr: impl ToString, group: &str, secret: Option<&Secret>, timeout: Duration) -> Result<String> {
     let addr = addr.to_string();
     let addr = addr.as_str();
-    let (host, port) = super::net::split_host_port(addr)?;
-    let stream = super::net::connect(&host, port, timeout)?;
+    let (host, port) = crate::net::split_host_port(addr)?;
+    let stream = crate::net::connect(&host, port, timeout)?;
     let hello = wire::Hello {
         group: group.to_string(),
         rank: Rank(0),
@@ -599,7 +599,7 @@ pub fn query_status(addr: impl ToString, group: &str, secret: Option<&Secret>, t
     };
     let deadline = std::time::Instant::now() + timeout;
     crate::auth::open(&stream, Frame::Hello(hello), secret, deadline, addr)?;
-    match super::net::read_frame_before(&stream, deadline, wire::HANDSHAKE_LEN_MAX)? {
+    match crate::net::read_frame_before(&stream, deadline, wire::HANDSHAKE_LEN_MAX)? {
         Frame::Welcome => {}
         Frame::Refuse { reason } => return Err(Error::Refused(format!("{addr}: {reason}"))),
         other => {
@@ -609,7 +609,7 @@ pub fn query_status(addr: impl ToString, group: &str, secret: Option<&Secret>, t
             )))
         }
     }
-    match super::net::read_frame_before(&stream, deadline, wire::FRAME_LEN_MAX)? {
+    match crate::net::read_frame_before(&stream, deadline, wire::FRAME_LEN_MAX)? {
         Frame::StatusReport { report } => Ok(report),
         other => Err(Error::Unexpected(format!(
             "{addr} answered a status query with a {}",

@@ -18,9 +18,10 @@
 //!   blocks on a socket);
 //! - [`heartbeat`]: heartbeats, the failure detector's clock, and the dials the endpoint asks for;
 //! - `gate.rs`: flow control of `multicast`;
-//! - [`rejoin`]: how a restarted process finds the group and dials it;
-//! - [`net`]: socket plumbing (port probing, connecting with retries, reading a handshake before a
-//!   deadline).
+//! - [`rejoin`]: how a restarted process finds the group and dials it.
+//!
+//! Socket plumbing (port probing, connecting with retries, reading a handshake before a deadline) is
+//! [`crate::net`], shared with the helper and formation.
 //!
 //! This file holds the vocabulary the threads share. Everything but what the crate root re-exports is
 //! internal (public only for the crate's own programs and tests, and hidden from the documentation).
@@ -32,7 +33,8 @@ pub mod heartbeat;
 pub mod hops;
 pub mod links;
 pub mod member;
-pub mod net;
+#[doc(hidden)]
+pub use crate::net;
 pub mod peer;
 mod progress;
 pub mod rejoin;

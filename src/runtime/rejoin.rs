@@ -4,7 +4,7 @@
 //! total order — is decided by the group inside the pure core ([`crate::protocol`]); this module only
 //! gets the process connected:
 //!
-//! 1. bind a listener (probing ports upward) and start an [`Acceptor`] on it, so that later joiners and
+//! 1. bind a listener (probing ports upward) and start an [`Listener`] on it, so that later joiners and
 //!    status queries can reach this member;
 //! 2. find the members' addresses: look the roster up at the helper with a rejoin registration (which
 //!    records nothing: the helper records this process's address only once the group admitted it, when
@@ -32,8 +32,8 @@ use log::{info, warn};
 use crate::auth;
 use crate::endpoint::directory;
 use crate::error::{Error, Result};
-use crate::formation::{self, Acceptor, AcceptorSettings, Incoming};
-use crate::runtime::net::{self, Retry};
+use crate::formation::{self, Incoming, Listener, ListenerSettings};
+use crate::net::{self, Retry};
 use crate::types::{Incarnation, MemberId, ProcessId, Rank};
 use crate::wire::{self, Frame, Hello, Purpose, Register, Roster, RosterEntry};
 
@@ -58,7 +58,7 @@ pub struct Reconnected {
     /// Connections validated by this member's acceptor (later joiners, status queries).
     pub incoming: Receiver<Incoming>,
     /// The thread that owns the listener.
-    pub acceptor: Acceptor,
+    pub acceptor: Listener,
     /// The address the listener is bound to.
     pub local_addr: SocketAddr,
 }
@@ -71,9 +71,9 @@ pub fn reconnect(config: &formation::Config, rank: Rank, process: ProcessId, pee
     }
     let listener = net::bind_probing(&config.bind_host, config.first_port, config.port_span)?;
     let local_addr = listener.local_addr()?;
-    let (acceptor, incoming) = Acceptor::start(
+    let (acceptor, incoming) = Listener::start(
         listener,
-        AcceptorSettings {
+        ListenerSettings {
             group: config.group.clone(),
             handshake_timeout_ms: config.handshake_timeout_ms,
             pending_max: config.handshake_pending_max,
