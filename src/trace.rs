@@ -302,7 +302,6 @@ impl TraceEvent {
         s.push('}');
         s
     }
-
 }
 
 fn push_msg(s: &mut String, msg: &MsgInfo) {
