@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use net_support::{capture_logs, wait_for_log};
+use net_support::{capture_logs, secret, wait_for_log};
 use tom::auth::{self, Secret};
 use tom::error::Error;
 use tom::formation::{Incoming, Listener, ListenerSettings};
@@ -18,10 +18,6 @@ use tom::types::{Incarnation, ProcessId, Rank};
 use tom::wire::{self, Frame, Hello, Nonce, Proof, Purpose, Register};
 
 const GROUP: &str = "lab";
-
-fn secret(text: &str) -> Secret {
-    Secret::new(text.as_bytes()).expect("secret")
-}
 
 fn acceptor(secret: Option<Secret>) -> (Listener, crossbeam_channel::Receiver<Incoming>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");

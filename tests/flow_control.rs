@@ -8,24 +8,20 @@ mod net_support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use net_support::{form_group, start_helper};
+use net_support::start_group_with;
 use tom::{Config, Error, Event, Member};
 
 const WINDOW: usize = 8;
 const QUEUE_MAX: usize = 16;
 
 fn start_group(size: u16) -> Vec<Arc<Member>> {
-    let helper = start_helper(size, "tom");
-    form_group(helper.local_addr(), size)
-        .into_iter()
-        .map(|formed| {
-            let config = Config::new(helper.local_addr())
-                .window(WINDOW)
-                .delivery_queue_max(QUEUE_MAX)
-                .failure_timeout_ms(30_000);
-            Arc::new(Member::start(config, formed).expect("start member"))
-        })
-        .collect()
+    let (_helper, members) = start_group_with(size, |helper| {
+        Config::new(helper)
+            .window(WINDOW)
+            .delivery_queue_max(QUEUE_MAX)
+            .failure_timeout_ms(30_000)
+    });
+    members.into_iter().map(Arc::new).collect()
 }
 
 /// Multicasts with `try_multicast` until the window is full; returns how many went out.

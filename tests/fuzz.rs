@@ -28,6 +28,7 @@
 //! `FUZZ_SEED=123 FUZZ_ITERATIONS=1 cargo test --test fuzz mutated_frames -- --nocapture`.
 
 mod frame_corpus;
+mod net_support;
 
 use std::io::{self, Cursor, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -39,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use frame_corpus::{all_frames, encoded, SplitMix64};
+use net_support::secret;
 use tom::auth::{self, Secret};
 use tom::formation::{Incoming, Listener, ListenerSettings};
 use tom::registry::{Helper, Settings};
@@ -669,10 +671,6 @@ fn fuzz_target(test: &str, addr: SocketAddr, corpus: &[Vec<u8>], still_serves: i
     );
 }
 
-fn secret() -> Secret {
-    Secret::new(&b"fuzzing secret"[..]).expect("secret")
-}
-
 fn deadline() -> Instant {
     Instant::now() + Duration::from_secs(5)
 }
@@ -715,14 +713,14 @@ fn status_caller_is_welcomed(addr: SocketAddr, secret: Option<&Secret>) {
 #[test]
 fn fuzzed_handshakes_at_an_acceptor_with_a_secret_never_get_in() {
     let _serial = one_at_a_time();
-    let (acceptor, incoming) = acceptor(Some(secret()));
+    let (acceptor, incoming) = acceptor(Some(secret("fuzzing secret")));
     let addr = acceptor.local_addr();
     fuzz_target("acceptor_with_a_secret", addr, &handshake_corpus(), || {
         assert!(
             incoming.try_recv().is_err(),
             "a fuzzed caller without the secret got in"
         );
-        status_caller_is_welcomed(addr, Some(&secret()));
+        status_caller_is_welcomed(addr, Some(&secret("fuzzing secret")));
         let valid = incoming.recv_timeout(Duration::from_secs(5)).expect("the valid caller");
         assert_eq!(valid.hello.purpose, Purpose::Status);
     });
@@ -778,7 +776,7 @@ fn register(addr: SocketAddr, rejoin: Option<Rank>, secret: Option<&Secret>) -> 
 #[test]
 fn fuzzed_registrations_at_a_helper_with_a_secret_get_no_rank() {
     let _serial = one_at_a_time();
-    let helper = helper(1, Some(secret()));
+    let helper = helper(1, Some(secret("fuzzing secret")));
     let addr = helper.local_addr();
     fuzz_target("helper_with_a_secret", addr, &handshake_corpus(), || {
         assert!(
@@ -787,13 +785,13 @@ fn fuzzed_registrations_at_a_helper_with_a_secret_get_no_rank() {
         );
         // A rejoin passes the secret's handshake and is judged (refused: nothing is formed yet), so the
         // whole path is served without forming the group.
-        match register(addr, Some(Rank(1)), Some(&secret())) {
+        match register(addr, Some(Rank(1)), Some(&secret("fuzzing secret"))) {
             Frame::Refuse { reason } => assert!(reason.contains("cannot rejoin"), "{reason}"),
             other => panic!("expected a refusal, got {other:?}"),
         }
     });
     // And the group still forms.
-    match register(addr, None, Some(&secret())) {
+    match register(addr, None, Some(&secret("fuzzing secret"))) {
         Frame::Roster(roster) => assert_eq!((roster.rank, roster.size), (Rank(1), 1)),
         other => panic!("expected the roster, got {other:?}"),
     }
@@ -866,7 +864,9 @@ fn hostile_answers(listener: TcpListener, seeds: Vec<u64>) {
         let Ok(opening) = net::read_frame_before(&stream, deadline(), wire::HANDSHAKE_LEN_MAX) else {
             continue;
         };
-        if case.secret && case.honest_challenge && auth::answer(&stream, &opening, Some(&secret()), deadline()).is_err()
+        if case.secret
+            && case.honest_challenge
+            && auth::answer(&stream, &opening, Some(&secret("fuzzing secret")), deadline()).is_err()
         {
             continue;
         }
@@ -901,7 +901,7 @@ fn a_caller_facing_a_hostile_answer_returns_in_time() {
     for &seed in &seeds {
         case("caller_facing_a_hostile_answer", seed, CASES_PER_CONNECTION, || {
             let case = CallerCase::of(seed);
-            let secret = case.secret.then(secret);
+            let secret = case.secret.then(|| secret("fuzzing secret"));
             let opening = if case.register {
                 Frame::Register(Register {
                     group: GROUP.into(),

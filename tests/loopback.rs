@@ -10,7 +10,7 @@ mod net_support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use net_support::{form_group, start_helper, within};
+use net_support::{form_group, start_group_with, start_helper, within};
 use tom::registry::Helper;
 use tom::{Config, Delivery, Event, Member, Rank, ReplicatedState};
 
@@ -33,13 +33,13 @@ fn member_config(helper: Option<&Helper>, failure_timeout_ms: u64) -> Config {
 
 /// Like [`start_group`], keeping the helper running (a rejoining member asks it for the group).
 fn start_group_with_helper(size: u16, failure_timeout_ms: u64) -> (Helper, Vec<Member>) {
-    let helper = start_helper(size, "tom");
-    let formed = form_group(helper.local_addr(), size);
-    let members = formed
-        .into_iter()
-        .map(|formed| Member::start(member_config(Some(&helper), failure_timeout_ms), formed).expect("start member"))
-        .collect();
-    (helper, members)
+    start_group_with(size, |helper| {
+        Config::new(helper)
+            .bind_host("127.0.0.1")
+            .advertised_host("127.0.0.1")
+            .first_port(0)
+            .failure_timeout_ms(failure_timeout_ms)
+    })
 }
 
 /// Waits until `member` reports a view with exactly `ranks`, returning the deliveries seen meanwhile.

@@ -15,6 +15,7 @@ use tom::formation::{self, Config, Formed};
 use tom::registry::{Helper, Settings};
 use tom::types::Rank;
 use tom::wire::{self, Frame};
+use tom::{Member, Secret};
 
 /// A helper for `size` members of `group` on 127.0.0.1, a port picked by the system, with a short
 /// handshake deadline so that silent clients are dropped quickly.
@@ -165,4 +166,20 @@ pub fn within<T: Send + 'static>(
     });
     rx.recv_timeout(limit)
         .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
+}
+
+/// A group secret from `text` (every test that proves one makes it so).
+pub fn secret(text: &str) -> Secret {
+    Secret::new(text.as_bytes()).expect("a non-empty secret")
+}
+
+/// A helper for `size` members and a group of them formed on 127.0.0.1, each started with the
+/// settings `config` gives for the helper's address; the helper keeps running (rejoins ask it).
+pub fn start_group_with(size: u16, config: impl Fn(SocketAddr) -> tom::Config) -> (Helper, Vec<Member>) {
+    let helper = start_helper(size, "tom");
+    let members = form_group(helper.local_addr(), size)
+        .into_iter()
+        .map(|formed| Member::start(config(helper.local_addr()), formed).expect("start member"))
+        .collect();
+    (helper, members)
 }
