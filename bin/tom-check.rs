@@ -2,13 +2,14 @@
 //!
 //! One file per process (a restarted process writes a new one). The rules (agreement and total order,
 //! validity, no holes, integrity, FIFO per origin, rejoin suffixes) and how a log is read are in
-//! `tom::logcheck`; this program only reads the files and reports. Exit codes: 0 when every rule
+//! `bin/check/history.rs`; this program only reads the files and reports. Exit codes: 0 when every rule
 //! holds (a summary goes to stdout), 1 with the first counterexample (on stdout), 2 when a file cannot
 //! be read or is not a `tom-member` log (or on bad arguments).
 
 use std::process::ExitCode;
 
-use tom::logcheck;
+#[path = "check/history.rs"]
+mod logcheck;
 
 const USAGE: &str = "\
 usage: tom-check LOG...

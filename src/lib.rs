@@ -122,7 +122,6 @@
 //! | `src/runtime/` | threads and sockets around the endpoint: [`Member`], [`Events`], [`ReplicatedState`] |
 //! | `src/config.rs`, `src/helper.rs` | [`Config`]; [`Helper`] and [`HelperConfig`] |
 //! | `src/trace.rs` | JSON-lines traces of protocol events ([`Config::trace`], `tom-member --trace`, the simulator), read by `tom-diagram` |
-//! | `src/logcheck.rs` | checks the stdout logs of a run's `tom-member` processes (`tom-check`) |
 //! | `src/error.rs` | the crate's error type ([`Error`]) |
 //!
 //! `docs/PROTOCOL.md` explains the algorithm and why it is correct, case by case. The library never
@@ -148,8 +147,6 @@ pub mod error;
 pub mod event;
 #[doc(hidden)]
 pub mod formation;
-#[doc(hidden)]
-pub mod logcheck;
 #[doc(hidden)]
 pub mod net;
 #[doc(hidden)]

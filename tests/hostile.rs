@@ -20,7 +20,7 @@
 //! admits its rank), and the group keeps delivering (every member's count grows after the attack). At the end
 //! the members' delivery sequences are identical (a rejoined life's is the group's suffix), every line
 //! written was delivered exactly once, nothing an attacker sent was delivered, and every process's stdout
-//! passes the `tom-check` rules ([`tom::logcheck`]).
+//! passes the `tom-check` rules (`bin/check/history.rs`).
 //!
 //! Why a file of its own: these are the threat-model tests of README's "A group secret on a shared
 //! network" and PROTOCOL.md section 10, run against the programs a lab runs rather than the library's

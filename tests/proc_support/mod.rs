@@ -12,6 +12,9 @@
 //! no test asserts speed.
 #![allow(dead_code)]
 
+#[path = "../../bin/check/history.rs"]
+pub mod history;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -808,7 +811,7 @@ pub fn assert_no_duplicates(delivers: &[String]) {
 }
 
 /// Checks the stdout of every process of a run (first lives, killed lives, rejoined lives) with the rules
-/// of `tom-check` ([`tom::logcheck`]): one global order that every life agrees with, no holes, no
+/// of `tom-check` (`bin/check/history.rs`): one global order that every life agrees with, no holes, no
 /// duplicates, FIFO per origin, rejoin suffixes. Returns the length of the global order.
 pub fn assert_logs_pass_check(processes: &[&Member]) -> u64 {
     let logs: Vec<_> = processes
@@ -816,10 +819,10 @@ pub fn assert_logs_pass_check(processes: &[&Member]) -> u64 {
         .map(|process| {
             let name = format!("rank {} (spawn {})", process.rank, process.spawn_index);
             let text: String = process.lines().iter().map(|line| format!("{line}\n")).collect();
-            tom::logcheck::parse_log(&name, &text).unwrap_or_else(|error| panic!("{error}"))
+            history::parse_log(&name, &text).unwrap_or_else(|error| panic!("{error}"))
         })
         .collect();
-    match tom::logcheck::check(&logs) {
+    match history::check(&logs) {
         Ok(summary) => {
             println!("tom-check rules: {summary}");
             summary.positions

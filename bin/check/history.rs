@@ -1,4 +1,6 @@
-//! Checks a run from the outside: the stdout logs of its `tom-member` processes (what `tom-check` runs).
+//! The one history checker: the stdout logs of a run's `tom-member` processes (what `tom-check` runs),
+//! the process tests' logs, and the simulator's histories turned into the same lives. It lives beside
+//! `tom-check`, outside the library: it is tooling, included where it is needed with `#[path]`.
 //!
 //! What lives here: [`parse_log`] reads one process's stdout (the lab contract's `JOINED`, `STATE`,
 //! `VIEW` and `DELIVER` lines) into its [`LogLife`]s, and [`check`] checks the logs of one run together.
