@@ -6,7 +6,7 @@ use super::{Action, ConnId, Endpoint};
 use crate::event::Event;
 use crate::protocol::{Input, Outbox, Output};
 use crate::trace::{self, EventKind, TraceEvent};
-use crate::types::ProcessId;
+use crate::types::{ProcessId, Rank};
 use crate::wire::Frame;
 
 impl Endpoint {
@@ -32,7 +32,7 @@ impl Endpoint {
         for output in outputs {
             self.trace_output(&output);
             match output {
-                Output::Send { to, msg } => match self.member_conn.get(&to).copied() {
+                Output::Send { to, msg } => match self.send_conn(to) {
                     Some(conn) => self.write(conn, Frame::Protocol(msg)),
                     None => self.keep_unsent(to, Frame::Protocol(msg)),
                 },
@@ -85,6 +85,23 @@ impl Endpoint {
             }
             self.after_outputs();
         }
+    }
+
+    /// The connection frames for `rank` go on: its member connection, unless the installed view lists
+    /// another process for that rank. At the install of a view the outputs go out before the
+    /// connections are sorted out (demoted, closed): a connection this process dialled while joining
+    /// may still be the rank's member connection though it reached a process the view does not admit.
+    /// Frames for the listed life must not go there (they are kept for it until its connection comes):
+    /// that life would miss them, and FIFO order with it would be lost.
+    fn send_conn(&self, rank: Rank) -> Option<ConnId> {
+        let conn = *self.member_conn.get(&rank)?;
+        let process = self.conns.get(&conn)?.process;
+        let listed_other = self
+            .node
+            .view()
+            .and_then(|view| view.member(rank))
+            .is_some_and(|listed| listed.process != process);
+        (!listed_other).then_some(conn)
     }
 
     pub(super) fn trace_output(&mut self, output: &Output) {
