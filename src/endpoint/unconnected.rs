@@ -56,10 +56,16 @@ impl Endpoint {
         }
     }
 
-    /// The members of the view this member has no member connection to (of the listed process).
+    /// The members of the view this member has no member connection to (of the listed process), in
+    /// a view change too: a life admitted right before one (it may coordinate it) needs those
+    /// connections to finish it.
     pub(super) fn unconnected(&self) -> Vec<MemberId> {
         let me = self.node.me();
-        let Some(view) = self.node.view().filter(|_| self.node.phase() == Phase::Member) else {
+        let Some(view) = self
+            .node
+            .view()
+            .filter(|_| matches!(self.node.phase(), Phase::Member | Phase::Changing))
+        else {
             return Vec::new();
         };
         roles::unconnected(me.rank, view, &self.links())
