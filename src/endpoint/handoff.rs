@@ -4,15 +4,20 @@
 use log::{info, warn};
 
 use super::snapshot::{self, AtView, Deferred, Restored};
-use super::{Action, Endpoint};
+use super::{Action, ConnId, Endpoint};
 use crate::event::Event;
-use crate::types::View;
+use crate::types::{MemberId, View};
+
 
 impl Endpoint {
-    /// Reports an event, or holds it back while a snapshot is awaited.
+    /// Reports an event, or holds it back while a snapshot is awaited or a hand-off waits for a
+    /// connection.
     pub(super) fn report(&mut self, event: Event) {
         if let Some(Deferred::Event(event)) = self.transfer.defer(Deferred::Event(event)) {
-            self.actions.push(Action::Event(event));
+            match &mut self.handoff_pending {
+                Some(pending) => pending.held.push(Deferred::Event(event)),
+                None => self.actions.push(Action::Event(event)),
+            }
         }
     }
 
@@ -52,25 +57,110 @@ impl Endpoint {
         }
     }
 
+    /// Hands the state at `position` to `view`'s new lives on their member connections. A new life
+    /// without one yet (it dials this member, being the later life) gets it once its connection comes:
+    /// until then this member's events are held, so its state stays the state at `position`.
     pub(super) fn hand_off(&mut self, view: &View, position: u64) {
         let me = self.node.me();
+        if let Some(pending) = &mut self.handoff_pending {
+            pending.held.push(Deferred::HandOff {
+                view: view.clone(),
+                position,
+            });
+            return;
+        }
         let mut to = Vec::new();
+        let mut waiting = Vec::new();
         for life in snapshot::new_lives(view) {
-            let conn = self
-                .member_conn
-                .get(&life.rank)
-                .copied()
-                .filter(|c| self.conns.get(c).is_some_and(|c| c.process == life.process));
-            match conn {
+            match self.member_conn_of(life) {
                 Some(conn) => to.push((life, conn)),
-                None => warn!("member {me}: no connection to {life} to hand it the state"),
+                None => waiting.push(life),
             }
         }
-        self.actions.push(Action::HandOff {
-            view: view.id,
-            position,
-            to,
-        });
+        if !to.is_empty() || waiting.is_empty() {
+            self.actions.push(Action::HandOff {
+                view: view.id,
+                position,
+                to,
+            });
+        }
+        if !waiting.is_empty() {
+            info!(
+                "member {me}: no connection to {waiting:?} yet: the state stays at position {position}, its events \
+                 held, until they connect"
+            );
+            self.handoff_pending = Some(PendingHandOff {
+                view: view.clone(),
+                position,
+                waiting,
+                held: Vec::new(),
+            });
+        }
+    }
+
+    /// The member connection of `life` (of its very process), if any.
+    pub(super) fn member_conn_of(&self, life: MemberId) -> Option<ConnId> {
+        self.member_conn
+            .get(&life.rank)
+            .copied()
+            .filter(|c| self.conns.get(c).is_some_and(|c| c.process == life.process))
+    }
+
+    /// A pending hand-off goes on (after every call): each waiting life that has a member connection
+    /// now gets the state, a life the view no longer lists is given up; once none waits, what was held
+    /// is released, in order.
+    pub(super) fn continue_hand_off(&mut self) {
+        let Some(mut pending) = self.handoff_pending.take() else {
+            return;
+        };
+        let me = self.node.me();
+        let mut to = Vec::new();
+        let mut waiting = Vec::new();
+        for life in std::mem::take(&mut pending.waiting) {
+            if !self.node.view().is_some_and(|v| v.contains(life)) {
+                warn!("member {me}: {life} left the view before it had a connection to take the state on");
+            } else if let Some(conn) = self.member_conn_of(life) {
+                to.push((life, conn));
+            } else {
+                waiting.push(life);
+            }
+        }
+        if !to.is_empty() {
+            self.actions.push(Action::HandOff {
+                view: pending.view.id,
+                position: pending.position,
+                to,
+            });
+        }
+        if waiting.is_empty() {
+            self.release(pending.held);
+        } else {
+            pending.waiting = waiting;
+            self.handoff_pending = Some(pending);
+        }
+    }
+
+    /// This member stops (excluded, or left) with a hand-off still waiting: the events held go out,
+    /// the hand-offs are given up.
+    pub(super) fn abandon_hand_off(&mut self) {
+        let Some(pending) = self.handoff_pending.take() else {
+            return;
+        };
+        for item in pending.held {
+            if let Deferred::Event(event) = item {
+                self.actions.push(Action::Event(event));
+            }
+        }
+    }
+
+    /// Held events and hand-offs, in order (they may be held again).
+    fn release(&mut self, held: Vec<Deferred>) {
+        for item in held {
+            match item {
+                Deferred::Event(event) => self.report(event),
+                Deferred::HandOff { view, position } => self.hand_off(&view, position),
+            }
+        }
     }
 
     /// The awaited snapshot is whole: restore it, then release the held events (and hand-offs).
@@ -87,11 +177,16 @@ impl Endpoint {
             position: restored.position,
             bytes: restored.bytes,
         });
-        for held in restored.released {
-            match held {
-                Deferred::Event(event) => self.report(event),
-                Deferred::HandOff { view, position } => self.hand_off(&view, position),
-            }
-        }
+        self.release(restored.released);
     }
+}
+
+/// A hand-off of the state at `position` to new lives of `view` that have no member connection yet:
+/// this member's events are held meanwhile (see [`Endpoint::hand_off`]).
+#[derive(Debug)]
+pub(super) struct PendingHandOff {
+    view: View,
+    position: u64,
+    waiting: Vec<MemberId>,
+    held: Vec<Deferred>,
 }

@@ -122,6 +122,8 @@ pub struct Endpoint {
     actions: Vec<Action>,
     roles_changed: bool,
     finished: bool,
+    /// A hand-off to new lives that had no member connection yet when it was due.
+    handoff_pending: Option<handoff::PendingHandOff>,
 }
 
 impl Endpoint {
@@ -148,6 +150,7 @@ impl Endpoint {
             actions: Vec::new(),
             roles_changed: false,
             finished: false,
+            handoff_pending: None,
         };
         let joining = endpoint.node.phase() == Phase::Joining;
         endpoint.trace(EventKind::Start {

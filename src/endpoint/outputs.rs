@@ -56,10 +56,12 @@ impl Endpoint {
                 Output::ViewInstalled(view) => self.installed(view),
                 Output::Joined { position } => self.actions.push(Action::Event(Event::Joined { position })),
                 Output::Excluded { view } => {
+                    self.abandon_hand_off();
                     self.actions.push(Action::Event(Event::Excluded { view }));
                     self.finished = true;
                 }
                 Output::Left => {
+                    self.abandon_hand_off();
                     self.actions.push(Action::Event(Event::Left));
                     self.finished = true;
                 }
@@ -85,6 +87,7 @@ impl Endpoint {
             }
             self.after_outputs();
         }
+        self.continue_hand_off();
     }
 
     /// The connection frames for `rank` go on: its member connection, unless the installed view lists
