@@ -7,7 +7,7 @@ use super::snapshot::{self, AtView, Deferred, Restored};
 use super::{Action, ConnId, Endpoint};
 use crate::event::Event;
 use crate::types::{MemberId, View};
-
+use crate::wire::{Frame, Roster};
 
 impl Endpoint {
     /// Reports an event, or holds it back while a snapshot is awaited or a hand-off waits for a
@@ -159,6 +159,25 @@ impl Endpoint {
             match item {
                 Deferred::Event(event) => self.report(event),
                 Deferred::HandOff { view, position } => self.hand_off(&view, position),
+            }
+        }
+    }
+
+    /// Every life `view` admits gets this member's directory on its member connection: it may have
+    /// found the group before lives it must now dial came back (and without a helper it has nobody
+    /// else to learn their addresses from).
+    pub(super) fn hand_directory(&mut self, view: &View) {
+        let me = self.node.me();
+        let lives: Vec<MemberId> = snapshot::new_lives(view).filter(|m| m.rank != me.rank).collect();
+        for life in lives {
+            if let Some(conn) = self.member_conn_of(life) {
+                let roster = Roster {
+                    rank: life.rank,
+                    size: self.settings.size,
+                    members: self.directory.entries().to_vec(),
+                    from: Some(me),
+                };
+                self.write(conn, Frame::Roster(roster));
             }
         }
     }

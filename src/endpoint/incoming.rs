@@ -56,9 +56,9 @@ impl Endpoint {
             (Role::Joiner(rank), frame @ (Frame::Protocol(_) | Frame::Snapshot { .. })) => {
                 self.keep_early(conn, rank, frame)
             }
-            // A member's greeting on a connection this process dialled while joining: read before the
-            // connection was handed over; a repeated one carries nothing new.
-            (Role::Member(_), Frame::Roster(_)) => {}
+            // A member's directory on a member connection: its greeting (read before the connection was
+            // handed over), or the directory it hands a life its view just admitted (`hand_directory`).
+            (Role::Member(_), Frame::Roster(roster)) => self.learn_addresses(roster.members),
             (
                 Role::Member(rank),
                 Frame::Snapshot {

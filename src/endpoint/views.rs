@@ -16,6 +16,7 @@ impl Endpoint {
             .retain(|rank, (process, _)| view.member(*rank).is_some_and(|m| m.process == *process));
         self.adopt(&view);
         self.commit_addresses(&view);
+        self.hand_directory(&view);
         self.roles_changed = true;
         self.announce_admission(&view);
         self.transfer_state(&view);
