@@ -1,30 +1,57 @@
-//! A deterministic whole-group simulator for the pure protocol core.
+//! A deterministic whole-group simulator: every life runs the pure [`Endpoint`] (the protocol core and
+//! its connection rules, exactly as the threaded runtime runs them), over simulated connections.
 //!
-//! [`Sim`] owns every life of every rank (a [`Node`] plus its recorded [`LifeHistory`]), the
-//! [`Net`] between them, and one [`Rng`]. Everything that happens is an [`Action`]; applying one logs a
-//! readable line (and its effects) to the story, so a failing seed reads as what happened, step by step.
+//! [`Sim`] owns every life of every rank (an [`Endpoint`] plus its recorded [`LifeHistory`] and its
+//! replicated application state), the [`Net`] of connections between them, a model of the helper's
+//! roster, and one [`Rng`]. Everything that happens is an [`Action`]; applying one logs a readable line
+//! (and its effects) to the story, so a failing seed reads as what happened, step by step.
 //!
 //! Two ways to drive it:
-//! - scripted, from `tests/scenarios.rs`: `sim.multicast(1)`, `sim.deliver_next(1, 2)`, `sim.crash(3)`,
-//!   `sim.suspect_everywhere(3)`, `sim.run_until_quiet()` … — nothing happens unless asked;
+//! - scripted, from `tests/scenarios.rs`, `tests/safety_scenarios.rs` and
+//!   `tests/connection_scenarios.rs`: `sim.multicast(1)`, `sim.deliver_next(1, 2)`, `sim.crash(3)`,
+//!   `sim.suspect_everywhere(3)`, `sim.restart(3)`, `sim.connect(3, 1)`, `sim.run_until_quiet()` … —
+//!   nothing happens unless asked;
 //! - randomly, from `tests/simulation.rs` through [`sweep`]: a seed fixes the group size, delays,
-//!   workload and faults; the detector is automatic (see [`Sim::auto_detect`]).
+//!   workload, faults and the world's knobs; the detector is automatic (see [`Sim::auto_detect`]).
 //!
-//! # What the simulator promises the core (the driver contract)
-//! - after every `handle` or `flush` of a node, its outbox is drained in order and `check_invariants`
-//!   runs;
-//! - `Send` goes on the FIFO link from this life to the life its connection to that rank reaches (see
-//!   [`Life::target`]): the founders at first; after a crash the connection is broken (sends are lost)
-//!   until this life installs a view that lists a new life of the rank;
-//! - a joiner's own `JoinRequest` travels on its rejoin connection and arrives as
-//!   [`Input::JoinRequest`]; `SendToJoiner` goes to the running joiner of that rank;
-//! - every life runs in a process of its own, with a [`ProcessId`] of its own; connections, join
-//!   requests and suspicions name that process, as the runtime's do. The detector reports the life it
-//!   watched, even when a newer life of the rank exists by then (the core ignores a suspicion of a life
-//!   its view does not list), and a rank may restart at any moment after its process died, or while it
-//!   still runs (two processes for one rank, or a rejoin of a live rank);
-//! - with a frame limit set, a message whose encoding exceeds it is refused by the receiver, which
-//!   closes the connection (both ends then suspect each other), exactly as the runtime's reader does.
+//! # The world (what the simulator gives the endpoints, as the runtime's sockets would)
+//! - **Connections.** Founders form a full mesh (one connection per pair, [`Origin::Mesh`]; the core
+//!   never sends to itself, so no self-connection). Every frame an endpoint writes goes on the
+//!   connection it names ([`Net`]: FIFO per direction, closes with an end of file, breaks under a
+//!   cut). Which connection speaks for which life is the endpoint's business alone.
+//! - **Addresses.** Every life listens on a port of host `sim`. A restarted process binds a fresh port,
+//!   its rank's previous port, or the lowest free one (one host shared by all), as the run's
+//!   [`PortMode`] says, so a stale address may be dead, reach a newer process of the same rank, or
+//!   reach another rank's process.
+//! - **The helper.** A roster of the founders, updated by [`tom::endpoint::Action::RegisterAdmitted`]
+//!   (a later life replaces an earlier one of its rank) and answered with the whole roster; it may go
+//!   down, and a restarted process may look the group up through a live member instead (`--peer`: that
+//!   member's greeting lists its directory).
+//! - **Coming back.** A restarted process ([`tom::protocol::Node::rejoin`]) gets the helper's (or the
+//!   peer's) roster and dials every other rank's listed address: it writes its registration (its
+//!   announced address), the acceptor's endpoint takes the connection ([`Origin::Accepted`]) and
+//!   greets first, the dialler reads the greeting before it hands the connection to its endpoint
+//!   ([`Origin::Dialled`], the answering life; an answer from another rank is refused) and learns the
+//!   greeting's directory. A rank whose listed address was dead is dialled again at the newest address
+//!   some greeting listed for it. An endpoint's own [`tom::endpoint::Action::Dial`] is carried out the
+//!   same way but handed over unread ([`Origin::Redialled`]).
+//! - **Ends.** A crash keeps a random prefix of what each connection had in flight, then the other end
+//!   reads an end of file; a clean exit delivers everything first; a power cut ([`Action::PowerCut`])
+//!   goes silent. A frame over the run's frame limit makes its receiver close the connection.
+//! - **The detector.** Heartbeat timeouts are scheduled [`Action::Suspect`]s (after a crash, an exit,
+//!   at a view listing a gone life) and [`Action::Silence`]s across a holding cut; a closed connection
+//!   is suspected by the endpoint itself.
+//! - **State transfer** (when on): the application state is the digest of every delivery so far; a
+//!   sponsor's [`tom::endpoint::Action::HandOff`] writes it as snapshot chunks, and every
+//!   [`tom::endpoint::Action::Restore`] must be exactly the group's state at its position.
+//!
+//! # The driver contract
+//! - after every call of an endpoint, its actions are carried out in order and the core's
+//!   `check_invariants` runs;
+//! - every life runs in a process of its own, with a [`ProcessId`] of its own, named by its
+//!   registrations and its endpoint's greetings. The detector reports the life it watched, even when a
+//!   newer life of the rank exists by then, and a rank may restart at any moment after its process
+//!   died, or while it still runs (two processes for one rank, or a rejoin of a live rank).
 //!
 //! All randomness comes from the one seeded [`Rng`], so a seed is a complete replay.
 //!
@@ -39,16 +66,25 @@ pub mod net;
 pub mod rng;
 pub mod sweep;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 
-use tom::protocol::{Config, Input, Node, Outbox, Output, Phase};
-use tom::trace::{self, EventKind, TraceEvent, TraceSink};
-use tom::types::{Incarnation, MemberId, ProcessId, Rank, View};
+use tom::endpoint::{self, directory, ConnId, Endpoint, Origin, Settings};
+use tom::event::Event;
+use tom::protocol::{Config, Input, Node, Phase};
+use tom::trace::{EventKind, TraceEvent, TraceSink};
+use tom::types::{Incarnation, MemberId, ProcessId, Rank, View, ViewId};
+use tom::wire::{self, Frame, RosterEntry};
 
 use check::{Delivered, End, Expect, LifeHistory};
-use net::{describe_message, lives_of, CutMode, DelayProfile, Frame, LifeId, Net};
+use net::{lives_of, ConnKey, CutMode, DelayProfile, Keep, LifeId, Net, Segment};
 use rng::Rng;
+
+/// The host every simulated life listens on.
+pub const HOST: &str = "sim";
+
+/// The first port: founder `r` listens on `FIRST_PORT + r - 1`.
+pub const FIRST_PORT: u16 = 20_000;
 
 /// The message of a caught panic (`panic!` payloads are a `String` or a `&str`).
 pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
@@ -62,12 +98,23 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 /// How a crash treats what the crashed life still had in flight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Loss {
-    /// Each outgoing link keeps a random prefix (a broken TCP connection).
+    /// Each outgoing connection keeps a random prefix (a broken TCP connection).
     RandomPrefix,
     /// Everything in flight from it is lost.
     All,
     /// Everything already sent still arrives.
     Nothing,
+}
+
+/// Which port a restarted process binds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortMode {
+    /// A port no life had before.
+    Fresh,
+    /// Its rank's founder port when free (one member per host, a fixed `--port`), else a fresh one.
+    SameAsRank,
+    /// The lowest port no running process holds (every member on one host, one shared first port).
+    LowestFree,
 }
 
 /// One thing that happens in a run. Lives are named by index; the story prints them as `rank` (first
@@ -76,19 +123,25 @@ pub enum Loss {
 pub enum Action {
     /// The application of `node` multicasts its next payload.
     Multicast { node: LifeId },
-    /// The head frame of the link `from → to` arrives.
+    /// The head segment of the next connection `from → to` arrives (see [`Net::pick`]).
     Deliver { from: LifeId, to: LifeId },
-    /// One tick of logical time at `node`.
+    /// One tick at `node`.
     Tick { node: LifeId },
     /// `node`'s driver is idle: coalesced acknowledgements go out.
     Flush { node: LifeId },
-    /// `node` dies.
+    /// `node` dies; the other end of each of its connections reads an end of file after what survived.
     Crash { node: LifeId, loss: Loss },
+    /// `node`'s machine loses power: everything in flight from it is lost and its connections go silent
+    /// (only detectors notice).
+    PowerCut { node: LifeId },
     /// An excluded or departed life's process exits (its connections close cleanly).
     Exit { node: LifeId },
-    /// The detector at `at` reports `of`'s rank (only while `of` is that rank's newest life).
+    /// The detector at `at` reports the life `of` (whatever the view lists by then).
     Suspect { at: LifeId, of: LifeId },
-    /// Links between the two sides hold or drop everything.
+    /// The detector at `at` has heard nothing from `of` for a failure timeout: it suspects `of` if a cut
+    /// still separates them (heartbeats resumed otherwise).
+    Silence { at: LifeId, of: LifeId },
+    /// Links between the two sides hold or break.
     Partition {
         side_a: Vec<Rank>,
         side_b: Vec<Rank>,
@@ -101,12 +154,43 @@ pub enum Action {
     Restart { rank: Rank },
     /// A joiner not admitted by now gives up (its join timeout): its process ends.
     GiveUp { node: LifeId },
-    /// The joiner `joiner` reports its connection to `to`'s rank.
+    /// The joiner `joiner` dials the life `to` where it listens (a scripted dial, or an operator's
+    /// `--peer` when the joiner's contacts are gone).
     Connect { joiner: LifeId, to: LifeId },
+    /// The restarted process `joiner` dials the address its roster lists for `rank`.
+    DialAddress { joiner: LifeId, rank: Rank, port: u16 },
+    /// The restarted process `joiner` dials again, at the newest address a greeting listed, each rank
+    /// whose listed address did not answer.
+    DialStale { joiner: LifeId },
+    /// The driver of `node` carries out its endpoint's dial of `life` at `port`.
+    Redial { node: LifeId, life: MemberId, port: u16 },
     /// `node`'s application leaves the group.
     Leave { node: LifeId },
     /// `node`'s application falls behind on deliveries (`busy`) or catches up: flow control.
     Busy { node: LifeId, busy: bool },
+    /// The helper goes away: no more lookups or registrations.
+    HelperDown,
+}
+
+/// The replicated application state of one life: one digest per delivery, in order.
+#[derive(Clone, Debug, Default)]
+pub struct AppState {
+    /// The state's bytes.
+    pub bytes: Vec<u8>,
+    /// The position in the total order it stands at.
+    pub position: u64,
+    /// A restarted life's snapshot was restored.
+    pub restored: bool,
+}
+
+/// The digest one delivery adds to the application state.
+pub fn digest(payload: &[u8]) -> [u8; 8] {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in payload {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash.to_le_bytes()
 }
 
 /// One life of one rank.
@@ -114,29 +198,52 @@ pub enum Action {
 pub struct Life {
     /// The rank.
     pub rank: Rank,
-    /// The core; `None` once the process crashed or exited.
-    pub node: Option<Node>,
+    /// The endpoint; `None` once the process crashed or exited.
+    pub endpoint: Option<Endpoint>,
     /// Everything recorded about this life, for the checker.
     pub history: LifeHistory,
-    /// The life each of this life's member connections reaches, by rank (`None`: broken or absent).
-    pub target: BTreeMap<Rank, Option<LifeId>>,
     /// The process this life runs in.
     pub process: ProcessId,
-    /// The lives this joiner dialled (its rejoin connections): a member with no member connection to
-    /// the joiner's rank answers on that connection.
-    pub dialled: BTreeSet<LifeId>,
+    /// Where it listens (host [`HOST`]).
+    pub port: u16,
+    /// The application's replicated state.
+    pub app: AppState,
     leave_requested: bool,
+    /// A restarted process: the directories its contacts' greetings listed.
+    greeted: Vec<RosterEntry>,
+    /// A restarted process: the roster entries whose address did not answer.
+    unreached: Vec<RosterEntry>,
+    /// A restarted process still dialling the addresses it found: the connections that answered, with
+    /// the life that answered, handed to its endpoint once every dial is done.
+    bootstrap: Option<Vec<(ConnKey, MemberId)>>,
 }
 
 impl Life {
     /// True while the process runs (it may be inert: excluded or left but not yet exited).
     pub fn running(&self) -> bool {
-        self.node.is_some()
+        self.endpoint.is_some()
     }
 
-    /// The phase of a running life.
+    /// The core of a running life.
+    pub fn node(&self) -> Option<&Node> {
+        self.endpoint.as_ref().map(Endpoint::node)
+    }
+
+    /// The phase of a running life; an endpoint that stopped on its own (its state could not come) is
+    /// `Excluded` whatever its core says.
     pub fn phase(&self) -> Option<Phase> {
-        self.node.as_ref().map(Node::phase)
+        let endpoint = self.endpoint.as_ref()?;
+        let phase = endpoint.node().phase();
+        Some(if endpoint.is_finished() && phase != Phase::Left {
+            Phase::Excluded
+        } else {
+            phase
+        })
+    }
+
+    /// True for a member of a view (not joining, not inert).
+    pub fn is_member(&self) -> bool {
+        matches!(self.phase(), Some(Phase::Member | Phase::Changing))
     }
 }
 
@@ -148,6 +255,34 @@ struct Entry {
     effects: Vec<String>,
 }
 
+/// The world's knobs a run fixes before the group forms.
+#[derive(Clone, Debug)]
+pub struct Knobs {
+    /// Every node's `carry_chunk_bytes`.
+    pub carry_chunk_bytes: usize,
+    /// A member of the view with no connection for this many steps is suspected (the endpoint's
+    /// failure timeout, in steps).
+    pub failure_timeout_steps: u64,
+    /// An unconnected life is dialled again after this many steps.
+    pub redial_interval_steps: u64,
+    /// The application state is handed to returning members.
+    pub state_transfer: bool,
+    /// Bytes per snapshot chunk.
+    pub snapshot_chunk_bytes: usize,
+}
+
+impl Default for Knobs {
+    fn default() -> Knobs {
+        Knobs {
+            carry_chunk_bytes: tom::protocol::CARRY_CHUNK_BYTES,
+            failure_timeout_steps: 2_000,
+            redial_interval_steps: 100,
+            state_transfer: false,
+            snapshot_chunk_bytes: 64,
+        }
+    }
+}
+
 /// The simulated group.
 pub struct Sim {
     /// The seed the run started from.
@@ -157,18 +292,20 @@ pub struct Sim {
     pub rng: Rng,
     pub lives: Vec<Life>,
     pub net: Net,
-    /// Logical time in steps (frame delays and scheduled events count in steps; ticks are separate).
+    /// Logical time in steps (frame delays, scheduled events and the endpoints' clocks count in steps).
     pub now_step: u64,
-    /// Events scheduled for a later step (detector reports, exits, joiner connections, heals).
+    /// Events scheduled for a later step (detector reports, exits, dials, heals).
     pub scheduled: Vec<(u64, Action)>,
     /// Lives whose application is behind on deliveries (flow control holds them back).
-    pub busy: std::collections::BTreeSet<LifeId>,
+    pub busy: BTreeSet<LifeId>,
     /// When true, crashes and exits schedule suspicions at every running life, exclusions schedule the
-    /// process's exit, and restarts schedule the joiner's connections: the automatic detector of random
-    /// runs. Scripted scenarios leave it off and report everything themselves.
+    /// process's exit, and restarts schedule the new process's dials: the automatic detector and
+    /// operator of random runs. Scripted scenarios leave it off and report everything themselves.
     pub auto_detect: bool,
     /// Longest detector delay, in steps, when `auto_detect` is on.
     pub detect_delay_max_steps: u64,
+    /// Longest time a dial takes, in steps (0: at once, within the step that asks for it).
+    pub dial_delay_max_steps: u64,
     /// Percent of node inputs followed at once by a flush of that node.
     pub flush_after_percent: u64,
     /// Every view anyone installed, by id (for quorum guards).
@@ -178,8 +315,6 @@ pub struct Sim {
     tracer: Tracer,
     /// Set when a fault plan may have cost the group its quorum: only safety is then checked.
     pub liveness_waived: bool,
-    /// Every node's `carry_chunk_bytes`.
-    pub carry_chunk_bytes: usize,
     /// The frame limit the receivers enforce, in encoded bytes (`None`: unlimited).
     pub frame_limit_bytes: Option<usize>,
     /// Multicast payloads are padded by up to this many bytes (big payloads).
@@ -187,6 +322,18 @@ pub struct Sim {
     /// A rank may restart as soon as its process is gone, without waiting for the group to suspect
     /// the old life.
     pub restart_any_moment: bool,
+    /// Which port a restarted process binds.
+    pub port_mode: PortMode,
+    /// Percent of restarts that look the group up through a live member rather than the helper.
+    pub peer_lookup_percent: u64,
+    /// The helper's roster: every rank's last registered life.
+    pub helper: Vec<RosterEntry>,
+    /// False once the helper is gone.
+    pub helper_up: bool,
+    knobs: Knobs,
+    /// Actions to apply right after the current one (dials that take no time).
+    pending: VecDeque<Action>,
+    trace_endpoints: bool,
 }
 
 impl Sim {
@@ -197,6 +344,16 @@ impl Sim {
 
     /// A formed group whose nodes carry view-change payloads in chunks of `carry_chunk_bytes`.
     pub fn with_chunks(size: u16, seed: u64, delay: DelayProfile, carry_chunk_bytes: usize) -> Sim {
+        let knobs = Knobs {
+            carry_chunk_bytes,
+            ..Knobs::default()
+        };
+        Sim::with_knobs(size, seed, delay, knobs)
+    }
+
+    /// A formed group with the given knobs: every founder's endpoint, and the formation mesh.
+    pub fn with_knobs(size: u16, seed: u64, delay: DelayProfile, knobs: Knobs) -> Sim {
+        let trace_endpoints = std::env::var("SIM_TRACE").is_ok_and(|dir| !dir.is_empty());
         let mut sim = Sim {
             seed,
             size,
@@ -205,48 +362,94 @@ impl Sim {
             net: Net::new(delay),
             now_step: 0,
             scheduled: Vec::new(),
-            busy: std::collections::BTreeSet::new(),
+            busy: BTreeSet::new(),
             auto_detect: false,
             detect_delay_max_steps: 200,
+            dial_delay_max_steps: 0,
             flush_after_percent: 0,
             views: BTreeMap::new(),
             story: Vec::new(),
-            tracer: Tracer::Unchecked,
+            tracer: Tracer::Unchecked { pending: Vec::new() },
             liveness_waived: false,
-            carry_chunk_bytes,
             frame_limit_bytes: None,
             payload_pad_max: 0,
             restart_any_moment: false,
+            port_mode: PortMode::Fresh,
+            peer_lookup_percent: 0,
+            helper: Vec::new(),
+            helper_up: true,
+            knobs,
+            pending: VecDeque::new(),
+            trace_endpoints,
         };
         let view = View::initial(size);
-        sim.views.insert(1, view.clone());
-        for rank in 1..=size {
-            let node = Node::new(sim.core_config(Rank(rank)), view.clone());
-            let mut history = LifeHistory::founder(rank);
-            history.views.push(view.clone());
-            let target = (1..=size)
-                .filter(|r| *r != rank)
-                .map(|r| (Rank(r), Some(r as usize - 1)))
-                .collect();
-            sim.net.register(sim.lives.len(), Rank(rank));
+        let roster: Vec<RosterEntry> = view
+            .members
+            .iter()
+            .map(|m| RosterEntry {
+                rank: m.rank,
+                host: HOST.to_string(),
+                port: FIRST_PORT + m.rank.0 - 1,
+                incarnation: m.incarnation,
+                process: m.process,
+            })
+            .collect();
+        sim.helper = roster.clone();
+        for member in &view.members {
+            let node = Node::new(sim.core_config(member.rank), view.clone());
+            let id = sim.lives.len();
+            sim.net.register(id, member.rank);
+            let endpoint = Endpoint::new(node, sim.settings(None), roster.clone(), Some(view.clone()));
             sim.lives.push(Life {
-                rank: Rank(rank),
-                node: Some(node),
-                history,
-                target,
-                process: view.members[rank as usize - 1].process,
-                dialled: BTreeSet::new(),
+                rank: member.rank,
+                endpoint: Some(endpoint),
+                history: LifeHistory::founder(member.rank.0),
+                process: member.process,
+                port: FIRST_PORT + member.rank.0 - 1,
+                app: AppState::default(),
                 leave_requested: false,
+                greeted: Vec::new(),
+                unreached: Vec::new(),
+                bootstrap: None,
             });
+            sim.after_call(id);
+        }
+        // The formation mesh: one connection per pair of founders, the lower rank's dial.
+        for a in 0..sim.lives.len() {
+            for b in a + 1..sim.lives.len() {
+                let conn = sim.net.open(a, b);
+                let (rank_a, process_a) = (sim.lives[a].rank, sim.lives[a].process);
+                let (rank_b, process_b) = (sim.lives[b].rank, sim.lives[b].process);
+                sim.call(a, |e| e.opened(conn, Origin::Mesh, rank_b, process_b));
+                sim.call(b, |e| e.opened(conn, Origin::Mesh, rank_a, process_a));
+            }
         }
         sim
+    }
+
+    /// The knobs of this run.
+    pub fn knobs(&self) -> &Knobs {
+        &self.knobs
     }
 
     /// The core settings of every node of this run.
     fn core_config(&self, rank: Rank) -> Config {
         let mut config = Config::new(rank);
-        config.carry_chunk_bytes = self.carry_chunk_bytes;
+        config.carry_chunk_bytes = self.knobs.carry_chunk_bytes;
         config
+    }
+
+    /// The endpoint settings of every life of this run; a restarted process announces its address.
+    fn settings(&self, announce: Option<u16>) -> Settings {
+        Settings {
+            failure_timeout_ms: self.knobs.failure_timeout_steps,
+            redial_interval_ms: self.knobs.redial_interval_steps,
+            window: Config::new(Rank(1)).window,
+            size: self.size,
+            state_transfer: self.knobs.state_transfer,
+            announce: announce.map(|port| (HOST.to_string(), port)),
+            trace: self.trace_endpoints,
+        }
     }
 
     /// The life the process `process` runs, if any.
@@ -258,7 +461,7 @@ impl Sim {
     pub fn member_life(&self, rank: u16) -> LifeId {
         self.lives
             .iter()
-            .rposition(|l| l.rank.0 == rank && matches!(l.phase(), Some(Phase::Member | Phase::Changing)))
+            .rposition(|l| l.rank.0 == rank && l.is_member())
             .unwrap_or_else(|| self.current(rank))
     }
 
@@ -291,9 +494,7 @@ impl Sim {
 
     /// Lives whose process runs and that are members of a view (not joining, not inert).
     pub fn members(&self) -> Vec<LifeId> {
-        (0..self.lives.len())
-            .filter(|l| matches!(self.lives[*l].phase(), Some(Phase::Member | Phase::Changing)))
-            .collect()
+        (0..self.lives.len()).filter(|l| self.lives[*l].is_member()).collect()
     }
 
     /// Lives whose process runs.
@@ -308,13 +509,18 @@ impl Sim {
             .collect()
     }
 
+    /// The running life listening on `port`, if any.
+    pub fn listener(&self, port: u16) -> Option<LifeId> {
+        self.lives.iter().position(|l| l.running() && l.port == port)
+    }
+
     /// The histories of every life, marked with how each stands right now.
     pub fn histories(&self) -> Vec<LifeHistory> {
         self.lives
             .iter()
             .map(|life| {
                 let mut history = life.history.clone();
-                history.member_at_end = matches!(life.phase(), Some(Phase::Member | Phase::Changing));
+                history.member_at_end = life.is_member();
                 history
             })
             .collect()
@@ -362,6 +568,13 @@ impl Sim {
         self.story.len()
     }
 
+    /// True if some line of the story (an action or an effect) contains `text`.
+    pub fn story_mentions(&self, text: &str) -> bool {
+        self.story
+            .iter()
+            .any(|e| e.line.contains(text) || e.effects.iter().any(|x| x.contains(text)))
+    }
+
     /// Panics with `problem`, the seed and the story.
     pub fn fail(&self, problem: &str) -> ! {
         // A replay (`SIM_SEED`) shows the whole story; a sweep keeps the report short.
@@ -378,12 +591,13 @@ impl Sim {
         );
     }
 
-    /// One line per life: how it stands now (phase, view, position, what its queue head waits for).
+    /// One line per life: how it stands now (phase, view, position, what its queue head waits for,
+    /// its open connections).
     pub fn state_summary(&self) -> String {
         let mut text = String::new();
         for (id, life) in self.lives.iter().enumerate() {
             let name = self.name(id);
-            let Some(node) = &life.node else {
+            let Some(node) = life.node() else {
                 let _ = writeln!(
                     text,
                     "{name}: gone ({:?}), delivered up to {}",
@@ -393,11 +607,19 @@ impl Sim {
                 continue;
             };
             let status = node.status();
+            let conns: Vec<String> = self
+                .net
+                .conns_of(id)
+                .into_iter()
+                .filter(|c| self.net.reads(*c, id) || self.net.writes(*c, id))
+                .filter_map(|c| Some(format!("c{c}→{}", self.name(self.net.peer(c, id)?))))
+                .collect();
             let _ = writeln!(
                 text,
-                "{name}: {} {:?} view {} [{}] delivered {} held {} head {:?} backlog {} suspects {:?} lamport {}",
+                "{name}: {} {:?} view {} [{}] delivered {} held {} head {:?} backlog {} suspects {:?} lamport {} \
+                 port {} conns [{}]",
                 status.me,
-                status.phase,
+                life.phase().unwrap_or(status.phase),
                 status.view.as_ref().map_or(0, |v| v.id.0),
                 status.view.as_ref().map_or(String::new(), lives_of),
                 status.delivered_count,
@@ -408,7 +630,9 @@ impl Sim {
                 )),
                 status.backlog,
                 status.suspects.iter().map(|m| m.to_string()).collect::<Vec<_>>(),
-                status.lamport
+                status.lamport,
+                life.port,
+                conns.join(" ")
             );
         }
         text
@@ -417,23 +641,55 @@ impl Sim {
     fn describe(&self, action: &Action) -> String {
         match action {
             Action::Multicast { node } => format!("multicast at {}", self.name(*node)),
-            Action::Deliver { from, to } => {
-                let what = self.net.peek(*from, *to).map_or("nothing".to_string(), Frame::describe);
-                format!("deliver {} → {}: {what}", self.name(*from), self.name(*to))
-            }
+            Action::Deliver { from, to } => match self.net.pick(*from, *to, self.now_step) {
+                Some(conn) => {
+                    let what = self
+                        .net
+                        .head(conn, *from)
+                        .map_or("nothing".to_string(), Segment::describe);
+                    format!("deliver {} → {} (c{conn}): {what}", self.name(*from), self.name(*to))
+                }
+                None => format!("deliver {} → {}: nothing", self.name(*from), self.name(*to)),
+            },
             Action::Tick { node } => format!("tick {}", self.name(*node)),
             Action::Flush { node } => format!("flush {}", self.name(*node)),
             Action::Crash { node, loss } => format!("CRASH {} ({loss:?} lost)", self.name(*node)),
+            Action::PowerCut { node } => format!("POWER CUT at {} (its connections go silent)", self.name(*node)),
             Action::Exit { node } => format!("exit {} (its process ends)", self.name(*node)),
             Action::Suspect { at, of } => {
                 format!("detector at {} suspects {}", self.name(*at), self.name(*of))
+            }
+            Action::Silence { at, of } => {
+                format!(
+                    "detector at {} hears nothing from {} for a while",
+                    self.name(*at),
+                    self.name(*of)
+                )
             }
             Action::Partition { side_a, side_b, mode } => format!("PARTITION {side_a:?} | {side_b:?} ({mode:?})"),
             Action::Heal => "HEAL every cut".to_string(),
             Action::Restart { rank } => format!("RESTART rank {rank} (new process, empty memory)"),
             Action::GiveUp { node } => format!("joiner {} gives up unless admitted", self.name(*node)),
             Action::Connect { joiner, to } => {
-                format!("joiner {} connects to {}", self.name(*joiner), self.name(*to))
+                format!("joiner {} dials {}", self.name(*joiner), self.name(*to))
+            }
+            Action::DialAddress { joiner, rank, port } => {
+                format!(
+                    "joiner {} dials rank {rank} at {HOST}:{port}, as its roster lists it",
+                    self.name(*joiner)
+                )
+            }
+            Action::DialStale { joiner } => {
+                format!(
+                    "joiner {} dials the ranks its roster listed at dead addresses again",
+                    self.name(*joiner)
+                )
+            }
+            Action::Redial { node, life, port } => {
+                format!(
+                    "{} dials {life} at {HOST}:{port}, as its endpoint asked",
+                    self.name(*node)
+                )
             }
             Action::Leave { node } => format!("LEAVE {}", self.name(*node)),
             Action::Busy { node, busy } => {
@@ -443,13 +699,22 @@ impl Sim {
                     if *busy { "falls behind" } else { "catches up" }
                 )
             }
+            Action::HelperDown => "the HELPER goes away".to_string(),
         }
     }
 
     // ---- applying actions ---------------------------------------------------------------------------
 
-    /// Logs and performs one action.
+    /// Logs and performs one action, then the actions it made due at once.
     pub fn apply(&mut self, action: Action) {
+        self.apply_one(action);
+        while let Some(next) = self.pending.pop_front() {
+            self.apply_one(next);
+        }
+    }
+
+    fn apply_one(&mut self, action: Action) {
+        self.trace_init();
         let line = self.describe(&action);
         self.log(line);
         // A tick or flush that changed nothing is not worth a line of the story.
@@ -464,32 +729,39 @@ impl Sim {
         match action {
             Action::Multicast { node } => self.do_multicast(node),
             Action::Deliver { from, to } => self.do_deliver(from, to),
-            Action::Tick { node } => self.input(node, Input::Tick),
+            Action::Tick { node } => {
+                let now = self.now_step;
+                self.call(node, |e| e.tick(now));
+            }
             Action::Flush { node } => self.do_flush(node),
-            Action::Crash { node, loss } => self.do_crash(node, loss),
+            Action::Crash { node, loss } => {
+                let keep = match loss {
+                    Loss::RandomPrefix => Keep::RandomPrefix,
+                    Loss::All => Keep::Nothing,
+                    Loss::Nothing => Keep::All,
+                };
+                self.do_crash(node, keep, false);
+            }
+            Action::PowerCut { node } => self.do_crash(node, Keep::Nothing, true),
             Action::Exit { node } => self.do_exit(node),
             Action::Suspect { at, of } => self.do_suspect(at, of),
-            Action::Partition { side_a, side_b, mode } => {
-                let lost = self.net.cut(&side_a, &side_b, mode, &mut self.rng);
-                if lost > 0 {
-                    self.effect(format!("{lost} frames in flight across the cut lost"));
-                }
-                if mode == CutMode::Drop && self.auto_detect {
-                    self.schedule_cut_suspicions(&side_a, &side_b);
+            Action::Silence { at, of } => {
+                if self.net.cut_between(at, of).is_some() {
+                    self.do_suspect(at, of);
+                } else {
+                    self.effect("the cut healed meanwhile: heartbeats came through, no suspicion".to_string());
                 }
             }
+            Action::Partition { side_a, side_b, mode } => self.do_partition(side_a, side_b, mode),
             Action::Heal => self.net.heal(),
             Action::Restart { rank } => self.do_restart(rank),
             Action::GiveUp { node } => {
                 let rank = self.lives[node].rank;
-                let rank_has_member = self
-                    .lives
-                    .iter()
-                    .any(|l| l.rank == rank && matches!(l.phase(), Some(Phase::Member | Phase::Changing)));
+                let rank_has_member = self.lives.iter().any(|l| l.rank == rank && l.is_member());
                 match self.lives[node].phase() {
                     // Another life of the rank is a member: this process cannot be the one the group is
                     // admitting, and its end costs no quorum.
-                    Some(Phase::Joining) if rank_has_member => self.do_crash(node, Loss::Nothing),
+                    Some(Phase::Joining) if rank_has_member => self.do_crash(node, Keep::All, false),
                     // It may be about to be admitted: ending it now would be a crash of a member the
                     // fault plan did not weigh against the quorum. It gives up later, if still joining.
                     Some(Phase::Joining) => {
@@ -501,14 +773,31 @@ impl Sim {
                 }
             }
             Action::Connect { joiner, to } => {
-                if self.lives[to].running() {
-                    self.lives[joiner].dialled.insert(to);
-                    let rank = self.lives[to].rank;
-                    self.input(joiner, Input::Connected(rank));
-                } else {
+                let (rank, port) = (self.lives[to].rank, self.lives[to].port);
+                if !self.lives[to].running() {
                     self.effect("unreachable: that process is gone".to_string());
+                } else {
+                    self.rejoin_dial(joiner, rank, port);
                 }
             }
+            Action::DialAddress { joiner, rank, port } => {
+                if self.lives[joiner].phase() != Some(Phase::Joining) {
+                    self.effect("no longer joining: its dials are over".to_string());
+                    return;
+                }
+                if !self.rejoin_dial(joiner, rank, port) {
+                    let stale = RosterEntry {
+                        rank,
+                        host: HOST.to_string(),
+                        port,
+                        incarnation: Incarnation(0),
+                        process: ProcessId(0),
+                    };
+                    self.lives[joiner].unreached.push(stale);
+                }
+            }
+            Action::DialStale { joiner } => self.do_dial_stale(joiner),
+            Action::Redial { node, life, port } => self.do_redial(node, life, port),
             Action::Leave { node } => {
                 self.lives[node].leave_requested = true;
                 self.input(node, Input::Leave);
@@ -521,6 +810,7 @@ impl Sim {
                 }
                 self.input(node, Input::ApplicationBusy(busy));
             }
+            Action::HelperDown => self.helper_up = false,
         }
     }
 
@@ -545,53 +835,56 @@ impl Sim {
     }
 
     fn do_deliver(&mut self, from: LifeId, to: LifeId) {
-        let Some(frame) = self.net.pop(from, to) else {
+        let Some(conn) = self.net.pick(from, to, self.now_step) else {
             self.fail(&format!(
                 "nothing in flight from {} to {}",
                 self.name(from),
                 self.name(to)
             ));
         };
+        let arrival = self.net.pop(conn, from).expect("picked a busy connection");
         if !self.lives[to].running() {
             self.effect("dropped: the receiver is gone".to_string());
             return;
         }
-        let input = match frame {
-            Frame::Msg(msg) => Input::Received {
-                from: self.lives[from].rank,
-                msg,
-            },
-            Frame::JoinRequest(rank, process) => Input::JoinRequest { rank, process },
-        };
-        self.input(to, input);
+        if arrival.unread {
+            self.effect(format!("dropped: {} closed c{conn}", self.name(to)));
+            return;
+        }
+        match arrival.segment {
+            Segment::Eof(why) => {
+                self.net.finish(conn, to);
+                self.call(to, |e| e.closed(conn, &why));
+            }
+            Segment::Frame(frame) => {
+                if let Some(len) = arrival.oversize {
+                    let limit = self.frame_limit_bytes.unwrap_or(0);
+                    self.effect(format!(
+                        "a {} frame of {len} bytes exceeds the frame limit of {limit}: {} closes c{conn}",
+                        frame.kind(),
+                        self.name(to)
+                    ));
+                    let now = self.now_step;
+                    self.net.close(conn, to, "frame refused", now, &mut self.rng);
+                    self.call(to, |e| e.closed(conn, "frame over the limit"));
+                    return;
+                }
+                self.call(to, |e| e.frame(conn, frame));
+            }
+        }
     }
 
     fn do_flush(&mut self, node: LifeId) {
-        let Some(core) = self.lives[node].node.as_mut() else {
-            return;
-        };
-        let mut out = Outbox::new();
-        core.flush(&mut out);
-        self.after_call(node, out);
+        self.call(node, Endpoint::flush);
     }
 
-    /// Feeds one input to a running life and routes what it outputs.
+    /// Feeds one input to a running life's endpoint and carries out what it asks.
     pub fn input(&mut self, node: LifeId, input: Input) {
-        self.trace_init();
-        let traced = match (&self.tracer, self.lives[node].node.as_ref()) {
-            (Tracer::On { .. }, Some(core)) => trace::input_event(core, &input),
-            _ => None,
-        };
-        let Some(core) = self.lives[node].node.as_mut() else {
+        if !self.lives[node].running() {
             self.effect(format!("ignored: {} is gone", self.name(node)));
             return;
-        };
-        let mut out = Outbox::new();
-        core.handle(input, &mut out);
-        if let Some(kind) = traced {
-            self.trace(node, kind);
         }
-        self.after_call(node, out);
+        self.call(node, |e| e.input(input));
         if self.flush_after_percent > 0 && self.lives[node].running() && self.rng.percent(self.flush_after_percent) {
             let before = self.story.last().map_or(0, |e| e.effects.len());
             self.do_flush(node);
@@ -601,75 +894,114 @@ impl Sim {
         }
     }
 
-    fn after_call(&mut self, node: LifeId, mut out: Outbox) {
-        let core = self.lives[node].node.as_ref().expect("called on a running life");
+    /// Calls `node`'s endpoint, then carries out its actions.
+    fn call(&mut self, node: LifeId, f: impl FnOnce(&mut Endpoint)) {
+        let Some(endpoint) = self.lives[node].endpoint.as_mut() else {
+            return;
+        };
+        // A member that stopped (excluded, left, or its state could not come) takes no more input: its
+        // process is on its way out.
+        if endpoint.is_finished() {
+            return;
+        }
+        f(endpoint);
+        self.after_call(node);
+    }
+
+    fn after_call(&mut self, node: LifeId) {
+        let Some(endpoint) = self.lives[node].endpoint.as_mut() else {
+            return;
+        };
+        let actions = endpoint.take_actions();
+        let core = endpoint.node();
         let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.check_invariants()));
+        let me = core.me();
         if let Err(panic) = checked {
             let text = panic_text(panic.as_ref());
             self.fail(&format!("check_invariants of {} failed: {text}", self.name(node)));
         }
-        let me = core.me();
         if me.incarnation.0 != 0 {
             self.lives[node].history.incarnation = Some(me.incarnation.0);
         }
-        let outputs: Vec<Output> = out.drain().collect();
-        self.trace_outputs(node, &outputs);
-        // Grouped by kind, kinds in the order the core first sent them.
+        // The views in use, for the quorum guards, as the cores have them (an endpoint may hold its view
+        // events back while a snapshot is awaited or handed over).
+        if let Some(view) = self.lives[node].node().and_then(Node::view) {
+            self.views.entry(view.id.0).or_insert_with(|| view.clone());
+        }
+        self.carry_out(node, actions);
+    }
+
+    /// Carries out an endpoint's actions, in order.
+    fn carry_out(&mut self, node: LifeId, actions: Vec<endpoint::Action>) {
+        // Writes grouped by kind, kinds in the order the endpoint first wrote them.
         let mut sends: Vec<(&'static str, Vec<String>)> = Vec::new();
         let mut add = |kind: &'static str, dest: String| match sends.iter_mut().find(|(k, _)| *k == kind) {
             Some((_, dests)) => dests.push(dest),
             None => sends.push((kind, vec![dest])),
         };
-        for output in outputs {
-            match output {
-                Output::Send { to, msg } => {
-                    let kind = msg.kind();
-                    let dest = self.route(node, to, &msg);
+        let mut learn: Option<Vec<RosterEntry>> = None;
+        for action in actions {
+            match action {
+                endpoint::Action::Write { conn, frame } => {
+                    let kind = frame.kind();
+                    let dest = self.write(node, conn, frame);
                     add(kind, dest);
                 }
-                Output::SendToJoiner { rank, msg } => {
-                    let kind = msg.kind();
-                    let joiner = self
-                        .joiner_connected_to(node, rank)
-                        .unwrap_or_else(|| self.current(rank.0));
-                    let dest = if self.lives[joiner].running() && joiner != node {
-                        let detail = describe_message(&msg);
-                        self.send_frame(node, joiner, Frame::Msg(msg));
-                        format!("joiner {} ({detail})", self.name(joiner))
+                endpoint::Action::Close { conn } => {
+                    let peer = self.net.peer(conn, node);
+                    let now = self.now_step;
+                    self.net.close(conn, node, "closed by its endpoint", now, &mut self.rng);
+                    let to = peer.map_or("nobody".to_string(), |p| self.name(p));
+                    self.effect(format!("{} closes c{conn} to {to}", self.name(node)));
+                }
+                endpoint::Action::Dial { life, host, port } => {
+                    self.effect(format!("{} asks to dial {life} at {host}:{port}", self.name(node)));
+                    let action = Action::Redial { node, life, port };
+                    if self.dial_delay_max_steps == 0 {
+                        self.pending.push_back(action);
                     } else {
-                        format!("joiner of rank {rank} (none running: lost)")
-                    };
-                    add(kind, dest);
-                }
-                Output::Deliver(d) => self.record_delivery(node, d),
-                Output::ViewInstalled(view) => {
-                    self.effect(format!(
-                        "{} installs view {} [{}]",
-                        self.name(node),
-                        view.id,
-                        lives_of(&view)
-                    ));
-                    self.retarget(node, &view);
-                    self.views.insert(view.id.0, view.clone());
-                    if self.auto_detect {
-                        self.schedule_suspicions_in(node, &view);
+                        let at = self.now_step + self.rng.range(1, self.dial_delay_max_steps);
+                        self.schedule(at, action);
                     }
-                    self.lives[node].history.views.push(view);
                 }
-                Output::Joined { position } => {
-                    self.effect(format!("{} JOINED at position {position}", self.name(node)));
-                    self.lives[node].history.joined = Some(position);
+                endpoint::Action::RegisterAdmitted { life, host, port } => {
+                    if !self.helper_up {
+                        self.effect(format!(
+                            "{} cannot register as {life}: the helper is gone",
+                            self.name(node)
+                        ));
+                        continue;
+                    }
+                    self.effect(format!(
+                        "{} registers with the helper as {life} at {host}:{port}",
+                        self.name(node)
+                    ));
+                    let entry = RosterEntry {
+                        rank: life.rank,
+                        host,
+                        port,
+                        incarnation: life.incarnation,
+                        process: life.process,
+                    };
+                    match self.helper.iter_mut().find(|e| e.rank == life.rank) {
+                        Some(known) if known.incarnation <= life.incarnation => *known = entry,
+                        Some(_) => {}
+                        None => {
+                            self.helper.push(entry);
+                            self.helper.sort_by_key(|e| e.rank);
+                        }
+                    }
+                    learn = Some(self.helper.clone());
                 }
-                Output::Excluded { view } => {
-                    self.effect(format!("{} EXCLUDED (view {view}); it stops", self.name(node)));
-                    self.lives[node].history.end = End::Excluded;
-                    self.schedule_exit(node);
-                }
-                Output::Left => {
-                    self.effect(format!("{} LEFT", self.name(node)));
-                    self.lives[node].history.end = End::Left;
-                    self.schedule_exit(node);
-                }
+                endpoint::Action::OwnDelivered => {}
+                endpoint::Action::Event(event) => self.record_event(node, event),
+                endpoint::Action::HandOff { view, position, to } => self.hand_off(node, view, position, to),
+                endpoint::Action::Restore {
+                    sponsor,
+                    position,
+                    bytes,
+                } => self.restore(node, sponsor, position, bytes),
+                endpoint::Action::Trace(event) => self.trace_event(node, event),
             }
         }
         if !sends.is_empty() {
@@ -679,186 +1011,214 @@ impl Sim {
                 .collect();
             self.effect(format!("{} sends {}", self.name(node), parts.join("; ")));
         }
-    }
-
-    fn record_delivery(&mut self, node: LifeId, d: tom::protocol::Delivery) {
-        let payload = String::from_utf8_lossy(d.payload.as_bytes()).into_owned();
-        self.effect(format!(
-            "{} delivers #{} {:?} (from {}, lamport {})",
-            self.name(node),
-            d.position,
-            check::short_payload(&payload),
-            d.origin,
-            d.lamport
-        ));
-        self.lives[node].history.deliveries.push(Delivered {
-            origin: d.origin,
-            lamport: d.lamport,
-            payload,
-            position: d.position,
-        });
-    }
-
-    /// Puts a `Send` on the right link; returns how the story names its destination.
-    fn route(&mut self, node: LifeId, to: Rank, msg: &tom::message::Message) -> String {
-        let own_join_request = matches!(msg, tom::message::Message::JoinRequest { rank, process }
-            if *rank == self.lives[node].rank && *process == self.lives[node].process
-                && self.lives[node].phase() == Some(Phase::Joining));
-        if own_join_request {
-            // A joiner's request goes out on its rejoin connection to the process it dialled for that
-            // rank (or, never having dialled it, to whatever process runs that rank now).
-            let dialled = self.lives[node]
-                .dialled
-                .iter()
-                .copied()
-                .filter(|l| self.lives[*l].rank == to)
-                .max();
-            let dest = dialled.unwrap_or_else(|| self.member_life(to.0));
-            if !self.lives[dest].running() {
-                return format!("{to} (gone: lost)");
-            }
-            let process = self.lives[node].process;
-            self.send_frame(node, dest, Frame::JoinRequest(self.lives[node].rank, process));
-            return self.name(dest);
-        }
-        // A connection is one TCP connection: if the newest life of `to` still holds one to `node`, so
-        // does `node`, whatever `node`'s own view says about that rank.
-        let newest = self.current(to.0);
-        let reverse = (self.lives[newest].running()
-            && self.lives[newest].target.get(&self.lives[node].rank) == Some(&Some(node)))
-        .then_some(newest);
-        match self.lives[node].target.get(&to).copied().flatten().or(reverse) {
-            Some(dest) if self.lives[dest].running() => {
-                self.send_frame(node, dest, Frame::Msg(msg.clone()));
-                self.name(dest)
-            }
-            _ => match self.joiner_connected_to(node, to) {
-                // No member connection to that rank: the runtime answers on a joiner's connection, which
-                // may be another process than the life the decision admits.
-                Some(joiner) => {
-                    self.send_frame(node, joiner, Frame::Msg(msg.clone()));
-                    format!("{} (on its rejoin connection)", self.name(joiner))
-                }
-                None => format!("{to} (no connection: lost)"),
-            },
+        if let Some(roster) = learn {
+            self.call(node, |e| e.learn_addresses(roster));
         }
     }
 
-    /// The newest running joiner of `rank` that dialled `node`.
-    fn joiner_connected_to(&self, node: LifeId, rank: Rank) -> Option<LifeId> {
-        (0..self.lives.len()).rev().find(|l| {
-            let life = &self.lives[*l];
-            life.rank == rank && life.phase() == Some(Phase::Joining) && life.dialled.contains(&node)
-        })
-    }
-
-    fn send_frame(&mut self, from: LifeId, to: LifeId, frame: Frame) {
-        if let (Some(limit), Frame::Msg(msg)) = (self.frame_limit_bytes, &frame) {
+    /// Puts one frame of `node` on `conn`; returns how the story names its destination.
+    fn write(&mut self, node: LifeId, conn: ConnId, frame: Frame) -> String {
+        let Some(to) = self.net.peer(conn, node) else {
+            self.fail(&format!("{} wrote on c{conn}, which it never had", self.name(node)));
+        };
+        let oversize = self.frame_limit_bytes.and_then(|limit| {
             let mut bytes = Vec::new();
-            tom::wire::encode(&tom::wire::Frame::Protocol(msg.clone()), &mut bytes);
-            let len = bytes.len() - tom::wire::LENGTH_PREFIX_LEN;
-            if len > limit {
-                // The receiver's reader refuses the length and closes the connection; both ends notice.
-                let lost = self.net.break_connection(from, to);
+            wire::encode(&frame, &mut bytes);
+            let len = bytes.len() - wire::LENGTH_PREFIX_LEN;
+            (len > limit).then_some(len)
+        });
+        let now = self.now_step;
+        if self.net.send(conn, node, frame, oversize, now, &mut self.rng) {
+            match oversize {
+                Some(len) => format!("{} ({len} bytes, over the frame limit)", self.name(to)),
+                None => self.name(to),
+            }
+        } else {
+            format!("{} (c{conn} is closed: lost)", self.name(to))
+        }
+    }
+
+    fn record_event(&mut self, node: LifeId, event: Event) {
+        match event {
+            Event::Deliver(d) => {
+                let payload = String::from_utf8_lossy(d.payload.as_bytes()).into_owned();
                 self.effect(format!(
-                    "a {} frame of {len} bytes exceeds the frame limit of {limit}: {} closes the connection \
-                     from {} ({lost} frames in flight lost)",
-                    msg.kind(),
-                    self.name(to),
-                    self.name(from)
+                    "{} delivers #{} {:?} (from {}, lamport {})",
+                    self.name(node),
+                    d.position,
+                    check::short_payload(&payload),
+                    d.origin,
+                    d.lamport
                 ));
-                if self.auto_detect {
-                    for (at, of) in [(from, to), (to, from)] {
-                        let when = self.now_step + self.rng.range(1, self.detect_delay_max_steps);
-                        self.schedule(when, Action::Suspect { at, of });
+                if self.knobs.state_transfer {
+                    let life = &self.lives[node];
+                    if life.history.is_joiner() && !life.app.restored {
+                        self.fail(&format!(
+                            "{} delivered #{} to its application before its snapshot was restored",
+                            self.name(node),
+                            d.position
+                        ));
+                    }
+                    if d.position != life.app.position + 1 {
+                        self.fail(&format!(
+                            "{} delivered #{} to an application state at position {}",
+                            self.name(node),
+                            d.position,
+                            life.app.position
+                        ));
                     }
                 }
-                return;
+                let app = &mut self.lives[node].app;
+                app.bytes.extend_from_slice(&digest(d.payload.as_bytes()));
+                app.position = d.position;
+                self.lives[node].history.deliveries.push(Delivered {
+                    origin: d.origin,
+                    lamport: d.lamport,
+                    payload,
+                    position: d.position,
+                });
+            }
+            Event::View(view) => {
+                self.effect(format!(
+                    "{} installs view {} [{}]",
+                    self.name(node),
+                    view.id,
+                    lives_of(&view)
+                ));
+                self.views.insert(view.id.0, view.clone());
+                if self.auto_detect {
+                    self.schedule_suspicions_in(node, &view);
+                }
+                self.lives[node].history.views.push(view);
+            }
+            Event::Joined { position } => {
+                self.effect(format!("{} JOINED at position {position}", self.name(node)));
+                self.lives[node].history.joined = Some(position);
+                if !self.knobs.state_transfer {
+                    self.lives[node].app.position = position;
+                }
+            }
+            Event::Excluded { view } => {
+                self.effect(format!("{} EXCLUDED (view {view}); it stops", self.name(node)));
+                self.lives[node].history.end = End::Excluded;
+                self.schedule_exit(node);
+            }
+            Event::Left => {
+                self.effect(format!("{} LEFT", self.name(node)));
+                self.lives[node].history.end = End::Left;
+                self.schedule_exit(node);
             }
         }
-        if !self.net.send(from, to, frame, self.now_step, &mut self.rng) {
-            self.effect(format!(
-                "a frame {} → {} is lost in the cut",
-                self.name(from),
-                self.name(to)
+    }
+
+    /// The group's application state at `position`, from every life's deliveries; `None` if no life
+    /// delivered some position up to it.
+    pub fn state_at(&self, position: u64) -> Option<Vec<u8>> {
+        let mut at: BTreeMap<u64, &str> = BTreeMap::new();
+        for life in &self.lives {
+            for d in &life.history.deliveries {
+                if d.position <= position {
+                    at.entry(d.position).or_insert(d.payload.as_str());
+                }
+            }
+        }
+        if at.len() as u64 != position {
+            return None;
+        }
+        Some(at.values().flat_map(|p| digest(p.as_bytes())).collect())
+    }
+
+    /// `node`, the sponsor of `view`'s new lives, hands them its state at `position` in snapshot chunks.
+    fn hand_off(&mut self, node: LifeId, view: ViewId, position: u64, to: Vec<(MemberId, ConnId)>) {
+        let app = self.lives[node].app.clone();
+        if app.position != position || self.state_at(position).as_ref() != Some(&app.bytes) {
+            self.fail(&format!(
+                "{} hands off the state at position {position}, but its application stands at {} {}",
+                self.name(node),
+                app.position,
+                if self.state_at(app.position).as_ref() == Some(&app.bytes) {
+                    "(the group's state there)"
+                } else {
+                    "(not the group's state there)"
+                }
             ));
         }
-    }
-
-    /// `node` installed `view`: its connection to each listed rank now reaches the life the view lists,
-    /// which is the rank's newest life if that one is the listed incarnation or is still unnamed.
-    fn retarget(&mut self, node: LifeId, view: &View) {
-        for member in &view.members {
-            if member.rank == self.lives[node].rank {
-                continue;
+        let chunk_len = self.knobs.snapshot_chunk_bytes.max(1);
+        let total = app.bytes.len() as u64;
+        let mut chunks: Vec<(u64, Vec<u8>)> = app
+            .bytes
+            .chunks(chunk_len)
+            .enumerate()
+            .map(|(i, c)| ((i * chunk_len) as u64, c.to_vec()))
+            .collect();
+        if chunks.is_empty() {
+            chunks.push((0, Vec::new()));
+        }
+        let names: Vec<String> = to.iter().map(|(life, _)| life.to_string()).collect();
+        self.effect(format!(
+            "{} hands the state at position {position} ({total} bytes, {} chunks) to {}",
+            self.name(node),
+            chunks.len(),
+            if names.is_empty() {
+                "nobody".to_string()
+            } else {
+                names.join(", ")
             }
-            let process = member.process;
-            let reaches_listed =
-                |sim: &Sim, life: LifeId| sim.lives[life].running() && sim.lives[life].process == process;
-            let target = self.lives[node].target.get(&member.rank).copied().flatten();
-            if target.is_some_and(|t| reaches_listed(self, t)) {
-                continue;
-            }
-            let next = self.life_of_process(process).filter(|l| reaches_listed(self, *l));
-            let replaced_member = |sim: &Sim, t: LifeId| {
-                matches!(sim.lives[t].phase(), Some(Phase::Member | Phase::Changing)) && Some(t) != next
-            };
-            if let Some(old) = target.filter(|t| replaced_member(self, *t)) {
-                // The view lists another process for this rank: the runtime closes the old life's
-                // connection (it is excluded; the relayed decision goes to the rank's new process),
-                // and the old life's detector notices the close.
-                let lost = self.net.break_connection(node, old);
-                self.effect(format!(
-                    "{} closes its connection to {}, a replaced life ({lost} frames in flight lost)",
-                    self.name(node),
-                    self.name(old)
-                ));
-                if self.auto_detect {
-                    let when = self.now_step + self.rng.range(1, self.detect_delay_max_steps);
-                    self.schedule(when, Action::Suspect { at: old, of: node });
-                }
-            }
-            if next != target {
-                if let Some(life) = next {
-                    self.effect(format!(
-                        "{}'s connection to rank {} now reaches {}",
-                        self.name(node),
-                        member.rank,
-                        self.name(life)
-                    ));
-                }
-                self.lives[node].target.insert(member.rank, next);
+        ));
+        for (_, conn) in to {
+            for (offset, chunk) in &chunks {
+                let frame = Frame::Snapshot {
+                    view,
+                    position,
+                    offset: *offset,
+                    total,
+                    chunk: chunk.clone(),
+                };
+                self.write(node, conn, frame);
             }
         }
     }
 
-    fn do_crash(&mut self, node: LifeId, loss: Loss) {
+    /// `node` restores the snapshot `bytes` from `sponsor` at `position`: it must be the group's state
+    /// there, at the position the life joined at.
+    fn restore(&mut self, node: LifeId, sponsor: MemberId, position: u64, bytes: Vec<u8>) {
+        self.effect(format!(
+            "{} restores the state at position {position} ({} bytes) from {sponsor}",
+            self.name(node),
+            bytes.len()
+        ));
+        if self.state_at(position).as_ref() != Some(&bytes) {
+            self.fail(&format!(
+                "{} restored a snapshot from {sponsor} that is not the group's state at position {position}",
+                self.name(node)
+            ));
+        }
+        if self.lives[node].history.joined != Some(position) {
+            self.fail(&format!(
+                "{} restored the state at position {position} but joined at {:?}",
+                self.name(node),
+                self.lives[node].history.joined
+            ));
+        }
+        let app = &mut self.lives[node].app;
+        app.bytes = bytes;
+        app.position = position;
+        app.restored = true;
+    }
+
+    fn do_crash(&mut self, node: LifeId, keep: Keep, silent: bool) {
         if !self.lives[node].running() {
             self.effect("already gone".to_string());
             return;
         }
-        self.trace(node, EventKind::Crash);
-        self.lives[node].node = None;
+        self.trace_own(node, EventKind::Crash);
+        self.lives[node].endpoint = None;
         self.lives[node].history.end = End::Crashed;
-        let lost = match loss {
-            Loss::RandomPrefix => self.net.crash(node, &mut self.rng),
-            Loss::All => {
-                let mut lost = self.net.close_incoming(node);
-                for (from, to) in self.net.busy_links() {
-                    if from == node {
-                        while self.net.pop(from, to).is_some() {
-                            lost += 1;
-                        }
-                    }
-                }
-                lost
-            }
-            Loss::Nothing => self.net.close_incoming(node),
-        };
+        let now = self.now_step;
+        let lost = self.net.process_ended(node, keep, silent, now, &mut self.rng);
         if lost > 0 {
             self.effect(format!("{lost} frames to or from it lost"));
         }
-        self.break_connections_to(node);
         if self.auto_detect {
             self.schedule_suspicions_of(node);
         }
@@ -868,23 +1228,44 @@ impl Sim {
         if !self.lives[node].running() {
             return;
         }
-        self.trace(node, EventKind::Stop);
-        self.lives[node].node = None;
-        let lost = self.net.close_incoming(node);
+        if let Some(endpoint) = self.lives[node].endpoint.as_mut() {
+            endpoint.stop();
+        }
+        self.after_call(node);
+        self.lives[node].endpoint = None;
+        let now = self.now_step;
+        let lost = self.net.process_ended(node, Keep::All, false, now, &mut self.rng);
         if lost > 0 {
             self.effect(format!("{lost} frames to it lost"));
         }
-        self.break_connections_to(node);
         if self.auto_detect {
             self.schedule_suspicions_of(node);
         }
     }
 
-    fn break_connections_to(&mut self, node: LifeId) {
-        let rank = self.lives[node].rank;
-        for life in &mut self.lives {
-            if life.target.get(&rank) == Some(&Some(node)) {
-                life.target.insert(rank, None);
+    fn do_partition(&mut self, side_a: Vec<Rank>, side_b: Vec<Rank>, mode: CutMode) {
+        let now = self.now_step;
+        let eof_delay = self.detect_delay_max_steps;
+        let lost = self.net.cut(&side_a, &side_b, mode, eof_delay, now, &mut self.rng);
+        if lost > 0 {
+            self.effect(format!("{lost} frames in flight across the cut lost"));
+        }
+        if mode == CutMode::Hold && self.auto_detect {
+            // Heartbeats stop across the cut: each detector times out, if the cut lasts that long.
+            let side = |sim: &Sim, ranks: &[Rank]| -> Vec<LifeId> {
+                sim.running()
+                    .into_iter()
+                    .filter(|l| ranks.contains(&sim.lives[*l].rank))
+                    .collect()
+            };
+            let (a, b) = (side(self, &side_a), side(self, &side_b));
+            for x in &a {
+                for y in &b {
+                    for (at, of) in [(*x, *y), (*y, *x)] {
+                        let when = self.now_step + self.rng.range(1, self.detect_delay_max_steps);
+                        self.schedule(when, Action::Silence { at, of });
+                    }
+                }
             }
         }
     }
@@ -895,8 +1276,7 @@ impl Sim {
     fn do_suspect(&mut self, at: LifeId, of: LifeId) {
         let rank = self.lives[of].rank;
         let listed = self.lives[at]
-            .node
-            .as_ref()
+            .node()
             .and_then(|n| n.view())
             .and_then(|v| v.member(rank));
         let life = match listed {
@@ -918,7 +1298,7 @@ impl Sim {
 
     /// The life of `rank` that `at`'s installed view names, if any: the one running the listed process.
     pub fn listed_life(&self, at: LifeId, rank: Rank) -> Option<LifeId> {
-        let listed = self.lives[at].node.as_ref()?.view()?.member(rank)?;
+        let listed = self.lives[at].node()?.view()?.member(rank)?;
         self.life_of_process(listed.process)
     }
 
@@ -937,7 +1317,7 @@ impl Sim {
             return false;
         }
         self.members().into_iter().all(|member| {
-            let Some(node) = &self.lives[member].node else {
+            let Some(node) = self.lives[member].node() else {
                 return true;
             };
             let Some(listed) = node.view().and_then(|v| v.member(rank)) else {
@@ -962,6 +1342,26 @@ impl Sim {
         }
     }
 
+    // ---- coming back --------------------------------------------------------------------------------
+
+    /// The port a new process of `rank` binds.
+    fn bind_port(&self, rank: Rank) -> u16 {
+        let taken = |port: u16| self.lives.iter().any(|l| l.running() && l.port == port);
+        let fresh = || FIRST_PORT + 1_000 + self.lives.len() as u16;
+        match self.port_mode {
+            PortMode::Fresh => fresh(),
+            PortMode::SameAsRank => {
+                let own = FIRST_PORT + rank.0 - 1;
+                if taken(own) {
+                    fresh()
+                } else {
+                    own
+                }
+            }
+            PortMode::LowestFree => (FIRST_PORT..).find(|p| !taken(*p)).expect("a free port"),
+        }
+    }
+
     fn do_restart(&mut self, rank: Rank) {
         let old = self.current(rank.0);
         if self.lives[old].running() {
@@ -972,42 +1372,299 @@ impl Sim {
         }
         let life_no = self.lives[old].history.life + 1;
         let id = self.lives.len();
+        let port = self.bind_port(rank);
         self.net.register(id, rank);
-        let target = (1..=self.size)
-            .filter(|r| *r != rank.0)
-            .map(|r| {
-                let member = self.member_life(r);
-                let is_member = matches!(self.lives[member].phase(), Some(Phase::Member | Phase::Changing));
-                (Rank(r), is_member.then_some(member))
-            })
-            .collect();
         // Identities are drawn at random, as the runtime's are: of two processes asking for one rank,
         // either may be the larger.
         let process = ProcessId(self.rng.next_u64() | 1 << 63);
-        let config = self.core_config(rank);
         self.lives.push(Life {
             rank,
-            node: Some(Node::rejoin(config, process)),
+            endpoint: None,
             history: LifeHistory::joiner(rank.0, life_no),
-            target,
             process,
-            dialled: BTreeSet::new(),
+            port,
+            app: AppState::default(),
             leave_requested: false,
+            greeted: Vec::new(),
+            unreached: Vec::new(),
+            bootstrap: None,
         });
+        // It finds the group: through the helper, or through a live member (`--peer`).
+        let through_peer = !self.helper_up || self.rng.percent(self.peer_lookup_percent);
+        let peers: Vec<LifeId> = self
+            .members()
+            .into_iter()
+            .filter(|l| self.lives[*l].rank != rank)
+            .collect();
+        let mut roster = if through_peer {
+            match self.rng.pick(&peers) {
+                Some(peer) => self.ask_peer(id, peer),
+                None if self.helper_up => Some(self.helper.clone()),
+                None => None,
+            }
+        } else {
+            Some(self.helper.clone())
+        };
+        if through_peer && roster.is_none() && self.helper_up {
+            roster = Some(self.helper.clone());
+        }
+        let Some(mut roster) = roster else {
+            self.effect(format!(
+                "{} finds no group (no helper, no peer): it exits",
+                self.name(id)
+            ));
+            self.lives[id].history.end = End::Crashed;
+            return;
+        };
+        if !through_peer {
+            self.effect(format!(
+                "{} binds {HOST}:{port}; the helper lists [{}]",
+                self.name(id),
+                net::entries(&roster)
+            ));
+        }
+        // Whom it dials first: every other rank's listed address but its own.
+        let dials: Vec<(Rank, u16)> = directory::first_dials(&roster, rank, (HOST, port))
+            .map(|e| (e.rank, e.port))
+            .collect();
+        // Its own entry: its new address, not admitted yet.
+        roster.retain(|e| e.rank != rank);
+        roster.push(RosterEntry {
+            rank,
+            host: HOST.to_string(),
+            port,
+            incarnation: Incarnation(0),
+            process,
+        });
+        roster.sort_by_key(|e| e.rank);
+        let node = Node::rejoin(self.core_config(rank), process);
+        // Without a helper, an admitted process has nobody to register with.
+        let announce = self.helper_up.then_some(port);
+        let endpoint = Endpoint::new(node, self.settings(announce), roster, None);
+        self.lives[id].endpoint = Some(endpoint);
         self.effect(format!("{} starts, joining", self.name(id)));
-        self.trace(
-            id,
-            EventKind::Start {
-                clock: "sim".into(),
-                joining: true,
-            },
-        );
+        self.after_call(id);
         if self.auto_detect {
-            for member in self.members() {
-                let at = self.now_step + self.rng.range(1, self.detect_delay_max_steps);
-                self.schedule(at, Action::Connect { joiner: id, to: member });
+            // It dials every other rank's listed address, one after the other, then the dead ones again,
+            // and only then hands the connections to its endpoint (which asks to be admitted on them).
+            self.lives[id].bootstrap = Some(Vec::new());
+            let mut at = self.now_step;
+            for (listed, listed_port) in dials {
+                at += self.rng.range(1, 1 + self.net_delay_max() * 3);
+                self.schedule(
+                    at,
+                    Action::DialAddress {
+                        joiner: id,
+                        rank: listed,
+                        port: listed_port,
+                    },
+                );
+            }
+            self.schedule(at + 1, Action::DialStale { joiner: id });
+        }
+    }
+
+    fn net_delay_max(&self) -> u64 {
+        self.detect_delay_max_steps.min(30)
+    }
+
+    /// The restarted process `joiner` asks a live member for the roster (`--peer`): a rejoin connection
+    /// whose greeting it reads, then closes.
+    fn ask_peer(&mut self, joiner: LifeId, peer: LifeId) -> Option<Vec<RosterEntry>> {
+        if self.net.cut_between(joiner, peer) == Some(CutMode::Drop) {
+            return None;
+        }
+        let conn = self.net.open(joiner, peer);
+        let (rank, process) = (self.lives[joiner].rank, self.lives[joiner].process);
+        self.write_registration(joiner, conn);
+        self.call(peer, |e| e.opened(conn, Origin::Accepted, rank, process));
+        let roster = self.read_greeting(joiner, peer, conn)?;
+        let now = self.now_step;
+        self.net
+            .close(conn, joiner, "the roster was all it wanted", now, &mut self.rng);
+        self.effect(format!(
+            "{} binds {HOST}:{}; asks {} for the roster (c{conn}, closed after its greeting): [{}]",
+            self.name(joiner),
+            self.lives[joiner].port,
+            self.name(peer),
+            net::entries(&roster.members)
+        ));
+        Some(roster.members)
+    }
+
+    /// The registration a restarted (or newly admitted) process writes first on a connection it dials:
+    /// its rank, process and announced address.
+    fn write_registration(&mut self, node: LifeId, conn: ConnKey) {
+        let life = &self.lives[node];
+        let register = wire::Register {
+            group: "sim".to_string(),
+            host: HOST.to_string(),
+            port: life.port,
+            process: life.process,
+            rejoin: Some(life.rank),
+            admitted: None,
+            nonce: None,
+        };
+        let now = self.now_step;
+        self.net
+            .send(conn, node, Frame::Register(register), None, now, &mut self.rng);
+    }
+
+    /// The dialler reads the greeting, the first frame `acceptor` wrote on `conn`, at once.
+    fn read_greeting(&mut self, dialler: LifeId, acceptor: LifeId, conn: ConnKey) -> Option<wire::Roster> {
+        match self.net.head(conn, acceptor) {
+            Some(Segment::Frame(Frame::Roster(_))) => {}
+            other => {
+                let what = other.map_or("nothing".to_string(), Segment::describe);
+                self.effect(format!(
+                    "{} did not greet {} first: {what}",
+                    self.name(acceptor),
+                    self.name(dialler)
+                ));
+                return None;
             }
         }
+        match self.net.pop(conn, acceptor).map(|a| a.segment) {
+            Some(Segment::Frame(Frame::Roster(roster))) => Some(roster),
+            _ => None,
+        }
+    }
+
+    /// The restarted process `joiner` dials `port`, the address it has for `rank`; true if that rank
+    /// answered and the connection went to its endpoint.
+    fn rejoin_dial(&mut self, joiner: LifeId, rank: Rank, port: u16) -> bool {
+        if !self.lives[joiner].running() {
+            self.effect("the joiner is gone".to_string());
+            return false;
+        }
+        if port == self.lives[joiner].port {
+            self.effect("that is its own address: skipped".to_string());
+            return false;
+        }
+        let Some(acceptor) = self.listener(port) else {
+            self.effect(format!("nothing listens at {HOST}:{port}: unreachable"));
+            return false;
+        };
+        if self.net.cut_between(joiner, acceptor) == Some(CutMode::Drop) {
+            self.effect(format!("{} is across a cut: unreachable", self.name(acceptor)));
+            return false;
+        }
+        let conn = self.net.open(joiner, acceptor);
+        let (own_rank, process) = (self.lives[joiner].rank, self.lives[joiner].process);
+        self.write_registration(joiner, conn);
+        self.effect(format!("{} answers at {HOST}:{port} (c{conn})", self.name(acceptor)));
+        self.call(acceptor, |e| e.opened(conn, Origin::Accepted, own_rank, process));
+        let Some(greeting) = self.read_greeting(joiner, acceptor, conn) else {
+            let now = self.now_step;
+            self.net.close(conn, joiner, "no greeting", now, &mut self.rng);
+            return false;
+        };
+        self.lives[joiner].greeted.extend(greeting.members.iter().cloned());
+        if self.lives[joiner].bootstrap.is_none() {
+            let members = greeting.members.clone();
+            self.call(joiner, |e| e.learn_addresses(members));
+        }
+        match greeting.from {
+            Some(life) if life.rank == rank => {
+                if let Some(links) = self.lives[joiner].bootstrap.as_mut() {
+                    // Its endpoint takes the connection once every dial is done; what comes meanwhile waits.
+                    links.push((conn, life));
+                    self.net.park(conn, joiner, true);
+                    self.effect(format!("{} reads the greeting of {life}", self.name(joiner)));
+                    return true;
+                }
+                self.effect(format!(
+                    "{} reads the greeting of {life} and hands c{conn} to its endpoint",
+                    self.name(joiner)
+                ));
+                self.call(joiner, |e| e.opened(conn, Origin::Dialled, life.rank, life.process));
+                true
+            }
+            other => {
+                let now = self.now_step;
+                self.net
+                    .close(conn, joiner, "another rank answered", now, &mut self.rng);
+                self.effect(format!(
+                    "{:?} answered for rank {rank}: it listens there no more; {} closes c{conn}",
+                    other.map(|m| m.to_string()),
+                    self.name(joiner)
+                ));
+                false
+            }
+        }
+    }
+
+    fn do_dial_stale(&mut self, joiner: LifeId) {
+        if self.lives[joiner].phase() != Some(Phase::Joining) {
+            self.effect("no longer joining: its dials are over".to_string());
+            return;
+        }
+        let unreached = std::mem::take(&mut self.lives[joiner].unreached);
+        let own_port = self.lives[joiner].port;
+        for stale in unreached {
+            let newest = directory::second_dial(&stale, &self.lives[joiner].greeted, (HOST, own_port));
+            let Some(entry) = newest else { continue };
+            self.effect(format!(
+                "rank {} is listed at {HOST}:{} by a greeting (life {})",
+                entry.rank, entry.port, entry.incarnation.0
+            ));
+            self.rejoin_dial(joiner, entry.rank, entry.port);
+        }
+        // Every dial is done: the endpoint takes the connections that answered, then what their greetings
+        // listed; with none, the process gives up (no member answered).
+        let links = self.lives[joiner].bootstrap.take().unwrap_or_default();
+        if links.is_empty() {
+            self.effect(format!("no member answered {}: its process exits", self.name(joiner)));
+            self.do_crash(joiner, Keep::All, false);
+            return;
+        }
+        let names: Vec<String> = links.iter().map(|(c, life)| format!("c{c} ({life})")).collect();
+        self.effect(format!(
+            "{} hands {} to its endpoint",
+            self.name(joiner),
+            names.join(", ")
+        ));
+        for (conn, life) in links {
+            self.net.park(conn, joiner, false);
+            self.call(joiner, |e| e.opened(conn, Origin::Dialled, life.rank, life.process));
+        }
+        let learned = self.lives[joiner].greeted.clone();
+        self.call(joiner, |e| e.learn_addresses(learned));
+    }
+
+    /// `node`'s driver dials `life` at `port` for its endpoint: the connection goes over unread (the
+    /// endpoint reads the greeting), or the dial fails.
+    fn do_redial(&mut self, node: LifeId, life: MemberId, port: u16) {
+        if !self.lives[node].running() {
+            self.effect("the dialler is gone".to_string());
+            return;
+        }
+        let acceptor = self.listener(port);
+        let reason = match acceptor {
+            None => Some(format!("nothing listens at {HOST}:{port}")),
+            Some(a) if self.net.cut_between(node, a) == Some(CutMode::Drop) => Some("across a cut".to_string()),
+            Some(_) => None,
+        };
+        if let Some(reason) = reason {
+            self.effect(format!("dial failed: {reason}"));
+            self.call(node, |e| e.dial_failed(life, &reason));
+            return;
+        }
+        let acceptor = acceptor.expect("checked");
+        if acceptor == node {
+            // Its own port now (it took a dead life's): its own listener would answer.
+            self.effect("that is its own address now".to_string());
+            self.call(node, |e| e.dial_failed(life, "its own address"));
+            return;
+        }
+        let conn = self.net.open(node, acceptor);
+        let (rank, process) = (self.lives[node].rank, self.lives[node].process);
+        self.write_registration(node, conn);
+        self.effect(format!("{} answers (c{conn})", self.name(acceptor)));
+        self.call(acceptor, |e| e.opened(conn, Origin::Accepted, rank, process));
+        self.call(node, |e| {
+            e.opened(conn, Origin::Redialled { life }, life.rank, life.process)
+        });
     }
 
     // ---- the automatic detector ---------------------------------------------------------------------
@@ -1030,26 +1687,6 @@ impl Sim {
         if self.auto_detect {
             let when = self.now_step + self.rng.range(1, self.detect_delay_max_steps);
             self.schedule(when, Action::Exit { node });
-        }
-    }
-
-    /// A dropping cut breaks connections: both ends' detectors notice, each at its own time.
-    fn schedule_cut_suspicions(&mut self, side_a: &[Rank], side_b: &[Rank]) {
-        let lives_of_side = |sim: &Sim, side: &[Rank]| -> Vec<LifeId> {
-            side.iter()
-                .map(|r| sim.member_life(r.0))
-                .filter(|l| sim.lives[*l].running())
-                .collect()
-        };
-        let a = lives_of_side(self, side_a);
-        let b = lives_of_side(self, side_b);
-        for x in &a {
-            for y in &b {
-                for (at, of) in [(*x, *y), (*y, *x)] {
-                    let when = self.now_step + self.rng.range(1, self.detect_delay_max_steps);
-                    self.schedule(when, Action::Suspect { at, of });
-                }
-            }
         }
     }
 
@@ -1086,16 +1723,21 @@ impl Sim {
         self.deliver_between(from, to)
     }
 
-    /// Delivers the head frame on a link between two given lives.
+    /// The segment the next delivery from `from` to `to` takes, if any.
+    pub fn peek(&self, from: LifeId, to: LifeId) -> Option<&Segment> {
+        self.net.peek(from, to, self.now_step)
+    }
+
+    /// Delivers the head segment on a connection between two given lives.
     pub fn deliver_between(&mut self, from: LifeId, to: LifeId) -> String {
-        let Some(frame) = self.net.peek(from, to) else {
+        let Some(segment) = self.peek(from, to) else {
             self.fail(&format!(
                 "scenario expected a frame from {} to {}",
                 self.name(from),
                 self.name(to)
             ));
         };
-        let text = frame.describe();
+        let text = segment.describe();
         self.apply(Action::Deliver { from, to });
         text
     }
@@ -1113,12 +1755,10 @@ impl Sim {
         self.net.queued(self.current(from), self.current(to))
     }
 
-    /// The kind of the head frame from `from` to `to`, if any.
+    /// The kind of the head segment from `from` to `to`, if any (a message's kind, `registration`,
+    /// `roster`, `snapshot` or `eof`).
     pub fn next_kind(&self, from: u16, to: u16) -> Option<&'static str> {
-        match self.net.peek(self.current(from), self.current(to))? {
-            Frame::Msg(msg) => Some(msg.kind()),
-            Frame::JoinRequest(..) => Some("join-request"),
-        }
+        self.peek(self.current(from), self.current(to)).map(Segment::kind)
     }
 
     /// Flushes `rank`.
@@ -1136,9 +1776,11 @@ impl Sim {
 
     /// One tick at every running life, as one line of the story.
     fn tick_round(&mut self) {
+        self.trace_init();
         self.log("tick every running life".to_string());
+        let now = self.now_step;
         for node in self.running() {
-            self.input(node, Input::Tick);
+            self.call(node, |e| e.tick(now));
         }
         // Quiet rounds of ticks fold into one line, so a stalled run's story stays readable.
         let len = self.story.len();
@@ -1155,6 +1797,9 @@ impl Sim {
                 let last = self.story.last_mut().expect("checked");
                 last.line = format!("tick every running life (quiet rounds ×{})", rounds + 1);
             }
+        }
+        while let Some(next) = self.pending.pop_front() {
+            self.apply_one(next);
         }
     }
 
@@ -1209,10 +1854,34 @@ impl Sim {
         self.apply(Action::Restart { rank: Rank(rank) });
     }
 
-    /// `rank`'s joiner reports its connection to `to`.
+    /// `rank`'s joiner dials `to`'s newest life where it listens.
     pub fn connect(&mut self, rank: u16, to: u16) {
         let (joiner, to) = (self.current(rank), self.current(to));
         self.apply(Action::Connect { joiner, to });
+    }
+
+    /// `rank`'s joiner dials `port`, the address its roster lists for `listed`.
+    pub fn dial_address(&mut self, rank: u16, listed: u16, port: u16) {
+        let joiner = self.current(rank);
+        self.apply(Action::DialAddress {
+            joiner,
+            rank: Rank(listed),
+            port,
+        });
+    }
+
+    /// The connections between two lives, oldest first (open or not).
+    pub fn conns_between(&self, a: LifeId, b: LifeId) -> Vec<ConnKey> {
+        self.net
+            .conns_of(a)
+            .into_iter()
+            .filter(|c| self.net.peer(*c, a) == Some(b))
+            .collect()
+    }
+
+    /// How `life`'s endpoint holds `conn` (`None`: it does not, or the process is gone).
+    pub fn watch(&self, life: LifeId, conn: ConnKey) -> Option<endpoint::Watch> {
+        self.lives[life].endpoint.as_ref()?.watch(conn)
     }
 
     /// `rank` leaves.
@@ -1248,8 +1917,7 @@ impl Sim {
     /// `rank`'s newest life's core.
     pub fn node(&self, rank: u16) -> &Node {
         self.lives[self.current(rank)]
-            .node
-            .as_ref()
+            .node()
             .unwrap_or_else(|| panic!("rank {rank} is not running"))
     }
 
@@ -1275,21 +1943,21 @@ impl Sim {
 
     /// Flushes every running life; true if any of them sent something.
     pub fn flush_all(&mut self) -> bool {
-        let before = self.net_len_marker();
+        self.trace_init();
+        let before = self.net.in_flight();
         self.log("idle: flush every running life".to_string());
         for node in self.running() {
             self.do_flush(node);
         }
-        let sent = self.net_len_marker() != before;
-        if !sent {
+        while let Some(next) = self.pending.pop_front() {
+            self.apply_one(next);
+        }
+        let sent = self.net.in_flight() != before;
+        if !sent && self.story.last().is_some_and(|e| e.effects.is_empty()) {
             // A flush that changed nothing is not worth a line of the story.
             self.story.pop();
         }
         sent
-    }
-
-    fn net_len_marker(&self) -> usize {
-        self.net.busy_links().iter().map(|(f, t)| self.net.queued(*f, *t)).sum()
     }
 
     /// The liveness phase: cuts heal, no new faults; frames, scheduled events, flushes and ticks go on
@@ -1306,6 +1974,22 @@ impl Sim {
         }
     }
 
+    /// Joiners dial every member they have no connection to (an operator's `--peer` for a joiner whose
+    /// contacts are gone).
+    fn reconnect_joiners(&mut self) {
+        for joiner in self.joiners() {
+            if self.lives[joiner].bootstrap.is_some() {
+                continue; // its own dials are not over yet
+            }
+            for to in self.members() {
+                let rank = self.lives[to].rank;
+                if rank != self.lives[joiner].rank && !self.net.connected_to_rank(joiner, rank) {
+                    self.apply(Action::Connect { joiner, to });
+                }
+            }
+        }
+    }
+
     /// [`Sim::settle`] without the verdict: true if the group settled within `max_steps`.
     pub fn try_settle(&mut self, max_steps: u64) -> bool {
         // Faults stopped: every application catches up (a busy one holds the group back on purpose).
@@ -1317,11 +2001,7 @@ impl Sim {
         if self.net.is_cut() {
             self.apply(Action::Heal);
         }
-        for joiner in self.joiners() {
-            for to in self.members() {
-                self.apply(Action::Connect { joiner, to });
-            }
-        }
+        self.reconnect_joiners();
         let deadline = self.now_step + max_steps;
         let mut rounds_without_progress = 0;
         while self.now_step < deadline {
@@ -1334,12 +2014,13 @@ impl Sim {
             if let Some((from, to)) = self.rng.pick(&ready) {
                 self.apply(Action::Deliver { from, to });
                 if self.rng.percent(5) {
-                    let node = self.rng.pick(&self.running()).expect("someone runs");
-                    self.apply(Action::Tick { node });
+                    if let Some(node) = self.rng.pick(&self.running()) {
+                        self.apply(Action::Tick { node });
+                    }
                 }
                 continue;
             }
-            if !self.net.is_empty() {
+            if self.net.has_deliverable() {
                 // Frames wait for their delay: let time pass, with ticks.
                 let next = self.net.next_ready_at().unwrap_or(self.now_step);
                 self.now_step = next.max(self.now_step);
@@ -1355,11 +2036,7 @@ impl Sim {
             self.tick_round();
             if rounds_without_progress % 50 == 0 {
                 // Joiners whose contacts died need a live member to ask.
-                for joiner in self.joiners() {
-                    for to in self.members() {
-                        self.apply(Action::Connect { joiner, to });
-                    }
-                }
+                self.reconnect_joiners();
             }
         }
         false
@@ -1371,13 +2048,14 @@ impl Sim {
         let mut view: Option<&View> = None;
         let mut running = Vec::new();
         for (id, life) in self.lives.iter().enumerate() {
-            let Some(node) = &life.node else { continue };
-            if matches!(node.phase(), Phase::Excluded | Phase::Left) {
+            let Some(node) = life.node() else { continue };
+            let phase = life.phase().expect("running");
+            if matches!(phase, Phase::Excluded | Phase::Left) {
                 // Inert: it delivers nothing more; its process exits when the driver gets to it.
                 continue;
             }
-            if node.phase() != Phase::Member {
-                return Err(format!("{} is {:?}", self.name(id), node.phase()));
+            if phase != Phase::Member {
+                return Err(format!("{} is {phase:?}", self.name(id)));
             }
             let status = node.status();
             if status.held > 0 || status.backlog > 0 {
@@ -1388,6 +2066,9 @@ impl Sim {
                     status.backlog,
                     status.head
                 ));
+            }
+            if self.knobs.state_transfer && life.history.is_joiner() && !life.app.restored {
+                return Err(format!("{} still waits for its snapshot", self.name(id)));
             }
             let mine = node.view().expect("a member has a view");
             if view.is_some_and(|v| v != mine) {
@@ -1410,22 +2091,57 @@ impl Sim {
                     lives_of(view)
                 ));
             }
+            // Every two members speak on a member connection (otherwise a suspicion is only a failure
+            // timeout away).
+            for (id, life) in self.lives.iter().enumerate() {
+                let Some(me) = life.node().filter(|_| life.is_member()).map(Node::me) else {
+                    continue;
+                };
+                for other in view.members.iter().filter(|m| m.rank != me.rank) {
+                    let linked = self
+                        .net
+                        .conns_of(id)
+                        .into_iter()
+                        .any(|c| self.watch(id, c).is_some_and(|w| w.is_member && w.life == Some(*other)));
+                    if !linked {
+                        return Err(format!("{} has no member connection to {other}", self.name(id)));
+                    }
+                }
+            }
         }
         Ok(())
     }
 
-    /// Runs the history checker; panics with the story on a counterexample.
+    /// Runs the history checker; panics with the story on a counterexample. With state transfer, every
+    /// running member's application state must also be the group's state at its position.
     pub fn check(&self, expect: Expect) {
         if let Err(problem) = check::check(&self.histories(), expect) {
             self.fail(&problem);
+        }
+        if self.knobs.state_transfer {
+            for (id, life) in self.lives.iter().enumerate() {
+                if !life.is_member() || (life.history.is_joiner() && !life.app.restored) {
+                    continue;
+                }
+                if life.app.position != life.history.last_position()
+                    || self.state_at(life.app.position).as_ref() != Some(&life.app.bytes)
+                {
+                    self.fail(&format!(
+                        "the application state of {} (at position {}) is not the group's",
+                        self.name(id),
+                        life.app.position
+                    ));
+                }
+            }
         }
     }
 }
 
 /// Where a simulated run's traces go.
 enum Tracer {
-    /// `SIM_TRACE` not looked at yet (the driver sets the seed after building the group).
-    Unchecked,
+    /// `SIM_TRACE` not looked at yet (the driver sets the seed after building the group): events so
+    /// far wait here.
+    Unchecked { pending: Vec<(LifeId, TraceEvent)> },
     /// No tracing for this run.
     Off,
     /// One trace file per life, opened at its first event.
@@ -1436,12 +2152,13 @@ enum Tracer {
 }
 
 impl Sim {
-    /// At the first input: trace this run if `SIM_TRACE` is set and `SIM_SEED` names its seed; founders
-    /// get their `start` and first `view` lines at step 0.
+    /// At the first input: trace this run if `SIM_TRACE` is set and `SIM_SEED` names its seed; the
+    /// events of the founders' formation are written then.
     fn trace_init(&mut self) {
-        if !matches!(self.tracer, Tracer::Unchecked) {
+        let Tracer::Unchecked { pending } = &mut self.tracer else {
             return;
-        }
+        };
+        let pending = std::mem::take(pending);
         self.tracer = Tracer::Off;
         let Ok(dir) = std::env::var("SIM_TRACE") else { return };
         let seed_matches = std::env::var("SIM_SEED").ok().and_then(|s| s.parse::<u64>().ok()) == Some(self.seed);
@@ -1459,49 +2176,45 @@ impl Sim {
             dir,
             sinks: BTreeMap::new(),
         };
-        for life in 0..self.lives.len() {
-            let joining = self.lives[life].history.life > 1;
-            self.trace(
-                life,
-                EventKind::Start {
-                    clock: "sim".into(),
-                    joining,
-                },
-            );
-            if let Some(view) = self.lives[life].node.as_ref().and_then(|n| n.view().cloned()) {
-                self.trace_outputs(life, &[Output::ViewInstalled(view)]);
-            }
+        for (life, event) in pending {
+            self.record_trace(life, event);
+        }
+    }
+
+    /// An endpoint's trace event, stamped with the simulation step.
+    fn trace_event(&mut self, life: LifeId, mut event: TraceEvent) {
+        event.time_us = self.now_step;
+        if let EventKind::Start { clock, .. } = &mut event.kind {
+            *clock = "sim".into();
+        }
+        match &mut self.tracer {
+            Tracer::Unchecked { pending } => pending.push((life, event)),
+            Tracer::Off => {}
+            Tracer::On { .. } => self.record_trace(life, event),
+        }
+    }
+
+    /// A trace event the simulator itself records for a life (a crash).
+    fn trace_own(&mut self, life: LifeId, kind: EventKind) {
+        if !self.trace_endpoints {
+            return;
+        }
+        if let Some(core) = self.lives[life].node() {
+            let event = TraceEvent::of(core, self.now_step, kind);
+            self.trace_event(life, event);
         }
     }
 
     /// Appends one event to `life`'s trace (written at once: a failing seed still leaves its trace).
-    fn trace(&mut self, life: LifeId, kind: EventKind) {
+    fn record_trace(&mut self, life: LifeId, event: TraceEvent) {
         let Tracer::On { dir, sinks } = &mut self.tracer else {
-            return;
-        };
-        let Some(core) = self.lives[life].node.as_ref() else {
             return;
         };
         let sink = sinks.entry(life).or_insert_with(|| {
             let path = dir.join(format!("life{life:02}-rank{}.trace", self.lives[life].rank));
             TraceSink::create(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         });
-        sink.record(&TraceEvent::of(core, self.now_step, kind));
+        sink.record(&event);
         sink.flush();
-    }
-
-    fn trace_outputs(&mut self, life: LifeId, outputs: &[Output]) {
-        if !matches!(self.tracer, Tracer::On { .. }) {
-            return;
-        }
-        for output in outputs {
-            let kind = self.lives[life]
-                .node
-                .as_ref()
-                .and_then(|core| trace::output_event(core, output));
-            if let Some(kind) = kind {
-                self.trace(life, kind);
-            }
-        }
     }
 }

@@ -8,12 +8,20 @@
 //!
 //! Faults stay sane by construction: a crash, leave, false suspicion or cut is only applied if the lives
 //! left healthy form a quorum of every view still in use ([`Driver::can_lose`]); otherwise it is skipped
-//! (and the story says so).
+//! (and the story says so). A member still waiting for its snapshot stops if its sponsor goes first, so
+//! it counts as lost with its sponsor (and so on down a chain of sponsors).
 //!
 //! Knobs drawn per seed widen the world to what real processes and connections do: big payloads under
-//! a frame limit (every family), one link cut alone (partition), and in the rejoin family restarts at
-//! any moment after a process died, two processes started for one rank at once, and a process started
-//! for a rank that is still alive (it is refused, and gives up after a join timeout).
+//! a frame limit (every family); the endpoints' failure timeout and redial interval; how long a dial
+//! takes; which port a restarted process binds (a fresh one, its rank's old one, or the lowest free one,
+//! so stale addresses reach nothing, a newer process of the rank, or another rank's process); whether a
+//! restarted process finds the group through the helper or through a live member; state transfer (in
+//! half the runs, in small chunks). Holding cuts silence heartbeats (detectors time out while the held
+//! frames wait, to arrive after the heal on the same connection); breaking cuts close connections. The
+//! partition family also cuts one link alone; the rejoin family restarts at any moment after a process
+//! died, starts two processes for one rank at once, starts a process for a rank that is still alive
+//! (refused, it gives up after a join timeout), crashes or removes the sponsor of a returning member
+//! before or while it hands the state over, and takes the helper away.
 
 use std::collections::BTreeSet;
 
@@ -23,7 +31,7 @@ use tom::types::Rank;
 use super::check::Expect;
 use super::net::{CutMode, DelayProfile, LifeId};
 use super::rng::Rng;
-use super::{Action, Loss, Sim};
+use super::{Action, Knobs, Loss, PortMode, Sim};
 
 /// A family of random runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +99,14 @@ enum Planned {
     /// Only the link between two members breaks (both ends' detectors notice): one end is excluded,
     /// never both.
     CutOneLink,
+    /// Waits for a view change admitting a new life (or its snapshot in flight), then crashes the
+    /// life that sponsors it, or makes it leave.
+    CrashSponsor {
+        leave: bool,
+    },
+    /// The helper goes away: restarted processes find the group through a live member, and admitted
+    /// ones cannot register their address.
+    HelperDown,
 }
 
 /// One random run in progress.
@@ -130,7 +146,26 @@ impl Driver {
         } else {
             tom::protocol::CARRY_CHUNK_BYTES
         };
-        let mut sim = Sim::with_chunks(size, setup.next_u64(), delay, chunk_bytes);
+        // The world's knobs: state transfer in half the runs (small chunks, so a state takes several),
+        // the endpoints' failure timeout and redial interval, how long a dial takes, which port a
+        // restarted process binds, and how it finds the group.
+        let failure_timeout = setup.range(600, 2_500);
+        let knobs = Knobs {
+            carry_chunk_bytes: chunk_bytes,
+            failure_timeout_steps: failure_timeout,
+            // As the runtime: a fifth of the failure timeout.
+            redial_interval_steps: failure_timeout / 5,
+            state_transfer: setup.percent(50),
+            snapshot_chunk_bytes: [8, 24, 64, 512][setup.below(4) as usize],
+        };
+        let dial_delay_max_steps = [0, 3, 20, 60][setup.below(4) as usize];
+        let port_mode = [PortMode::Fresh, PortMode::SameAsRank, PortMode::LowestFree][setup.below(3) as usize];
+        let peer_lookup_percent = [0, 0, 30, 100][setup.below(4) as usize];
+        let helper_goes_down = family == Family::Rejoin && setup.percent(15);
+        let mut sim = Sim::with_knobs(size, setup.next_u64(), delay, knobs);
+        sim.dial_delay_max_steps = dial_delay_max_steps;
+        sim.port_mode = port_mode;
+        sim.peer_lookup_percent = peer_lookup_percent;
         if big_payloads {
             sim.payload_pad_max = 8 * 1024;
             sim.frame_limit_bytes = Some(32 * 1024);
@@ -213,6 +248,14 @@ impl Driver {
                 if setup.percent(20) {
                     faults.push(Planned::RejoinLiveRank);
                 }
+                if setup.percent(25) {
+                    faults.push(Planned::CrashSponsor {
+                        leave: setup.percent(30),
+                    });
+                }
+                if helper_goes_down {
+                    faults.push(Planned::HelperDown);
+                }
                 if setup.percent(20) {
                     faults.push(Planned::Leave);
                 }
@@ -224,9 +267,12 @@ impl Driver {
         // Stable by step: equal steps keep their drawing order.
         plan.sort_by_key(|(step, _)| *step);
         plan.reverse();
+        let knobs = sim.knobs().clone();
         sim.note(format!(
             "family {}, seed {seed}: {size} members, delays ≤{} steps ({}% slow), detector ≤{} steps, \
-             flush after {}% of inputs, {} chaos steps, {} planned events{}{}",
+             flush after {}% of inputs, {} chaos steps, {} planned events; failure timeout {} steps, \
+             redial every {} steps, dials take ≤{} steps, restarts bind {:?} ports, {}% of lookups through a \
+             peer, state transfer {}{}{}",
             family.name(),
             delay.max_steps,
             delay.slow_percent,
@@ -234,6 +280,16 @@ impl Driver {
             sim.flush_after_percent,
             chaos_steps,
             plan.len(),
+            knobs.failure_timeout_steps,
+            knobs.redial_interval_steps,
+            sim.dial_delay_max_steps,
+            sim.port_mode,
+            sim.peer_lookup_percent,
+            if knobs.state_transfer {
+                format!("on ({}-byte chunks)", knobs.snapshot_chunk_bytes)
+            } else {
+                "off".to_string()
+            },
             if big_payloads {
                 ", big payloads under a 32 KiB frame limit"
             } else {
@@ -355,11 +411,26 @@ impl Driver {
 
     /// Lives that are members and not marked for exclusion.
     fn healthy(&self) -> Vec<LifeId> {
-        self.sim
-            .members()
-            .into_iter()
-            .filter(|l| !self.doomed.contains(l))
-            .collect()
+        let members = self.sim.members();
+        // A member still waiting for its snapshot from a sponsor that is doomed or no longer a member
+        // stops when the sponsor is excluded: doomed too, and so on down a chain of sponsors.
+        let mut unhealthy: BTreeSet<LifeId> = self.doomed.clone();
+        loop {
+            let more: Vec<LifeId> = members
+                .iter()
+                .copied()
+                .filter(|l| !unhealthy.contains(l))
+                .filter(|l| {
+                    self.sponsor_awaited_by(*l)
+                        .is_some_and(|s| unhealthy.contains(&s) || !members.contains(&s))
+                })
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            unhealthy.extend(more);
+        }
+        members.into_iter().filter(|l| !unhealthy.contains(l)).collect()
     }
 
     /// True if the healthy lives minus `lost` still form a quorum of every view in use, from the
@@ -368,14 +439,14 @@ impl Driver {
         let keep: Vec<LifeId> = self.healthy().into_iter().filter(|l| !lost.contains(l)).collect();
         let Some(oldest) = keep
             .iter()
-            .filter_map(|l| self.sim.lives[*l].node.as_ref()?.view().map(|v| v.id.0))
+            .filter_map(|l| self.sim.lives[*l].node()?.view().map(|v| v.id.0))
             .min()
         else {
             return false;
         };
         let ids: Vec<tom::types::MemberId> = keep
             .iter()
-            .filter_map(|l| self.sim.lives[*l].node.as_ref().map(|n| n.me()))
+            .filter_map(|l| self.sim.lives[*l].node().map(|n| n.me()))
             .collect();
         self.sim.views.range(oldest..).all(|(_, view)| {
             let voters: Vec<Rank> = ids.iter().filter(|m| view.contains(**m)).map(|m| m.rank).collect();
@@ -429,7 +500,7 @@ impl Driver {
                 } else {
                     self.sim.rng.pick(&changing).expect("not empty")
                 };
-                if self.can_lose(&[node]) {
+                if self.can_lose(&[node]) && !self.sponsors_a_newcomer(node) {
                     self.crash(node);
                 } else {
                     self.skip("crash during a view change");
@@ -505,19 +576,49 @@ impl Driver {
                 let rank = self.sim.lives[victim].rank;
                 self.sim.apply(Action::Restart { rank });
                 let intruder = self.sim.current(rank.0);
-                if self.sim.auto_detect {
-                    for member in self.sim.members() {
-                        let at = self.sim.now_step + self.sim.rng.range(1, self.sim.detect_delay_max_steps);
-                        self.sim.schedule(
-                            at,
-                            Action::Connect {
-                                joiner: intruder,
-                                to: member,
-                            },
-                        );
-                    }
-                }
                 self.give_up_later(intruder);
+                true
+            }
+            Planned::CrashSponsor { leave } => {
+                // A life waits for its snapshot: its sponsor goes, before or while handing it over.
+                let waiting: Vec<(LifeId, LifeId)> = self
+                    .sim
+                    .members()
+                    .into_iter()
+                    .filter_map(|l| Some((self.sponsor_awaited_by(l)?, l)))
+                    .collect();
+                let Some((sponsor, _)) = self.sim.rng.pick(&waiting) else {
+                    return false;
+                };
+                if !self.sim.lives[sponsor].running() || self.doomed.contains(&sponsor) {
+                    return true;
+                }
+                let mut lost = vec![sponsor];
+                lost.extend(self.awaiting_from(sponsor));
+                if !self.can_lose(&lost) {
+                    self.skip("crash of a sponsor");
+                    return true;
+                }
+                self.sim.note(format!(
+                    "the sponsor {} of {} goes",
+                    self.sim.name(sponsor),
+                    lost[1..]
+                        .iter()
+                        .map(|l| self.sim.name(*l))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                self.doomed.extend(lost.iter().copied());
+                self.taken.extend(lost.iter().copied());
+                if leave {
+                    self.sim.apply(Action::Leave { node: sponsor });
+                } else {
+                    self.crash(sponsor);
+                }
+                true
+            }
+            Planned::HelperDown => {
+                self.sim.apply(Action::HelperDown);
                 true
             }
             Planned::CutOneLink => {
@@ -555,12 +656,62 @@ impl Driver {
         self.sim.schedule(at, Action::GiveUp { node });
     }
 
+    /// The life whose snapshot `life` waits for, if it waits for one: the sponsor of the view that
+    /// admitted it.
+    fn sponsor_awaited_by(&self, life: LifeId) -> Option<LifeId> {
+        let l = &self.sim.lives[life];
+        if !self.sim.knobs().state_transfer || !l.history.is_joiner() || l.app.restored || l.history.joined.is_none() {
+            return None;
+        }
+        // The view that admitted it (its own view events wait for the snapshot too).
+        let me = l.node()?.me();
+        let admitting = self.sim.views.values().find(|v| v.contains(me))?;
+        let sponsor = tom::endpoint::snapshot::sponsor(admitting)?;
+        self.sim.life_of_process(sponsor.process)
+    }
+
+    /// The members waiting for a snapshot from `sponsor`, or from one of them, and so on: they stop if
+    /// it goes first.
+    fn awaiting_from(&self, sponsor: LifeId) -> Vec<LifeId> {
+        let members = self.sim.members();
+        let mut stopping: Vec<LifeId> = Vec::new();
+        let mut frontier = vec![sponsor];
+        while let Some(gone) = frontier.pop() {
+            for l in &members {
+                if !stopping.contains(l) && self.sponsor_awaited_by(*l) == Some(gone) {
+                    stopping.push(*l);
+                    frontier.push(*l);
+                }
+            }
+        }
+        stopping
+    }
+
+    /// True if losing `life` now could stop a newcomer that waits for its state, which no fault plan
+    /// weighs: it sponsors a snapshot still awaited, or it is the lowest rank of a view change that
+    /// may admit a joiner (the sponsor of the view it decides).
+    fn sponsors_a_newcomer(&self, life: LifeId) -> bool {
+        if !self.sim.knobs().state_transfer {
+            return false;
+        }
+        if !self.awaiting_from(life).is_empty() {
+            return true;
+        }
+        let members = self.sim.members();
+        let lowest = members.iter().copied().min_by_key(|l| self.sim.lives[*l].rank);
+        let changing = members
+            .iter()
+            .any(|l| self.sim.lives[*l].phase() == Some(Phase::Changing));
+        lowest == Some(life) && (changing || !self.sim.joiners().is_empty())
+    }
+
     /// A random healthy member whose loss (with `also`) keeps a quorum.
     fn pick_loss(&mut self, also: &[LifeId]) -> Option<LifeId> {
         let candidates: Vec<LifeId> = self
             .healthy()
             .into_iter()
             .filter(|l| !also.contains(l))
+            .filter(|l| !self.sponsors_a_newcomer(*l))
             .filter(|l| {
                 let mut lost = also.to_vec();
                 lost.push(*l);
@@ -615,7 +766,9 @@ impl Driver {
             self.sim
                 .note("reckless partition: no side may keep a quorum; only safety is checked");
         }
-        if mode == CutMode::Drop {
+        // A breaking cut closes the connections across; a holding one silences them for long enough that
+        // the detectors notice: either way the side without a quorum is excluded.
+        {
             let losers = if a_survives { &side_b } else { &side_a };
             self.doomed.extend(losers.iter().copied());
             self.taken.extend(losers.iter().copied());
