@@ -150,3 +150,25 @@ fn sweep_with_false_suspicions_and_partitions() {
 fn sweep_with_rejoins() {
     sweep(Family::Rejoin);
 }
+
+/// Seeds that found a bug, kept as named cases (a later change to the simulator's draws may turn a seed
+/// into another schedule; the bug's own test, where there is one, is the lasting guard).
+const FOUND: &[(Family, u64, &str)] = &[(
+    Family::Rejoin,
+    9182,
+    "a join request recorded while the rank's life was falsely suspected outlived the suspicion (its \
+     accuser crashed) and asked for a view change at every install, for ever",
+)];
+
+#[test]
+fn seeds_that_found_bugs_pass() {
+    for &(family, seed, what) in FOUND {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| run_seed(family, seed))) {
+            panic!(
+                "seed {seed} ({what}) fails again\nreplay: {}\n{}",
+                replay_command(family, seed),
+                panic_text(panic.as_ref())
+            );
+        }
+    }
+}

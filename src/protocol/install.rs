@@ -277,8 +277,16 @@ impl Node {
         let detected = self.detected.clone();
         self.suspects.retain(|m| detected.contains(m));
         self.leaving.retain(|m| view.contains(*m));
-        self.joining
-            .retain(|rank, _| view.member(*rank).map_or(true, |m| m.incarnation.0 != view.id.0));
+        // A join request stands only while the view it asks against would take it (see
+        // `on_join_request`): not once the view admitted a life of that rank, nor while the listed
+        // life is no longer suspected (the suspicion was dropped above, say its accuser crashed).
+        // Otherwise a stale request asks for a view change at every install, for ever; the joiner
+        // asks again anyway, every view-change timeout.
+        let suspects = &self.suspects;
+        self.joining.retain(|rank, _| {
+            view.member(*rank)
+                .map_or(true, |m| m.incarnation.0 != view.id.0 && suspects.contains(&m))
+        });
         self.phase = Phase::Member;
         self.view = Some(view.clone());
         self.ack_dirty = false;
