@@ -43,7 +43,7 @@ use crate::auth::{self, Rejection, Secret};
 use crate::error::{Error, Result};
 use crate::net::{self, Listening, PendingSlot, Retry};
 use crate::types::{Incarnation, ProcessId, Rank};
-use crate::wire::{self, Frame, Hello, Purpose, ReadError, Register, RosterEntry};
+use crate::wire::{self, Frame, Hello, Purpose, ReadError, Register, Roster, RosterEntry};
 
 /// The group name used unless one is configured.
 pub const GROUP_DEFAULT: &str = "tom";
@@ -174,7 +174,40 @@ pub fn form(config: &Config) -> Result<Formed> {
     info!("listening on {local_addr}");
     let process = auth::fresh_process_id();
 
-    let helper = net::connect_retrying(&helper_host, helper_port, config.retry(), "helper").map_err(|error| {
+    let roster = register(
+        config,
+        (&helper_host, helper_port),
+        local_addr.port(),
+        process,
+        deadline,
+    )?;
+    let (rank, size) = (roster.rank, roster.size);
+    check_roster(&roster.members, rank, size, local_addr.port(), process)?;
+    acceptor.set_founders(roster.members.iter().map(|entry| entry.process).collect());
+    acceptor.set_roster(rank, size);
+    info!("rank {rank} of {size}: connecting the mesh");
+
+    let (links, self_link) = connect_mesh(config, &roster.members, rank, process, &incoming, deadline)?;
+    acceptor.set_formed();
+    info!("rank {rank} of {size}: formed, {} connections up", links.len() + 1);
+    Ok(Formed {
+        rank,
+        process,
+        size,
+        roster: roster.members,
+        links,
+        self_link,
+        incoming,
+        acceptor,
+        local_addr,
+    })
+}
+
+/// Registers this process (listening on `port`) with the helper at `helper` and waits, until
+/// `deadline`, for the roster that gives it its rank.
+fn register(config: &Config, helper: (&str, u16), port: u16, process: ProcessId, deadline: Instant) -> Result<Roster> {
+    let (helper_host, helper_port) = helper;
+    let helper = net::connect_retrying(helper_host, helper_port, config.retry(), "helper").map_err(|error| {
         Error::HelperUnreachable {
             addr: config.helper.clone(),
             reason: error.to_string(),
@@ -187,7 +220,7 @@ pub fn form(config: &Config) -> Result<Formed> {
     let register = Register {
         group: config.group.clone(),
         host: host.clone(),
-        port: local_addr.port(),
+        port,
         process,
         rejoin: None,
         admitted: None,
@@ -204,8 +237,7 @@ pub fn form(config: &Config) -> Result<Formed> {
     )?;
     info!(
         "registered with the helper at {} as {host}:{}; waiting for the group to form",
-        config.helper,
-        local_addr.port()
+        config.helper, port
     );
     let roster = match net::read_frame_before(&helper, deadline, wire::HANDSHAKE_LEN_MAX) {
         Ok(Frame::Roster(roster)) => roster,
@@ -219,16 +251,23 @@ pub fn form(config: &Config) -> Result<Formed> {
         }
         Err(error) => return Err(timeout_or(error, "waiting for the roster from the helper")),
     };
-    drop(helper);
-    let (rank, size) = (roster.rank, roster.size);
-    check_roster(&roster.members, rank, size, local_addr.port(), process)?;
-    acceptor.set_founders(roster.members.iter().map(|entry| entry.process).collect());
-    acceptor.set_roster(rank, size);
-    info!("rank {rank} of {size}: connecting the mesh");
+    Ok(roster)
+}
 
+/// The mesh rule: this rank dials every rank from its own up (itself included), and waits until
+/// `deadline` for every rank up to its own to dial it. Returns the links to the others and the two
+/// ends of the self-connection (dialled, accepted).
+fn connect_mesh(
+    config: &Config,
+    members: &[RosterEntry],
+    rank: Rank,
+    process: ProcessId,
+    incoming: &Receiver<Incoming>,
+    deadline: Instant,
+) -> Result<(BTreeMap<Rank, TcpStream>, (TcpStream, TcpStream))> {
     let mut links = BTreeMap::new();
     let mut dialled_self = None;
-    for entry in &roster.members[usize::from(rank.0 - 1)..] {
+    for entry in &members[usize::from(rank.0 - 1)..] {
         let stream = dial(config, entry, rank, process, deadline)?;
         if entry.rank == rank {
             dialled_self = Some(stream);
@@ -265,22 +304,10 @@ pub fn form(config: &Config) -> Result<Formed> {
             links.insert(hello.rank, stream);
         }
     }
-    acceptor.set_formed();
     let (Some(dialled), Some(accepted)) = (dialled_self, accepted_self) else {
         return Err(Error::Unexpected("self-connection missing".into()));
     };
-    info!("rank {rank} of {size}: formed, {} connections up", links.len() + 1);
-    Ok(Formed {
-        rank,
-        process,
-        size,
-        roster: roster.members,
-        links,
-        self_link: (dialled, accepted),
-        incoming,
-        acceptor,
-        local_addr,
-    })
+    Ok((links, (dialled, accepted)))
 }
 
 /// The helper's roster must list ranks 1..=N in order, with us (our port, our process) at our rank.

@@ -322,36 +322,55 @@ pub fn serve(listener: TcpListener, settings: Settings) -> std::io::Result<()> {
     Ok(())
 }
 
-fn serve_client(shared: &Shared, stream: TcpStream, peer: SocketAddr, pending: PendingSlot) {
-    let _ = stream.set_nodelay(true);
-    let reply_timeout = Duration::from_millis(REPLY_TIMEOUT_MS);
-    let refuse = |reason: &str| net::refuse(&stream, peer, reason, "helper", reply_timeout);
+/// Reads a client's registration before the handshake deadline and checks its group and secret;
+/// `None` once the client was refused (`refuse`) or dropped.
+fn read_registration(shared: &Shared, stream: &TcpStream, peer: SocketAddr, refuse: &dyn Fn(&str)) -> Option<Register> {
     let deadline = Instant::now() + Duration::from_millis(shared.settings.handshake_timeout_ms);
-    let request = match net::read_frame_before(&stream, deadline, wire::HANDSHAKE_LEN_MAX) {
+    let request = match net::read_frame_before(stream, deadline, wire::HANDSHAKE_LEN_MAX) {
         Ok(Frame::Register(request)) => request,
-        Ok(other) => return refuse(&format!("expected a registration, got a {}", other.kind())),
-        Err(ReadError::Wire(error)) => return refuse(&error.to_string()),
+        Ok(other) => {
+            refuse(&format!("expected a registration, got a {}", other.kind()));
+            return None;
+        }
+        Err(ReadError::Wire(error)) => {
+            refuse(&error.to_string());
+            return None;
+        }
         Err(error) => {
             warn!("helper: dropped {peer}: {error} before registering");
-            return;
+            return None;
         }
     };
     // The group first, so that a member of another group hears that, not that its secret is wrong.
     if request.group != shared.settings.group {
-        return refuse(&format!(
+        refuse(&format!(
             "wrong group: this helper forms group {:?}, the member asked for {:?}",
             shared.settings.group, request.group
         ));
+        return None;
     }
     let opening = Frame::Register(request.clone());
-    match auth::answer(&stream, &opening, shared.settings.secret.as_ref(), deadline) {
+    match auth::answer(stream, &opening, shared.settings.secret.as_ref(), deadline) {
         Ok(()) => {}
-        Err(Rejection::Refuse(reason)) => return refuse(&reason),
+        Err(Rejection::Refuse(reason)) => {
+            refuse(&reason);
+            return None;
+        }
         Err(Rejection::Drop(reason)) => {
             warn!("helper: dropped {peer}: {reason}");
-            return;
+            return None;
         }
     }
+    Some(request)
+}
+
+fn serve_client(shared: &Shared, stream: TcpStream, peer: SocketAddr, pending: PendingSlot) {
+    let _ = stream.set_nodelay(true);
+    let reply_timeout = Duration::from_millis(REPLY_TIMEOUT_MS);
+    let refuse = |reason: &str| net::refuse(&stream, peer, reason, "helper", reply_timeout);
+    let Some(request) = read_registration(shared, &stream, peer, &refuse) else {
+        return;
+    };
     drop(pending);
     let mut registry = shared.registry.lock();
     let was_formed = registry.is_formed();

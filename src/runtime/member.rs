@@ -308,21 +308,8 @@ impl Member {
         let progress = Arc::new(Progress::default());
         progress.set_me(start.node.me());
         let rank = start.node.me().rank;
-        let own_address = start
-            .directory
-            .iter()
-            .find(|entry| entry.rank == rank)
-            .map(|entry| (entry.host.clone(), acceptor.local_addr().port()))
-            .unwrap_or_else(|| (acceptor.local_addr().ip().to_string(), acceptor.local_addr().port()));
-        let settings = endpoint::Settings {
-            failure_timeout_ms: config.failure_timeout_ms,
-            redial_interval_ms: (config.failure_timeout_ms / 5).max(config.heartbeat_interval_ms),
-            window: config.window,
-            size: start.size,
-            state_transfer: config.state.is_some(),
-            announce: start.announce.filter(|_| !config.formation.helper.is_empty()),
-            trace: config.trace.is_some(),
-        };
+        let own_address = own_address(&start.directory, rank, acceptor.local_addr());
+        let settings = endpoint_settings(config, start.size, start.announce.clone());
         let mut endpoint = Endpoint::new(start.node, settings, start.directory, start.formed);
         endpoint.learn_addresses(start.learned);
         let mut engine = Engine {
@@ -625,4 +612,28 @@ fn core_config(config: &Config, rank: Rank) -> protocol::Config {
     core.window = config.window;
     core.view_change_timeout_ticks = (config.failure_timeout_ms / config.tick_ms).max(2);
     core
+}
+
+/// The address this member tells a member it dials: its directory entry's host (the one the group
+/// knows it by) with the port it listens on, else its listener's own address.
+fn own_address(directory: &[RosterEntry], rank: Rank, listening: SocketAddr) -> (String, u16) {
+    directory
+        .iter()
+        .find(|entry| entry.rank == rank)
+        .map(|entry| (entry.host.clone(), listening.port()))
+        .unwrap_or_else(|| (listening.ip().to_string(), listening.port()))
+}
+
+/// The endpoint's settings from the runtime's: a life left unconnected is dialled again every fifth
+/// of a failure timeout (at most once a heartbeat interval).
+fn endpoint_settings(config: &Config, size: u16, announce: Option<(String, u16)>) -> endpoint::Settings {
+    endpoint::Settings {
+        failure_timeout_ms: config.failure_timeout_ms,
+        redial_interval_ms: (config.failure_timeout_ms / 5).max(config.heartbeat_interval_ms),
+        window: config.window,
+        size,
+        state_transfer: config.state.is_some(),
+        announce: announce.filter(|_| !config.formation.helper.is_empty()),
+        trace: config.trace.is_some(),
+    }
 }
