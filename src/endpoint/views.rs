@@ -20,7 +20,10 @@ impl Endpoint {
         self.roles_changed = true;
         self.announce_admission(&view);
         self.transfer_state(&view);
-        self.report(Event::View(view));
+        // A newcomer whose sponsor left stops at this view (`Excluded`, the last event): no `View` after.
+        if !self.finished {
+            self.report(Event::View(view));
+        }
     }
 
     /// A new view: joiner connections of the processes it admitted become member connections,
