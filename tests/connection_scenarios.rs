@@ -14,41 +14,6 @@ use sim::net::{ConnKey, LifeId};
 use sim::{Action, Knobs, PortMode, Sim, FIRST_PORT};
 use tom::protocol::Phase;
 
-/// Delivers every frame in flight, in a seeded order, except on the `held` links, and flushes idle
-/// nodes, until nothing else moves. No ticks.
-fn settle_except(sim: &mut Sim, held: &[(LifeId, LifeId)]) {
-    for _ in 0..100_000 {
-        let links: Vec<_> = sim.net.busy_links().into_iter().filter(|l| !held.contains(l)).collect();
-        if let Some((from, to)) = sim.rng.pick(&links) {
-            sim.apply(Action::Deliver { from, to });
-            continue;
-        }
-        if !sim.flush_all() {
-            return;
-        }
-    }
-    sim.fail("not quiet");
-}
-
-/// Delivers frames on one link, oldest first, until one of `kind` has been delivered.
-fn deliver_through(sim: &mut Sim, from: LifeId, to: LifeId, kind: &str) {
-    loop {
-        let Some(next) = sim.peek(from, to).map(|f| f.describe()) else {
-            sim.fail(&format!("no {kind} in flight from {from} to {to}"));
-        };
-        sim.deliver_between(from, to);
-        if next.starts_with(kind) {
-            return;
-        }
-    }
-}
-
-/// Ticks, deliveries, flushes and the scheduled reports go on until the group settles.
-fn settle(sim: &mut Sim) {
-    sim.auto_detect = true;
-    sim.settle(50_000);
-}
-
 /// The id of the view `life` installed last.
 fn view_id(sim: &Sim, life: LifeId) -> u64 {
     sim.lives[life].history.views.last().map_or(0, |v| v.id.0)
@@ -116,7 +81,7 @@ fn a_life_admitted_first_keeps_its_dial_to_a_rank_still_joining() {
     let dial = only_conn(&sim, two, four);
     // View 3 admits 2 while 4's requests wait on their links.
     let held: Vec<(LifeId, LifeId)> = [1, 3, 5].iter().map(|r| (four, sim.current(*r))).collect();
-    settle_except(&mut sim, &held);
+    sim.settle_except(&held);
     assert_eq!(sim.view_of(1), vec![1, 2, 3, 5], "view 3 admits 2");
     assert_eq!(view_id(&sim, two), 3);
     assert!(
@@ -124,14 +89,14 @@ fn a_life_admitted_first_keeps_its_dial_to_a_rank_still_joining() {
         "2 keeps its dial to 4's new process as that process's joiner connection"
     );
     // Then view 4 admits 4; 2 and 4 speak on 2's dial, and nobody dials anyone.
-    settle(&mut sim);
+    sim.settle_detecting();
     assert_eq!(sim.view_of(1), vec![1, 2, 3, 4, 5]);
     assert_eq!(view_id(&sim, four), 4);
     assert_member_conn(&sim, dial, two, four);
     assert!(!sim.story_mentions("asks to dial"), "no life had to dial another");
     sim.multicast(2);
     sim.multicast(4);
-    settle(&mut sim);
+    sim.settle_detecting();
     sim.check(Expect::Settled);
 }
 
@@ -153,11 +118,11 @@ fn a_joiners_first_frames_before_the_admitting_view_are_kept() {
     let (one, two, three) = (sim.current(1), sim.current(2), sim.current(3));
     // The admission runs with 1's frames to 2 held back but for the ballot.
     let held = [(one, two)];
-    settle_except(&mut sim, &held);
-    deliver_through(&mut sim, one, two, "prepare");
-    settle_except(&mut sim, &held);
-    deliver_through(&mut sim, one, two, "accept");
-    settle_except(&mut sim, &held);
+    sim.settle_except(&held);
+    sim.deliver_through(one, two, "prepare");
+    sim.settle_except(&held);
+    sim.deliver_through(one, two, "accept");
+    sim.settle_except(&held);
     assert_eq!(
         sim.lives[three].phase(),
         Some(Phase::Member),
@@ -166,7 +131,7 @@ fn a_joiners_first_frames_before_the_admitting_view_are_kept() {
     assert_eq!(view_id(&sim, two), 2, "2 has not");
     // 3's first message reaches 2 (after 3's relayed decision) on the connection 3 dialled while joining.
     let first = sim.multicast(3);
-    settle_except(&mut sim, &held);
+    sim.settle_except(&held);
     assert!(
         sim.queued(3, 2) == 0,
         "3's frames reached 2 before its view admitting 3"
@@ -176,7 +141,7 @@ fn a_joiners_first_frames_before_the_admitting_view_are_kept() {
     while sim.net.queued(one, two) > 0 {
         sim.deliver_between(one, two);
     }
-    settle(&mut sim);
+    sim.settle_detecting();
     for rank in 1..=3 {
         assert!(
             sim.delivered(rank).contains(&first),
@@ -184,7 +149,7 @@ fn a_joiners_first_frames_before_the_admitting_view_are_kept() {
         );
     }
     sim.multicast(3);
-    settle(&mut sim);
+    sim.settle_detecting();
     sim.check(Expect::Settled);
 }
 
@@ -203,7 +168,7 @@ fn a_leavers_connection_closes_only_after_the_relayed_decision() {
     for rank in 1..=3 {
         assert_eq!(sim.delivered(rank), vec![last_word.clone()]);
     }
-    settle(&mut sim);
+    sim.settle_detecting();
     assert_eq!(sim.lives[sim.current(3)].history.end, sim::check::End::Left);
     sim.check(Expect::Settled);
 }
@@ -249,9 +214,9 @@ fn frames_for_a_life_never_go_to_another_process_of_its_rank() {
     sim.run_until_quiet();
     assert_eq!(sim.lives[four].phase(), Some(Phase::Member));
     // The duplicate gives up (its join timeout) once the others settle.
-    settle_except(&mut sim, &[]);
+    sim.settle_except(&[]);
     sim.apply(Action::GiveUp { node: duplicate });
-    settle(&mut sim);
+    sim.settle_detecting();
     for rank in [1, 2, 3, 4] {
         assert!(
             sim.delivered(rank).contains(&first),
@@ -268,7 +233,7 @@ fn frames_for_a_life_never_go_to_another_process_of_its_rank() {
     );
     sim.multicast(2);
     sim.multicast(4);
-    settle(&mut sim);
+    sim.settle_detecting();
     sim.check(Expect::Settled);
 }
 
@@ -311,7 +276,7 @@ fn a_life_admitted_into_a_view_change_dials_its_unconnected_members() {
     );
     assert_eq!(sim.view_of(1), vec![1, 2, 4, 5]);
     sim.multicast(1);
-    settle(&mut sim);
+    sim.settle_detecting();
     assert_eq!(sim.view_of(4), vec![1, 2, 4, 5]);
     sim.check(Expect::Settled);
 }
@@ -355,11 +320,11 @@ fn a_sponsor_hands_the_state_over_once_the_newcomer_connects() {
     assert!(sim.conns_between(one, three).is_empty(), "1 has no connection to 3 yet");
     assert!(!sim.lives[three].app.restored, "3 waits for its state");
     // 3 dials 1 at its next tick; 1 hands it the state then.
-    settle(&mut sim);
+    sim.settle_detecting();
     assert!(sim.lives[three].app.restored, "3 restored the state 1 handed over");
     sim.multicast(1);
     sim.multicast(3);
-    settle(&mut sim);
+    sim.settle_detecting();
     sim.check(Expect::Settled);
 }
 
@@ -389,7 +354,7 @@ fn lives_admitted_together_learn_each_others_address() {
     sim.run_until_quiet();
     assert_eq!(sim.view_of(1), vec![1, 2, 3, 4, 5], "one view admits both");
     assert!(sim.conns_between(two, four).is_empty(), "neither dialled the other");
-    settle(&mut sim);
+    sim.settle_detecting();
     assert_eq!(
         sim.view_of(1),
         vec![1, 2, 3, 4, 5],
@@ -399,6 +364,6 @@ fn lives_admitted_together_learn_each_others_address() {
     assert_member_conn(&sim, link, two, four);
     sim.multicast(2);
     sim.multicast(4);
-    settle(&mut sim);
+    sim.settle_detecting();
     sim.check(Expect::Settled);
 }

@@ -13,55 +13,20 @@ use sim::{Action, Loss, Sim};
 use tom::protocol::Phase;
 use tom::types::Rank;
 
-/// Delivers every frame in flight, in a seeded order, except on the `held` links, and flushes idle
-/// nodes, until nothing else moves. No ticks.
-fn settle_except(sim: &mut Sim, held: &[(LifeId, LifeId)]) {
-    for _ in 0..100_000 {
-        let links: Vec<_> = sim.net.busy_links().into_iter().filter(|l| !held.contains(l)).collect();
-        if let Some((from, to)) = sim.rng.pick(&links) {
-            sim.apply(Action::Deliver { from, to });
-            continue;
-        }
-        if !sim.flush_all() {
-            return;
-        }
-    }
-    sim.fail("not quiet");
-}
-
-/// Delivers frames on one link, oldest first, until one of `kind` has been delivered.
-fn deliver_through(sim: &mut Sim, from: LifeId, to: LifeId, kind: &str) {
-    loop {
-        let Some(next) = sim.peek(from, to).map(|f| f.describe()) else {
-            sim.fail(&format!("no {kind} in flight from {from} to {to}"));
-        };
-        sim.deliver_between(from, to);
-        if next.starts_with(kind) {
-            return;
-        }
-    }
-}
-
 /// Lets everything move but the link `held` and the links in `also_held`; on `held`, delivers frames one
 /// at a time (letting the rest move after each) until the next one is a frame of `kind`, which stays.
 fn deliver_up_to(sim: &mut Sim, held: (LifeId, LifeId), kind: &str, also_held: &[(LifeId, LifeId)]) {
     let mut holding = vec![held];
     holding.extend_from_slice(also_held);
-    settle_except(sim, &holding);
+    sim.settle_except(&holding);
     loop {
         let next = sim.peek(held.0, held.1).map(|f| f.describe()).unwrap_or_default();
         if next.is_empty() || next.starts_with(kind) {
             return;
         }
         sim.deliver_between(held.0, held.1);
-        settle_except(sim, &holding);
+        sim.settle_except(&holding);
     }
-}
-
-/// Ticks, deliveries, flushes and the scheduled reports go on until the group settles.
-fn settle(sim: &mut Sim) {
-    sim.auto_detect = true;
-    sim.settle(50_000);
 }
 
 /// Behaviour 1: two processes never become the same life. View {1,2}; a new process P of rank 3 is
@@ -86,11 +51,11 @@ fn two_processes_for_one_rank_never_share_a_life() {
     sim.connect(3, 2);
     // The admission runs, with everything from 1 to 2 and from P to 2 held back but for the ballot.
     let held = [(one, two), (p, two)];
-    settle_except(&mut sim, &held);
-    deliver_through(&mut sim, one, two, "prepare");
-    settle_except(&mut sim, &held);
-    deliver_through(&mut sim, one, two, "accept");
-    settle_except(&mut sim, &held);
+    sim.settle_except(&held);
+    sim.deliver_through(one, two, "prepare");
+    sim.settle_except(&held);
+    sim.deliver_through(one, two, "accept");
+    sim.settle_except(&held);
     assert_eq!(
         sim.lives[p].phase(),
         Some(Phase::Member),
@@ -106,25 +71,25 @@ fn two_processes_for_one_rank_never_share_a_life() {
     sim.restart(3);
     let q = sim.current(3);
     sim.apply(Action::Connect { joiner: q, to: two });
-    settle_except(&mut sim, &[(one, two)]);
+    sim.settle_except(&[(one, two)]);
     // Member 2 installs the admitting view late; nothing it sends for P's life reaches Q.
     while sim.net.queued(one, two) > 0 {
         sim.deliver_between(one, two);
     }
-    settle_except(&mut sim, &[]);
+    sim.settle_except(&[]);
     assert_eq!(
         sim.lives[q].phase(),
         Some(Phase::Joining),
         "Q ignores a decision that admits another process"
     );
     sim.apply(Action::Multicast { node: q });
-    settle_except(&mut sim, &[]);
+    sim.settle_except(&[]);
     sim.check(Expect::Safety);
     // The group then suspects the dead P and admits Q as a life of its own.
     for at in [one, two] {
         sim.apply(Action::Suspect { at, of: p });
     }
-    settle(&mut sim);
+    sim.settle_detecting();
     assert_eq!(sim.lives[q].phase(), Some(Phase::Member));
     let q_life = sim.lives[q].node().unwrap().me();
     assert!(q_life.incarnation.0 > 3, "Q is a new life, {q_life}, not P's 3#3");
@@ -155,7 +120,7 @@ fn a_view_change_far_larger_than_the_frame_limit_goes_through() {
     for _ in 0..20 {
         sim.multicast(1);
         sim.multicast(3);
-        settle_except(&mut sim, &paused);
+        sim.settle_except(&paused);
     }
     sim.net.heal();
     // 2's queued frames and 30 more big messages reach 1, none reaches 3; then 2 crashes.
@@ -174,7 +139,7 @@ fn a_view_change_far_larger_than_the_frame_limit_goes_through() {
     assert!(lacking_bytes > frame_limit, "3 lacks {lacking_bytes} bytes of payloads");
     sim.suspect(1, 2);
     sim.suspect(3, 2);
-    settle(&mut sim);
+    sim.settle_detecting();
     assert_eq!(sim.view_of(1), vec![1, 3]);
     assert_eq!(sim.delivered(1).len(), 70);
     assert_eq!(sim.delivered(1), sim.delivered(3));
@@ -197,7 +162,7 @@ fn one_cut_link_excludes_one_end_only() {
         let [a, b] = order;
         sim.suspect(a, b);
         sim.suspect(b, a);
-        settle(&mut sim);
+        sim.settle_detecting();
         let view = sim.view_of(1);
         assert_eq!(view.len(), 2, "one end only is excluded: view {view:?}");
         assert!(view.contains(&1));
@@ -217,17 +182,17 @@ fn a_leave_waits_for_a_slow_member_instead_of_excluding_it() {
     let (one, two) = (sim.current(1), sim.current(2));
     sim.leave(1);
     // 2 is slow: nothing reaches it for many view-change timeouts.
-    settle_except(&mut sim, &[(one, two)]);
+    sim.settle_except(&[(one, two)]);
     for _ in 0..100 {
         sim.apply(Action::Tick { node: one });
-        settle_except(&mut sim, &[(one, two)]);
+        sim.settle_except(&[(one, two)]);
     }
     assert_ne!(
         sim.lives[one].phase(),
         Some(Phase::Left),
         "no view without 2 decided alone"
     );
-    settle(&mut sim);
+    sim.settle_detecting();
     assert_eq!(sim.lives[one].phase(), None, "1 left, and its process exited");
     assert_eq!(sim.lives[one].history.end, sim::check::End::Left);
     assert_eq!(sim.view_of(2), vec![2]);
@@ -286,28 +251,28 @@ fn a_member_without_the_cut_fetches_it_before_installing() {
     // The ballot runs, but 1's Accept (with the payload 3 lacks) never reaches 3, and 1 dies right
     // after 2 accepted: a quorum of {1,2,3,4} is 1 and 2 (half, with the lowest rank).
     let held = [(one, three)];
-    settle_except(&mut sim, &[(one, three), (one, two)]);
-    deliver_through(&mut sim, one, three, "prepare");
-    settle_except(&mut sim, &[(one, three), (one, two)]);
-    deliver_through(&mut sim, one, two, "prepare");
-    settle_except(&mut sim, &[(one, three), (one, two)]);
-    deliver_through(&mut sim, one, two, "accept");
-    settle_except(&mut sim, &held);
+    sim.settle_except(&[(one, three), (one, two)]);
+    sim.deliver_through(one, three, "prepare");
+    sim.settle_except(&[(one, three), (one, two)]);
+    sim.deliver_through(one, two, "prepare");
+    sim.settle_except(&[(one, three), (one, two)]);
+    sim.deliver_through(one, two, "accept");
+    sim.settle_except(&held);
     assert_eq!(sim.lives[one].node().unwrap().view().unwrap().id.0, 2, "decided");
     // 1's machine loses power: its connections go silent, nobody notices yet.
     sim.apply(Action::PowerCut { node: one });
     // 2 installed and relayed the decision to 3, which fetches the payload from 2.
-    settle_except(&mut sim, &[]);
+    sim.settle_except(&[]);
     assert_eq!(sim.lives[three].node().unwrap().view().unwrap().id.0, 2);
     assert_eq!(sim.delivered(3), sim.delivered(2));
     assert_eq!(sim.delivered(3).len(), 1, "4's message, carried");
     for at in [two, three] {
         sim.apply(Action::Suspect { at, of: one });
     }
-    settle(&mut sim);
+    sim.settle_detecting();
     assert_eq!(sim.view_of(2), vec![2, 3]);
     sim.multicast(2);
-    settle(&mut sim);
+    sim.settle_detecting();
     sim.check(Expect::Settled);
 }
 
@@ -341,7 +306,7 @@ fn a_cut_gathered_by_a_ballot_that_died_has_no_gap() {
     });
     // 3's promise reaches 1, which asks 2 (now dead) for the first message and 3 for the second; 3
     // answers, and 1 holds the second message without the first. Then 3 dies too.
-    settle_except(&mut sim, &[]);
+    sim.settle_except(&[]);
     let gathered_second_only = sim.node(1).status().held == 0;
     assert!(gathered_second_only, "1 holds back nothing of 6 in its queue");
     sim.apply(Action::Crash {
@@ -353,7 +318,7 @@ fn a_cut_gathered_by_a_ballot_that_died_has_no_gap() {
             sim.apply(Action::Suspect { at, of });
         }
     }
-    settle(&mut sim);
+    sim.settle_detecting();
     assert_eq!(sim.view_of(1), vec![1, 4, 5]);
     sim.check(Expect::Settled);
 }
@@ -386,7 +351,7 @@ fn a_gathering_proposer_asks_another_holder_when_the_first_dies() {
     let timeout = tom::protocol::Config::new(Rank(1)).view_change_timeout_ticks;
     for _ in 0..timeout + 2 {
         sim.tick_all(1);
-        settle_except(&mut sim, &[]);
+        sim.settle_except(&[]);
     }
     assert_eq!(
         sim.view_of(1),
@@ -397,7 +362,7 @@ fn a_gathering_proposer_asks_another_holder_when_the_first_dies() {
     for rank in [1, 3, 4] {
         sim.suspect(rank, 2);
     }
-    settle(&mut sim);
+    sim.settle_detecting();
     assert_eq!(sim.view_of(1), vec![1, 3, 4]);
     sim.check(Expect::Settled);
 }
@@ -416,7 +381,7 @@ fn a_group_whose_every_member_leaves_dissolves() {
         for rank in 1..=size {
             sim.leave(rank);
         }
-        settle(&mut sim);
+        sim.settle_detecting();
         for rank in 1..=size {
             let life = sim.current(rank);
             assert_eq!(
@@ -462,12 +427,12 @@ fn a_ballot_whose_payloads_died_with_their_only_holder_starts_over() {
     for rank in [1, 2] {
         sim.suspect(rank, 3);
     }
-    settle_except(&mut sim, &[]);
+    sim.settle_except(&[]);
     assert_eq!(sim.view_of(1), vec![1, 2, 3, 4], "still in view 1");
     let timeout = tom::protocol::Config::new(Rank(1)).view_change_timeout_ticks;
     for _ in 0..timeout * 3 / 2 {
         sim.tick_all(1);
-        settle_except(&mut sim, &[]);
+        sim.settle_except(&[]);
     }
     assert_eq!(
         sim.view_of(1),

@@ -1728,6 +1728,47 @@ impl Sim {
         self.net.peek(from, to, self.now_step)
     }
 
+    /// Delivers every frame in flight, in a seeded order, except on the `held` links, and flushes idle
+    /// nodes, until nothing else moves. No ticks.
+    pub fn settle_except(&mut self, held: &[(LifeId, LifeId)]) {
+        for _ in 0..100_000 {
+            let links: Vec<_> = self
+                .net
+                .busy_links()
+                .into_iter()
+                .filter(|l| !held.contains(l))
+                .collect();
+            if let Some((from, to)) = self.rng.pick(&links) {
+                self.apply(Action::Deliver { from, to });
+                continue;
+            }
+            if !self.flush_all() {
+                return;
+            }
+        }
+        self.fail("not quiet");
+    }
+
+    /// Delivers frames on one link, oldest first, until one of `kind` has been delivered.
+    pub fn deliver_through(&mut self, from: LifeId, to: LifeId, kind: &str) {
+        loop {
+            let Some(next) = self.peek(from, to).map(|f| f.describe()) else {
+                self.fail(&format!("no {kind} in flight from {from} to {to}"));
+            };
+            self.deliver_between(from, to);
+            if next.starts_with(kind) {
+                return;
+            }
+        }
+    }
+
+    /// With the automatic detector on, ticks, deliveries, flushes and the scheduled reports go on until
+    /// the group settles.
+    pub fn settle_detecting(&mut self) {
+        self.auto_detect = true;
+        self.settle(50_000);
+    }
+
     /// Delivers the head segment on a connection between two given lives.
     pub fn deliver_between(&mut self, from: LifeId, to: LifeId) -> String {
         let Some(segment) = self.peek(from, to) else {
