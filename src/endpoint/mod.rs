@@ -67,8 +67,9 @@ pub struct Settings {
     pub state_transfer: bool,
     /// For a restarted process: the address it announced, registered with the helper once admitted.
     pub announce: Option<(String, u16)>,
-    /// Emit [`Action::Trace`] for every protocol event.
-    pub trace: bool,
+    /// Emit [`Action::Trace`] for every protocol event, naming this clock (what the driver stamps
+    /// events with: `wall`, `sim`) in the start event; `None`: no trace.
+    pub trace_clock: Option<&'static str>,
 }
 
 /// One connection as the endpoint knows it.
@@ -153,10 +154,12 @@ impl Endpoint {
             handoff_pending: None,
         };
         let joining = endpoint.node.phase() == Phase::Joining;
-        endpoint.trace(EventKind::Start {
-            clock: "wall".into(),
-            joining,
-        });
+        if let Some(clock) = endpoint.settings.trace_clock {
+            endpoint.trace(EventKind::Start {
+                clock: clock.into(),
+                joining,
+            });
+        }
         if let Some(view) = formed {
             endpoint.trace_output(&Output::ViewInstalled(view.clone()));
             endpoint.actions.push(Action::Event(Event::View(view)));
@@ -209,11 +212,6 @@ impl Endpoint {
     /// The rank at the other end of `conn`.
     pub fn rank_of(&self, conn: ConnId) -> Option<Rank> {
         self.watch(conn).map(|w| w.rank)
-    }
-
-    /// The addresses this member knows (what it hands to a process that rejoins through it).
-    pub fn directory(&self) -> &[RosterEntry] {
-        self.directory.entries()
     }
 
     // ---- connections --------------------------------------------------------------------------------

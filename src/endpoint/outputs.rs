@@ -12,7 +12,7 @@ use crate::wire::Frame;
 impl Endpoint {
     /// Feeds one input to the core and carries out what it outputs.
     pub(super) fn handle(&mut self, input: Input) {
-        let traced = if self.settings.trace {
+        let traced = if self.settings.trace_clock.is_some() {
             trace::input_event(&self.node, &input)
         } else {
             None
@@ -108,18 +108,14 @@ impl Endpoint {
     }
 
     pub(super) fn trace_output(&mut self, output: &Output) {
-        if let Some(kind) = self
-            .settings
-            .trace
-            .then(|| trace::output_event(&self.node, output))
-            .flatten()
-        {
+        let traced = self.settings.trace_clock.is_some();
+        if let Some(kind) = traced.then(|| trace::output_event(&self.node, output)).flatten() {
             self.trace(kind);
         }
     }
 
     pub(super) fn trace(&mut self, kind: EventKind) {
-        if self.settings.trace {
+        if self.settings.trace_clock.is_some() {
             self.actions.push(Action::Trace(TraceEvent::of(&self.node, 0, kind)));
         }
     }

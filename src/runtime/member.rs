@@ -634,6 +634,6 @@ fn endpoint_settings(config: &Config, size: u16, announce: Option<(String, u16)>
         size,
         state_transfer: config.state.is_some(),
         announce: announce.filter(|_| !config.formation.helper.is_empty()),
-        trace: config.trace.is_some(),
+        trace_clock: config.trace.is_some().then_some("wall"),
     }
 }

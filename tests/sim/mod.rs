@@ -448,7 +448,7 @@ impl Sim {
             size: self.size,
             state_transfer: self.knobs.state_transfer,
             announce: announce.map(|port| (HOST.to_string(), port)),
-            trace: self.trace_endpoints,
+            trace_clock: self.trace_endpoints.then_some("sim"),
         }
     }
 
@@ -2225,9 +2225,6 @@ impl Sim {
     /// An endpoint's trace event, stamped with the simulation step.
     fn trace_event(&mut self, life: LifeId, mut event: TraceEvent) {
         event.time_us = self.now_step;
-        if let EventKind::Start { clock, .. } = &mut event.kind {
-            *clock = "sim".into();
-        }
         match &mut self.tracer {
             Tracer::Unchecked { pending } => pending.push((life, event)),
             Tracer::Off => {}
