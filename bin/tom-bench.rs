@@ -9,7 +9,10 @@
 //! (rate 0 or absent) or paced at `--rate` per second. Reported: delivered messages per second per member
 //! (median over members, from the first multicast to that member's last delivery), the latency from
 //! `multicast()` to the sender's own delivery (p50, p99, p99.9 in µs, over every member's messages), and
-//! the process's peak resident memory. With `--json`, one JSON line; without, a readable table.
+//! the process's peak resident memory, and its thread count sampled when the first member has delivered
+//! half of its messages (on Linux; it includes the benchmark's own sender and receiver thread per member,
+//! as a `tom-member` process has its own stdin and stdout threads). With `--json`, one JSON line; without,
+//! a readable table.
 //!
 //! `--breakdown` (N >= 2) also reports where the time of a multicast goes, hop by hop (median and p90
 //! over sampled messages): multicast() → the protocol thread takes it → the writer thread takes the
@@ -25,7 +28,7 @@
 //! sampled each second is the runtime's, not the benchmark's.
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,7 +41,8 @@ usage: tom-bench --members N --size BYTES --messages PER_MEMBER [--rate PER_MEMB
 Runs N members as threads of this process over loopback TCP; each multicasts PER_MEMBER
 messages of BYTES bytes (as fast as flow control allows, or --rate per second), and reports
 delivered messages per second per member (median), multicast-to-own-delivery latency
-(p50/p99/p99.9 µs), peak RSS and the resident set each second (to see it stay flat).
+(p50/p99/p99.9 µs), peak RSS, the resident set each second (to see it stay flat) and the
+process's thread count mid-run (Linux).
 --breakdown (N >= 2): also the median and p90 of each hop of a multicast, from multicast()
 to the delivery read by the application (meant for a low --rate, e.g. 1000).";
 
@@ -140,6 +144,15 @@ fn sample_rss(stop: &AtomicBool) -> Vec<f64> {
     samples
 }
 
+/// The process's threads right now, from /proc/self/task; None where there is no such directory, so
+/// that a platform without it reports nothing rather than a wrong count.
+fn thread_count() -> Option<usize> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    std::fs::read_dir("/proc/self/task").ok().map(|tasks| tasks.count())
+}
+
 fn percentile(sorted: &[u64], fraction: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
@@ -151,6 +164,7 @@ fn percentile(sorted: &[u64], fraction: f64) -> u64 {
 struct Outcome {
     delivered_per_s: Vec<f64>,
     latencies_ns: Vec<u64>,
+    threads_mid_run: Option<usize>,
 }
 
 fn run(options: &Options, probe: Option<&HopProbe>) -> Result<Outcome, Box<dyn std::error::Error>> {
@@ -180,6 +194,10 @@ fn run(options: &Options, probe: Option<&HopProbe>) -> Result<Outcome, Box<dyn s
     helper.stop();
 
     let total = options.members as usize * options.messages;
+    // Sampled once, by the first member to deliver half of its messages: by then every thread of the
+    // runtime is up and none has ended yet (0 = not sampled).
+    let threads_mid_run = AtomicUsize::new(0);
+    let half = total.div_ceil(2);
     let start = Instant::now();
     let outcome = std::thread::scope(|scope| {
         let mut receivers = Vec::new();
@@ -211,6 +229,7 @@ fn run(options: &Options, probe: Option<&HopProbe>) -> Result<Outcome, Box<dyn s
                     }
                 }
             });
+            let threads_mid_run = &threads_mid_run;
             receivers.push(scope.spawn(move || {
                 let me = member.rank();
                 // At most LATENCY_SAMPLES_MAX latencies are kept: every message, or an even sample of them.
@@ -224,6 +243,16 @@ fn run(options: &Options, probe: Option<&HopProbe>) -> Result<Outcome, Box<dyn s
                     match member.events().recv_timeout(Duration::from_secs(60)) {
                         Ok(Event::Deliver(d)) => {
                             delivered += 1;
+                            if delivered == half && threads_mid_run.load(Ordering::Relaxed) == 0 {
+                                if let Some(threads) = thread_count() {
+                                    let _ = threads_mid_run.compare_exchange(
+                                        0,
+                                        threads,
+                                        Ordering::Relaxed,
+                                        Ordering::Relaxed,
+                                    );
+                                }
+                            }
                             let k = u64::from_be_bytes(d.payload.as_bytes()[..8].try_into().unwrap_or_default());
                             if let (Some(probe), true) = (probe, d.origin.rank == me) {
                                 probe.stamp(Stage::Consumed, me, k + 1, me);
@@ -255,6 +284,7 @@ fn run(options: &Options, probe: Option<&HopProbe>) -> Result<Outcome, Box<dyn s
         Outcome {
             delivered_per_s,
             latencies_ns,
+            threads_mid_run: Some(threads_mid_run.load(Ordering::Relaxed)).filter(|&threads| threads > 0),
         }
     });
     for member in members {
@@ -304,14 +334,28 @@ fn main() -> ExitCode {
     let (p50, p99, p999) = (us(0.50), us(0.99), us(0.999));
     let rss = peak_rss_bytes();
     let breakdown = probe.as_ref().map(|probe| (probe.breakdown(), probe.sampling()));
+    let threads_json = outcome
+        .threads_mid_run
+        .map_or_else(|| "null".to_string(), |threads| threads.to_string());
     if options.json {
         let breakdown_json = breakdown
             .as_ref()
             .map(|(breakdown, sampling)| format!(",\"breakdown\":{}", breakdown_json(breakdown, *sampling)))
             .unwrap_or_default();
         println!(
-            "{{\"members\":{},\"size\":{},\"messages_per_member\":{},\"rate\":{},\"delivered_per_s_median\":{:.0},\"latency_p50_us\":{:.1},\"latency_p99_us\":{:.1},\"latency_p999_us\":{:.1},\"peak_rss_bytes\":{},\"rss_mib_each_second\":[{}]{}}}",
-            options.members, options.size, options.messages, options.rate, median, p50, p99, p999, rss, rss_timeline, breakdown_json
+            "{{\"members\":{},\"size\":{},\"messages_per_member\":{},\"rate\":{},\"delivered_per_s_median\":{:.0},\"latency_p50_us\":{:.1},\"latency_p99_us\":{:.1},\"latency_p999_us\":{:.1},\"peak_rss_bytes\":{},\"rss_mib_each_second\":[{}],\"threads_mid_run\":{}{}}}",
+            options.members,
+            options.size,
+            options.messages,
+            options.rate,
+            median,
+            p50,
+            p99,
+            p999,
+            rss,
+            rss_timeline,
+            threads_json,
+            breakdown_json
         );
     } else {
         println!("members                   {}", options.members);
@@ -329,6 +373,12 @@ fn main() -> ExitCode {
         println!("latency p50 / p99 / p99.9 {p50:.1} / {p99:.1} / {p999:.1} µs (multicast to own delivery)");
         println!("peak RSS                  {:.1} MiB", rss as f64 / (1024.0 * 1024.0));
         println!("RSS each second           {rss_timeline} MiB");
+        if let Some(threads) = outcome.threads_mid_run {
+            println!(
+                "threads mid-run           {threads} ({:.1} per member)",
+                threads as f64 / f64::from(options.members)
+            );
+        }
         if let Some((breakdown, sampling)) = &breakdown {
             print_breakdown(breakdown, *sampling);
         }
