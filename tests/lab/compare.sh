@@ -3,22 +3,30 @@
 # same group size, payload size and message count.
 #
 #   (a) tom-bench --json             N members as threads of one process, real loopback TCP
-#   (b) tom-member, black box        tom-helper + N tom-member processes on 127.0.0.1; every member's stdin
-#                                    gets MESSAGES pre-generated SIZE-byte lines written at once; per member,
-#                                    delivered msgs/s = N*MESSAGES / (its last DELIVER line read - first
-#                                    line written); median over members (+ equal-order check by hashing)
+#   (b) tom-member, black box        tests/lab/blackbox.sh (shared with `make bench`): tom-helper + N
+#                                    tom-member processes on 127.0.0.1; every member's stdin gets MESSAGES
+#                                    pre-generated SIZE-byte lines written at once; per member, delivered
+#                                    msgs/s = N*MESSAGES / (its last DELIVER line read - first line
+#                                    written); median over members (+ equal-order check by hashing)
 #   (c) JGroups 2.12 SEQUENCER       $ANCHORS/jgroups/run.sh (throughput) and --latency (BUNDLING=false)
 #   (d) Corosync 3 CPG (agreed)      $ANCHORS/corosync/setup.sh once, run.sh per round, teardown.sh at exit
 #                                    (root only; 3 nodes only)
+#   (e) the loopback floor           $ANCHORS/loopback (built with rustc into the target directory): 64-byte
+#                                    ping-pong round trip over loopback TCP, and streaming frames/s with one
+#                                    write per frame, 16 and 256 per write; what the machine allows
 # Throughput: every member sends MESSAGES as fast as it may. Latency: LAT_MESSAGES per member, one every
 # 1 ms per member (JGroups and Corosync: own send -> own delivery; tom-bench: multicast() -> own delivery).
-# Every system runs ROUNDS times, interleaved; the table shows each round and the median.
+# Every system runs ROUNDS times, interleaved; the table shows each round and the median, then the targets
+# (met or NOT met): tom-bench saturated >= 1,000,000 msgs/s per member; black box >= 10x JGroups and >= 4x
+# Corosync (throughput); tom-bench paced p50 <= 4x and p99 <= 20x the loopback round-trip p50, and its p50
+# < 1/3 of Corosync's.
 #
 # Run:  make compare            (builds release first)
 #       MEMBERS=3 SIZE=64 MESSAGES=100000 LAT_MESSAGES=5000 ROUNDS=3 bash tests/lab/compare.sh
-# Env:  ANCHORS (default: <repo>/../shared/anchors), SKIP="jgroups corosync" to leave peers out,
-#       OUT (default target/compare). Prints the raw JSON lines, then one table with the ratios tom/peer.
-# A peer that cannot run (package missing, not root, N != 3 for Corosync) is reported in the table.
+# Env:  ANCHORS (default: <repo>/../shared/anchors), SKIP="jgroups corosync loopback" to leave peers out,
+#       OUT (default ${CARGO_TARGET_DIR:-target}/compare), RUSTC (rustc). Prints the raw JSON lines, then
+#       markdown tables: the figures, the loopback floor, the ratios tom/peer, the targets.
+# A peer that cannot run (package missing, not root, N != 3 for Corosync) is reported in the tables.
 # Everything started is stopped on exit (also on failure or Ctrl-C); the Corosync cluster is torn down
 # if this script set it up.
 set -uo pipefail
@@ -32,8 +40,10 @@ M=${MESSAGES:-100000}
 LAT_M=${LAT_MESSAGES:-5000}
 ROUNDS=${ROUNDS:-3}
 SKIP=${SKIP:-}
-bin=target/release
-out=${OUT:-target/compare}
+# Where cargo put the binaries: CARGO_TARGET_DIR when it is set, as for cargo itself.
+target=${CARGO_TARGET_DIR:-target}
+bin=$target/release
+out=${OUT:-$target/compare}
 mkdir -p "$out"
 raw="$out/raw-$(date -u +%Y%m%d-%H%M%S).jsonl"
 : >"$raw"
@@ -86,95 +96,37 @@ unavailable() {
 
 # The black-box path: helper + N tom-member processes driven through their stdin/stdout.
 blackbox() {
-    exec python3 - "$bin" "$N" "$SIZE" "$M" <<'EOF'
-import hashlib, json, os, signal, socket, statistics, subprocess, sys, threading, time
-bindir, n, size, m = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-procs = []
-def stop(*_):
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-    for p in procs:
-        try: p.wait(timeout=5)
-        except Exception: pass
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-result = {"system": "tom-member", "members": n, "size": size, "messages_per_member": m}
-try:
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
-    errlog = open(os.devnull, "wb")
-    procs.append(subprocess.Popen([f"{bindir}/tom-helper", "--size", str(n), "--port", str(port),
-                                   "--bind", "127.0.0.1"], stderr=errlog))
-    members = []
-    for _ in range(n):
-        p = subprocess.Popen([f"{bindir}/tom-member", "--helper", f"127.0.0.1:{port}", "--host", "127.0.0.1",
-                              "--port", str(port + 1)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=errlog, bufsize=0)
-        procs.append(p); members.append(p)
-    # Wait for JOINED on every member (reading byte-wise up to the end of that line).
-    ranks, rest = [], []
-    deadline = time.monotonic() + 30
-    for p in members:
-        buf = b""
-        while b"JOINED" not in buf or not buf[buf.index(b"JOINED"):].count(b"\n"):
-            chunk = os.read(p.stdout.fileno(), 4096)
-            if not chunk or time.monotonic() > deadline:
-                raise RuntimeError("a member did not print JOINED")
-            buf += chunk
-        i = buf.index(b"JOINED"); j = buf.index(b"\n", i)
-        ranks.append(int(buf[i:j].split()[1])); rest.append(buf[j + 1:])
-    # Pre-generate each member's lines: SIZE-byte payloads, unique per origin.
-    inputs = []
-    for r in ranks:
-        lines = []
-        for k in range(m):
-            head = f"{r}-{k}-".encode()
-            lines.append(head + b"x" * max(0, size - len(head)) + b"\n")
-        inputs.append(b"".join(lines))
-    total = n * m
-    go = threading.Event()
-    t0 = [0.0]
-    done = [None] * n; counts = [0] * n; hashes = [None] * n
-    def writer(idx):
-        fd = members[idx].stdin.fileno(); view = memoryview(inputs[idx]); go.wait()
-        while view:
-            view = view[os.write(fd, view):]
-    def reader(idx):
-        fd = members[idx].stdout.fileno(); h = hashlib.sha256(); c = 0; pending = rest[idx]
-        while True:
-            if pending:
-                h.update(pending); c += pending.count(b"DELIVER ")
-                if c >= total:
-                    done[idx] = time.monotonic(); break
-            pending = os.read(fd, 1 << 20)
-            if not pending: break
-        counts[idx] = c; hashes[idx] = h.hexdigest()[:16]
-    threads = [threading.Thread(target=writer, args=(i,), daemon=True) for i in range(n)]
-    threads += [threading.Thread(target=reader, args=(i,), daemon=True) for i in range(n)]
-    for t in threads: t.start()
-    time.sleep(0.2)
-    t0[0] = time.monotonic(); go.set()
-    limit = float(os.environ.get("BLACKBOX_TIME_LIMIT", "300"))
-    for t in threads[n:]:
-        t.join(timeout=max(0.0, t0[0] + limit - time.monotonic()))
-    rates = [round(total / (d - t0[0])) if d else None for d in done]
-    ok = all(rates)
-    result.update({"per_member_msgs_per_s": rates,
-                   "delivered_per_s_median": statistics.median(rates) if ok else None,
-                   "secs": [round(d - t0[0], 3) if d else None for d in done],
-                   "delivered": counts, "order_hashes": hashes,
-                   "order_equal": ok and len(set(hashes)) == 1, "ok": ok})
-except Exception as e:
-    result.update({"ok": False, "error": str(e)})
-finally:
-    stop()
-print(json.dumps(result), flush=True)
-EOF
+    BIN="$bin" bash tests/lab/blackbox.sh "$N" "$SIZE" "$M"
+}
+
+# loopback ROUND: one run of the loopback floor prints one JSON line per probe; each is recorded as its own
+# kind (rtt64, stream64-1, stream64-16, stream64-256).
+loopback_floor="$target/loopback-floor"
+loopback() {
+    local line kind
+    : >"$last"
+    step "$loopback_floor" >"$last" 2>>"$out/loopback.log"
+    while IFS= read -r line; do
+        kind=$(python3 -c 'import json, sys; d = json.loads(sys.argv[1]); print(d["probe"] + ("-%s" % d["batch"] if "batch" in d else ""))' \
+            "$line" 2>/dev/null) || kind=unparsed
+        record loopback "$1" "$kind" "$line"
+    done <"$last"
 }
 
 # --- what can run ---
-have_jgroups=yes have_corosync=yes
+have_jgroups=yes have_corosync=yes have_loopback=yes
 case " $SKIP " in *" jgroups "*) have_jgroups=no; unavailable jgroups "skipped (SKIP)";; esac
 case " $SKIP " in *" corosync "*) have_corosync=no; unavailable corosync "skipped (SKIP)";; esac
+case " $SKIP " in *" loopback "*) have_loopback=no; unavailable loopback "skipped (SKIP)";; esac
+if [ $have_loopback = yes ]; then
+    # rustc on the one std-only file rather than cargo on its manifest: cargo would write a Cargo.lock
+    # into the anchors' directory, which may be read-only and is not ours to change.
+    if [ ! -f "$ANCHORS/loopback/src/main.rs" ]; then
+        have_loopback=no; unavailable loopback "no $ANCHORS/loopback/src/main.rs"
+    elif ! "${RUSTC:-rustc}" --edition 2021 -C opt-level=3 -o "$loopback_floor" "$ANCHORS/loopback/src/main.rs" >&2; then
+        have_loopback=no; unavailable loopback "it did not build (rustc)"
+    fi
+fi
 if [ $have_jgroups = yes ]; then
     if [ ! -x "$ANCHORS/jgroups/run.sh" ]; then have_jgroups=no; unavailable jgroups "no $ANCHORS/jgroups/run.sh"
     elif ! command -v javac >/dev/null; then have_jgroups=no; unavailable jgroups "javac missing (install a JDK)"
@@ -212,6 +164,10 @@ run() {
     record "$system" "$rnd" "$kind" "$(tail -n 1 "$last")"
 }
 for r in $(seq 1 "$ROUNDS"); do
+    if [ $have_loopback = yes ]; then
+        echo "compare: round $r: loopback floor" >&2
+        loopback "$r"
+    fi
     echo "compare: round $r: tom-bench" >&2
     run tom-bench "$r" tput "$bin/tom-bench" --members "$N" --size "$SIZE" --messages "$M" --json
     run tom-bench "$r" lat "$bin/tom-bench" --members "$N" --size "$SIZE" --messages "$LAT_M" --rate 1000 --json
@@ -239,6 +195,7 @@ raw, n, size, m, lat_m = sys.argv[1], *sys.argv[2:]
 rows = [json.loads(l) for l in open(raw) if l.strip()]
 systems = [("tom-bench", "tom-bench (threads, one process)"), ("tom-member", "tom-member black box (stdin/stdout)"),
            ("jgroups", "JGroups 2.12 SEQUENCER"), ("corosync", "Corosync 3 CPG agreed")]
+names = dict(systems, loopback="loopback floor")
 def num(v):
     return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 def extract(row):
@@ -255,35 +212,104 @@ def extract(row):
 def fmt(v, unit=""):
     if v is None: return "-"
     return f"{v:,.0f}{unit}" if v >= 100 else f"{v:.1f}{unit}"
+med = lambda xs: statistics.median(xs) if xs else None
+unavailable = {r["system"]: r["reason"] for r in rows if r["kind"] == "unavailable"}
 summary = {}
 print(f"N={n}, {size} B, throughput {m} msgs/member as fast as allowed; latency {lat_m} msgs/member at 1 msg/ms")
-print(f"{'system':38} {'delivered msgs/s per member (rounds)':44} {'median':>10} {'lat p50 µs':>11} {'lat p99 µs':>11}  checks")
+print()
+print("| system | delivered msgs/s per member (rounds) | median | lat p50 µs | lat p99 µs | checks |")
+print("|---|---|---|---|---|---|")
 for key, label in systems:
-    mine = [r for r in rows if r["system"] == key]
-    gone = [r for r in mine if r["kind"] == "unavailable"]
-    if gone:
-        print(f"{label:38} not run: {gone[0]['reason']}"); continue
+    if key in unavailable:
+        print(f"| {label} | not run: {unavailable[key]} | - | - | - | - |"); continue
     tp, p50, p99, oks = [], [], [], []
-    for r in mine:
+    for r in rows:
+        if r["system"] != key: continue
         t, a, b, ok = extract(r)
         if t is not None: tp.append(t)
         if a is not None: p50.append(a)
         if b is not None: p99.append(b)
         oks.append(ok)
-    med = lambda xs: statistics.median(xs) if xs else None
     summary[key] = (med(tp), med(p50), med(p99))
     checks = "all ok" if oks and all(oks) else f"{oks.count(False)} result(s) failed or unchecked"
-    print(f"{label:38} {', '.join(fmt(x) for x in tp) or '-':44} {fmt(med(tp)):>10} {fmt(med(p50)):>11} "
-          f"{fmt(med(p99)):>11}  {checks}")
+    print(f"| {label} | {', '.join(fmt(x) for x in tp) or '-'} | {fmt(med(tp))} | {fmt(med(p50))} | "
+          f"{fmt(med(p99))} | {checks} |")
 print()
-print("ratios tom/peer (throughput: higher = tom faster; latency: lower = tom faster)")
+
+# The loopback floor: what the machine itself allows for 64-byte frames, measured between the rounds.
+floor = {}
+if "loopback" in unavailable:
+    print(f"Loopback floor: not run: {unavailable['loopback']}")
+else:
+    probes = [("rtt64", "p50_us", "ping-pong round trip p50, µs"), ("rtt64", "p99_us", "ping-pong round trip p99, µs"),
+              ("stream64-1", "frames_per_s", "streaming frames/s, one write per frame"),
+              ("stream64-16", "frames_per_s", "streaming frames/s, 16 frames per write"),
+              ("stream64-256", "frames_per_s", "streaming frames/s, 256 frames per write")]
+    print("Loopback floor, same run (64-byte frames over loopback TCP)")
+    print()
+    print("| probe | rounds | median |")
+    print("|---|---|---|")
+    for kind, field, label in probes:
+        xs = [num(r["result"].get(field)) for r in rows if r["system"] == "loopback" and r["kind"] == kind]
+        xs = [x for x in xs if x is not None]
+        floor[(kind, field)] = med(xs)
+        print(f"| {label} | {', '.join(fmt(x) for x in xs) or '-'} | {fmt(med(xs))} |")
+print()
+
+print("Ratios tom/peer (throughput: higher = tom faster; latency: lower = tom faster)")
+print()
+print("| tom / peer | throughput | latency p50 | latency p99 |")
+print("|---|---|---|---|")
+if "jgroups" not in summary and "corosync" not in summary:
+    print("| (no peer ran) | - | - | - |")
 for mine in ("tom-bench", "tom-member"):
     for peer in ("jgroups", "corosync"):
         if mine not in summary or peer not in summary: continue
         a, b = summary[mine], summary[peer]
-        parts = []
-        if a[0] and b[0]: parts.append(f"throughput {a[0] / b[0]:.2f}x")
-        if a[1] and b[1]: parts.append(f"latency p50 {a[1] / b[1]:.2f}x")
-        if a[2] and b[2]: parts.append(f"p99 {a[2] / b[2]:.2f}x")
-        print(f"  {mine:10} / {peer:9} " + (", ".join(parts) if parts else "-"))
+        cell = lambda x, y: f"{x / y:.2f}×" if x and y else "-"
+        print(f"| {mine} / {peer} | {cell(a[0], b[0])} | {cell(a[1], b[1])} | {cell(a[2], b[2])} |")
+print()
+
+def figure(system, index):
+    """The median figure of a system, or why there is none."""
+    if system in unavailable:
+        return None, f"{names[system]} not run: {unavailable[system]}"
+    if system == "loopback":
+        v = floor.get(("rtt64", "p50_us"))
+    else:
+        v = summary.get(system, (None, None, None))[index]
+    return v, None if v is not None else f"no {names[system]} figure (see the raw lines)"
+def ratio_text(x):
+    return f"{x:.3f}×" if x < 1 else f"{x:.2f}×"
+targets = [
+    # (target, numerator (system, index, label), denominator or a constant, test, bound text)
+    (f"tom-bench saturated msgs/s per member (N={n}, {size} B) vs 1,000,000", ("tom-bench", 0, "tom-bench"),
+     1_000_000, lambda r: r >= 1, "≥ 1×"),
+    ("black box / JGroups, throughput", ("tom-member", 0, "black box"), ("jgroups", 0, "JGroups"),
+     lambda r: r >= 10, "≥ 10×"),
+    ("black box / Corosync, throughput", ("tom-member", 0, "black box"), ("corosync", 0, "Corosync"),
+     lambda r: r >= 4, "≥ 4×"),
+    ("tom-bench paced p50 / loopback round-trip p50", ("tom-bench", 1, "tom-bench p50 µs"), ("loopback", 1, "round trip p50 µs"),
+     lambda r: r <= 4, "≤ 4×"),
+    ("tom-bench paced p99 / loopback round-trip p50", ("tom-bench", 2, "tom-bench p99 µs"), ("loopback", 1, "round trip p50 µs"),
+     lambda r: r <= 20, "≤ 20×"),
+    ("tom-bench paced p50 / Corosync p50", ("tom-bench", 1, "tom-bench p50 µs"), ("corosync", 1, "Corosync p50 µs"),
+     lambda r: r < 1 / 3, "< 1/3 (0.333×)"),
+]
+print("Targets (medians of this run)")
+print()
+print("| target | figures | ratio | bound | verdict |")
+print("|---|---|---|---|---|")
+for name, (sa, ia, la), below, test, bound in targets:
+    a, why = figure(sa, ia)
+    if isinstance(below, tuple):
+        b, why_b = figure(below[0], below[1])
+        why = why or why_b
+        lb = below[2]
+    else:
+        b, lb = below, "target"
+    if why:
+        print(f"| {name} | - | - | {bound} | not measured: {why} |"); continue
+    r = a / b
+    print(f"| {name} | {la} {fmt(a)} / {lb} {fmt(b)} | {ratio_text(r)} | {bound} | {'met' if test(r) else 'NOT met'} |")
 EOF
