@@ -95,8 +95,9 @@ unavailable() {
 }
 
 # The black-box path: helper + N tom-member processes driven through their stdin/stdout.
+# exec: the step's PID is then blackbox.sh itself, whose trap stops its driver when the step is stopped.
 blackbox() {
-    BIN="$bin" bash tests/lab/blackbox.sh "$N" "$SIZE" "$M"
+    BIN="$bin" exec bash tests/lab/blackbox.sh "$N" "$SIZE" "$M"
 }
 
 # loopback ROUND: one run of the loopback floor prints one JSON line per probe; each is recorded as its own
