@@ -33,6 +33,87 @@ impl Multicast {
     }
 }
 
+/// A run of consecutive multicasts of one origin, as one [`Message::Data`] frame carries them: the
+/// origin sends, at each flush, every multicast the window has room for as one frame.
+///
+/// # Invariants (kept by the constructor and [`Batch::push`])
+/// - at least one message;
+/// - one origin, and sequence numbers that follow each other without a gap (`first_seq`, `first_seq + 1`,
+///   …); so a batch is a seq range, and acknowledgements, cumulative per origin, need no change.
+///
+/// Each message keeps its own Lamport time: the origin stamps them one after another, so they grow
+/// within a batch, but the receiver does not rely on that.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Batch {
+    msgs: Vec<Multicast>,
+}
+
+impl Batch {
+    /// A batch of one message.
+    pub fn new(first: Multicast) -> Batch {
+        Batch { msgs: vec![first] }
+    }
+
+    /// A batch of `msgs`, if they keep the invariants (some messages, one origin, consecutive seqs).
+    pub fn from_msgs(msgs: Vec<Multicast>) -> Option<Batch> {
+        let first = msgs.first()?;
+        let consecutive = msgs.iter().all(|msg| msg.origin == first.origin)
+            && msgs
+                .windows(2)
+                .all(|pair| pair[0].seq.checked_add(1) == Some(pair[1].seq));
+        consecutive.then_some(Batch { msgs })
+    }
+
+    /// Appends `msg` if it is the origin's next message; gives it back otherwise.
+    pub fn push(&mut self, msg: Multicast) -> Result<(), Multicast> {
+        if msg.origin != self.origin() || Some(msg.seq) != self.last_seq().checked_add(1) {
+            return Err(msg);
+        }
+        self.msgs.push(msg);
+        Ok(())
+    }
+
+    /// The origin of every message.
+    pub fn origin(&self) -> Rank {
+        self.msgs[0].origin
+    }
+
+    /// The first message's `seq`.
+    pub fn first_seq(&self) -> u64 {
+        self.msgs[0].seq
+    }
+
+    /// The last message's `seq`.
+    pub fn last_seq(&self) -> u64 {
+        self.msgs[self.msgs.len() - 1].seq
+    }
+
+    /// The largest Lamport time in the batch.
+    pub fn lamport_max(&self) -> u64 {
+        self.msgs.iter().map(|m| m.lamport).max().unwrap_or(0)
+    }
+
+    /// The messages, in seq order.
+    pub fn msgs(&self) -> &[Multicast] {
+        &self.msgs
+    }
+
+    /// The messages, in seq order.
+    pub fn into_msgs(self) -> Vec<Multicast> {
+        self.msgs
+    }
+
+    /// How many messages.
+    pub fn len(&self) -> usize {
+        self.msgs.len()
+    }
+
+    /// Never true (a batch holds at least one message); for clippy's `len` convention.
+    pub fn is_empty(&self) -> bool {
+        self.msgs.is_empty()
+    }
+}
+
 /// A multicast named without its payload: what a view change agrees on. The payloads themselves travel
 /// in [`Message::Carry`] chunks, so no consensus message grows with the payloads (a view change with
 /// every window full of 1 MiB messages stays far below the frame limit).
@@ -122,12 +203,12 @@ pub struct Proposal {
 /// view-change messages it is the view being replaced (the consensus instance decides `view + 1`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
-    /// A multicast, with the sender's cumulative acknowledgements piggybacked.
+    /// A run of multicasts, with the sender's cumulative acknowledgements piggybacked.
     Data {
-        /// The view it is multicast in.
+        /// The view they are multicast in.
         view: ViewId,
-        /// The message (its `origin` must be the sending rank).
-        msg: Multicast,
+        /// The messages (their `origin` must be the sending rank).
+        batch: Batch,
         /// The sender's acknowledgements, as in [`Message::Ack`].
         acks: Vec<u64>,
     },

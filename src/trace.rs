@@ -4,7 +4,7 @@
 //! - [`TraceEvent`] (one line: who, when, the Lamport clock, and an [`EventKind`]) and its JSON form,
 //!   written by hand ([`TraceEvent::to_json`]); `tom-diagram` reads it back with a tiny JSON reader
 //!   of its own (`bin/diagram/trace_reader.rs`) — the crate has no JSON dependency;
-//! - [`input_event`] and [`output_event`]: the events a driver derives from the core's
+//! - [`input_events`] and [`output_events`]: the events a driver derives from the core's
 //!   [`Input`]s and [`Output`]s and the [`Node`]'s getters. The core itself knows nothing of traces;
 //! - [`TraceSink`]: a shared, line-oriented writer that the runtime flushes once per batch of its
 //!   protocol loop, so a running member's trace is readable as it runs (not held until exit).
@@ -50,6 +50,7 @@ use parking_lot::Mutex;
 
 use crate::message::Message;
 use crate::protocol::{Input, Node, Output};
+use crate::types::Rank;
 
 /// Most payload bytes a `deliver` line carries (a preview for tooltips, not the message).
 pub const PAYLOAD_PREVIEW_MAX: usize = 40;
@@ -340,114 +341,123 @@ pub fn push_json_string(s: &mut String, text: &str) {
 
 // ---- deriving events from the core's inputs and outputs -------------------------------------------
 
-fn msg_info(node: &Node, msg: &Message) -> MsgInfo {
+/// What a trace says of a message: one entry, or for a data frame one per message of its run (a
+/// diagram draws each multicast's arrows, whichever frame carried it).
+fn msg_infos(node: &Node, msg: &Message) -> Vec<MsgInfo> {
     // A decision is drawn with the view it decides, every other message with the view it names.
     let view = match msg {
         Message::Decide { proposal } => Some(proposal.view.id.0),
         other => other.view().map(|view| view.0),
     };
-    let data = match msg {
-        Message::Data { view, msg, .. } => {
+    let kind = msg.kind().to_string();
+    match msg {
+        Message::Data {
+            view: data_view, batch, ..
+        } => {
             // The origin's life is the one this member's view lists (the sender, for a data frame).
+            let origin = batch.origin();
             let origin_inc = node
                 .view()
-                .and_then(|v| v.member(msg.origin))
-                .or_else(|| (msg.origin == node.me().rank).then(|| node.me()))
+                .and_then(|v| v.member(origin))
+                .or_else(|| (origin == node.me().rank).then(|| node.me()))
                 .map_or(0, |m| m.incarnation.0);
-            Some(MessageId {
-                origin: msg.origin.0,
-                origin_inc,
-                view: view.0,
-                seq: msg.seq,
-                lamport: msg.lamport,
-            })
+            batch
+                .msgs()
+                .iter()
+                .map(|one| MsgInfo {
+                    kind: kind.clone(),
+                    view,
+                    data: Some(MessageId {
+                        origin: origin.0,
+                        origin_inc,
+                        view: data_view.0,
+                        seq: one.seq,
+                        lamport: one.lamport,
+                    }),
+                })
+                .collect()
         }
-        _ => None,
-    };
-    MsgInfo {
-        kind: msg.kind().to_string(),
-        view,
-        data,
+        _ => vec![MsgInfo { kind, view, data: None }],
     }
 }
 
-/// The event an input stands for, if any (ticks, connections, back-pressure and multicast requests have
+/// The events an input stands for (ticks, connections, back-pressure and multicast requests have
 /// none: a multicast shows as its `send`s). Call it *before* [`Node::handle`] (it reads the view the input
-/// arrives in) and stamp the event with [`TraceEvent::of`] *after* it (the clock the input left).
-pub fn input_event(node: &Node, input: &Input) -> Option<EventKind> {
+/// arrives in) and stamp the events with [`TraceEvent::of`] *after* it (the clock the input left).
+pub fn input_events(node: &Node, input: &Input) -> Vec<EventKind> {
     match input {
         Input::Received {
             from,
             msg: Message::Ack { view, acks },
-        } => Some(EventKind::Ack {
+        } => vec![EventKind::Ack {
             out: false,
             peer: from.0,
             view: view.0,
             acks: acks.clone(),
-        }),
+        }],
         Input::Received {
             from,
             msg: Message::Suspect { rank, .. },
-        } => Some(EventKind::Suspect {
+        } => vec![EventKind::Suspect {
             suspect: rank.0,
             by: from.0,
-        }),
-        Input::Received { from, msg } => Some(EventKind::Receive {
-            from: from.0,
-            msg: msg_info(node, msg),
-        }),
-        Input::JoinRequest { rank, .. } => Some(EventKind::JoinRequest { joiner: rank.0 }),
-        Input::Suspect(life) => Some(EventKind::Suspect {
+        }],
+        Input::Received { from, msg } => msg_infos(node, msg)
+            .into_iter()
+            .map(|msg| EventKind::Receive { from: from.0, msg })
+            .collect(),
+        Input::JoinRequest { rank, .. } => vec![EventKind::JoinRequest { joiner: rank.0 }],
+        Input::Suspect(life) => vec![EventKind::Suspect {
             suspect: life.rank.0,
             by: node.me().rank.0,
-        }),
-        Input::Leave => Some(EventKind::Leave),
+        }],
+        Input::Leave => vec![EventKind::Leave],
         // Multicast requests (shown as their sends), connections, ticks, back-pressure: no event.
-        _ => None,
+        _ => Vec::new(),
     }
 }
 
-/// The event an output stands for. Call it before carrying the output out.
-pub fn output_event(node: &Node, output: &Output) -> Option<EventKind> {
-    Some(match output {
-        Output::Send {
-            to,
-            msg: Message::Ack { view, acks },
-        } => EventKind::Ack {
+/// The events of sending `msg` to `to`.
+fn send_events(node: &Node, to: Rank, msg: &Message, joiner: bool) -> Vec<EventKind> {
+    match msg {
+        Message::Ack { view, acks } if !joiner => vec![EventKind::Ack {
             out: true,
             peer: to.0,
             view: view.0,
             acks: acks.clone(),
-        },
-        Output::Send { to, msg } => EventKind::Send {
-            to: to.0,
-            msg: msg_info(node, msg),
-            joiner: false,
-        },
-        Output::SendToJoiner { rank, msg } => EventKind::Send {
-            to: rank.0,
-            msg: msg_info(node, msg),
-            joiner: true,
-        },
+        }],
+        _ => msg_infos(node, msg)
+            .into_iter()
+            .map(|msg| EventKind::Send { to: to.0, msg, joiner })
+            .collect(),
+    }
+}
+
+/// The events an output stands for. Call it before carrying the output out.
+pub fn output_events(node: &Node, output: &Output) -> Vec<EventKind> {
+    match output {
+        Output::Send { to, msg } => send_events(node, *to, msg, false),
+        Output::Broadcast { to, msg } => to.iter().flat_map(|to| send_events(node, *to, msg, false)).collect(),
+        Output::SendToJoiner { rank, msg } => send_events(node, *rank, msg, true),
         Output::Deliver(d) => {
             let bytes = d.payload.as_bytes();
             let preview = &bytes[..bytes.len().min(PAYLOAD_PREVIEW_MAX)];
-            EventKind::Deliver {
+            vec![EventKind::Deliver {
                 position: d.position,
                 origin: d.origin.rank.0,
                 origin_inc: d.origin.incarnation.0,
                 msg_lamport: d.lamport,
                 payload: String::from_utf8_lossy(preview).into_owned(),
-            }
+            }]
         }
-        Output::ViewInstalled(view) => EventKind::View {
+        Output::ViewInstalled(view) => vec![EventKind::View {
             view: view.id.0,
             members: view.members.iter().map(|m| (m.rank.0, m.incarnation.0)).collect(),
-        },
-        Output::Joined { position } => EventKind::Joined { position: *position },
-        Output::Excluded { view } => EventKind::Excluded { view: view.0 },
-        Output::Left => EventKind::Left,
-    })
+        }],
+        Output::Joined { position } => vec![EventKind::Joined { position: *position }],
+        Output::Excluded { view } => vec![EventKind::Excluded { view: view.0 }],
+        Output::Left => vec![EventKind::Left],
+    }
 }
 
 // ---- writing ----------------------------------------------------------------------------------------

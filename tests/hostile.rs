@@ -40,7 +40,7 @@ use proc_support::{
 };
 use tom::auth::{self, Secret};
 use tom::error::Error;
-use tom::message::{Message, Multicast};
+use tom::message::{Batch, Message, Multicast};
 use tom::types::{Incarnation, ProcessId, Rank, ViewId};
 use tom::wire::{self, Frame, Hello, Nonce, Proof, Purpose, ReadError, Register};
 
@@ -568,12 +568,12 @@ fn speak_for_others(
     for (seq, origin) in [claimed, other].into_iter().enumerate() {
         attacker.send_frame(&Frame::Protocol(Message::Data {
             view,
-            msg: Multicast {
+            batch: Batch::new(Multicast {
                 origin: Rank(origin),
                 seq: seq as u64 + 1,
                 lamport: 1,
                 payload: SPOOFED_PAYLOAD.into(),
-            },
+            }),
             acks: vec![u64::MAX; 3],
         }));
     }

@@ -63,6 +63,7 @@ fn two_processes_for_one_rank_never_share_a_life() {
     );
     assert_eq!(sim.lives[two].node().unwrap().view().unwrap().id.0, 2, "2 has not");
     sim.apply(Action::Multicast { node: p });
+    sim.apply(Action::Flush { node: p });
     while sim.net.queued(p, one) > 0 {
         sim.deliver_between(p, one);
     }
@@ -83,6 +84,7 @@ fn two_processes_for_one_rank_never_share_a_life() {
         "Q ignores a decision that admits another process"
     );
     sim.apply(Action::Multicast { node: q });
+    sim.apply(Action::Flush { node: q });
     sim.settle_except(&[]);
     sim.check(Expect::Safety);
     // The group then suspects the dead P and admits Q as a life of its own.
@@ -239,6 +241,7 @@ fn a_member_without_the_cut_fetches_it_before_installing() {
     let (one, two, three, four) = (sim.current(1), sim.current(2), sim.current(3), sim.current(4));
     // 4 multicasts; only 1 and 2 get the message before 4 dies.
     sim.apply(Action::Multicast { node: four });
+    sim.apply(Action::Flush { node: four });
     sim.deliver_between(four, one);
     sim.deliver_between(four, two);
     sim.apply(Action::Crash {
@@ -287,7 +290,9 @@ fn a_cut_gathered_by_a_ballot_that_died_has_no_gap() {
     let l: Vec<LifeId> = (1..=6).map(|r| sim.current(r)).collect();
     let six = l[5];
     sim.apply(Action::Multicast { node: six });
+    sim.apply(Action::Flush { node: six });
     sim.apply(Action::Multicast { node: six });
+    sim.apply(Action::Flush { node: six });
     sim.deliver_between(six, l[1]);
     sim.deliver_between(six, l[2]);
     sim.deliver_between(six, l[2]);
@@ -333,6 +338,7 @@ fn a_gathering_proposer_asks_another_holder_when_the_first_dies() {
     let l: Vec<LifeId> = (1..=5).map(|r| sim.current(r)).collect();
     let (one, two, five) = (l[0], l[1], l[4]);
     sim.apply(Action::Multicast { node: five });
+    sim.apply(Action::Flush { node: five });
     sim.deliver_between(five, two);
     sim.deliver_between(five, l[2]);
     sim.apply(Action::Crash {
@@ -410,6 +416,7 @@ fn a_ballot_whose_payloads_died_with_their_only_holder_starts_over() {
     let (one, three, four) = (l[0], l[2], l[3]);
     // 4's message reaches 3 only; 4 dies.
     sim.apply(Action::Multicast { node: four });
+    sim.apply(Action::Flush { node: four });
     sim.deliver_between(four, three);
     sim.apply(Action::Crash {
         node: four,

@@ -13,7 +13,7 @@ mod frame_corpus;
 use std::io::Cursor;
 
 use frame_corpus::{all_frames, all_messages, encoded, member, message_ref, multicast, proposal, SplitMix64};
-use tom::message::{Ballot, Message, MessageRef, Multicast, Proposal, Report};
+use tom::message::{Ballot, Batch, Message, MessageRef, Multicast, Proposal, Report};
 use tom::protocol::{Config, CARRY_CHUNK_BYTES};
 use tom::types::{Incarnation, MemberId, Payload, ProcessId, Rank, Stamp, View, ViewId};
 use tom::wire::{
@@ -109,14 +109,24 @@ fn huge_length_prefix_is_refused_before_reading_the_body() {
 
 #[test]
 fn huge_counts_inside_a_small_frame_are_refused_without_allocating() {
-    // A Data message claiming a 4 GiB payload, and an Ack claiming 4 billion entries, in a few bytes:
-    // the decoder must compare the claims with the bytes left before allocating anything.
-    let mut data = vec![7, 1];
-    data.extend_from_slice(&3u64.to_be_bytes());
-    data.extend_from_slice(&1u16.to_be_bytes());
-    data.extend_from_slice(&1u64.to_be_bytes());
-    data.extend_from_slice(&1u64.to_be_bytes());
-    data.extend_from_slice(&u32::MAX.to_be_bytes());
+    // A Data message claiming a run of 4 billion messages, one claiming a 4 GiB payload, and an Ack
+    // claiming 4 billion entries, in a few bytes: the decoder must compare the claims with the bytes
+    // left before allocating anything.
+    let data_header = |data: &mut Vec<u8>| {
+        data.extend_from_slice(&[7, 16]);
+        data.extend_from_slice(&3u64.to_be_bytes()); // view
+        data.extend_from_slice(&1u16.to_be_bytes()); // origin
+        data.extend_from_slice(&1u64.to_be_bytes()); // first seq
+    };
+    let mut data = Vec::new();
+    data_header(&mut data);
+    data.extend_from_slice(&u32::MAX.to_be_bytes()); // messages in the run
+    assert_eq!(decode(&data), Err(WireError::Truncated));
+    let mut data = Vec::new();
+    data_header(&mut data);
+    data.extend_from_slice(&1u32.to_be_bytes()); // one message
+    data.extend_from_slice(&1u64.to_be_bytes()); // its Lamport time
+    data.extend_from_slice(&u32::MAX.to_be_bytes()); // its payload's length
     assert_eq!(decode(&data), Err(WireError::Truncated));
 
     let mut ack = vec![7, 2];
@@ -125,16 +135,49 @@ fn huge_counts_inside_a_small_frame_are_refused_without_allocating() {
     assert_eq!(decode(&ack), Err(WireError::Truncated));
 }
 
+/// A data frame is a run of at least one message whose seqs count up from the first: an empty run,
+/// or one that would count past `u64::MAX`, is refused as malformed, never turned into a batch.
+#[test]
+fn a_data_run_that_is_empty_or_counts_past_the_largest_seq_is_malformed() {
+    let run = |first_seq: u64, messages: u32| {
+        let mut body = vec![7, 16];
+        body.extend_from_slice(&3u64.to_be_bytes());
+        body.extend_from_slice(&2u16.to_be_bytes());
+        body.extend_from_slice(&first_seq.to_be_bytes());
+        body.extend_from_slice(&messages.to_be_bytes());
+        for k in 0..messages {
+            body.extend_from_slice(&(u64::from(k) + 1).to_be_bytes());
+            body.extend_from_slice(&1u32.to_be_bytes());
+            body.push(b'x');
+        }
+        body.extend_from_slice(&0u32.to_be_bytes()); // no acknowledgements
+        body
+    };
+    assert!(matches!(decode(&run(1, 0)), Err(WireError::Malformed(_))));
+    assert!(matches!(decode(&run(u64::MAX, 2)), Err(WireError::Malformed(_))));
+    match decode(&run(u64::MAX - 1, 2)) {
+        Ok(Frame::Protocol(Message::Data { batch, .. })) => {
+            assert_eq!(
+                (batch.first_seq(), batch.last_seq(), batch.len()),
+                (u64::MAX - 1, u64::MAX, 2)
+            );
+        }
+        other => panic!("a run up to the largest seq is a batch, got {other:?}"),
+    }
+    // The retired tag of the one-message data frame of version 3 is unknown now.
+    assert!(matches!(decode(&[7, 1]), Err(WireError::UnknownTag { .. })));
+}
+
 #[test]
 fn oversized_payload_is_refused() {
     let frame = Frame::Protocol(Message::Data {
         view: ViewId(1),
-        msg: Multicast {
+        batch: Batch::new(Multicast {
             origin: Rank(1),
             seq: 1,
             lamport: 1,
             payload: Payload::from(vec![0u8; wire::PAYLOAD_LEN_MAX + 1]),
-        },
+        }),
         acks: vec![],
     });
     let bytes = encoded(&frame);

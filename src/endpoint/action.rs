@@ -40,6 +40,13 @@ pub enum Action {
         /// The frame.
         frame: Frame,
     },
+    /// Append the same `frame` to each of these connections' outgoing bytes: a driver encodes it once.
+    Broadcast {
+        /// The connections, in the order of the view's ranks.
+        conns: Vec<ConnId>,
+        /// The frame.
+        frame: Frame,
+    },
     /// Close the connection once what was written before has gone out (its reader ends with it).
     Close {
         /// The connection.

@@ -87,7 +87,7 @@ impl EarlyFrames {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{Message, Multicast};
+    use crate::message::{Batch, Message, Multicast};
     use crate::types::{Payload, Rank, ViewId};
 
     #[test]
@@ -115,12 +115,12 @@ mod tests {
         for seq in 1..=window as u64 {
             let data = Message::Data {
                 view: ViewId(4),
-                msg: Multicast {
+                batch: Batch::new(Multicast {
                     origin: Rank(3),
                     seq,
                     lamport: seq,
                     payload: payload.clone(),
-                },
+                }),
                 acks: vec![u64::MAX; usize::from(wire::MEMBERS_MAX)],
             };
             early.keep(Frame::Protocol(data)).unwrap();

@@ -13,13 +13,13 @@ impl Endpoint {
     /// Feeds one input to the core and carries out what it outputs.
     pub(super) fn handle(&mut self, input: Input) {
         let traced = if self.settings.trace_clock.is_some() {
-            trace::input_event(&self.node, &input)
+            trace::input_events(&self.node, &input)
         } else {
-            None
+            Vec::new()
         };
         let mut out = Outbox::new();
         self.node.handle(input, &mut out);
-        if let Some(kind) = traced {
+        for kind in traced {
             self.trace(kind);
         }
         self.dispatch(out);
@@ -36,6 +36,21 @@ impl Endpoint {
                     Some(conn) => self.write(conn, Frame::Protocol(msg)),
                     None => self.keep_unsent(to, Frame::Protocol(msg)),
                 },
+                Output::Broadcast { to, msg } => {
+                    let frame = Frame::Protocol(msg);
+                    let mut conns = Vec::with_capacity(to.len());
+                    for rank in to {
+                        match self.send_conn(rank) {
+                            Some(conn) => conns.push(conn),
+                            None => self.keep_unsent(rank, frame.clone()),
+                        }
+                    }
+                    match conns.len() {
+                        0 => {}
+                        1 => self.write(conns[0], frame),
+                        _ => self.actions.push(Action::Broadcast { conns, frame }),
+                    }
+                }
                 Output::SendToJoiner { rank, msg } => {
                     // Every process asking for that rank hears it (a refusal is about the rank).
                     let conns: Vec<ConnId> = self
@@ -108,9 +123,10 @@ impl Endpoint {
     }
 
     pub(super) fn trace_output(&mut self, output: &Output) {
-        let traced = self.settings.trace_clock.is_some();
-        if let Some(kind) = traced.then(|| trace::output_event(&self.node, output)).flatten() {
-            self.trace(kind);
+        if self.settings.trace_clock.is_some() {
+            for kind in trace::output_events(&self.node, output) {
+                self.trace(kind);
+            }
         }
     }
 

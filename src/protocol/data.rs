@@ -5,35 +5,62 @@
 use log::{debug, info, warn};
 
 use super::{Delivery, Node, Outbox, Output, Phase};
-use crate::message::{Message, Multicast};
+use crate::message::{Batch, Message, Multicast};
 use crate::types::{Payload, Rank, ViewId};
 
 impl Node {
-    pub(super) fn on_multicast(&mut self, payload: Payload, out: &mut Outbox) {
+    pub(super) fn on_multicast(&mut self, payload: Payload, _out: &mut Outbox) {
         match self.phase {
             Phase::Excluded | Phase::Left => warn!("member {}: multicast after the end of membership dropped", self.me),
             _ if self.leave_requested => {
                 warn!("member {}: multicast after leave() dropped", self.me)
             }
-            _ => {
-                self.backlog.push_back(payload);
-                self.pump_backlog(out);
-            }
+            // Stamped and sent at the next flush, with every other multicast of this drain.
+            _ => self.backlog.push_back(payload),
         }
     }
 
-    /// Sends backlog messages while the view is stable and the window has room.
-    pub(super) fn pump_backlog(&mut self, out: &mut Outbox) {
-        while self.phase == Phase::Member && !self.application_busy {
-            let Some(epoch) = self.epoch.as_mut() else {
-                return;
+    /// At a flush: stamps the backlog's messages while the view is stable and the window has room,
+    /// and sends them as data frames of at most [`super::Config::data_batch_bytes`] of payloads each.
+    /// True if it sent any.
+    ///
+    /// Stamping only here, right before sending, keeps the rule of §3 of the protocol notes: no
+    /// message of this member has a Lamport time it has not sent yet, so every acknowledgement it sends
+    /// follows, on each FIFO connection, every message of its own with a smaller time.
+    pub(super) fn pump_backlog(&mut self, out: &mut Outbox) -> bool {
+        let mut sent = false;
+        while let Some(batch) = self.next_batch() {
+            let Some(epoch) = self.epoch.as_ref() else { break };
+            let data = Message::Data {
+                view: epoch.view.id,
+                batch,
+                acks: epoch.my_acks(),
             };
-            if epoch.own_undelivered() >= self.config.window {
-                return;
+            // The data carries this member's acknowledgements: nothing else to send for now.
+            self.ack_dirty = false;
+            self.send_to_others(out, data);
+            sent = true;
+        }
+        sent
+    }
+
+    /// Stamps and holds the next run of backlog messages that may go out now, if any.
+    fn next_batch(&mut self) -> Option<Batch> {
+        if self.phase != Phase::Member || self.application_busy {
+            return None;
+        }
+        let epoch = self.epoch.as_mut()?;
+        let mut msgs: Vec<Multicast> = Vec::new();
+        let mut bytes = 0;
+        while epoch.own_undelivered() < self.config.window {
+            let Some(len) = self.backlog.front().map(|p| p.as_bytes().len()) else {
+                break;
+            };
+            if !msgs.is_empty() && bytes + len > self.config.data_batch_bytes {
+                break;
             }
-            let Some(payload) = self.backlog.pop_front() else {
-                return;
-            };
+            let Some(payload) = self.backlog.pop_front() else { break };
+            bytes += len;
             self.lamport += 1;
             let msg = Multicast {
                 origin: self.me.rank,
@@ -42,16 +69,16 @@ impl Node {
                 payload,
             };
             epoch.hold_own(msg.clone());
-            let data = Message::Data {
-                view: epoch.view.id,
-                msg,
-                acks: epoch.my_acks(),
-            };
-            // The data carries this member's acknowledgements: nothing else to send for now.
-            self.ack_dirty = false;
-            self.send_to_others(out, data);
-            self.try_deliver(out);
+            msgs.push(msg);
         }
+        if msgs.is_empty() {
+            return None;
+        }
+        let batch = Batch::from_msgs(msgs);
+        if batch.is_none() {
+            self.broken_invariant = Some("own messages stamped out of sequence".to_string());
+        }
+        batch
     }
 
     pub(super) fn on_message(&mut self, from: Rank, msg: Message, out: &mut Outbox) {
@@ -87,7 +114,7 @@ impl Node {
             self.acceptor.promised_at_tick = self.now_ticks;
         }
         match msg {
-            Message::Data { view, msg, acks } => self.on_data(from, view, msg, acks, out),
+            Message::Data { view, batch, acks } => self.on_data(from, view, batch, acks, out),
             Message::Ack { view, acks } => self.on_ack(from, view, acks, out),
             Message::Suspect { view, rank } => {
                 // A suspicion from a member this one suspects is not taken: it is on its way out.
@@ -138,7 +165,7 @@ impl Node {
             .is_some_and(|v| v.id == view && v.index_of(from).is_some())
     }
 
-    pub(super) fn on_data(&mut self, from: Rank, view: ViewId, msg: Multicast, acks: Vec<u64>, out: &mut Outbox) {
+    pub(super) fn on_data(&mut self, from: Rank, view: ViewId, batch: Batch, acks: Vec<u64>, out: &mut Outbox) {
         let Some(epoch) = self.epoch.as_mut() else {
             return;
         };
@@ -160,8 +187,8 @@ impl Node {
         let Some(from_index) = epoch.view.index_of(from) else {
             return;
         };
-        let lamport = msg.lamport;
-        if let Err(refusal) = epoch.hold_received(from_index, msg, &acks) {
+        let lamport = batch.lamport_max();
+        if let Err(refusal) = epoch.hold_received(from_index, batch, &acks) {
             warn!("member {}: data from {} dropped: {:?}", self.me, from, refusal);
             return;
         }
@@ -198,8 +225,8 @@ impl Node {
             self.deliver(msg, out);
             delivered_any = true;
         }
+        // The window's room this made is used at the next flush.
         if delivered_any {
-            self.pump_backlog(out);
             self.maybe_announce_leave(out);
         }
     }

@@ -14,7 +14,8 @@
 //! 2. `k` sent it after receiving them, so `k`'s clock was already past their Lamport times, and every
 //!    message `k` multicast with a smaller time went out earlier on the same FIFO connection.
 //!
-//! A data message from `o` acknowledges `o`'s own messages up to its `seq` (the origin obviously holds
+//! A data message from `o` (a run of its messages, see [`Batch`]) acknowledges `o`'s own messages up to
+//! the run's last `seq` (the origin obviously holds
 //! them, and its later messages carry larger times); this member's own row is its own receive counters.
 //!
 //! # Invariants (checked by [`Epoch::check`])
@@ -25,7 +26,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::message::Multicast;
+use crate::message::{Batch, Multicast};
 use crate::types::{MemberId, Stamp, View};
 
 /// One view's hold-back queue and acknowledgement table.
@@ -61,6 +62,8 @@ pub enum Refusal {
     BadAckVector,
     /// The sender is not a member of this view.
     NotAMember,
+    /// A run's Lamport times do not grow from one message to the next.
+    Unordered,
 }
 
 impl Epoch {
@@ -93,22 +96,33 @@ impl Epoch {
         self.held.insert(msg.stamp(), msg);
     }
 
-    /// Takes a data message received from the member at `from_index`, with its piggybacked acks.
-    pub fn hold_received(&mut self, from_index: usize, msg: Multicast, acks: &[u64]) -> Result<(), Refusal> {
-        if self.view.members[from_index].rank != msg.origin {
+    /// Takes a run of data messages received from the member at `from_index`, with its piggybacked
+    /// acks: all of it, or (refused) none of it.
+    pub fn hold_received(&mut self, from_index: usize, batch: Batch, acks: &[u64]) -> Result<(), Refusal> {
+        if self.view.members[from_index].rank != batch.origin() {
             return Err(Refusal::Spoofed);
         }
         let expected = self.acks[self.my_index][from_index] + 1;
-        if msg.seq != expected {
-            return Err(Refusal::OutOfSequence { expected, got: msg.seq });
+        if batch.first_seq() != expected {
+            return Err(Refusal::OutOfSequence {
+                expected,
+                got: batch.first_seq(),
+            });
         }
         if acks.len() != self.view.members.len() {
             return Err(Refusal::BadAckVector);
         }
-        self.acks[self.my_index][from_index] = msg.seq;
+        if batch.msgs().windows(2).any(|pair| pair[0].lamport >= pair[1].lamport) {
+            // Two messages of one origin under one stamp would take each other's place.
+            return Err(Refusal::Unordered);
+        }
+        let last = batch.last_seq();
+        self.acks[self.my_index][from_index] = last;
         let row = &mut self.acks[from_index];
-        row[from_index] = row[from_index].max(msg.seq);
-        self.held.insert(msg.stamp(), msg);
+        row[from_index] = row[from_index].max(last);
+        for msg in batch.into_msgs() {
+            self.held.insert(msg.stamp(), msg);
+        }
         self.merge_acks(from_index, acks)
     }
 

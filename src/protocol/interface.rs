@@ -21,19 +21,29 @@ pub struct Config {
     /// message travels alone). Keeps every frame of a view change far below the wire's frame limit,
     /// whatever the payloads.
     pub carry_chunk_bytes: usize,
+    /// Most payload bytes in one [`Message::Data`] frame: at a flush, the multicasts the window has room
+    /// for go out as runs of at most this many bytes (a larger single message travels alone).
+    pub data_batch_bytes: usize,
 }
 
 /// The default [`Config::carry_chunk_bytes`]: 4 MiB, a sixteenth of the wire's frame limit.
 pub const CARRY_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 
+/// The default [`Config::data_batch_bytes`]: 256 KiB. Large enough that a full window of small
+/// messages is one frame per peer (1,024 × 64 B), small enough that one frame never holds up the
+/// connection for long.
+pub const DATA_BATCH_BYTES: usize = 256 * 1024;
+
 impl Config {
-    /// Defaults for `me`: a view change timeout of 20 ticks, a window of 1024 messages, 4 MiB chunks.
+    /// Defaults for `me`: a view change timeout of 20 ticks, a window of 1024 messages, 4 MiB chunks,
+    /// data frames of up to 256 KiB of payloads.
     pub fn new(me: Rank) -> Config {
         Config {
             me,
             view_change_timeout_ticks: 20,
             window: 1024,
             carry_chunk_bytes: CARRY_CHUNK_BYTES,
+            data_batch_bytes: DATA_BATCH_BYTES,
         }
     }
 }
@@ -95,6 +105,14 @@ pub enum Output {
     Send {
         /// The destination rank (never this member itself).
         to: Rank,
+        /// The message.
+        msg: Message,
+    },
+    /// Send the same `msg` on the member connection of every rank in `to` (never this member itself):
+    /// one output, so a driver can encode the frame once for all of them.
+    Broadcast {
+        /// The destination ranks, in view order.
+        to: Vec<Rank>,
         /// The message.
         msg: Message,
     },

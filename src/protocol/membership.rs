@@ -209,7 +209,7 @@ impl Node {
                 );
             }
         }
-        self.pump_backlog(out);
+        // The backlog goes out at the next flush, in the new view.
         if self.leave_requested {
             self.leaving.remove(&self.me);
             self.maybe_announce_leave(out);

@@ -60,7 +60,7 @@ mod status;
 mod transfer;
 pub mod view_change;
 
-pub use interface::{Config, Delivery, Input, Outbox, Output, Phase, CARRY_CHUNK_BYTES};
+pub use interface::{Config, Delivery, Input, Outbox, Output, Phase, CARRY_CHUNK_BYTES, DATA_BATCH_BYTES};
 pub use status::Status;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -220,7 +220,6 @@ impl Node {
                 self.application_busy = busy;
                 if !busy {
                     self.try_deliver(out);
-                    self.pump_backlog(out);
                 }
             }
         }
@@ -229,8 +228,17 @@ impl Node {
         }
     }
 
-    /// The driver has no more input queued: send acknowledgements held back for coalescing.
+    /// The driver has no more input queued: what was held back for coalescing goes out. First the
+    /// multicasts the window has room for, as data frames (runs of consecutive messages, see
+    /// [`Message::Data`]) that carry this member's acknowledgements; then, if no data went out, the
+    /// acknowledgements alone. Drivers call it after every drain of their input, so a lone multicast
+    /// at low rate goes out at once, and the multicasts of a burst go out together.
     pub fn flush(&mut self, out: &mut Outbox) {
+        // Delivering its own messages may free this member's window (a group of one delivers them
+        // at once): then the backlog goes on.
+        while self.pump_backlog(out) {
+            self.try_deliver(out);
+        }
         if !self.ack_dirty || self.phase != Phase::Member || self.application_busy {
             return;
         }
@@ -350,14 +358,12 @@ impl Node {
         }
     }
 
+    /// To every other member of the view, as one output (the driver encodes it once).
     fn send_to_others(&mut self, out: &mut Outbox, msg: Message) {
         let me = self.me.rank;
-        let ranks: Vec<Rank> = self.view.iter().flat_map(|v| v.ranks()).filter(|r| *r != me).collect();
-        for rank in ranks {
-            out.push(Output::Send {
-                to: rank,
-                msg: msg.clone(),
-            });
+        let to: Vec<Rank> = self.view.iter().flat_map(|v| v.ranks()).filter(|r| *r != me).collect();
+        if !to.is_empty() {
+            out.push(Output::Broadcast { to, msg });
         }
     }
 }

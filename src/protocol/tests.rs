@@ -60,6 +60,11 @@ impl Net {
         for output in out.drain() {
             match &output {
                 Output::Send { to, msg } => self.queue.push_back((Rank(rank), *to, msg.clone())),
+                Output::Broadcast { to, msg } => {
+                    for to in to {
+                        self.queue.push_back((Rank(rank), *to, msg.clone()));
+                    }
+                }
                 Output::Deliver(d) => self.delivered[rank as usize - 1].push((
                     d.origin.rank.0,
                     String::from_utf8_lossy(d.payload.as_bytes()).into_owned(),
@@ -99,6 +104,15 @@ impl Net {
         self.nodes[rank as usize - 1] = None;
         self.delivered[rank as usize - 1].clear();
         self.queue.retain(|(from, to, _)| from.0 != rank && to.0 != rank);
+    }
+
+    /// `rank`'s driver has no more input: what it coalesced goes out.
+    fn flush(&mut self, rank: u16) {
+        let mut out = Outbox::new();
+        if let Some(node) = self.nodes[rank as usize - 1].as_mut() {
+            node.flush(&mut out);
+        }
+        self.absorb(rank, out);
     }
 
     /// Delivers, oldest first, the queued messages from `from` to `to` (and nothing else).
@@ -166,10 +180,29 @@ fn three_members_deliver_the_same_sequence() {
 }
 
 #[test]
-fn a_single_member_delivers_its_own_messages_at_once() {
+fn a_single_member_delivers_its_own_messages_at_its_next_flush() {
     let mut net = Net::new(1);
     net.input(1, Input::Multicast("alone".into()));
+    assert!(net.delivered[0].is_empty(), "stamped and sent at the flush, not before");
+    net.run();
     assert_eq!(net.delivered[0], vec![(1, "alone".to_string(), 1)]);
+}
+
+/// A group of one with a window of one: each flush delivers its own message at once, which frees the
+/// window for the next; one flush empties the whole backlog.
+#[test]
+fn one_flush_empties_a_lone_members_backlog_through_a_window_of_one() {
+    let mut config = Config::new(Rank(1));
+    config.window = 1;
+    let mut node = Node::new(config, View::initial(1));
+    let mut out = Outbox::new();
+    for k in 0..4 {
+        node.handle(Input::Multicast(format!("m{k}").as_str().into()), &mut out);
+    }
+    node.flush(&mut out);
+    let delivered = out.drain().filter(|o| matches!(o, Output::Deliver(_))).count();
+    assert_eq!(delivered, 4);
+    assert_eq!(node.backlog(), 0);
 }
 
 #[test]
@@ -275,19 +308,19 @@ fn multicasts_beyond_the_window_wait_in_the_backlog() {
     for k in 0..5 {
         node.handle(Input::Multicast(format!("m{k}").as_str().into()), &mut out);
     }
-    let sent_to_2 = out
+    assert!(out.is_empty(), "multicasts go out at the flush");
+    node.flush(&mut out);
+    let frames: Vec<usize> = out
         .drain()
-        .filter(|o| {
-            matches!(
-                o,
-                Output::Send {
-                    to: Rank(2),
-                    msg: Message::Data { .. }
-                }
-            )
+        .filter_map(|o| match o {
+            Output::Broadcast {
+                to,
+                msg: Message::Data { batch, .. },
+            } if to == vec![Rank(2), Rank(3)] => Some(batch.len()),
+            _ => None,
         })
-        .count();
-    assert_eq!(sent_to_2, 2, "only a window's worth goes out");
+        .collect();
+    assert_eq!(frames, vec![2], "only a window's worth goes out, in one frame");
     assert_eq!(node.backlog(), 3);
     assert_eq!(node.undelivered_own(), 5, "the backlog plus the two sent");
     assert_eq!(node.lamport(), 2, "one clock tick per message sent");
@@ -782,6 +815,7 @@ fn a_suspicion_from_outside_the_view_is_ignored() {
 fn receiving_a_message_moves_the_clock_past_its_time() {
     let mut net = Net::new(2);
     net.input(1, Input::Multicast("m".into()));
+    net.flush(1);
     net.deliver_link(1, 2);
     assert_eq!(net.node(2).lamport(), 2, "max(0, 1) + 1");
 }
@@ -818,10 +852,10 @@ fn a_member_announces_its_leave_once_after_its_own_messages_are_delivered() {
         .filter(|o| {
             matches!(
                 o,
-                Output::Send {
-                    to: Rank(1),
+                Output::Broadcast {
+                    to,
                     msg: Message::Leave { .. }
-                }
+                } if to.contains(&Rank(1))
             )
         })
         .count();

@@ -59,12 +59,22 @@ pub(crate) struct Engine {
     /// deliveries are no longer held back for it.
     pub unpaced: bool,
     pub probe: Option<EngineProbe>,
+    /// The frame being written, encoded once for every connection it goes to (reused: no allocation
+    /// per frame).
+    pub encoded: Vec<u8>,
+    /// Connections with bytes appended since the last [`Engine::send_appended`].
+    pub unsent: Vec<ConnId>,
 }
+
+/// Most signals taken in one drain before what they caused goes out: under a steady stream of input
+/// the protocol thread still sends (and acknowledges) at least this often.
+const DRAIN_SIGNALS_MAX: usize = 1024;
 
 impl Engine {
     pub fn run(mut self, signals: Receiver<Signal>, mut incoming: Receiver<Incoming>, tick: Duration) {
         let ticker = crossbeam_channel::tick(tick);
         self.carry_out();
+        self.send_appended();
         while !self.endpoint.is_finished() {
             self.flush_trace();
             select! {
@@ -79,18 +89,21 @@ impl Engine {
                     Err(_) => incoming = crossbeam_channel::never(),
                 },
             }
-            // Drain what is already queued before flushing: acknowledgements coalesce under load and go
-            // out at once otherwise.
-            while !self.endpoint.is_finished() {
+            // Drain what is already queued before flushing: multicasts batch and acknowledgements
+            // coalesce under load, and both go out at once otherwise.
+            let mut drained = 0;
+            while !self.endpoint.is_finished() && drained < DRAIN_SIGNALS_MAX {
                 self.carry_out();
                 match signals.try_recv() {
                     Ok(signal) => self.on_signal(signal),
                     Err(_) => break,
                 }
+                drained += 1;
             }
             self.endpoint.flush();
             self.carry_out();
             self.pace_to_application();
+            self.send_appended();
             // Debug builds (every `make test` run) check the core's invariants after each batch, as
             // the simulator does after every input: the real runtime's interleavings are checked too.
             #[cfg(debug_assertions)]
@@ -202,7 +215,8 @@ impl Engine {
     pub fn carry_out(&mut self) {
         for action in self.endpoint.take_actions() {
             match action {
-                Action::Write { conn, frame } => self.write(conn, &frame),
+                Action::Write { conn, frame } => self.write(&[conn], &frame),
+                Action::Broadcast { conns, frame } => self.write(&conns, &frame),
                 Action::Close { conn } => self.close(conn),
                 Action::Dial { life, host, port } => {
                     let from = self.endpoint.node().me();
@@ -236,15 +250,40 @@ impl Engine {
         }
     }
 
-    fn write(&mut self, conn: ConnId, frame: &Frame) {
+    /// Encodes `frame` once and appends it to each connection's buffer; it goes out at the next
+    /// [`Engine::send_appended`].
+    fn write(&mut self, conns: &[ConnId], frame: &Frame) {
         if let (Some(probe), Frame::Protocol(msg)) = (&mut self.probe, frame) {
-            if let Some(to) = self.endpoint.rank_of(conn) {
-                let node = self.endpoint.node();
-                probe.sent(node.me().rank, node.view(), to, msg);
+            for conn in conns {
+                if let Some(to) = self.endpoint.rank_of(*conn) {
+                    let node = self.endpoint.node();
+                    probe.sent(node.me().rank, node.view(), to, msg);
+                }
             }
         }
-        if let Some(outgoing) = self.outgoing.get(&conn) {
-            outgoing.push(frame);
+        self.encoded.clear();
+        wire::encode(frame, &mut self.encoded);
+        for conn in conns {
+            if let Some(outgoing) = self.outgoing.get(conn) {
+                outgoing.append(&self.encoded, frame);
+                if !self.unsent.contains(conn) {
+                    self.unsent.push(*conn);
+                }
+            }
+        }
+        // Keep the buffer for the next frame, but not a big one's worth of memory.
+        if self.encoded.capacity() > 1 << 20 {
+            self.encoded = Vec::new();
+        }
+    }
+
+    /// Sends what this drain appended: each connection's bytes go out now if its socket takes them,
+    /// else through its writer thread.
+    fn send_appended(&mut self) {
+        for conn in std::mem::take(&mut self.unsent) {
+            if let Some(outgoing) = self.outgoing.get(&conn) {
+                outgoing.send_now();
+            }
         }
     }
 
@@ -298,7 +337,7 @@ impl Engine {
                 chunks.len()
             );
             for chunk in &chunks {
-                self.write(*conn, chunk);
+                self.write(&[*conn], chunk);
             }
         }
     }

@@ -18,9 +18,10 @@
 //! The stages of one multicast, in order (per peer: one stamp for each other member):
 //! 1. [`Stage::Called`]: the application is about to call `multicast()` (stamped by the application);
 //! 2. [`Stage::Taken`]: the origin's protocol thread takes the multicast from its channel;
-//! 3. [`Stage::Drained`] (per peer): the origin's writer thread to that peer took the buffered bytes
-//!    holding the data frame (woken by the protocol thread, or back from its previous write);
-//! 4. [`Stage::Written`] (per peer): that writer got back from the `write_all` of those bytes;
+//! 3. [`Stage::Drained`] (per peer): the bytes holding the data frame left the buffer: the origin's
+//!    protocol thread sent them itself (a non-blocking send that took them all), or its writer thread
+//!    to that peer took them (woken by the protocol thread, or back from its previous write);
+//! 4. [`Stage::Written`] (per peer): that send, or the writer's `write_all` of those bytes, returned;
 //! 5. [`Stage::Read`] (per peer): that peer's reader thread decoded the frame;
 //! 6. [`Stage::Handled`] (per peer): that peer's protocol thread took the frame from its channel;
 //! 7. [`Stage::AckQueued`] (per peer): that peer's protocol thread queued, for its writer to the
@@ -381,8 +382,10 @@ impl EngineProbe {
     /// The protocol thread of `me`, in `view`, takes `msg` from `from`.
     pub(crate) fn frame(&mut self, me: Rank, view: Option<&View>, from: Rank, msg: &Message) {
         let acks = match msg {
-            Message::Data { msg: data, acks, .. } => {
-                self.hops.stamp(Stage::Handled, data.origin, data.seq, me);
+            Message::Data { batch, acks, .. } => {
+                for data in batch.msgs() {
+                    self.hops.stamp(Stage::Handled, data.origin, data.seq, me);
+                }
                 acks
             }
             Message::Ack { acks, .. } => acks,
@@ -413,13 +416,12 @@ pub(crate) struct WriteProbe {
 }
 
 impl WriteProbe {
-    /// The seq of `frame` if it is a sampled data frame of this member's.
-    pub(crate) fn sampled_seq(&self, frame: &Frame) -> Option<u64> {
-        match frame {
-            Frame::Protocol(Message::Data { msg, .. }) if msg.origin == self.me && self.hops.sampled(msg.seq) => {
-                Some(msg.seq)
+    /// Adds to `seqs` the sampled seqs `frame` carries, if it is a data frame of this member's.
+    pub(crate) fn sampled_seqs(&self, frame: &Frame, seqs: &mut Vec<u64>) {
+        if let Frame::Protocol(Message::Data { batch, .. }) = frame {
+            if batch.origin() == self.me {
+                seqs.extend(batch.msgs().iter().map(|m| m.seq).filter(|seq| self.hops.sampled(*seq)));
             }
-            _ => None,
         }
     }
 
@@ -443,8 +445,10 @@ pub(crate) struct ReadProbe {
 impl ReadProbe {
     /// The reader decoded `frame`.
     pub(crate) fn read(&self, frame: &Frame) {
-        if let Frame::Protocol(Message::Data { msg, .. }) = frame {
-            self.hops.stamp(Stage::Read, msg.origin, msg.seq, self.me);
+        if let Frame::Protocol(Message::Data { batch, .. }) = frame {
+            for msg in batch.msgs() {
+                self.hops.stamp(Stage::Read, msg.origin, msg.seq, self.me);
+            }
         }
     }
 }

@@ -1,19 +1,30 @@
-//! Outgoing connections: a per-peer byte buffer that the protocol thread appends frames to, and a
-//! writer thread per peer that drains it with one `write_all` per batch.
+//! Outgoing connections: a per-peer byte buffer that the protocol thread appends frames to, sent by
+//! the protocol thread itself when the socket has room, and by a writer thread per peer otherwise.
 //!
 //! Why a buffer and not a queue of frames: the protocol thread must never block on a socket, and a
-//! buffer that the writer swaps out whole turns "many small frames while the socket is busy" into one
-//! large write, which is where the throughput on loopback comes from. Appending is a short lock on the
-//! buffer, never a wait for the network.
+//! buffer turns "many small frames while the socket is busy" into one large write, which is where the
+//! throughput on loopback comes from. Appending is a short lock on the buffer, never a wait for the
+//! network.
+//!
+//! Why the protocol thread sends first: waking a writer thread for every burst costs two context
+//! switches and tens of microseconds of latency, while the socket's send buffer is nearly always
+//! empty enough to take the whole burst at once. So after each drain of its input the protocol thread
+//! calls [`Outgoing::send_now`]: one `send` with `MSG_DONTWAIT` (a per-call non-blocking send through
+//! `socket2`). It never waits, and it leaves the socket blocking for the reader thread that shares
+//! it (`set_nonblocking` would make that reader's blocking reads fail). What the socket does not take
+//! at once stays buffered and the writer thread is woken to write it with ordinary blocking writes.
+//! A send timeout instead would make the protocol thread wait up to that timeout on a full socket.
 //!
 //! A peer that stops reading makes its buffer grow; [`Outgoing::stalled_for_ms`] tells the heartbeat
 //! thread how long the writer has been unable to make progress, and a stall past the failure timeout is
 //! reported as a suspicion (the buffer stays bounded by flow control in the meantime).
 //!
 //! # Invariants
-//! - bytes are written in the order they were appended (one writer per connection);
+//! - bytes are written in the order they were appended: the protocol thread sends only while the
+//!   writer is not writing and sends from the buffer's front, under the buffer's lock;
 //! - after [`Outgoing::close`], the writer writes what is buffered and then shuts the connection down;
-//! - a write error ends the writer and is reported to the protocol thread as an event, never a panic.
+//! - a write error ends the writer and is reported to the protocol thread as an event, never a panic
+//!   (a failed non-blocking send leaves the bytes to the writer, which meets the same error).
 
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
@@ -73,6 +84,8 @@ impl LastHeard {
 struct Buffer {
     bytes: Vec<u8>,
     closing: bool,
+    /// The writer thread took bytes and is writing them: nobody else may send now.
+    writing: bool,
     /// When the writer last finished a write or found the buffer empty.
     progress_ms: u64,
     /// With a hop probe only: the seqs of the sampled data frames in `bytes`.
@@ -85,6 +98,9 @@ pub struct Outgoing {
     buffer: Mutex<Buffer>,
     wake: Condvar,
     clock: Clock,
+    /// The same socket as the writer's, for the protocol thread's non-blocking sends; `None` if it
+    /// could not be cloned (then the writer thread sends everything).
+    direct: Option<TcpStream>,
     /// `tom-bench --breakdown` only (see [`super::hops`]); `None`: no cost.
     probe: Option<WriteProbe>,
 }
@@ -116,6 +132,7 @@ impl Outgoing {
             }),
             wake: Condvar::new(),
             clock,
+            direct: stream.try_clone().ok(),
             probe,
         });
         let writer = Arc::clone(&outgoing);
@@ -127,7 +144,8 @@ impl Outgoing {
         Ok((outgoing, handle))
     }
 
-    /// Appends one frame. Never waits for the network.
+    /// Appends one frame and wakes the writer. Never waits for the network. For threads other than
+    /// the protocol thread (heartbeats).
     pub fn push(&self, frame: &Frame) {
         let mut buffer = self.buffer.lock();
         if buffer.closing {
@@ -135,13 +153,55 @@ impl Outgoing {
         }
         let was_empty = buffer.bytes.is_empty();
         wire::encode(frame, &mut buffer.bytes);
-        if let Some(seq) = self.probe.as_ref().and_then(|probe| probe.sampled_seq(frame)) {
-            buffer.probed.push(seq);
+        if let Some(probe) = &self.probe {
+            probe.sampled_seqs(frame, &mut buffer.probed);
         }
         if was_empty {
             buffer.progress_ms = self.clock.now_ms();
-            self.wake.notify_one();
         }
+        self.wake.notify_one();
+    }
+
+    /// Appends frames already encoded (`frame` is what they encode, for the hop probe), without waking
+    /// anyone: the protocol thread calls [`Outgoing::send_now`] once it has appended a whole drain's
+    /// frames.
+    pub fn append(&self, encoded: &[u8], frame: &Frame) {
+        let mut buffer = self.buffer.lock();
+        if buffer.closing {
+            return;
+        }
+        if buffer.bytes.is_empty() {
+            buffer.progress_ms = self.clock.now_ms();
+        }
+        buffer.bytes.extend_from_slice(encoded);
+        if let Some(probe) = &self.probe {
+            probe.sampled_seqs(frame, &mut buffer.probed);
+        }
+    }
+
+    /// Sends what is buffered now, as far as the socket takes it without waiting, and wakes the
+    /// writer thread for the rest. Called by the protocol thread after appending.
+    pub fn send_now(&self) {
+        let mut buffer = self.buffer.lock();
+        if buffer.bytes.is_empty() {
+            return;
+        }
+        if let (Some(stream), false, false) = (&self.direct, buffer.writing, buffer.closing) {
+            // An error (the socket full: WouldBlock; or broken) leaves the bytes to the writer.
+            if let Ok(sent) = send_without_waiting(stream, &buffer.bytes) {
+                buffer.bytes.drain(..sent);
+                buffer.progress_ms = self.clock.now_ms();
+                if buffer.bytes.is_empty() {
+                    if let Some(probe) = &self.probe {
+                        probe.stamp(Stage::Drained, &buffer.probed);
+                        probe.stamp(Stage::Written, &buffer.probed);
+                    }
+                    buffer.probed.clear();
+                    return;
+                }
+            }
+        }
+        self.wake.notify_one();
     }
 
     /// Bytes waiting to be written.
@@ -190,6 +250,7 @@ impl Outgoing {
                     break;
                 }
                 std::mem::swap(&mut buffer.bytes, &mut batch);
+                buffer.writing = true;
                 if self.probe.is_some() {
                     std::mem::swap(&mut buffer.probed, &mut probed);
                 }
@@ -207,7 +268,11 @@ impl Outgoing {
             if batch.capacity() > 1 << 20 {
                 batch = Vec::new();
             }
-            self.buffer.lock().progress_ms = self.clock.now_ms();
+            {
+                let mut buffer = self.buffer.lock();
+                buffer.progress_ms = self.clock.now_ms();
+                buffer.writing = false;
+            }
             if let Err(error) = result {
                 self.buffer.lock().closing = true;
                 let _ = stream.shutdown(Shutdown::Both);
@@ -217,6 +282,22 @@ impl Outgoing {
         let _ = stream.shutdown(Shutdown::Both);
         Ok(())
     }
+}
+
+/// One `send` that never waits: `MSG_DONTWAIT` makes this call alone non-blocking, so the reader
+/// thread's blocking reads on the same socket are untouched; `MSG_NOSIGNAL` turns a closed peer into
+/// an error instead of a signal, as std's own writes do.
+#[cfg(target_os = "linux")]
+fn send_without_waiting(stream: &TcpStream, bytes: &[u8]) -> std::io::Result<usize> {
+    const MSG_DONTWAIT: i32 = 0x40;
+    const MSG_NOSIGNAL: i32 = 0x4000;
+    socket2::SockRef::from(stream).send_with_flags(bytes, MSG_DONTWAIT | MSG_NOSIGNAL)
+}
+
+/// Elsewhere the writer thread sends everything.
+#[cfg(not(target_os = "linux"))]
+fn send_without_waiting(_stream: &TcpStream, _bytes: &[u8]) -> std::io::Result<usize> {
+    Err(std::io::ErrorKind::WouldBlock.into())
 }
 
 #[cfg(test)]

@@ -329,6 +329,8 @@ impl Member {
             application_busy: false,
             unpaced: false,
             probe: config.hop_probe.clone().map(EngineProbe::new),
+            encoded: Vec::new(),
+            unsent: Vec::new(),
         };
         for (peer, process, reading, writing) in start.conns {
             let conn = engine.add_conn(peer, reading, writing)?;

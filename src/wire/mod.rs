@@ -37,7 +37,7 @@ use reader::Reader;
 use tags::*;
 use writer::Writer;
 
-use crate::message::{Ballot, Message, MessageRef, Multicast, Proposal, Report};
+use crate::message::{Ballot, Batch, Message, MessageRef, Multicast, Proposal, Report};
 use crate::types::{Incarnation, MemberId, Payload, ProcessId, Rank, Stamp, View, ViewId};
 
 /// The first bytes of every handshake frame's fields: "tom", then a format generation byte.
@@ -45,7 +45,7 @@ pub const MAGIC: [u8; 4] = *b"tom\x01";
 
 /// The version of the member and registry protocol this build speaks. Both ends of a handshake must
 /// speak the same one.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Largest frame body accepted before a handshake has succeeded (handshakes, registry traffic): small,
 /// because the peer is still a stranger.

@@ -191,6 +191,23 @@ impl<R: Read> Reader<'_, R> {
             payload: self.payload()?,
         })
     }
+    /// A data frame's run: the origin, the first seq, then each message's Lamport time and payload.
+    /// An empty run, or one whose seqs would pass `u64::MAX`, is malformed.
+    fn batch(&mut self) -> Result<Batch, ReadError> {
+        let origin = self.rank()?;
+        let mut next_seq = Some(self.u64()?);
+        let msgs = self.list(BATCH_ENTRY_LEN_MIN, |r| {
+            let seq = next_seq.ok_or(WireError::Malformed("data run past the largest seq"))?;
+            next_seq = seq.checked_add(1);
+            Ok(Multicast {
+                origin,
+                seq,
+                lamport: r.u64()?,
+                payload: r.payload()?,
+            })
+        })?;
+        Batch::from_msgs(msgs).ok_or(ReadError::Wire(WireError::Malformed("data frame without a message")))
+    }
     fn multicasts(&mut self) -> Result<Vec<Multicast>, ReadError> {
         self.list(MULTICAST_LEN_MIN, |r| r.multicast())
     }
@@ -347,7 +364,7 @@ impl<R: Read> Reader<'_, R> {
         Ok(match tag {
             MSG_DATA => Message::Data {
                 view: self.view_id()?,
-                msg: self.multicast()?,
+                batch: self.batch()?,
                 acks: self.acks()?,
             },
             MSG_ACK => Message::Ack {

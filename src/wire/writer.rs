@@ -111,10 +111,16 @@ impl Writer<'_> {
     }
     pub(super) fn message(&mut self, msg: &Message) {
         match msg {
-            Message::Data { view, msg, acks } => {
+            Message::Data { view, batch, acks } => {
+                // The origin and the first seq once: the rest of the run follows from them.
                 self.u8(MSG_DATA);
                 self.u64(view.0);
-                self.multicast(msg);
+                self.rank(batch.origin());
+                self.u64(batch.first_seq());
+                self.list(batch.msgs(), |w, msg| {
+                    w.u64(msg.lamport);
+                    w.bytes(msg.payload.as_bytes());
+                });
                 self.acks(acks);
             }
             Message::Ack { view, acks } => {

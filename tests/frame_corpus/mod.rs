@@ -2,7 +2,7 @@
 //! fuzzer, shared so that both see every frame the protocol can send.
 #![allow(dead_code)]
 
-use tom::message::{Ballot, Message, MessageRef, Multicast, Proposal, Report};
+use tom::message::{Ballot, Batch, Message, MessageRef, Multicast, Proposal, Report};
 use tom::types::{Incarnation, MemberId, Payload, ProcessId, Rank, Stamp, View, ViewId};
 use tom::wire::{self, encode, Frame, Hello, Nonce, Proof, Purpose, Register, Roster, RosterEntry};
 
@@ -84,18 +84,36 @@ pub fn all_messages() -> Vec<Message> {
     vec![
         Message::Data {
             view,
-            msg: multicast(2, 5, "hello, group"),
+            batch: Batch::new(multicast(2, 5, "hello, group")),
             acks: vec![4, 0, 9],
         },
         Message::Data {
             view,
-            msg: Multicast {
+            batch: Batch::new(Multicast {
                 origin: Rank(1),
                 seq: 1,
                 lamport: 1,
                 payload: Payload::from(vec![0u8, 255, 7, 0]),
-            },
+            }),
             acks: vec![],
+        },
+        Message::Data {
+            view,
+            batch: Batch::from_msgs(vec![
+                multicast(3, 7, "one"),
+                Multicast {
+                    seq: 8,
+                    lamport: 25,
+                    ..multicast(3, 7, "")
+                },
+                Multicast {
+                    seq: 9,
+                    lamport: 26,
+                    ..multicast(3, 7, "three")
+                },
+            ])
+            .expect("a run of one origin's consecutive messages"),
+            acks: vec![9, 2, 7],
         },
         Message::Ack {
             view,

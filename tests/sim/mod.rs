@@ -269,6 +269,8 @@ pub struct Knobs {
     pub state_transfer: bool,
     /// Bytes per snapshot chunk.
     pub snapshot_chunk_bytes: usize,
+    /// Every node's `data_batch_bytes`: how many payload bytes one data frame's run may carry.
+    pub data_batch_bytes: usize,
 }
 
 impl Default for Knobs {
@@ -279,6 +281,7 @@ impl Default for Knobs {
             redial_interval_steps: 100,
             state_transfer: false,
             snapshot_chunk_bytes: 64,
+            data_batch_bytes: tom::protocol::DATA_BATCH_BYTES,
         }
     }
 }
@@ -436,6 +439,7 @@ impl Sim {
     fn core_config(&self, rank: Rank) -> Config {
         let mut config = Config::new(rank);
         config.carry_chunk_bytes = self.knobs.carry_chunk_bytes;
+        config.data_batch_bytes = self.knobs.data_batch_bytes;
         config
     }
 
@@ -946,6 +950,13 @@ impl Sim {
                     let kind = frame.kind();
                     let dest = self.write(node, conn, frame);
                     add(kind, dest);
+                }
+                endpoint::Action::Broadcast { conns, frame } => {
+                    let kind = frame.kind();
+                    for conn in conns {
+                        let dest = self.write(node, conn, frame.clone());
+                        add(kind, dest);
+                    }
                 }
                 endpoint::Action::Close { conn } => {
                     let peer = self.net.peer(conn, node);
@@ -1710,8 +1721,18 @@ impl Sim {
 
     // ---- scripted API (ranks name the newest life) ----------------------------------------------------
 
-    /// The newest life of `rank` multicasts; returns the payload.
+    /// The newest life of `rank` multicasts and, as a driver does once its input is drained, flushes:
+    /// the message goes out at once, alone in its data frame. Returns the payload.
     pub fn multicast(&mut self, rank: u16) -> String {
+        let node = self.current(rank);
+        self.apply(Action::Multicast { node });
+        self.apply(Action::Flush { node });
+        self.lives[node].history.multicasts.last().cloned().unwrap_or_default()
+    }
+
+    /// The newest life of `rank` multicasts without flushing: the message waits, with any others, for
+    /// the next flush ([`Sim::flush`]), which sends them as one data frame. Returns the payload.
+    pub fn multicast_unflushed(&mut self, rank: u16) -> String {
         let node = self.current(rank);
         self.apply(Action::Multicast { node });
         self.lives[node].history.multicasts.last().cloned().unwrap_or_default()

@@ -105,13 +105,22 @@ pub fn entries(members: &[wire::RosterEntry]) -> String {
 pub fn describe_message(msg: &Message) -> String {
     let text = |p: &tom::types::Payload| super::check::short_payload(&String::from_utf8_lossy(p.as_bytes()));
     match msg {
-        Message::Data { view, msg, acks } => format!(
-            "data v{view} {:?} stamp {}.{} seq {} acks {acks:?}",
-            text(&msg.payload),
-            msg.lamport,
-            msg.origin,
-            msg.seq
-        ),
+        Message::Data { view, batch, acks } => {
+            let msgs: Vec<String> = batch
+                .msgs()
+                .iter()
+                .map(|msg| {
+                    format!(
+                        "{:?} stamp {}.{} seq {}",
+                        text(&msg.payload),
+                        msg.lamport,
+                        msg.origin,
+                        msg.seq
+                    )
+                })
+                .collect();
+            format!("data v{view} {} acks {acks:?}", msgs.join(", "))
+        }
         Message::Ack { view, acks } => format!("ack v{view} {acks:?}"),
         Message::Suspect { view, rank } => format!("suspect v{view} rank {rank}"),
         Message::Leave { view } => format!("leave v{view}"),

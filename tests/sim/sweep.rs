@@ -157,11 +157,25 @@ impl Driver {
             redial_interval_steps: failure_timeout / 5,
             state_transfer: setup.percent(50),
             snapshot_chunk_bytes: [8, 24, 64, 512][setup.below(4) as usize],
+            data_batch_bytes: 0,
         };
         let dial_delay_max_steps = [0, 3, 20, 60][setup.below(4) as usize];
         let port_mode = [PortMode::Fresh, PortMode::SameAsRank, PortMode::LowestFree][setup.below(3) as usize];
         let peer_lookup_percent = [0, 0, 30, 100][setup.below(4) as usize];
         let helper_goes_down = family == Family::Rejoin && setup.percent(15);
+        // How many messages one data frame carries: the flushes decide how many wait, this bounds
+        // them, from one message per frame (0 bytes: a run of one) to the runtime's default. Drawn
+        // from a stream of its own, so the draws above keep their values for a given seed.
+        let mut batching = Rng::new(seed ^ 0x0BA7_C4E5);
+        let knobs = Knobs {
+            data_batch_bytes: if big_payloads {
+                // Under the 32 KiB frame limit: a run of big payloads stays below it.
+                [0, 2 * 1024, 8 * 1024][batching.below(3) as usize]
+            } else {
+                [0, 4, 16, 64, tom::protocol::DATA_BATCH_BYTES][batching.below(5) as usize]
+            },
+            ..knobs
+        };
         let mut sim = Sim::with_knobs(size, setup.next_u64(), delay, knobs);
         sim.dial_delay_max_steps = dial_delay_max_steps;
         sim.port_mode = port_mode;
@@ -270,7 +284,7 @@ impl Driver {
         let knobs = sim.knobs().clone();
         sim.note(format!(
             "family {}, seed {seed}: {size} members, delays ≤{} steps ({}% slow), detector ≤{} steps, \
-             flush after {}% of inputs, {} chaos steps, {} planned events; failure timeout {} steps, \
+             flush after {}% of inputs, data runs of ≤{} payload bytes, {} chaos steps, {} planned events; failure timeout {} steps, \
              redial every {} steps, dials take ≤{} steps, restarts bind {:?} ports, {}% of lookups through a \
              peer, state transfer {}{}{}",
             family.name(),
@@ -278,6 +292,7 @@ impl Driver {
             delay.slow_percent,
             sim.detect_delay_max_steps,
             sim.flush_after_percent,
+            knobs.data_batch_bytes,
             chaos_steps,
             plan.len(),
             knobs.failure_timeout_steps,
