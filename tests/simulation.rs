@@ -153,12 +153,20 @@ fn sweep_with_rejoins() {
 
 /// Seeds that found a bug, kept as named cases (a later change to the simulator's draws may turn a seed
 /// into another schedule; the bug's own test, where there is one, is the lasting guard).
-const FOUND: &[(Family, u64, &str)] = &[(
-    Family::Rejoin,
-    9182,
-    "a join request recorded while the rank's life was falsely suspected outlived the suspicion (its \
-     accuser crashed) and asked for a view change at every install, for ever",
-)];
+const FOUND: &[(Family, u64, &str)] = &[
+    (
+        Family::Rejoin,
+        9182,
+        "a join request recorded while the rank's life was falsely suspected outlived the suspicion (its \
+         accuser crashed) and asked for a view change at every install, for ever",
+    ),
+    (
+        Family::Partition,
+        13278,
+        "a second cut dropped the end of file the first had left on its way, and the reader waited on its \
+         connection for ever",
+    ),
+];
 
 #[test]
 fn seeds_that_found_bugs_pass() {

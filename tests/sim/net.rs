@@ -469,6 +469,7 @@ impl Net {
         let mut lost = 0;
         let ends = self.conns[&conn].ends;
         for (side, &from) in ends.iter().enumerate() {
+            let mut end_lost = false;
             if let Some(queue) = self.links.get_mut(&(conn, from)) {
                 let keep = rng.range(0, queue.len() as u64) as usize;
                 lost += queue
@@ -476,14 +477,18 @@ impl Net {
                     .skip(keep)
                     .filter(|f| matches!(f.segment, Segment::Frame(_)))
                     .count();
+                end_lost = queue.iter().skip(keep).any(|f| matches!(f.segment, Segment::Eof(_)));
                 queue.truncate(keep);
                 if queue.is_empty() {
                     self.links.remove(&(conn, from));
                 }
             }
             let c = self.conns.get_mut(&conn).expect("listed");
-            // A reader still there learns the connection broke.
-            if std::mem::replace(&mut c.writing[side], false) && c.reading[1 - side] {
+            // A reader still there learns the connection broke. That holds too for a direction whose
+            // writer had already closed (an earlier cut, or its endpoint) while its end of file was still
+            // on the way: a real reader of a broken connection gets a reset or times out once the path
+            // is back, it never waits on it for ever.
+            if (std::mem::replace(&mut c.writing[side], false) || end_lost) && c.reading[1 - side] {
                 let at = now + rng.range(1, eof_delay_max.max(1));
                 self.push(conn, from, Segment::Eof("connection broken".to_string()), at, None);
             }
