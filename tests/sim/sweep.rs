@@ -18,10 +18,11 @@
 //! restarted process finds the group through the helper or through a live member; state transfer (in
 //! half the runs, in small chunks). Holding cuts silence heartbeats (detectors time out while the held
 //! frames wait, to arrive after the heal on the same connection); breaking cuts close connections. The
-//! partition family also cuts one link alone; the rejoin family restarts at any moment after a process
-//! died, starts two processes for one rank at once, starts a process for a rank that is still alive
-//! (refused, it gives up after a join timeout), crashes or removes the sponsor of a returning member
-//! before or while it hands the state over, and takes the helper away.
+//! partition family also cuts one link alone (once the group is done with earlier faults); the rejoin
+//! family restarts at any moment after a process died, starts two processes for one rank at once, starts
+//! a process for a rank that is still alive (refused, it gives up after a join timeout), crashes or
+//! removes the sponsor of a returning member before or while it hands the state over, and takes the
+//! helper away.
 
 use std::collections::BTreeSet;
 
@@ -327,6 +328,20 @@ impl Driver {
         }
     }
 
+    /// A driver with no plan over a group a test scripts: the test applies faults through it (for now
+    /// [`Driver::cut_link`]) and ends with [`Driver::finish`].
+    pub fn scripted(sim: Sim, family: Family) -> Driver {
+        Driver {
+            sim,
+            family,
+            plan: Vec::new(),
+            chaos_steps: 0,
+            doomed: BTreeSet::new(),
+            cut_links: Vec::new(),
+            taken: BTreeSet::new(),
+        }
+    }
+
     /// Runs the chaos phase, then the liveness phase, then the checker. Panics with the story on any
     /// failure.
     pub fn run(&mut self) {
@@ -337,6 +352,11 @@ impl Driver {
                 self.plan.clear();
             }
         }
+        self.finish();
+    }
+
+    /// The liveness phase, then the checker (the end of [`Driver::run`], and of a scripted driver).
+    pub fn finish(&mut self) {
         self.sim.note("faults stop: liveness phase");
         if self.sim.liveness_waived {
             self.sim.try_settle(20_000);
@@ -641,28 +661,65 @@ impl Driver {
                 if healthy.len() < 3 || self.sim.net.is_cut() {
                     return true;
                 }
+                if !self.done_with_earlier_faults() {
+                    return false;
+                }
                 let a = self.sim.rng.pick(&healthy).expect("not empty");
                 let others: Vec<LifeId> = healthy.iter().copied().filter(|l| *l != a).collect();
                 let b = self.sim.rng.pick(&others).expect("not empty");
-                // Either end may be the one excluded: the rest must keep a quorum without either.
-                if !(self.can_lose(&[a]) && self.can_lose(&[b])) {
-                    self.skip("single-link cut");
-                    return true;
-                }
-                let (rank_a, rank_b) = (self.sim.lives[a].rank, self.sim.lives[b].rank);
-                self.doomed.extend([a, b]);
-                let newest_view = self.sim.views.keys().next_back().copied().unwrap_or(1);
-                self.cut_links.push((a, b, newest_view));
-                self.sim.apply(Action::Partition {
-                    side_a: vec![rank_a],
-                    side_b: vec![rank_b],
-                    mode: CutMode::Drop,
-                });
-                let heal_at = self.sim.now_step + self.sim.rng.range(10, 800);
-                self.sim.schedule(heal_at, Action::Heal);
-                true
+                self.cut_link(a, b)
             }
         }
+    }
+
+    /// Cuts the link between `a` and `b` alone (a breaking cut, healed later), to be judged at the end
+    /// by [`Driver::check_cut_links`]. False if it must wait: the group is not done with earlier faults.
+    pub fn cut_link(&mut self, a: LifeId, b: LifeId) -> bool {
+        if !self.done_with_earlier_faults() {
+            return false;
+        }
+        // Either end may be the one excluded: the rest must keep a quorum without either.
+        if !(self.can_lose(&[a]) && self.can_lose(&[b])) {
+            self.skip("single-link cut");
+            return true;
+        }
+        let (rank_a, rank_b) = (self.sim.lives[a].rank, self.sim.lives[b].rank);
+        self.doomed.extend([a, b]);
+        let newest_view = self.sim.views.keys().next_back().copied().unwrap_or(1);
+        self.cut_links.push((a, b, newest_view));
+        self.sim.apply(Action::Partition {
+            side_a: vec![rank_a],
+            side_b: vec![rank_b],
+            mode: CutMode::Drop,
+        });
+        let heal_at = self.sim.now_step + self.sim.rng.range(10, 800);
+        self.sim.schedule(heal_at, Action::Heal);
+        true
+    }
+
+    /// True once the group is done with every earlier fault: every member is healthy (no life an earlier
+    /// fault marked is still listed), in the newest view, not changing views, suspecting nobody, and no
+    /// detector report is still to come. A link cut alone is judged by the first view after it that
+    /// drops either end; that view must owe nothing to another fault. Seed 10459 cut a link while a view
+    /// change was already accepting a proposal that excluded both ends (an isolated member's suspicions,
+    /// from a holding partition just healed): the cut had no part in it.
+    fn done_with_earlier_faults(&self) -> bool {
+        let members = self.sim.members();
+        let newest = self.sim.views.keys().next_back().copied();
+        let reports_due = self
+            .sim
+            .scheduled
+            .iter()
+            .any(|(_, action)| matches!(action, Action::Suspect { .. } | Action::Silence { .. }));
+        members.len() == self.healthy().len()
+            && !reports_due
+            && members.iter().all(|l| {
+                self.sim.lives[*l].node().is_some_and(|node| {
+                    node.phase() == Phase::Member
+                        && node.status().suspects.is_empty()
+                        && node.view().map(|v| v.id.0) == newest
+                })
+            })
     }
 
     /// A process started beside another of its rank gives up if not admitted within a join timeout.
