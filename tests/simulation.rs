@@ -174,6 +174,12 @@ const FOUND: &[(Family, u64, &str)] = &[
         "a second cut dropped the end of file the first had left on its way, and the reader waited on its \
          connection for ever",
     ),
+    (
+        Family::Rejoin,
+        869,
+        "a dial made while joining stayed a joiner connection to the life it reached once a later view \
+         replaced that life, which then waited in its old view for ever (with batched data frames)",
+    ),
 ];
 
 #[test]

@@ -112,7 +112,13 @@ pub fn adopt(
             .map(|(rank, link)| (*rank, *link)),
     );
     for (rank, link) in not_listed {
-        let kept_as_joiner = dialled_while_joining.contains(&link.conn)
+        // Only at this life's first view: a dial made while joining that reached a process the view
+        // does not list may have reached one still asking to rejoin. In any later view the
+        // connection speaks for a life this member knew as a member, and the view replaced it:
+        // kept, it would leave that old life waiting on a connection nobody answers, never learning
+        // its exclusion.
+        let kept_as_joiner = first_view
+            && dialled_while_joining.contains(&link.conn)
             && rank != me.rank
             && !joiner_conn.contains_key(&(rank, link.process));
         if kept_as_joiner {
@@ -358,6 +364,24 @@ mod tests {
     /// Like the test above, but the view that admitted 2 still listed 4's old life: 2's dial reached
     /// 4's new process, which is not that life, so it is kept as the new process's joiner connection
     /// through the view that excludes the old life, and promoted at the view that admits the new one.
+    /// 3#4 dialled rank 4 while joining and reached 4#1, which view 4 (3's first) listed: the dial
+    /// became 3's member connection to 4#1. View 6 replaces 4#1 with 4#6: that connection closes, so
+    /// 4#1, still running somewhere, sees it close and learns it is out (simulator, rejoin seed 869:
+    /// kept as a joiner connection, 4#1 waited in its old view for ever).
+    #[test]
+    fn a_dial_made_while_joining_to_a_life_a_later_view_replaced_closes() {
+        let view_6 = view(6, &[(2, 1), (3, 4), (4, 6), (5, 6)]);
+        let at_3 = adopt(
+            life(3, 4),
+            &view_6,
+            &conns(&[(2, 17, 1), (4, 18, 1), (5, 20, 6)]),
+            &joiners(&[]),
+            &set(&[17, 18]),
+        );
+        assert_eq!(at_3.close, vec![18]);
+        assert!(at_3.demote.is_empty());
+    }
+
     #[test]
     fn a_dial_to_a_new_process_survives_the_exclusion_of_the_old_life() {
         let view_3 = view(3, &[(1, 1), (2, 3), (3, 1), (4, 1)]);
