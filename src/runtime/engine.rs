@@ -213,6 +213,8 @@ impl Engine {
 
     /// Carries out the endpoint's actions, in order.
     pub fn carry_out(&mut self) {
+        // Own deliveries free the gate once per call, not once per message.
+        let mut own_delivered = 0;
         for action in self.endpoint.take_actions() {
             match action {
                 Action::Write { conn, frame } => self.write(&[conn], &frame),
@@ -224,7 +226,7 @@ impl Engine {
                 }
                 Action::RegisterAdmitted { life, host, port } => self.register_admitted(life, host, port),
                 Action::OwnDelivered => {
-                    self.gate.release();
+                    own_delivered += 1;
                     if let Some(probe) = &mut self.probe {
                         probe.delivered(self.endpoint.node().me().rank);
                     }
@@ -244,6 +246,9 @@ impl Engine {
                     }
                 }
             }
+        }
+        if own_delivered > 0 {
+            self.gate.release(own_delivered);
         }
         if self.endpoint.take_roles_changed() {
             self.refresh_watched();

@@ -1,6 +1,10 @@
 //! Flow control for [`super::Member::multicast`]: it blocks while this member has `window` of its own
 //! messages multicast and not yet delivered; shutdown and the end of membership release it with an
 //! error.
+//!
+//! A blocked multicast is woken once half the window is free again, not at every delivery: a sender
+//! that fills the window then goes on with a run of multicasts (which the protocol thread sends as
+//! one data frame) instead of waking, and putting the protocol thread to work, once per message.
 
 use parking_lot::{Condvar, Mutex};
 
@@ -18,6 +22,8 @@ pub(crate) struct Gate {
 #[derive(Debug)]
 struct GateState {
     in_flight: usize,
+    /// Multicasts blocked in [`Gate::acquire`].
+    waiting: usize,
     closed: Option<Closed>,
 }
 
@@ -43,6 +49,7 @@ impl Gate {
         Gate {
             state: Mutex::new(GateState {
                 in_flight: 0,
+                waiting: 0,
                 closed: None,
             }),
             changed: Condvar::new(),
@@ -64,15 +71,19 @@ impl Gate {
             if !wait {
                 return Err(Error::WouldBlock);
             }
+            state.waiting += 1;
             self.changed.wait(&mut state);
+            state.waiting -= 1;
         }
     }
 
-    /// One own message was delivered.
-    pub fn release(&self) {
+    /// `delivered` own messages were delivered.
+    pub fn release(&self, delivered: usize) {
         let mut state = self.state.lock();
-        state.in_flight = state.in_flight.saturating_sub(1);
-        self.changed.notify_one();
+        state.in_flight = state.in_flight.saturating_sub(delivered);
+        if state.waiting > 0 && state.in_flight <= self.window / 2 {
+            self.changed.notify_all();
+        }
     }
 
     /// No more multicasts, for `why` (the first reason given stays).
