@@ -238,6 +238,15 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
 
 /// Appends `payload` to `line` so that it stays one printable line.
 fn escape_into(line: &mut Vec<u8>, payload: &[u8]) {
+    // The common case, printable ASCII with nothing to escape, is copied as it is (the same bytes the
+    // loop below would write, without decoding each character).
+    if payload
+        .iter()
+        .all(|&b| b == b'\t' || ((0x20..0x7f).contains(&b) && b != b'\\'))
+    {
+        line.extend_from_slice(payload);
+        return;
+    }
     let mut rest = payload;
     while !rest.is_empty() {
         let (valid, invalid) = match std::str::from_utf8(rest) {
@@ -298,7 +307,8 @@ fn print_events(first_lines: String, events: Events) -> Ended {
         line.clear();
         match &event {
             Event::Deliver(delivery) => {
-                line.extend_from_slice(format!("DELIVER {} {} ", delivery.origin.rank, delivery.lamport).as_bytes());
+                // Into the reused line buffer: no allocation per delivery.
+                let _ = write!(line, "DELIVER {} {} ", delivery.origin.rank, delivery.lamport);
                 escape_into(&mut line, delivery.payload.as_bytes());
             }
             Event::View(view) => line.extend_from_slice(format!("VIEW {view}").as_bytes()),
