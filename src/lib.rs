@@ -55,7 +55,7 @@
 //! ## Architecture: one core, two drivers
 //!
 //! ```text
-//! reader thread per connection ──┐                                    ┌─► Outgoing buffer per peer ─► writer thread
+//! reader thread per connection ──┐                                    ┌─► Outgoing buffer per peer ─► socket (or writer thread)
 //! heartbeat thread (suspicions) ─┼─► Signal channel ─► protocol thread ─┼─► Event channel ─► application (Events)
 //! Member::multicast / leave ─────┤      + tick          (Endpoint)      ├─► Progress ─► Member::wait_delivered, leave, rejoin
 //! acceptor (rejoin connections) ─┘                                    └─► dial requests ─► heartbeat thread
@@ -86,9 +86,10 @@
 //!         recv(incoming) -> conn => endpoint.opened(conn, Origin::Accepted, rank, process),
 //!     }
 //!     carry_out(endpoint.take_actions());
-//!     while let Ok(signal) = signals.try_recv() { on_signal(&mut endpoint, signal); carry_out(endpoint.take_actions()); }
-//!     endpoint.flush();                   // nothing more queued: coalesced acknowledgements go out now
-//!     carry_out(endpoint.take_actions()); // frames to peers' buffers, dials, events to the application
+//!     while let Ok(signal) = signals.try_recv() { on_signal(&mut endpoint, signal); carry_out(endpoint.take_actions()); } // ≤ 1,024
+//!     endpoint.flush();                   // nothing more queued: the batched multicasts and the acknowledgements go out now
+//!     carry_out(endpoint.take_actions()); // frames encoded once into peers' buffers, dials, events to the application
+//!     send_appended();                    // a non-blocking send per buffer; a writer thread only for the rest
 //!     #[cfg(debug_assertions)]
 //!     endpoint.node().check_invariants(); // every `make test` run checks the real runtime too
 //! }

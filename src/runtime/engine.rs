@@ -5,9 +5,12 @@
 //! the simulator too).
 //!
 //! **The protocol thread is the only place protocol state changes**, and it never blocks on the network:
-//! it appends frames to per-peer buffers that writer threads drain. It drains every queued signal before
-//! calling [`Endpoint::flush`], so acknowledgements are coalesced exactly when there is a backlog and go
-//! out at once when there is none. Debug builds check the core's invariants after each batch.
+//! it encodes each frame once and appends it to the buffer of every connection it goes to; after each
+//! drain it sends those buffers itself with a non-blocking send, and writer threads write what a socket
+//! did not take ([`super::links`]). It drains the queued signals (up to [`DRAIN_SIGNALS_MAX`]) before
+//! calling [`Endpoint::flush`], so multicasts batch and acknowledgements coalesce exactly when there is
+//! a backlog, and both go out at once when there is none. Debug builds check the core's invariants after
+//! each batch.
 
 use std::collections::BTreeMap;
 use std::net::{Shutdown, TcpStream};

@@ -18,10 +18,12 @@
 //! The stages of one multicast, in order (per peer: one stamp for each other member):
 //! 1. [`Stage::Called`]: the application is about to call `multicast()` (stamped by the application);
 //! 2. [`Stage::Taken`]: the origin's protocol thread takes the multicast from its channel;
-//! 3. [`Stage::Drained`] (per peer): the bytes holding the data frame left the buffer: the origin's
-//!    protocol thread sent them itself (a non-blocking send that took them all), or its writer thread
-//!    to that peer took them (woken by the protocol thread, or back from its previous write);
-//! 4. [`Stage::Written`] (per peer): that send, or the writer's `write_all` of those bytes, returned;
+//! 3. [`Stage::Drained`] (per peer): the bytes holding the data frame start leaving the buffer: the
+//!    origin's protocol thread is about to send them itself (a non-blocking send after its drain), or,
+//!    if it could not, its writer thread to that peer took them (woken by the protocol thread, or back
+//!    from its previous write);
+//! 4. [`Stage::Written`] (per peer): the send that took them all, or the writer's `write_all` of them,
+//!    returned;
 //! 5. [`Stage::Read`] (per peer): that peer's reader thread decoded the frame;
 //! 6. [`Stage::Handled`] (per peer): that peer's protocol thread took the frame from its channel;
 //! 7. [`Stage::AckQueued`] (per peer): that peer's protocol thread queued, for its writer to the
@@ -258,8 +260,8 @@ impl HopProbe {
 /// The hops, in order; the last is the whole way.
 pub const HOPS: [&str; 10] = [
     "multicast() -> protocol thread takes it",
-    "-> writer thread takes its bytes",
-    "-> write_all of those bytes returned",
+    "-> its bytes start leaving the buffer",
+    "-> that send or write_all returned",
     "-> peer's reader thread has the frame",
     "-> peer's protocol thread takes it",
     "-> peer's protocol thread queues its ack",

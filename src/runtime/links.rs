@@ -187,13 +187,17 @@ impl Outgoing {
             return;
         }
         if let (Some(stream), false, false) = (&self.direct, buffer.writing, buffer.closing) {
+            // The bytes start leaving now (a failed attempt leaves them to the writer, and this stays
+            // the first stamp: the hop after it then includes the wait for the writer).
+            if let Some(probe) = &self.probe {
+                probe.stamp(Stage::Drained, &buffer.probed);
+            }
             // An error (the socket full: WouldBlock; or broken) leaves the bytes to the writer.
             if let Ok(sent) = send_without_waiting(stream, &buffer.bytes) {
                 buffer.bytes.drain(..sent);
                 buffer.progress_ms = self.clock.now_ms();
                 if buffer.bytes.is_empty() {
                     if let Some(probe) = &self.probe {
-                        probe.stamp(Stage::Drained, &buffer.probed);
                         probe.stamp(Stage::Written, &buffer.probed);
                     }
                     buffer.probed.clear();

@@ -1,7 +1,7 @@
 //! The threaded runtime that drives the pure [`crate::endpoint::Endpoint`] over real connections.
 //!
 //! ```text
-//! reader thread per connection ──┐                                   ┌─► Outgoing buffer per peer ─► writer thread
+//! reader thread per connection ──┐                                   ┌─► Outgoing buffer per peer ─► socket (or writer thread)
 //! heartbeat thread (suspicions) ─┼─► Signal channel ─► protocol thread ─┤
 //! Member::multicast / leave ─────┤      + tick          (Endpoint)      ├─► Event channel ─► application
 //! acceptor (rejoin connections) ─┘                                   └─► dial requests ─► heartbeat thread
@@ -14,8 +14,9 @@
 //! - [`state`]: the application's [`Replicated`] state and its typed handle, [`ReplicatedState`];
 //! - `engine.rs`: the protocol thread, which turns signals into endpoint inputs and actions into bytes;
 //! - [`peer`]: one blocking reader thread per connection, which stamps "heard from" and decodes frames;
-//! - [`links`]: per-peer outgoing buffers drained by one writer thread each (the protocol thread never
-//!   blocks on a socket);
+//! - [`links`]: per-peer outgoing buffers, sent by the protocol thread with a non-blocking send after
+//!   each drain of its input, and by one writer thread each for what the socket does not take at once
+//!   (the protocol thread never blocks on a socket);
 //! - [`heartbeat`]: heartbeats, the failure detector's clock, and the dials the endpoint asks for;
 //! - `gate.rs`: flow control of `multicast`;
 //! - [`rejoin`]: how a restarted process finds the group and dials it.
