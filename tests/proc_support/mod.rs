@@ -574,11 +574,27 @@ impl Lab {
         self.members.iter().map(|m| m.rank).collect()
     }
 
-    /// `kill -9` of every member of `ranks` in one `kill` command, so that the signals land microseconds
-    /// apart: far too close for the others to finish a view change in between, so they see the crashes
-    /// as simultaneous. Then reaps them.
+    /// `kill -9` of every member of `ranks` at once, as the others see it: all are stopped first, then
+    /// killed in one `kill` command, so none can take part in a view change after another one's
+    /// connections closed (a kill alone once let a victim that took a few milliseconds to die help
+    /// install a view without the first). Then reaps them.
     pub fn kill9_together(&mut self, ranks: &[u16]) {
         let pids: Vec<String> = ranks.iter().map(|&rank| self.member(rank).pid().to_string()).collect();
+        // Frozen first, all of them, then killed: a SIGKILL takes effect thread by thread and a process
+        // may take a while to die, and a victim still running when another one's connections close could
+        // join a view change without it (the survivors then see two faults, not one). Stopped, no victim
+        // answers anyone, and the stop itself goes unnoticed (the connections stay open) far longer than
+        // it takes.
+        let status = Command::new("kill")
+            .args(["-s", "STOP"])
+            .args(&pids)
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s STOP {pids:?} failed");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !pids.iter().all(|pid| process_is_stopped(pid)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let status = Command::new("kill")
             .args(["-s", "KILL"])
             .args(&pids)
@@ -838,4 +854,17 @@ pub fn run(program: &str, args: &[&str]) -> std::process::Output {
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run program")
+}
+
+/// True if the process is stopped (state `T` in `/proc/PID/stat`), or the state cannot be read (not
+/// Linux, or gone): then there is nothing to wait for.
+fn process_is_stopped(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses and may hold spaces.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .map_or(true, |state| state == "T" || state == "t"),
+        Err(_) => true,
+    }
 }
