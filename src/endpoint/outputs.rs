@@ -45,10 +45,8 @@ impl Endpoint {
                             None => self.keep_unsent(rank, frame.clone()),
                         }
                     }
-                    match conns.len() {
-                        0 => {}
-                        1 => self.write(conns[0], frame),
-                        _ => self.actions.push(Action::Broadcast { conns, frame }),
+                    if !conns.is_empty() {
+                        self.actions.push(Action::Broadcast { conns, frame });
                     }
                 }
                 Output::SendToJoiner { rank, msg } => {

@@ -9,7 +9,7 @@ use crate::message::{Batch, Message, Multicast};
 use crate::types::{Payload, Rank, ViewId};
 
 impl Node {
-    pub(super) fn on_multicast(&mut self, payload: Payload, _out: &mut Outbox) {
+    pub(super) fn on_multicast(&mut self, payload: Payload) {
         match self.phase {
             Phase::Excluded | Phase::Left => warn!("member {}: multicast after the end of membership dropped", self.me),
             _ if self.leave_requested => {

@@ -47,8 +47,6 @@ pub struct Epoch {
     /// Received but undelivered messages of this view, one queue per origin (by view index), each in
     /// seq and stamp order.
     held: Vec<VecDeque<Multicast>>,
-    /// How many messages `held` holds.
-    held_len: usize,
     /// Per origin (by view index), the Lamport time of its last message taken in this view (0: none).
     last_lamport: Vec<u64>,
     /// `acks[k][o]`: highest `seq` of the `o`-th member that the `k`-th member is known to hold.
@@ -90,7 +88,6 @@ impl Epoch {
             view,
             my_index,
             held: vec![VecDeque::new(); size],
-            held_len: 0,
             last_lamport: vec![0; size],
             acks: vec![vec![0; size]; size],
             last_delivered: None,
@@ -110,7 +107,6 @@ impl Epoch {
         self.acks[self.my_index][self.my_index] = msg.seq;
         self.own_undelivered += 1;
         self.last_lamport[self.my_index] = msg.lamport;
-        self.held_len += 1;
         self.held[self.my_index].push_back(msg);
     }
 
@@ -145,7 +141,6 @@ impl Epoch {
         let row = &mut self.acks[from_index];
         row[from_index] = row[from_index].max(last);
         self.last_lamport[from_index] = batch.lamport_max();
-        self.held_len += batch.len();
         self.held[from_index].extend(batch.into_msgs());
         self.merge_acks(from_index, acks)
     }
@@ -188,7 +183,6 @@ impl Epoch {
             return None;
         }
         let msg = self.held[origin].pop_front()?;
-        self.held_len -= 1;
         self.last_delivered = Some(msg.stamp());
         if origin == self.my_index {
             self.own_undelivered -= 1;
@@ -221,7 +215,7 @@ impl Epoch {
 
     /// Number of held messages.
     pub fn held_len(&self) -> usize {
-        self.held_len
+        self.held.iter().map(VecDeque::len).sum()
     }
 
     /// The last stamp delivered in this view.
@@ -238,7 +232,6 @@ impl Epoch {
     pub fn check(&self) {
         let me = self.my_index;
         let mut own = 0;
-        let mut count = 0;
         assert_eq!(self.held.len(), self.view.members.len(), "one queue per member");
         for (origin, queue) in self.held.iter().enumerate() {
             let mut previous: Option<&Multicast> = None;
@@ -269,13 +262,11 @@ impl Epoch {
                     "held {stamp} after its origin's last time"
                 );
                 previous = Some(msg);
-                count += 1;
                 if origin == me {
                     own += 1;
                 }
             }
         }
-        assert_eq!(count, self.held_len, "held count drifted");
         assert_eq!(own, self.own_undelivered, "own undelivered count drifted");
         for row in &self.acks {
             assert_eq!(row.len(), self.view.members.len());

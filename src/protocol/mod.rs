@@ -194,7 +194,7 @@ impl Node {
     /// Feeds one input; outputs go to `out`, in order.
     pub fn handle(&mut self, input: Input, out: &mut Outbox) {
         match input {
-            Input::Multicast(payload) => self.on_multicast(payload, out),
+            Input::Multicast(payload) => self.on_multicast(payload),
             Input::Received { from, msg } => self.on_message(from, msg, out),
             Input::JoinRequest { rank, process } => {
                 self.on_join_request(rank, process, out);

@@ -252,13 +252,9 @@ impl Member {
         self.reader.as_ref().map_or(true, |reader| reader.is_finished())
     }
 
-    /// Sends a signal by name (`KILL`, `STOP`, `CONT`) through `kill(1)`: the tests may not use `unsafe`.
+    /// Sends a signal by name (`KILL`, `STOP`, `CONT`) through `kill(1)` ([`signal_all`]).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args(["-s", name, &self.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -s {name} {} failed", self.pid());
+        signal_all(name, &[self.pid().to_string()]);
     }
 
     /// `kill -9`, then reaps it and collects the rest of its stdout.
@@ -585,22 +581,12 @@ impl Lab {
         // join a view change without it (the survivors then see two faults, not one). Stopped, no victim
         // answers anyone, and the stop itself goes unnoticed (the connections stay open) far longer than
         // it takes.
-        let status = Command::new("kill")
-            .args(["-s", "STOP"])
-            .args(&pids)
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -s STOP {pids:?} failed");
+        signal_all("STOP", &pids);
         let deadline = Instant::now() + Duration::from_secs(2);
         while !pids.iter().all(|pid| process_is_stopped(pid)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
-        let status = Command::new("kill")
-            .args(["-s", "KILL"])
-            .args(&pids)
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -s KILL {pids:?} failed");
+        signal_all("KILL", &pids);
         for &rank in ranks {
             let member = self.member_mut(rank);
             let status = member.child.wait().expect("wait for killed member");
@@ -854,6 +840,17 @@ pub fn run(program: &str, args: &[&str]) -> std::process::Output {
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run program")
+}
+
+/// Sends the signal `name` (`KILL`, `STOP`, `CONT`) to every process of `pids` in one `kill(1)` command
+/// (the tests may not use `unsafe`), so the signals land microseconds apart.
+fn signal_all(name: &str, pids: &[String]) {
+    let status = Command::new("kill")
+        .args(["-s", name])
+        .args(pids)
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -s {name} {pids:?} failed");
 }
 
 /// True if the process is stopped (state `T` in `/proc/PID/stat`), or the state cannot be read (not
