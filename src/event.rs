@@ -22,7 +22,7 @@ use crate::types::{View, ViewId};
 ///
 /// Nothing else arrives: no event is repeated, and none is reported to one reader and withheld from
 /// another (clones of [`crate::Events`] share one queue).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Event {
     /// A message, in the group's total order: the same sequence at every member, each message once.
     /// Its `origin` is the life that multicast it (this member's own messages have

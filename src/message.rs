@@ -11,7 +11,7 @@ use crate::types::{Payload, ProcessId, Rank, Stamp, View, ViewId};
 
 /// One multicast message: its identity within its view (`origin`, `seq`), its place in the total order
 /// (`lamport`, `origin`), and the application's bytes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Multicast {
     /// The rank that multicast it (its life is the one listed in the view the message belongs to).
     pub origin: Rank,
@@ -43,7 +43,7 @@ impl Multicast {
 ///
 /// Each message keeps its own Lamport time: the origin stamps them one after another, so they grow
 /// within a batch, but the receiver does not rely on that.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Batch {
     msgs: Vec<Multicast>,
 }
@@ -160,7 +160,7 @@ pub struct Ballot {
 
 /// What a member tells a view-change proposer when it promises: everything the proposer needs to fix
 /// the set of this view's messages that the next view must still deliver.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Report {
     /// Messages delivered by this member since the group formed (its global position).
     pub delivered_count: u64,
@@ -181,7 +181,7 @@ pub struct Report {
 
 /// The value the view-change consensus decides: the next view, and the messages of the current view
 /// that every member of the next view delivers when it installs it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Proposal {
     /// The next view (id = current + 1).
     pub view: View,
@@ -201,7 +201,7 @@ pub struct Proposal {
 ///
 /// `view` fields name the sender's current view; in the
 /// view-change messages it is the view being replaced (the consensus instance decides `view + 1`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Message {
     /// A run of multicasts, with the sender's cumulative acknowledgements piggybacked.
     Data {

@@ -86,7 +86,7 @@ impl MessageId {
 }
 
 /// A protocol message as a trace shows it: its kind, its view, and for data its identity.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct MsgInfo {
     /// [`Message::kind`]: `data`, `prepare`, `decide`, …
     pub kind: String,
@@ -97,7 +97,7 @@ pub struct MsgInfo {
 }
 
 /// What happened.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum EventKind {
     /// A life starts (a founder or a restarted process asking to rejoin).
     Start {
@@ -208,7 +208,7 @@ impl EventKind {
 }
 
 /// One line of a trace.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TraceEvent {
     /// When: µs since the UNIX epoch (runtime) or simulation steps (simulator).
     pub time_us: u64,

@@ -12,7 +12,7 @@ use crate::wire::Frame;
 pub type ConnId = u64;
 
 /// How a connection came to be, as the driver hands it to the endpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Origin {
     /// A connection of the formation mesh (or the self-connection): it speaks for the founder of
     /// `rank` whose process the roster names.
@@ -31,7 +31,7 @@ pub enum Origin {
 }
 
 /// What the endpoint asks its driver to do, in order.
-#[derive(Debug)]
+#[derive(Clone, Debug, Hash)]
 pub enum Action {
     /// Append `frame` to the connection's outgoing bytes.
     Write {
@@ -102,7 +102,7 @@ pub enum Action {
 }
 
 /// What the heartbeat side needs to know about one connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Watch {
     /// The rank at the other end.
     pub rank: Rank,

@@ -27,7 +27,7 @@ use crate::types::{MemberId, Rank};
 use crate::wire::RosterEntry;
 
 /// Every rank's last known address, and the dials this member makes.
-#[derive(Debug)]
+#[derive(Clone, Debug, Hash)]
 pub struct Directory {
     entries: Vec<RosterEntry>,
     /// Lives with a dial in flight.

@@ -24,7 +24,7 @@ pub fn early_bytes_max(window: usize) -> usize {
 
 /// Frames a joiner connection sent before a view admitted its process, in order, bounded by
 /// a byte limit ([`early_bytes_max`]).
-#[derive(Debug)]
+#[derive(Clone, Debug, Hash)]
 pub struct EarlyFrames {
     frames: Vec<Frame>,
     bytes: usize,
@@ -32,7 +32,7 @@ pub struct EarlyFrames {
 }
 
 /// The early frames would pass their limit.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub struct TooMuchEarly;
 
 impl EarlyFrames {

@@ -202,7 +202,7 @@ impl Endpoint {
 
 /// A hand-off of the state at `position` to new lives of `view` that have no member connection yet:
 /// this member's events are held meanwhile (see [`Endpoint::hand_off`]).
-#[derive(Debug)]
+#[derive(Clone, Debug, Hash)]
 pub(super) struct PendingHandOff {
     view: View,
     position: u64,

@@ -53,7 +53,7 @@ use crate::types::{MemberId, ProcessId, Rank, View};
 use crate::wire::{Frame, RosterEntry};
 
 /// How an endpoint behaves; the driver's timing, in the driver's milliseconds.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Hash)]
 pub struct Settings {
     /// A member of the view with no connection for this long is suspected.
     pub failure_timeout_ms: u64,
@@ -73,7 +73,7 @@ pub struct Settings {
 }
 
 /// One connection as the endpoint knows it.
-#[derive(Debug)]
+#[derive(Clone, Debug, Hash)]
 struct Conn {
     role: Role,
     /// The process at the other end: the connection speaks for it only.
@@ -85,7 +85,7 @@ struct Conn {
 }
 
 /// What a connection is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Role {
     /// The member connection of a rank (or this member's own).
     Member(Rank),
@@ -96,7 +96,7 @@ enum Role {
 }
 
 /// A member's protocol core and its connections (see the module documentation).
-#[derive(Debug)]
+#[derive(Clone, Debug, Hash)]
 pub struct Endpoint {
     node: Node,
     settings: Settings,

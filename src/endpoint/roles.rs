@@ -43,7 +43,7 @@ use super::ConnId;
 use crate::types::{MemberId, ProcessId, Rank, View};
 
 /// A member connection, with the process at its other end.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Link {
     /// The connection.
     pub conn: ConnId,
@@ -52,7 +52,7 @@ pub struct Link {
 }
 
 /// What to do with the connections when a view is installed.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq, Hash)]
 pub struct Adoption {
     /// Joiner connections that become their rank's member connection.
     pub promote: Vec<(Rank, ConnId)>,

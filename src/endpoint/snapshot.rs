@@ -30,7 +30,7 @@ pub fn new_lives(view: &View) -> impl Iterator<Item = MemberId> + '_ {
 }
 
 /// One chunk of a snapshot, as it arrived.
-#[derive(Debug)]
+#[derive(Clone, Debug, Hash)]
 pub struct Chunk {
     /// The rank and process it comes from.
     pub from: (Rank, ProcessId),
@@ -47,7 +47,7 @@ pub struct Chunk {
 }
 
 /// A snapshot being reassembled from its chunks.
-#[derive(Debug)]
+#[derive(Clone, Debug, Hash)]
 struct Assembly {
     from: (Rank, ProcessId),
     view: ViewId,
@@ -64,7 +64,7 @@ impl Assembly {
 
 /// What is deferred while the own snapshot is awaited (not to be confused with the hold-back queue
 /// of the core, which holds messages until they may be delivered).
-#[derive(Debug)]
+#[derive(Clone, Debug, Hash)]
 pub enum Deferred {
     /// An event for the application.
     Event(Event),
@@ -79,7 +79,7 @@ pub enum Deferred {
 }
 
 /// A whole snapshot, to restore before the released items.
-#[derive(Debug)]
+#[derive(Clone, Debug, Hash)]
 pub struct Restored {
     /// Who sent it.
     pub sponsor: MemberId,
@@ -92,7 +92,7 @@ pub struct Restored {
 }
 
 /// What a new view means for the transfer.
-#[derive(Debug)]
+#[derive(Clone, Debug, Hash)]
 pub enum AtView {
     /// Nothing to do now.
     Nothing,
@@ -107,7 +107,7 @@ pub enum AtView {
     },
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug, Hash)]
 enum Stage {
     /// Nothing to receive.
     None,
@@ -122,7 +122,7 @@ enum Stage {
 }
 
 /// A member's side of the state transfer.
-#[derive(Debug)]
+#[derive(Clone, Debug, Hash)]
 pub struct StateTransfer {
     stage: Stage,
     deferred: Vec<Deferred>,

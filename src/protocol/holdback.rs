@@ -38,7 +38,7 @@ use crate::message::{Batch, Multicast};
 use crate::types::{MemberId, Stamp, View};
 
 /// One view's hold-back queue and acknowledgement table.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 pub struct Epoch {
     /// The view this epoch belongs to.
     pub view: View,
@@ -58,7 +58,7 @@ pub struct Epoch {
 }
 
 /// Why a received data message was not taken.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub enum Refusal {
     /// The claimed origin is not the sending member.
     Spoofed,

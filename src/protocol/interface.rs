@@ -7,7 +7,7 @@ use crate::types::{MemberId, Payload, ProcessId, Rank, View, ViewId};
 
 /// Settings of one member's core. Time is counted in ticks ([`Input::Tick`]); the driver decides how long
 /// a tick is.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Hash)]
 pub struct Config {
     /// This member's rank.
     pub me: Rank,
@@ -49,7 +49,7 @@ impl Config {
 }
 
 /// Everything that can happen to a member, as the driver reports it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Hash)]
 pub enum Input {
     /// The application multicasts these bytes.
     Multicast(Payload),
@@ -86,7 +86,7 @@ pub enum Input {
 }
 
 /// One delivered message.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Delivery {
     /// The life that multicast it.
     pub origin: MemberId,
@@ -99,7 +99,7 @@ pub struct Delivery {
 }
 
 /// Everything a member asks its driver to do, in order.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Hash)]
 pub enum Output {
     /// Send `msg` on the member connection to `to`.
     Send {
@@ -142,7 +142,7 @@ pub enum Output {
 }
 
 /// A sink for outputs: the driver drains it after every call.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Hash)]
 pub struct Outbox {
     outputs: Vec<Output>,
 }
@@ -167,7 +167,7 @@ impl Outbox {
 }
 
 /// Where a member is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Phase {
     /// A restarted process waiting to be admitted.
     Joining,

@@ -73,7 +73,7 @@ use holdback::Epoch;
 use view_change::{AcceptorState, PendingDecision, Proposer};
 
 /// One member's protocol state machine. See the module docs.
-#[derive(Debug)]
+#[derive(Clone, Debug, Hash)]
 pub struct Node {
     config: Config,
     /// This life (incarnation 0 until a joiner is admitted).

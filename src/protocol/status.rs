@@ -6,7 +6,7 @@ use super::Phase;
 use crate::types::{MemberId, Stamp, View};
 
 /// Why a message is not yet delivered, as seen by one member: the answer to "why isn't it delivered?".
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Status {
     /// This life.
     pub me: MemberId,

@@ -48,7 +48,7 @@ use crate::message::{Ballot, Message, Proposal, Report};
 use crate::types::{MemberId, Rank, ViewId};
 
 /// The acceptor side of the current instance.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Hash)]
 pub(super) struct AcceptorState {
     /// The highest ballot promised (default = none).
     pub promised: Ballot,
@@ -59,14 +59,14 @@ pub(super) struct AcceptorState {
 }
 
 /// A promise as the proposer keeps it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 pub(super) struct Promised {
     pub(super) accepted: Option<(Ballot, Box<Proposal>)>,
     pub(super) report: Box<Report>,
 }
 
 /// The proposer side, while this member runs a ballot.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 pub(super) struct Proposer {
     pub ballot: Ballot,
     pub started_at_tick: u64,
@@ -94,7 +94,7 @@ impl Proposer {
 }
 
 /// A decided next view this member must install but whose payloads it does not all hold yet.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 pub(super) struct PendingDecision {
     pub proposal: Proposal,
     /// When it was last asked for the missing payloads.

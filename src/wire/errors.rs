@@ -5,7 +5,7 @@ use std::fmt;
 use std::io;
 
 /// Why a frame body could not be decoded.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum WireError {
     /// The body ended before its last field.
     Truncated,

@@ -89,7 +89,7 @@ pub struct Nonce(pub [u8; NONCE_LEN]);
 pub struct Proof(pub [u8; PROOF_LEN]);
 
 /// Everything that travels on a connection.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Frame {
     /// Opens every member connection: who is calling, and why.
     Hello(Hello),
@@ -153,7 +153,7 @@ pub enum Purpose {
 }
 
 /// The handshake that opens a member connection.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Hello {
     /// The group the caller belongs to; a connection from another group is refused.
     pub group: String,
@@ -173,7 +173,7 @@ pub struct Hello {
 }
 
 /// A registration with the helper.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Register {
     /// The group the member wants to join; the helper serves exactly one.
     pub group: String,
@@ -194,7 +194,7 @@ pub struct Register {
 }
 
 /// The helper's list of members.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Roster {
     /// The rank of the member this roster is sent to.
     pub rank: Rank,
