@@ -37,7 +37,7 @@ use tom::types::{MemberId, View};
 mod history;
 
 /// One delivery as a life saw it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Delivered {
     /// The life the core says multicast it.
     pub origin: MemberId,
@@ -50,7 +50,7 @@ pub struct Delivered {
 }
 
 /// How a life ended (or not) by the time the checker runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum End {
     /// Still running.
     Alive,
@@ -63,7 +63,7 @@ pub enum End {
 }
 
 /// Everything recorded about one life of one rank.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Hash)]
 pub struct LifeHistory {
     /// The rank.
     pub rank: u16,
@@ -149,7 +149,7 @@ impl fmt::Display for LifeHistory {
 }
 
 /// What the run promises about the end state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Expect {
     /// Only safety: the group may have stopped (lost its quorum) or the run may be cut short.
     Safety,

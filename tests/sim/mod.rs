@@ -96,7 +96,7 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// How a crash treats what the crashed life still had in flight.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Loss {
     /// Each outgoing connection keeps a random prefix (a broken TCP connection).
     RandomPrefix,
@@ -107,7 +107,7 @@ pub enum Loss {
 }
 
 /// Which port a restarted process binds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PortMode {
     /// A port no life had before.
     Fresh,
@@ -119,12 +119,18 @@ pub enum PortMode {
 
 /// One thing that happens in a run. Lives are named by index; the story prints them as `rank` (first
 /// life) or `rank~life` (later lives).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Hash)]
 pub enum Action {
     /// The application of `node` multicasts its next payload.
     Multicast { node: LifeId },
     /// The head segment of the next connection `from → to` arrives (see [`Net::pick`]).
     Deliver { from: LifeId, to: LifeId },
+    /// The head segment `from` wrote on `conn` arrives at the other end (the explorer names the
+    /// connection: of two between one pair, either may go first).
+    DeliverOn { conn: ConnKey, from: LifeId },
+    /// One connection breaks: nothing in flight on it arrives, and each end still reading gets an end
+    /// of file (a reset). What arrived before is the prefix that got through.
+    Break { conn: ConnKey },
     /// One tick at `node`.
     Tick { node: LifeId },
     /// `node`'s driver is idle: coalesced acknowledgements go out.
@@ -173,7 +179,7 @@ pub enum Action {
 }
 
 /// The replicated application state of one life: one digest per delivery, in order.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Hash)]
 pub struct AppState {
     /// The state's bytes.
     pub bytes: Vec<u8>,
@@ -194,7 +200,7 @@ pub fn digest(payload: &[u8]) -> [u8; 8] {
 }
 
 /// One life of one rank.
-#[derive(Debug)]
+#[derive(Clone, Debug, Hash)]
 pub struct Life {
     /// The rank.
     pub rank: Rank,
@@ -208,7 +214,8 @@ pub struct Life {
     pub port: u16,
     /// The application's replicated state.
     pub app: AppState,
-    leave_requested: bool,
+    /// Its application asked to leave.
+    pub leave_requested: bool,
     /// A restarted process: the directories its contacts' greetings listed.
     greeted: Vec<RosterEntry>,
     /// A restarted process: the roster entries whose address did not answer.
@@ -248,7 +255,7 @@ impl Life {
 }
 
 /// One step of the story: the action's line and what it caused.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Hash)]
 struct Entry {
     step: u64,
     line: String,
@@ -256,7 +263,7 @@ struct Entry {
 }
 
 /// The world's knobs a run fixes before the group forms.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Hash)]
 pub struct Knobs {
     /// Every node's `carry_chunk_bytes`.
     pub carry_chunk_bytes: usize,
@@ -271,6 +278,8 @@ pub struct Knobs {
     pub snapshot_chunk_bytes: usize,
     /// Every node's `data_batch_bytes`: how many payload bytes one data frame's run may carry.
     pub data_batch_bytes: usize,
+    /// Every node's `view_change_timeout_ticks`.
+    pub view_change_timeout_ticks: u64,
 }
 
 impl Default for Knobs {
@@ -282,11 +291,14 @@ impl Default for Knobs {
             state_transfer: false,
             snapshot_chunk_bytes: 64,
             data_batch_bytes: tom::protocol::DATA_BATCH_BYTES,
+            view_change_timeout_ticks: Config::new(Rank(1)).view_change_timeout_ticks,
         }
     }
 }
 
-/// The simulated group.
+/// The simulated group. A clone is an independent copy of the whole world (the exhaustive explorer
+/// branches on it); a clone does not write traces.
+#[derive(Clone)]
 pub struct Sim {
     /// The seed the run started from.
     pub seed: u64,
@@ -336,6 +348,17 @@ pub struct Sim {
     knobs: Knobs,
     /// Actions to apply right after the current one (dials that take no time).
     pending: VecDeque<Action>,
+    /// The identity the next restarted process takes (then cleared); `None`: a random one.
+    pub next_process: Option<ProcessId>,
+    /// When true, a restarted process dials as a real one does (each listed address in turn, then the
+    /// dead ones again, handing its connections over only then), but each dial waits in
+    /// [`Sim::dials_due`] until a driver applies it: the explorer makes every dial a choice.
+    pub dials_on_demand: bool,
+    /// The dials each restarted process still has to make, in order (with `dials_on_demand`).
+    pub dials_due: BTreeMap<LifeId, VecDeque<Action>>,
+    /// When true, nothing is written to the story (the explorer's search, which replays a path with
+    /// the story on when it reports one).
+    pub story_off: bool,
     trace_endpoints: bool,
 }
 
@@ -383,6 +406,10 @@ impl Sim {
             helper_up: true,
             knobs,
             pending: VecDeque::new(),
+            next_process: None,
+            dials_on_demand: false,
+            dials_due: BTreeMap::new(),
+            story_off: false,
             trace_endpoints,
         };
         let view = View::initial(size);
@@ -440,6 +467,7 @@ impl Sim {
         let mut config = Config::new(rank);
         config.carry_chunk_bytes = self.knobs.carry_chunk_bytes;
         config.data_batch_bytes = self.knobs.data_batch_bytes;
+        config.view_change_timeout_ticks = self.knobs.view_change_timeout_ticks;
         config
     }
 
@@ -533,6 +561,9 @@ impl Sim {
     // ---- the story ----------------------------------------------------------------------------------
 
     fn log(&mut self, line: String) {
+        if self.story_off {
+            return;
+        }
         self.story.push(Entry {
             step: self.now_step,
             line,
@@ -541,6 +572,9 @@ impl Sim {
     }
 
     fn effect(&mut self, line: String) {
+        if self.story_off {
+            return;
+        }
         if let Some(entry) = self.story.last_mut() {
             entry.effects.push(line);
         }
@@ -642,7 +676,8 @@ impl Sim {
         text
     }
 
-    fn describe(&self, action: &Action) -> String {
+    /// How the story names `action` if it were applied now.
+    pub fn describe(&self, action: &Action) -> String {
         match action {
             Action::Multicast { node } => format!("multicast at {}", self.name(*node)),
             Action::Deliver { from, to } => match self.net.pick(*from, *to, self.now_step) {
@@ -655,6 +690,24 @@ impl Sim {
                 }
                 None => format!("deliver {} → {}: nothing", self.name(*from), self.name(*to)),
             },
+            Action::DeliverOn { conn, from } => {
+                let what = self
+                    .net
+                    .head(*conn, *from)
+                    .map_or("nothing".to_string(), Segment::describe);
+                let to = self
+                    .net
+                    .peer(*conn, *from)
+                    .map_or("nobody".to_string(), |to| self.name(to));
+                format!("deliver {} → {to} (c{conn}): {what}", self.name(*from))
+            }
+            Action::Break { conn } => {
+                let ends = self
+                    .net
+                    .ends(*conn)
+                    .map_or("?".to_string(), |[a, b]| format!("{} – {}", self.name(a), self.name(b)));
+                format!("BREAK c{conn} ({ends}): what is in flight on it is lost")
+            }
             Action::Tick { node } => format!("tick {}", self.name(*node)),
             Action::Flush { node } => format!("flush {}", self.name(*node)),
             Action::Crash { node, loss } => format!("CRASH {} ({loss:?} lost)", self.name(*node)),
@@ -719,8 +772,10 @@ impl Sim {
 
     fn apply_one(&mut self, action: Action) {
         self.trace_init();
-        let line = self.describe(&action);
-        self.log(line);
+        if !self.story_off {
+            let line = self.describe(&action);
+            self.log(line);
+        }
         // A tick or flush that changed nothing is not worth a line of the story.
         let quiet_if_no_effect = matches!(action, Action::Tick { .. } | Action::Flush { .. });
         self.perform(action);
@@ -733,6 +788,14 @@ impl Sim {
         match action {
             Action::Multicast { node } => self.do_multicast(node),
             Action::Deliver { from, to } => self.do_deliver(from, to),
+            Action::DeliverOn { conn, from } => self.do_deliver_on(conn, from),
+            Action::Break { conn } => {
+                let now = self.now_step;
+                let lost = self.net.break_conn(conn, 1, now, &mut self.rng);
+                if lost > 0 {
+                    self.effect(format!("{lost} frames lost"));
+                }
+            }
             Action::Tick { node } => {
                 let now = self.now_step;
                 self.call(node, |e| e.tick(now));
@@ -846,7 +909,16 @@ impl Sim {
                 self.name(to)
             ));
         };
-        let arrival = self.net.pop(conn, from).expect("picked a busy connection");
+        self.do_deliver_on(conn, from);
+    }
+
+    fn do_deliver_on(&mut self, conn: ConnKey, from: LifeId) {
+        let Some(arrival) = self.net.pop(conn, from) else {
+            self.fail(&format!("nothing in flight on c{conn} from {}", self.name(from)));
+        };
+        let Some(to) = self.net.peer(conn, from) else {
+            self.fail(&format!("c{conn} has no other end than {}", self.name(from)));
+        };
         if !self.lives[to].running() {
             self.effect("dropped: the receiver is gone".to_string());
             return;
@@ -1387,7 +1459,10 @@ impl Sim {
         self.net.register(id, rank);
         // Identities are drawn at random, as the runtime's are: of two processes asking for one rank,
         // either may be the larger.
-        let process = ProcessId(self.rng.next_u64() | 1 << 63);
+        let process = self
+            .next_process
+            .take()
+            .unwrap_or_else(|| ProcessId(self.rng.next_u64() | 1 << 63));
         self.lives.push(Life {
             rank,
             endpoint: None,
@@ -1455,7 +1530,19 @@ impl Sim {
         self.lives[id].endpoint = Some(endpoint);
         self.effect(format!("{} starts, joining", self.name(id)));
         self.after_call(id);
-        if self.auto_detect {
+        if self.dials_on_demand {
+            self.lives[id].bootstrap = Some(Vec::new());
+            let mut due: VecDeque<Action> = dials
+                .into_iter()
+                .map(|(listed, listed_port)| Action::DialAddress {
+                    joiner: id,
+                    rank: listed,
+                    port: listed_port,
+                })
+                .collect();
+            due.push_back(Action::DialStale { joiner: id });
+            self.dials_due.insert(id, due);
+        } else if self.auto_detect {
             // It dials every other rank's listed address, one after the other, then the dead ones again,
             // and only then hands the connections to its endpoint (which asks to be admitted on them).
             self.lives[id].bootstrap = Some(Vec::new());
@@ -2211,6 +2298,15 @@ enum Tracer {
         dir: std::path::PathBuf,
         sinks: BTreeMap<LifeId, TraceSink>,
     },
+}
+
+impl Clone for Tracer {
+    /// Trace files belong to the run that opened them: a copy of the world traces nothing.
+    fn clone(&self) -> Tracer {
+        match self {
+            Tracer::Unchecked { .. } | Tracer::Off | Tracer::On { .. } => Tracer::Off,
+        }
+    }
 }
 
 impl Sim {

@@ -33,7 +33,7 @@ pub type LifeId = usize;
 pub type ConnKey = u64;
 
 /// What travels on one direction of a connection.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Hash)]
 pub enum Segment {
     /// One wire frame.
     Frame(wire::Frame),
@@ -185,7 +185,7 @@ pub fn lives_of(view: &tom::types::View) -> String {
 }
 
 /// How long frames take, in steps, for one run.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Hash)]
 pub struct DelayProfile {
     /// Usual delays are uniform in `0..=max_steps`.
     pub max_steps: u64,
@@ -194,7 +194,7 @@ pub struct DelayProfile {
 }
 
 /// A segment on its way.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Hash)]
 struct InFlight {
     segment: Segment,
     ready_at_step: u64,
@@ -203,7 +203,7 @@ struct InFlight {
 }
 
 /// What a cut does to the frames crossing it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CutMode {
     /// Frames wait until the cut heals.
     Hold,
@@ -212,7 +212,7 @@ pub enum CutMode {
 }
 
 /// One connection: its two ends, and which of them still read and write.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Hash)]
 struct Conn {
     ends: [LifeId; 2],
     reading: [bool; 2],
@@ -246,7 +246,7 @@ pub struct Arrival {
 }
 
 /// Every connection of the run.
-#[derive(Debug)]
+#[derive(Clone, Debug, Hash)]
 pub struct Net {
     conns: BTreeMap<ConnKey, Conn>,
     /// In-flight segments per direction: (connection, writing life).
@@ -603,6 +603,30 @@ impl Net {
         pairs.into_iter().collect()
     }
 
+    /// Every direction with something to deliver, as (connection, writing life): what the exhaustive
+    /// explorer chooses among (delays and cuts aside: every head may arrive next).
+    pub fn busy_directions(&self) -> Vec<(ConnKey, LifeId)> {
+        self.links
+            .keys()
+            .filter(|(conn, from)| self.deliverable(*conn, *from))
+            .copied()
+            .collect()
+    }
+
+    /// Every connection with an end that still writes or reads.
+    pub fn open_conns(&self) -> Vec<ConnKey> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.writing.iter().chain(c.reading.iter()).any(|open| *open))
+            .map(|(key, _)| *key)
+            .collect()
+    }
+
+    /// The two lives of `conn` (dialler first).
+    pub fn ends(&self, conn: ConnKey) -> Option<[LifeId; 2]> {
+        self.conns.get(&conn).map(|c| c.ends)
+    }
+
     /// Pairs of lives whose next delivery may happen now (ready, not held by a cut).
     pub fn ready(&self, now: u64) -> Vec<(LifeId, LifeId)> {
         let pairs: BTreeSet<(LifeId, LifeId)> = self
@@ -659,7 +683,7 @@ impl Net {
 }
 
 /// How much of what a process wrote survives its end.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Keep {
     /// Everything (a clean exit).
     All,

@@ -5,7 +5,7 @@
 //! randomness (hash maps with random state, the clock) anywhere in the simulator.
 
 /// SplitMix64: tiny, fast, and good enough to explore interleavings.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Hash)]
 pub struct Rng {
     state: u64,
 }

@@ -35,7 +35,7 @@ use super::rng::Rng;
 use super::{Action, Knobs, Loss, PortMode, Sim};
 
 /// A family of random runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
     /// No faults: N = 2..8, multicasts from everyone, random delays (issue 3).
     NoFault,
@@ -69,7 +69,7 @@ impl Family {
 }
 
 /// What the plan does at a given step of the chaos phase.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Hash)]
 enum Planned {
     Multicast,
     /// A random healthy member crashes (right after a multicast of its own if `mid_multicast`).
@@ -159,6 +159,7 @@ impl Driver {
             state_transfer: setup.percent(50),
             snapshot_chunk_bytes: [8, 24, 64, 512][setup.below(4) as usize],
             data_batch_bytes: 0,
+            ..Knobs::default()
         };
         let dial_delay_max_steps = [0, 3, 20, 60][setup.below(4) as usize];
         let port_mode = [PortMode::Fresh, PortMode::SameAsRank, PortMode::LowestFree][setup.below(3) as usize];
