@@ -5,7 +5,7 @@ N ?= 4
 PORT ?= 9999
 HELPER ?= 127.0.0.1:9999
 
-.PHONY: build run test sim soak bench helper member lab stop lint diagram check-run sim-diagram compare mutants fuzz chaos
+.PHONY: build run test sim soak bench helper member lab stop lint diagram check-run sim-diagram compare mutants fuzz chaos explore
 
 build:
 	$(CARGO) build --release
@@ -28,6 +28,13 @@ sim:
 soak:
 	SIM_SEEDS=$(or $(SEEDS),100000) SIM_FIRST_SEED=$(or $(FIRST),1) $(if $(FAMILY),SIM_SCENARIO=$(FAMILY)) \
 		$(CARGO) test --test simulation -- --nocapture
+
+# Exhaustive exploration of small groups (tests/explore): every schedule of each scope, checked at every
+# state and for settling. make explore [SCOPE='n3 m1 c1 t1;n2 m1 r1'] [REPLAY='d1.2 c …'] — SCOPE is a
+# ;-separated list (default: the scopes in tests/explore/scope.rs); a counterexample prints the REPLAY
+# command that shows its story step by step.
+explore:
+	EXPLORE=1 SCOPE="$(SCOPE)" $(if $(REPLAY),REPLAY="$(REPLAY)") $(CARGO) test --test exploration explore_from_env -- --nocapture
 
 # The seeded fuzzer of tests/fuzz.rs (frame decoder, every handshake) for much longer than `make test` runs
 # it, built with --release: make fuzz [ITERATIONS=5000000] [SEED=1] (ITERATIONS decoder cases, one

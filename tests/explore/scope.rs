@@ -1,0 +1,157 @@
+//! What one exhaustive exploration covers: the group's size and the budget of every kind of choice.
+//!
+//! A scope is written as a short text so that a counterexample's replay command can carry it:
+//! `n3 m1 w3 c1 k0 b0 s0 r0 l0 t2 d60` (comma or space separated, any order, missing fields default).
+//! Each budget bounds how often the search may take that kind of choice on one path; deliveries,
+//! the detector's reports of a process that is gone, a restarted process's dials and the exit of a
+//! stopped process are not budgeted (each is finite: they only consume what the budgeted choices made).
+
+use std::fmt;
+
+/// The budgets of one exploration (see the module documentation for the text form).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Scope {
+    /// `n`: founders (2 or 3 in practice).
+    pub members: u16,
+    /// `m`: multicasts per life.
+    pub multicasts_per_life: u32,
+    /// `w`: how many ranks multicast (the lowest ones; default every rank).
+    pub writers: u16,
+    /// `c`: crashes of a process (each branches: what it had in flight is lost, or all still arrives).
+    pub crashes: u32,
+    /// `k`: power cuts (a process goes silent: no end of file, only detectors notice).
+    pub power_cuts: u32,
+    /// `b`: single connections broken (nothing in flight on it arrives, both ends read an end of file).
+    pub breaks: u32,
+    /// `s`: false suspicions (a detector reports a life whose process still runs).
+    pub false_suspicions: u32,
+    /// `r`: restarts (a new process asks for a rank, whether or not the rank's old process still runs).
+    pub restarts: u32,
+    /// `l`: members that ask to leave.
+    pub leaves: u32,
+    /// `t`: ticks (each a view-change timeout at one member, and a step of its endpoint's clock).
+    pub ticks: u32,
+    /// `d`: the longest path searched; a deeper state is reported, not expanded.
+    pub depth_max: u32,
+    /// `f1`: flushes are choices of their own (inputs batched in one drain) instead of every driver
+    /// flushing after each step.
+    pub separate_flushes: bool,
+    /// `x1`: state transfer on (a returning process gets the application's state from its sponsor).
+    pub state_transfer: bool,
+}
+
+impl Scope {
+    /// The scopes `make test` searches (about 10 s together on the 2-core CI machine): two members
+    /// with one multicast each and one crash; three members with one multicast each and no fault;
+    /// three members where rank 1 multicasts once, with one crash, one false suspicion or one
+    /// broken connection.
+    pub fn test_scopes() -> Vec<Scope> {
+        ["n2 m1 c1 t1", "n3 m1", "n3 w1 m1 c1", "n3 w1 m1 s1", "n3 w1 m1 b1"]
+            .into_iter()
+            .map(|text| Scope::parse(text).expect("valid"))
+            .collect()
+    }
+
+    /// `make explore`'s default scopes (about DEFAULT_MINUTES minutes): the test scopes, two members with a crash
+    /// and a restart, and three members with a restart.
+    pub fn default_scopes() -> Vec<Scope> {
+        let mut scopes = Scope::test_scopes();
+        scopes.extend(
+            ["n2 m1 c1 r1 t2", "n2 m2 c1 t1"]
+                .into_iter()
+                .map(|text| Scope::parse(text).expect("valid")),
+        );
+        scopes
+    }
+
+    /// Parses the text form; every field is a letter followed by a number.
+    pub fn parse(text: &str) -> Result<Scope, String> {
+        let mut scope = Scope {
+            members: 3,
+            multicasts_per_life: 1,
+            writers: u16::MAX,
+            crashes: 0,
+            power_cuts: 0,
+            breaks: 0,
+            false_suspicions: 0,
+            restarts: 0,
+            leaves: 0,
+            ticks: 0,
+            depth_max: 80,
+            separate_flushes: false,
+            state_transfer: false,
+        };
+        for field in text.split([',', ' ']).filter(|f| !f.is_empty()) {
+            let (key, value) = field.split_at(1);
+            let n: u32 = value
+                .parse()
+                .map_err(|_| format!("scope field {field:?}: a letter and a number, as in c1"))?;
+            match key {
+                "n" => scope.members = u16::try_from(n).map_err(|_| format!("n{n}: too many members"))?,
+                "m" => scope.multicasts_per_life = n,
+                "w" => scope.writers = u16::try_from(n).map_err(|_| format!("w{n}: too many writers"))?,
+                "c" => scope.crashes = n,
+                "k" => scope.power_cuts = n,
+                "b" => scope.breaks = n,
+                "s" => scope.false_suspicions = n,
+                "r" => scope.restarts = n,
+                "l" => scope.leaves = n,
+                "t" => scope.ticks = n,
+                "d" => scope.depth_max = n,
+                "f" => scope.separate_flushes = n != 0,
+                "x" => scope.state_transfer = n != 0,
+                _ => {
+                    return Err(format!(
+                        "scope field {field:?}: unknown letter {key:?} (n m w c k b s r l t d f x)"
+                    ))
+                }
+            }
+        }
+        if !(1..=5).contains(&scope.members) {
+            return Err(format!("n{}: the explorer runs 1 to 5 members", scope.members));
+        }
+        scope.writers = scope.writers.min(scope.members);
+        Ok(scope)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "n{} m{} w{} c{} k{} b{} s{} r{} l{} t{} d{} f{} x{}",
+            self.members,
+            self.multicasts_per_life,
+            self.writers,
+            self.crashes,
+            self.power_cuts,
+            self.breaks,
+            self.false_suspicions,
+            self.restarts,
+            self.leaves,
+            self.ticks,
+            self.depth_max,
+            u8::from(self.separate_flushes),
+            u8::from(self.state_transfer)
+        )
+    }
+}
+
+/// What one path has spent of its scope's budgets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Spent {
+    pub crashes: u32,
+    pub power_cuts: u32,
+    pub breaks: u32,
+    pub false_suspicions: u32,
+    pub restarts: u32,
+    pub leaves: u32,
+    pub ticks: u32,
+}
+
+impl Spent {
+    /// Faults spent: crashes, power cuts, breaks, false suspicions and restarts.
+    pub fn faults(&self) -> u32 {
+        self.crashes + self.power_cuts + self.breaks + self.false_suspicions + self.restarts
+    }
+}
