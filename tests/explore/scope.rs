@@ -52,15 +52,35 @@ impl Scope {
             .collect()
     }
 
-    /// `make explore`'s default scopes (about DEFAULT_MINUTES minutes): the test scopes, two members with a crash
-    /// and a restart, and three members with a restart.
+    /// `make explore`'s default scopes (under 3 minutes together here): the test scopes, then
+    /// - leaves: two members both leaving; three members all leaving; rank 1 multicasting while two
+    ///   leave, or while one leaves and one crashes;
+    /// - timeouts and silence: three members with a crash or a power cut and a view-change timeout;
+    ///   two members with two multicasts each and a crash;
+    /// - rejoins: two members with a crash and a restart (two timeouts), with state transfer, with a
+    ///   crash and two restarts (two processes for one rank), with a restart while the old process
+    ///   runs and is falsely suspected, is silent (a power cut) or lost a connection; three members
+    ///   with a crash and a restart.
     pub fn default_scopes() -> Vec<Scope> {
         let mut scopes = Scope::test_scopes();
-        scopes.extend(
-            ["n2 m1 c1 r1 t2", "n2 m2 c1 t1"]
-                .into_iter()
-                .map(|text| Scope::parse(text).expect("valid")),
-        );
+        let more = [
+            "n2 m1 l2 t1",
+            "n3 m0 l3",
+            "n3 w1 m1 l2",
+            "n3 w1 m1 l1 c1",
+            "n3 w1 m1 c1 t1",
+            "n3 w1 m1 k1 t1",
+            "n2 m2 c1 t1",
+            "n2 m1 c1 r1 t2",
+            "n2 m1 c1 r1 t1 x1",
+            "n2 m0 c1 r2 t1",
+            "n2 m0 r2 t1",
+            "n2 m1 s1 r1 t1",
+            "n2 m1 k1 r1 t1",
+            "n2 m1 b1 r1 t1",
+            "n3 m0 c1 r1",
+        ];
+        scopes.extend(more.into_iter().map(|text| Scope::parse(text).expect("valid")));
         scopes
     }
 

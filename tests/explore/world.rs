@@ -281,6 +281,12 @@ impl World {
 
     /// Takes one choice: records what it spends and touches, applies it to the world, and lets every
     /// driver flush (unless flushes are choices of their own).
+    ///
+    /// A fault touches: the life that crashed or lost power; both ends of a broken connection; both
+    /// lives of a false suspicion; every life of a rank a second process asks for, and that process;
+    /// every joiner still waiting when a fault happens; and the reporter of a gone process whose
+    /// frames to it are still on their way (a report a failure timeout after the last heartbeat
+    /// outruns them only over a slow link).
     pub fn take(&mut self, choice: Choice) {
         let faults_before = self.spent.faults();
         let action = self.action(choice);
@@ -307,6 +313,11 @@ impl World {
                 if sim.lives[of].running() {
                     self.spent.false_suspicions += 1;
                     self.touched.extend([at, of]);
+                } else if sim.net.frames_in_flight(of, at) {
+                    // A real detector reports a gone process a failure timeout after its last
+                    // heartbeat; frames it wrote before it ended are still unread then only if the
+                    // link (or the reader) was slow for that long: a fault at `at`'s side.
+                    self.touched.insert(at);
                 }
             }
             Choice::Restart { rank, process } => {

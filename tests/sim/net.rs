@@ -613,6 +613,15 @@ impl Net {
             .collect()
     }
 
+    /// True if a frame `from` wrote to `to` is still on its way (an end of file alone does not count).
+    pub fn frames_in_flight(&self, from: LifeId, to: LifeId) -> bool {
+        self.links.iter().any(|((conn, writer), queue)| {
+            *writer == from
+                && self.peer(*conn, from) == Some(to)
+                && queue.iter().any(|f| matches!(f.segment, Segment::Frame(_)))
+        })
+    }
+
     /// Every connection with an end that still writes or reads.
     pub fn open_conns(&self) -> Vec<ConnKey> {
         self.conns
