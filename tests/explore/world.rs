@@ -150,6 +150,10 @@ impl Choice {
     }
 }
 
+/// What the per-state checks read of one life: deliveries and views counted, incarnation, join
+/// point, end and phase.
+type HistoryMark = (usize, usize, Option<u64>, Option<u64>, u8, Option<Phase>);
+
 /// One state: the world, what the path spent, and what the checks need to remember of the path.
 #[derive(Clone)]
 pub struct World {
@@ -389,7 +393,7 @@ impl World {
     /// True if anything the per-state checks read (each life's deliveries, views, incarnation, end
     /// and phase, the lives themselves, what faults touched) differs from `before`.
     pub fn histories_changed(&self, before: &World) -> bool {
-        let mark = |world: &World| -> Vec<(usize, usize, Option<u64>, Option<u64>, u8, Option<Phase>)> {
+        let mark = |world: &World| -> Vec<HistoryMark> {
             let lives = world.sim.lives.iter();
             lives
                 .map(|l| {
