@@ -84,3 +84,31 @@ fn explore_from_env() {
         reports.len()
     );
 }
+
+/// Found by the explorer in `n2 m1 l1 t1`: 1 leaves, its decision for view 2 = [2] is on its way when
+/// 1's process exits, and 2's detector reports the gone 1 before that decision arrives; 2 has no
+/// quorum of view 1 alone and ends excluded. A real detector reports a gone process a failure timeout
+/// after its last heartbeat, so the decision is still unread then only over a slow link: the report
+/// touches 2, and its exclusion is allowed (the path replays with every check passing; it failed the
+/// healthy-exclusion check before the rule).
+#[test]
+fn a_detector_report_that_outruns_a_leavers_decision_touches_the_reporter() {
+    if std::env::var("EXPLORE").is_ok() || std::env::var("REPLAY").is_ok() {
+        return;
+    }
+    let scope = Scope::parse("n2 m1 l1 t1").expect("valid");
+    let path: Vec<Choice> = "m0 d1.0 d1.1 l0 d1.0 d1.0 d1.1 d1.0 d1.1 x0 t1 s1.0"
+        .split_whitespace()
+        .map(|t| Choice::parse(t).expect("valid"))
+        .collect();
+    std::panic::set_hook(Box::new(|_| {}));
+    let (text, outcome) = replay(scope, &path);
+    let _ = std::panic::take_hook();
+    assert!(
+        text.contains("2 EXCLUDED"),
+        "the path no longer reaches the exclusion:\n{text}"
+    );
+    if let Err(problem) = outcome {
+        panic!("{problem}\n{text}");
+    }
+}
