@@ -223,6 +223,12 @@ impl Node {
                 }
             }
         }
+        self.drain_self_queue(out);
+    }
+
+    /// Handles what this member sent itself (its own votes and decisions in a view change), so that no
+    /// call returns with its own messages still queued.
+    fn drain_self_queue(&mut self, out: &mut Outbox) {
         while let Some((from, msg)) = self.self_queue.pop_front() {
             self.on_message(from, msg, out);
         }
@@ -235,9 +241,16 @@ impl Node {
     /// at low rate goes out at once, and the multicasts of a burst go out together.
     pub fn flush(&mut self, out: &mut Outbox) {
         // Delivering its own messages may free this member's window (a group of one delivers them
-        // at once): then the backlog goes on.
-        while self.pump_backlog(out) {
-            self.try_deliver(out);
+        // at once): then the backlog goes on. A delivery may also announce this member's leave, whose
+        // view change starts with a prepare to itself: handled here, as `handle` does.
+        loop {
+            while self.pump_backlog(out) {
+                self.try_deliver(out);
+            }
+            if self.self_queue.is_empty() {
+                break;
+            }
+            self.drain_self_queue(out);
         }
         if !self.ack_dirty || self.phase != Phase::Member || self.application_busy {
             return;

@@ -880,3 +880,21 @@ fn a_suspicion_lasts_until_the_view_without_the_suspect() {
     assert_eq!(net.nodes[0].as_ref().unwrap().view().unwrap().to_string(), "1,2");
     assert!(!node(&net));
 }
+
+/// A lone member asked to leave while its own multicast waits in the backlog: the flush that delivers
+/// it announces the leave, and the leave's view change (a prepare to itself) must run within that
+/// flush, leaving nothing queued to itself (a debug build's runtime checks the invariants after each
+/// batch; the protocol thread died on them and the process never exited).
+#[test]
+fn a_lone_member_leaving_behind_its_own_multicast_leaves_within_the_flush() {
+    let mut node = Node::new(Config::new(Rank(1)), View::initial(1));
+    let mut out = Outbox::new();
+    node.handle(Input::Multicast("last".into()), &mut out);
+    node.handle(Input::Leave, &mut out);
+    node.check_invariants();
+    node.flush(&mut out);
+    node.check_invariants();
+    assert_eq!(node.phase(), Phase::Left);
+    let delivered = out.drain().filter(|o| matches!(o, Output::Deliver(_))).count();
+    assert_eq!(delivered, 1);
+}
