@@ -5,8 +5,8 @@
 //!   origin, uniform agreement at every install), through [`Sim::check`]; the core's
 //!   `check_invariants` already ran after every endpoint call; one process per life; and no life
 //!   excluded unless a fault touched it ([`World::touched`]).
-//! - **Every quiet state** ([`check_quiet`]), one where nothing is left to choose (every frame
-//!   delivered, every budget spent, every detector report made, every stopped process gone): the
+//! - **Every quiet state** ([`check_quiet`]), one where nothing is left to choose but flushes (every
+//!   frame delivered, every budget spent, every detector report made, every stopped process gone): the
 //!   faults are over, so a fair run from here (cuts healed, ticks, every frame delivered) must
 //!   settle the group, one view listing exactly the running members with everything a survivor
 //!   multicast delivered everywhere, unless the faults cost the newest view its quorum. Since the

@@ -44,12 +44,21 @@ impl Scope {
     /// The scopes `make test` searches (about 10 s together on the 2-core CI machine): two members
     /// with one multicast each and one crash; three members with one multicast each and no fault;
     /// three members where rank 1 multicasts once, with one crash, one false suspicion or one
-    /// broken connection.
+    /// broken connection; and, with flushes as choices of their own (several inputs in one drain),
+    /// two members both leaving and three with a crash.
     pub fn test_scopes() -> Vec<Scope> {
-        ["n2 m1 c1 t1", "n3 m1", "n3 w1 m1 c1", "n3 w1 m1 s1", "n3 w1 m1 b1"]
-            .into_iter()
-            .map(|text| Scope::parse(text).expect("valid"))
-            .collect()
+        [
+            "n2 m1 c1 t1",
+            "n3 m1",
+            "n3 w1 m1 c1",
+            "n3 w1 m1 s1",
+            "n3 w1 m1 b1",
+            "n2 m1 l2 f1",
+            "n3 w1 m1 c1 f1",
+        ]
+        .into_iter()
+        .map(|text| Scope::parse(text).expect("valid"))
+        .collect()
     }
 
     /// `make explore`'s default scopes (under 3 minutes together here): the test scopes, then
@@ -60,7 +69,9 @@ impl Scope {
     /// - rejoins: two members with a crash and a restart (two timeouts), with state transfer, with a
     ///   crash and two restarts (two processes for one rank), with a restart while the old process
     ///   runs and is falsely suspected, is silent (a power cut) or lost a connection; three members
-    ///   with a crash and a restart.
+    ///   with a crash and a restart;
+    /// - drains of several inputs (flushes as choices): two members with two multicasts each and a
+    ///   crash, three all leaving, two with a crash and a restart.
     pub fn default_scopes() -> Vec<Scope> {
         let mut scopes = Scope::test_scopes();
         let more = [
@@ -79,6 +90,9 @@ impl Scope {
             "n2 m1 k1 r1 t1",
             "n2 m1 b1 r1 t1",
             "n3 m0 c1 r1",
+            "n2 m2 c1 t1 f1",
+            "n3 m0 l3 f1",
+            "n2 m1 c1 r1 t1 f1",
         ];
         scopes.extend(more.into_iter().map(|text| Scope::parse(text).expect("valid")));
         scopes

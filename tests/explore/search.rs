@@ -139,13 +139,15 @@ impl Search {
     /// Expands `world`; false once a counterexample is found.
     fn visit(&mut self, world: &World) -> bool {
         let choices = world.choices();
-        if choices.is_empty() {
+        if World::quiet(&choices) {
             self.report.quiet += 1;
             if let Err(problem) = checked(|| check_quiet(world)) {
                 self.found(problem);
                 return false;
             }
-            return true;
+            if choices.is_empty() {
+                return true;
+            }
         }
         if self.path.len() >= world.scope.depth_max as usize {
             self.report.cut_at_depth += 1;
@@ -230,7 +232,7 @@ pub fn replay(scope: Scope, path: &[Choice]) -> (String, Result<(), String>) {
             check_state(&world);
         });
     }
-    if outcome.is_ok() && world.choices().is_empty() {
+    if outcome.is_ok() && World::quiet(&world.choices()) {
         text.push_str("   (a quiet state: settling and checking it)\n");
         outcome = checked(|| check_quiet(&world));
     }

@@ -283,6 +283,13 @@ impl World {
         out
     }
 
+    /// True if `choices` (this state's) leave nothing to happen but flushes: every frame delivered,
+    /// every budget spent, every report made. With `f1` a flush is always a choice, so a state is
+    /// quiet once only flushes are left (and the search still takes each of them).
+    pub fn quiet(choices: &[Choice]) -> bool {
+        choices.iter().all(|c| matches!(c, Choice::Flush { .. }))
+    }
+
     /// Takes one choice: records what it spends and touches, applies it to the world, and lets every
     /// driver flush (unless flushes are choices of their own).
     ///
