@@ -61,7 +61,7 @@ impl Scope {
         .collect()
     }
 
-    /// `make explore`'s default scopes (under 3 minutes together here): the test scopes, then
+    /// `make explore`'s default scopes (about 4 minutes together here): the test scopes, then
     /// - leaves: two members both leaving; three members all leaving; rank 1 multicasting while two
     ///   leave, or while one leaves and one crashes;
     /// - timeouts and silence: three members with a crash or a power cut and a view-change timeout;
