@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use crate::sim::PortMode;
+
 /// The budgets of one exploration (see the module documentation for the text form).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Scope {
@@ -38,6 +40,17 @@ pub struct Scope {
     pub separate_flushes: bool,
     /// `x1`: state transfer on (a returning process gets the application's state from its sponsor).
     pub state_transfer: bool,
+    /// `h`: the helper (0: up throughout; 1: gone once the group formed, so a restarted process looks
+    /// the group up through a member, each member a branch; 2: it goes away at a moment of the
+    /// search's choosing, once).
+    pub helper: u8,
+    /// `p`: which port a restarted process binds (0: one no life had; 1: its rank's founder port when
+    /// free, so an old address may reach a newer process of that rank; 2: the lowest free one).
+    pub ports: PortMode,
+    /// `a`: the ranks that may crash, lose power or restart, as digits (`a23`: ranks 2 and 3; default
+    /// every rank). The scope then covers every schedule of faults at those ranks only: a search of a
+    /// rare shape that would not finish over every rank.
+    pub faulty_ranks: u32,
 }
 
 impl Scope {
@@ -114,6 +127,9 @@ impl Scope {
             depth_max: 80,
             separate_flushes: false,
             state_transfer: false,
+            helper: 0,
+            ports: PortMode::Fresh,
+            faulty_ranks: u32::MAX,
         };
         for field in text.split([',', ' ']).filter(|f| !f.is_empty()) {
             let (key, value) = field.split_at(1);
@@ -134,9 +150,25 @@ impl Scope {
                 "d" => scope.depth_max = n,
                 "f" => scope.separate_flushes = n != 0,
                 "x" => scope.state_transfer = n != 0,
+                "h" if n <= 2 => scope.helper = n as u8,
+                "h" => return Err(format!("h{n}: the helper is 0 (up), 1 (gone) or 2 (goes away)")),
+                "p" => {
+                    scope.ports = match n {
+                        0 => PortMode::Fresh,
+                        1 => PortMode::SameAsRank,
+                        2 => PortMode::LowestFree,
+                        _ => return Err(format!("p{n}: ports are 0 (fresh), 1 (the rank's) or 2 (lowest free)")),
+                    }
+                }
+                "a" => {
+                    scope.faulty_ranks = value
+                        .bytes()
+                        .map(|digit| 1u32 << (digit - b'0'))
+                        .fold(0, |set, bit| set | bit)
+                }
                 _ => {
                     return Err(format!(
-                        "scope field {field:?}: unknown letter {key:?} (n m w c k b s r l t d f x)"
+                        "scope field {field:?}: unknown letter {key:?} (n m w c k b s r l t d f x h p a)"
                     ))
                 }
             }
@@ -146,6 +178,11 @@ impl Scope {
         }
         scope.writers = scope.writers.min(scope.members);
         Ok(scope)
+    }
+
+    /// True if faults (crashes, power cuts, restarts) may happen at `rank`.
+    pub fn may_fault(&self, rank: u16) -> bool {
+        rank < 32 && self.faulty_ranks & 1 << rank != 0
     }
 }
 
@@ -167,7 +204,24 @@ impl fmt::Display for Scope {
             self.depth_max,
             u8::from(self.separate_flushes),
             u8::from(self.state_transfer)
-        )
+        )?;
+        // The newer fields only when set, so the older scopes' texts (and replay commands) stay as they were.
+        if self.helper != 0 {
+            write!(f, " h{}", self.helper)?;
+        }
+        match self.ports {
+            PortMode::Fresh => {}
+            PortMode::SameAsRank => write!(f, " p1")?,
+            PortMode::LowestFree => write!(f, " p2")?,
+        }
+        if self.faulty_ranks != u32::MAX {
+            let ranks: String = (1..=9u32)
+                .filter(|r| self.faulty_ranks & 1 << r != 0)
+                .map(|r| char::from(b'0' + r as u8))
+                .collect();
+            write!(f, " a{ranks}")?;
+        }
+        Ok(())
     }
 }
 

@@ -49,8 +49,15 @@ pub enum Choice {
     Break { conn: ConnKey },
     /// The detector at `at` reports `of` (true if `of`'s process is gone, false otherwise).
     Suspect { at: LifeId, of: LifeId },
-    /// A new process (the pool's `process`-th) asks for `rank`.
-    Restart { rank: u16, process: u32 },
+    /// A new process (the pool's `process`-th) asks for `rank`; with the helper gone it looks the group
+    /// up through the running member `peer`.
+    Restart {
+        rank: u16,
+        process: u32,
+        peer: Option<LifeId>,
+    },
+    /// The helper goes away (with `h2`).
+    HelperDown,
     /// A restarted process makes its next dial.
     Dial { joiner: LifeId },
     /// A process whose member stopped (excluded or left) exits.
@@ -72,7 +79,17 @@ impl fmt::Display for Choice {
             Choice::PowerCut { node } => write!(f, "p{node}"),
             Choice::Break { conn } => write!(f, "b{conn}"),
             Choice::Suspect { at, of } => write!(f, "s{at}.{of}"),
-            Choice::Restart { rank, process } => write!(f, "r{rank}.{process}"),
+            Choice::Restart {
+                rank,
+                process,
+                peer: None,
+            } => write!(f, "r{rank}.{process}"),
+            Choice::Restart {
+                rank,
+                process,
+                peer: Some(peer),
+            } => write!(f, "r{rank}.{process}.{peer}"),
+            Choice::HelperDown => write!(f, "H"),
             Choice::Dial { joiner } => write!(f, "D{joiner}"),
             Choice::Exit { node } => write!(f, "x{node}"),
             Choice::Leave { node } => write!(f, "l{node}"),
@@ -130,12 +147,21 @@ impl Choice {
                 }
             }
             'r' => {
-                let (rank, process) = two(rest)?;
+                let (rank_process, peer) = match rest.matches('.').count() {
+                    2 => {
+                        let (head, peer) = rest.rsplit_once('.').ok_or_else(bad)?;
+                        (head, Some(life(one(peer)?)?))
+                    }
+                    _ => (rest, None),
+                };
+                let (rank, process) = two(rank_process)?;
                 Choice::Restart {
                     rank: u16::try_from(rank).map_err(|_| bad())?,
                     process: u32::try_from(process).map_err(|_| bad())?,
+                    peer,
                 }
             }
+            'H' if rest.is_empty() => Choice::HelperDown,
             'D' => Choice::Dial {
                 joiner: life(one(rest)?)?,
             },
@@ -186,6 +212,10 @@ impl World {
         };
         let mut sim = Sim::with_knobs(scope.members, 0, delay, knobs);
         sim.dials_on_demand = true;
+        sim.port_mode = scope.ports;
+        if scope.helper == 1 {
+            sim.apply(Action::HelperDown);
+        }
         World {
             scope,
             sim,
@@ -253,6 +283,9 @@ impl World {
             }
         }
         for &node in &running {
+            if !scope.may_fault(sim.lives[node].rank.0) {
+                continue;
+            }
             if spent.crashes < scope.crashes {
                 out.push(Choice::Crash { node, lost: true });
                 out.push(Choice::Crash { node, lost: false });
@@ -274,11 +307,30 @@ impl World {
             // way) one above it when a second restart is still in the budget.
             let free: Vec<u32> = (1..=scope.restarts).filter(|k| !self.pool_used.contains(k)).collect();
             let tries = if spent.restarts + 1 < scope.restarts { 2 } else { 1 };
-            for rank in 1..=scope.members {
+            for rank in (1..=scope.members).filter(|r| scope.may_fault(*r)) {
                 for &process in free.iter().take(tries) {
-                    out.push(Choice::Restart { rank, process });
+                    if sim.helper_up {
+                        out.push(Choice::Restart {
+                            rank,
+                            process,
+                            peer: None,
+                        });
+                        continue;
+                    }
+                    // Without the helper it asks a member it knows of (`--peer`): each is a branch.
+                    let peers = sim.members().into_iter().filter(|l| sim.lives[*l].rank.0 != rank);
+                    for peer in peers {
+                        out.push(Choice::Restart {
+                            rank,
+                            process,
+                            peer: Some(peer),
+                        });
+                    }
                 }
             }
+        }
+        if scope.helper == 2 && sim.helper_up {
+            out.push(Choice::HelperDown);
         }
         out
     }
@@ -294,12 +346,14 @@ impl World {
     /// driver flush (unless flushes are choices of their own).
     ///
     /// A fault touches: the life that crashed or lost power; both ends of a broken connection; both
-    /// lives of a false suspicion; every life of a rank a second process asks for, and that process;
-    /// every joiner still waiting when a fault happens; and the reporter of a gone process whose
+    /// lives of a false suspicion; every life of a rank a second process asks for while one still
+    /// runs, and that process; every joiner still waiting when a fault happens (a restart of a rank
+    /// whose process is gone is none: the group must admit it without costing anyone); and the reporter of a gone process whose
     /// frames to it are still on their way (a report a failure timeout after the last heartbeat
     /// outruns them only over a slow link).
     pub fn take(&mut self, choice: Choice) {
-        let faults_before = self.spent.faults();
+        let faults_before = self.spent.faults() - self.spent.restarts;
+        let mut disturbs = false;
         let action = self.action(choice);
         let sim = &mut self.sim;
         match choice {
@@ -331,32 +385,41 @@ impl World {
                     self.touched.insert(at);
                 }
             }
-            Choice::Restart { rank, process } => {
+            Choice::Restart { rank, process, peer } => {
                 self.spent.restarts += 1;
+                sim.next_peer = peer;
                 self.pool_used.insert(process);
-                // Two processes for one rank: either may lose.
+                // Two processes for one rank: either may lose. A restart of a rank whose process is
+                // gone is no fault: the group must admit it, and disturb nobody doing so.
                 let old = sim
                     .lives
                     .iter()
                     .enumerate()
                     .filter(|(_, l)| l.rank.0 == rank && l.running());
                 let old: Vec<LifeId> = old.map(|(id, _)| id).collect();
-                self.touched.extend(old);
-                self.touched.insert(sim.lives.len());
+                if !old.is_empty() {
+                    self.touched.extend(old);
+                    self.touched.insert(sim.lives.len());
+                    disturbs = true;
+                }
                 sim.next_process = Some(pool_process(process));
             }
             Choice::Dial { joiner } => {
                 sim.dials_due.get_mut(&joiner).and_then(|due| due.pop_front());
             }
             Choice::Leave { .. } => self.spent.leaves += 1,
-            Choice::Deliver { .. } | Choice::Flush { .. } | Choice::Multicast { .. } | Choice::Exit { .. } => {}
+            Choice::Deliver { .. }
+            | Choice::Flush { .. }
+            | Choice::Multicast { .. }
+            | Choice::Exit { .. }
+            | Choice::HelperDown => {}
         }
         if let Some(action) = action {
             sim.apply(action);
         }
         // A joiner still waiting for its admission when any fault happens may be the one it costs (its
         // admission is a view change the fault may disturb).
-        if self.spent.faults() > faults_before {
+        if disturbs || self.spent.faults() - self.spent.restarts > faults_before {
             self.touched.extend(self.sim.joiners());
         }
         if !self.scope.separate_flushes {
@@ -382,6 +445,7 @@ impl World {
             Choice::Dial { joiner } => self.sim.dials_due.get(&joiner)?.front()?.clone(),
             Choice::Exit { node } => Action::Exit { node },
             Choice::Leave { node } => Action::Leave { node },
+            Choice::HelperDown => Action::HelperDown,
         })
     }
 
@@ -392,7 +456,17 @@ impl World {
             None => "nothing to do".to_string(),
         };
         match choice {
-            Choice::Restart { process, .. } => format!("{text} as pool process {process}  [{choice}]"),
+            Choice::Restart {
+                process, peer: None, ..
+            } => format!("{text} as pool process {process}  [{choice}]"),
+            Choice::Restart {
+                process,
+                peer: Some(peer),
+                ..
+            } => format!(
+                "{text} as pool process {process}, asking {} for the roster  [{choice}]",
+                self.sim.name(peer)
+            ),
             _ => format!("{text}  [{choice}]"),
         }
     }

@@ -350,6 +350,9 @@ pub struct Sim {
     pending: VecDeque<Action>,
     /// The identity the next restarted process takes (then cleared); `None`: a random one.
     pub next_process: Option<ProcessId>,
+    /// The member the next restarted process asks for the roster when it looks the group up through a
+    /// peer (then cleared); `None`: a random one. The explorer makes it a choice.
+    pub next_peer: Option<LifeId>,
     /// When true, a restarted process dials as a real one does (each listed address in turn, then the
     /// dead ones again, handing its connections over only then), but each dial waits in
     /// [`Sim::dials_due`] until a driver applies it: the explorer makes every dial a choice.
@@ -407,6 +410,7 @@ impl Sim {
             knobs,
             pending: VecDeque::new(),
             next_process: None,
+            next_peer: None,
             dials_on_demand: false,
             dials_due: BTreeMap::new(),
             story_off: false,
@@ -1483,7 +1487,8 @@ impl Sim {
             .filter(|l| self.lives[*l].rank != rank)
             .collect();
         let mut roster = if through_peer {
-            match self.rng.pick(&peers) {
+            let chosen = self.next_peer.take().filter(|p| peers.contains(p));
+            match chosen.or_else(|| self.rng.pick(&peers)) {
                 Some(peer) => self.ask_peer(id, peer),
                 None if self.helper_up => Some(self.helper.clone()),
                 None => None,
