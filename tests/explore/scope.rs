@@ -5,6 +5,12 @@
 //! Each budget bounds how often the search may take that kind of choice on one path; deliveries,
 //! the detector's reports of a process that is gone, a restarted process's dials and the exit of a
 //! stopped process are not budgeted (each is finite: they only consume what the budgeted choices made).
+//! The world's shape takes four more fields, written only when set: the helper (`h1` gone, `h2` goes
+//! away once), the ports of restarted processes (`p1` the rank's own, `p2` the lowest free), the ranks
+//! faults may touch (`a23`), the ranks that multicast (`o3`, instead of the lowest `w`) and the ranks
+//! that left before the search starts (`g3`). The last two let
+//! a search reach a rare shape (two ranks coming back into a small group, one of them while its old
+//! process runs) whole, where over every rank and from the full group it would not finish.
 
 use std::fmt;
 
@@ -19,6 +25,8 @@ pub struct Scope {
     pub multicasts_per_life: u32,
     /// `w`: how many ranks multicast (the lowest ones; default every rank).
     pub writers: u16,
+    /// `o`: the ranks that multicast, as digits (`o3`: only rank 3), instead of the lowest `w`.
+    pub origins: Option<u32>,
     /// `c`: crashes of a process (each branches: what it had in flight is lost, or all still arrives).
     pub crashes: u32,
     /// `k`: power cuts (a process goes silent: no end of file, only detectors notice).
@@ -51,6 +59,10 @@ pub struct Scope {
     /// every rank). The scope then covers every schedule of faults at those ranks only: a search of a
     /// rare shape that would not finish over every rank.
     pub faulty_ranks: u32,
+    /// `g`: the ranks that left before the search starts, as digits (`g3`: the group is 1 and 2, and
+    /// rank 3 may come back as a new process). A smaller world to start from: what a long run reaches
+    /// only after several view changes.
+    pub gone_at_start: u32,
 }
 
 impl Scope {
@@ -74,7 +86,7 @@ impl Scope {
         .collect()
     }
 
-    /// `make explore`'s default scopes (about 4 minutes together here): the test scopes, then
+    /// `make explore`'s default scopes (about 6 minutes together here): the test scopes, then
     /// - leaves: two members both leaving; three members all leaving; rank 1 multicasting while two
     ///   leave, or while one leaves and one crashes;
     /// - timeouts and silence: three members with a crash or a power cut and a view-change timeout;
@@ -83,6 +95,9 @@ impl Scope {
     ///   crash and two restarts (two processes for one rank), with a restart while the old process
     ///   runs and is falsely suspected, is silent (a power cut) or lost a connection; three members
     ///   with a crash and a restart;
+    /// - rare shapes, whole: a group of one whose others left, both coming back with the helper gone
+    ///   (each looks the group up through the member); a group of two whose third left, coming back
+    ///   while any one connection may break;
     /// - drains of several inputs (flushes as choices): two members with two multicasts each and a
     ///   crash, three all leaving, two with a crash and a restart.
     pub fn default_scopes() -> Vec<Scope> {
@@ -106,6 +121,8 @@ impl Scope {
             "n2 m2 c1 t1 f1",
             "n3 m0 l3 f1",
             "n2 m1 c1 r1 t1 f1",
+            "n3 m0 g23 r2 h1 a23",
+            "n3 m0 g3 r1 b1 a3",
         ];
         scopes.extend(more.into_iter().map(|text| Scope::parse(text).expect("valid")));
         scopes
@@ -117,6 +134,7 @@ impl Scope {
             members: 3,
             multicasts_per_life: 1,
             writers: u16::MAX,
+            origins: None,
             crashes: 0,
             power_cuts: 0,
             breaks: 0,
@@ -130,6 +148,7 @@ impl Scope {
             helper: 0,
             ports: PortMode::Fresh,
             faulty_ranks: u32::MAX,
+            gone_at_start: 0,
         };
         for field in text.split([',', ' ']).filter(|f| !f.is_empty()) {
             let (key, value) = field.split_at(1);
@@ -160,15 +179,12 @@ impl Scope {
                         _ => return Err(format!("p{n}: ports are 0 (fresh), 1 (the rank's) or 2 (lowest free)")),
                     }
                 }
-                "a" => {
-                    scope.faulty_ranks = value
-                        .bytes()
-                        .map(|digit| 1u32 << (digit - b'0'))
-                        .fold(0, |set, bit| set | bit)
-                }
+                "a" => scope.faulty_ranks = rank_set(value),
+                "g" => scope.gone_at_start = rank_set(value),
+                "o" => scope.origins = Some(rank_set(value)),
                 _ => {
                     return Err(format!(
-                        "scope field {field:?}: unknown letter {key:?} (n m w c k b s r l t d f x h p a)"
+                        "scope field {field:?}: unknown letter {key:?} (n m w c k b s r l t d f x h p a g o)"
                     ))
                 }
             }
@@ -177,7 +193,23 @@ impl Scope {
             return Err(format!("n{}: the explorer runs 1 to 5 members", scope.members));
         }
         scope.writers = scope.writers.min(scope.members);
+        if (1..=scope.members).all(|rank| scope.gone_at_start & 1 << rank != 0) {
+            return Err("g: at least one founder must stay".to_string());
+        }
         Ok(scope)
+    }
+
+    /// True if the lives of `rank` multicast.
+    pub fn writes(&self, rank: u16) -> bool {
+        match self.origins {
+            Some(set) => rank < 32 && set & 1 << rank != 0,
+            None => rank <= self.writers,
+        }
+    }
+
+    /// True if `rank` left before the search starts.
+    pub fn gone_at_start(&self, rank: u16) -> bool {
+        rank < 32 && self.gone_at_start & 1 << rank != 0
     }
 
     /// True if faults (crashes, power cuts, restarts) may happen at `rank`.
@@ -215,14 +247,29 @@ impl fmt::Display for Scope {
             PortMode::LowestFree => write!(f, " p2")?,
         }
         if self.faulty_ranks != u32::MAX {
-            let ranks: String = (1..=9u32)
-                .filter(|r| self.faulty_ranks & 1 << r != 0)
-                .map(|r| char::from(b'0' + r as u8))
-                .collect();
-            write!(f, " a{ranks}")?;
+            write!(f, " a{}", rank_digits(self.faulty_ranks))?;
+        }
+        if let Some(set) = self.origins {
+            write!(f, " o{}", rank_digits(set))?;
+        }
+        if self.gone_at_start != 0 {
+            write!(f, " g{}", rank_digits(self.gone_at_start))?;
         }
         Ok(())
     }
+}
+
+/// A set of ranks from its digits (`23`: ranks 2 and 3), as a bit per rank.
+fn rank_set(digits: &str) -> u32 {
+    digits.bytes().fold(0, |set, digit| set | 1 << (digit - b'0'))
+}
+
+/// The digits of a set of ranks ([`rank_set`]'s inverse).
+fn rank_digits(set: u32) -> String {
+    (1..=9u8)
+        .filter(|r| set & 1 << r != 0)
+        .map(|r| char::from(b'0' + r))
+        .collect()
 }
 
 /// What one path has spent of its scope's budgets.

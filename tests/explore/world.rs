@@ -213,6 +213,15 @@ impl World {
         let mut sim = Sim::with_knobs(scope.members, 0, delay, knobs);
         sim.dials_on_demand = true;
         sim.port_mode = scope.ports;
+        // The ranks gone at the start leave one after the other, each view change run to its end.
+        for rank in (1..=scope.members).filter(|r| scope.gone_at_start(*r)) {
+            sim.leave(rank);
+            sim.run_until_quiet();
+            sim.apply(Action::Exit {
+                node: sim.current(rank),
+            });
+            sim.run_until_quiet();
+        }
         if scope.helper == 1 {
             sim.apply(Action::HelperDown);
         }
@@ -253,8 +262,11 @@ impl World {
                 out.push(Choice::Flush { node });
             }
             let member = life.phase() == Some(Phase::Member) && !life.leave_requested;
-            let writes = life.rank.0 <= scope.writers;
-            if member && writes && (life.history.multicasts.len() as u32) < scope.multicasts_per_life {
+            // An application multicasts whenever it likes: while its process joins or its group
+            // changes views too (the message waits in the backlog until the member may send it).
+            let phase_writes = matches!(life.phase(), Some(Phase::Joining | Phase::Member | Phase::Changing));
+            let writes = phase_writes && !life.leave_requested && scope.writes(life.rank.0);
+            if writes && (life.history.multicasts.len() as u32) < scope.multicasts_per_life {
                 out.push(Choice::Multicast { node });
             }
             if member && spent.leaves < scope.leaves {
