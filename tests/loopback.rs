@@ -543,3 +543,23 @@ fn a_join_gives_up_after_its_join_timeout() {
     let lonely = Member::join(member_config(Some(&helper), 10_000).join_timeout_ms(500));
     assert!(matches!(lonely, Err(tom::Error::Timeout(_))), "{lonely:?}");
 }
+
+/// Issue 26, behaviour 5: everyone leaving at once. Each leaver's stop must send what it still owes
+/// (a decision it relays) before its sockets close, or a member that waits for that decision takes
+/// itself for cut off and ends excluded. Several rounds, since the race is between threads.
+#[test]
+fn a_group_whose_every_member_leaves_at_once_ends_with_every_member_left() {
+    for round in 0..8 {
+        let members = start_group(3, 2_000);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        exchange(&members, &format!("round {round}"), 2, deadline);
+        let leaving: Vec<_> = members
+            .into_iter()
+            .map(|member| std::thread::spawn(move || member.leave(Duration::from_secs(20))))
+            .collect();
+        for (i, leaver) in leaving.into_iter().enumerate() {
+            let outcome = leaver.join().expect("the leaving thread");
+            assert!(outcome.is_ok(), "round {round}: member {} ended {outcome:?}", i + 1);
+        }
+    }
+}

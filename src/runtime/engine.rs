@@ -419,7 +419,12 @@ impl Engine {
             let mut threads = self.shared.threads.lock();
             // Threads of closed connections have ended: forget them (the protocol thread, first, runs).
             threads.retain(|thread| !thread.is_finished());
-            threads.extend([writer, reader]);
+            threads.push(reader);
+        }
+        {
+            let mut writers = self.shared.writers.lock();
+            writers.retain(|thread| !thread.is_finished());
+            writers.push(writer);
         }
         self.shared.watched.lock().push(Watched {
             conn,

@@ -10,9 +10,10 @@
 //! Flow control: [`Member::multicast`] blocks while this member has `window` messages multicast and not
 //! yet delivered; shutdown and the end of membership release it with an error.
 //!
-//! Shutdown order: stop the protocol thread (it closes every outgoing buffer), shut every socket down
-//! (readers blocked in `read` return), stop the heartbeat thread, then join everything. Nothing here
-//! waits on a peer, so shutdown never hangs.
+//! Shutdown order: stop the protocol thread (it closes every outgoing buffer), let the writers write
+//! what is queued (at most [`STOP_DRAIN_MS`]: a leave's last relayed decision must get out), shut
+//! every socket down (readers blocked in `read` return), stop the heartbeat thread, then join
+//! everything. Nothing here waits on a peer past that bound, so shutdown never hangs.
 
 use std::collections::BTreeMap;
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -38,6 +39,11 @@ use crate::endpoint::{self, Endpoint, Origin};
 use crate::error::{Error, Result};
 #[cfg(doc)]
 use crate::event::Event;
+
+/// How long a stop waits for the writers to write what is queued before it shuts the sockets down:
+/// long enough for a last decision on a healthy link, short enough that a peer that stopped reading
+/// (a full socket) never holds a shutdown up for long.
+const STOP_DRAIN_MS: u64 = 500;
 use crate::formation::{self, Formed, Incoming};
 use crate::protocol::{self, Node, Status};
 use crate::trace::TraceSink;
@@ -303,6 +309,7 @@ impl Member {
             streams: Mutex::new(BTreeMap::new()),
             watched: Mutex::new(Vec::new()),
             threads: Mutex::new(Vec::new()),
+            writers: Mutex::new(Vec::new()),
         });
         let gate = Arc::new(Gate::new(config.window));
         let progress = Arc::new(Progress::default());
@@ -539,22 +546,31 @@ impl Member {
         if let Some(acceptor) = self.acceptor.lock().take() {
             acceptor.stop();
         }
-        // The protocol thread closes the outgoing buffers as it stops; shutting the sockets down here
-        // ends the readers (and any writer blocked on a full socket) without waiting on a peer.
+        // The protocol thread closes the outgoing buffers as it stops. Each writer then writes what is
+        // queued (a decision this member relays as its last act of a leave: without it a member that
+        // waits for it takes itself for cut off) and ends. Shutting the sockets down then ends the
+        // readers, and any writer still blocked on a full socket after the bound, without waiting on
+        // a peer.
         let threads: Vec<JoinHandle<()>> = std::mem::take(&mut *self.shared.threads.lock());
         let mut threads = threads.into_iter();
         if let Some(protocol_thread) = threads.next() {
             let _ = protocol_thread.join();
         }
+        let writers: Vec<JoinHandle<()>> = std::mem::take(&mut *self.shared.writers.lock());
+        let drained_by = Instant::now() + Duration::from_millis(STOP_DRAIN_MS);
+        while Instant::now() < drained_by && !writers.iter().all(JoinHandle::is_finished) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         for stream in std::mem::take(&mut *self.shared.streams.lock()).values().flatten() {
             let _ = stream.shutdown(Shutdown::Both);
         }
-        for thread in threads {
+        for thread in threads.chain(writers) {
             let _ = thread.join();
         }
         // Readers and writers started later by the protocol thread registered themselves too.
-        let rest: Vec<JoinHandle<()>> = std::mem::take(&mut *self.shared.threads.lock());
-        for thread in rest {
+        let rest = std::mem::take(&mut *self.shared.threads.lock());
+        let rest_writers = std::mem::take(&mut *self.shared.writers.lock());
+        for thread in rest.into_iter().chain(rest_writers) {
             let _ = thread.join();
         }
     }

@@ -149,5 +149,8 @@ pub(crate) struct Shared {
     pub streams: Mutex<BTreeMap<ConnId, [TcpStream; 2]>>,
     /// What the heartbeat thread pings and watches.
     pub watched: Mutex<Vec<Watched>>,
+    /// The protocol thread first, then the heartbeat thread and every reader.
     pub threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Every writer thread: a stop lets them write what is queued before it shuts the sockets down.
+    pub writers: Mutex<Vec<JoinHandle<()>>>,
 }
