@@ -11,7 +11,7 @@
 //! yet delivered; shutdown and the end of membership release it with an error.
 //!
 //! Shutdown order: stop the protocol thread (it closes every outgoing buffer), let the writers write
-//! what is queued (at most [`STOP_DRAIN_MS`]: a leave's last relayed decision must get out), shut
+//! what is queued (at most `STOP_DRAIN_MS`: a leave's last relayed decision must get out), shut
 //! every socket down (readers blocked in `read` return), stop the heartbeat thread, then join
 //! everything. Nothing here waits on a peer past that bound, so shutdown never hangs.
 
