@@ -39,16 +39,16 @@ use crate::endpoint::{self, Endpoint, Origin};
 use crate::error::{Error, Result};
 #[cfg(doc)]
 use crate::event::Event;
-
-/// How long a stop waits for the writers to write what is queued before it shuts the sockets down:
-/// long enough for a last decision on a healthy link, short enough that a peer that stopped reading
-/// (a full socket) never holds a shutdown up for long.
-const STOP_DRAIN_MS: u64 = 500;
 use crate::formation::{self, Formed, Incoming};
 use crate::protocol::{self, Node, Status};
 use crate::trace::TraceSink;
 use crate::types::{Incarnation, MemberId, Payload, ProcessId, Rank, View};
 use crate::wire::{self, Frame, Purpose, RosterEntry};
+
+/// How long a stop waits for the writers to write what is queued before it shuts the sockets down:
+/// long enough for a last decision on a healthy link, short enough that a peer that stopped reading
+/// (a full socket) never holds a shutdown up for long.
+const STOP_DRAIN_MS: u64 = 500;
 
 /// The runtime's settings, as [`crate::Config`] hands them on: how to form the group, and the
 /// runtime's timing. Not part of the supported API (use [`crate::Config`]); its values are taken as

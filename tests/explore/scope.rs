@@ -285,8 +285,9 @@ pub struct Spent {
 }
 
 impl Spent {
-    /// Faults spent: crashes, power cuts, breaks, false suspicions and restarts.
+    /// Faults spent: crashes, power cuts, breaks and false suspicions. A restart is a fault only
+    /// while its rank's old process still runs, which [`super::world::World::take`] decides.
     pub fn faults(&self) -> u32 {
-        self.crashes + self.power_cuts + self.breaks + self.false_suspicions + self.restarts
+        self.crashes + self.power_cuts + self.breaks + self.false_suspicions
     }
 }

@@ -360,11 +360,12 @@ impl World {
     /// A fault touches: the life that crashed or lost power; both ends of a broken connection; both
     /// lives of a false suspicion; every life of a rank a second process asks for while one still
     /// runs, and that process; every joiner still waiting when a fault happens (a restart of a rank
-    /// whose process is gone is none: the group must admit it without costing anyone); and the reporter of a gone process whose
-    /// frames to it are still on their way (a report a failure timeout after the last heartbeat
+    /// whose process is gone is none: the group must admit it without costing anyone); and the
+    /// reporter of a gone process whose frames to it are still on their way (a report a failure timeout after the last heartbeat
     /// outruns them only over a slow link).
     pub fn take(&mut self, choice: Choice) {
-        let faults_before = self.spent.faults() - self.spent.restarts;
+        let faults_before = self.spent.faults();
+        // A restart while the rank's old process runs (counted apart: `faults` leaves restarts out).
         let mut disturbs = false;
         let action = self.action(choice);
         let sim = &mut self.sim;
@@ -431,7 +432,7 @@ impl World {
         }
         // A joiner still waiting for its admission when any fault happens may be the one it costs (its
         // admission is a view change the fault may disturb).
-        if disturbs || self.spent.faults() - self.spent.restarts > faults_before {
+        if disturbs || self.spent.faults() > faults_before {
             self.touched.extend(self.sim.joiners());
         }
         if !self.scope.separate_flushes {
