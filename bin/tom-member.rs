@@ -17,7 +17,8 @@
 //! delivery is waiting; logs go to stderr. A payload byte that would break the line (newline, carriage
 //! return, backslash, other control bytes, bytes that are not UTF-8) is escaped (`\n`, `\r`, `\\`,
 //! `\xHH`). EOF on stdin does not end the member; with `--exit-on-eof` it waits until its own messages
-//! are delivered, leaves cleanly and exits 0. Excluded from the group, it exits 3.
+//! are delivered, leaves cleanly and exits 0. Excluded from the group, it exits 3; if its protocol
+//! thread fails (a panic: a bug), it says so on stderr and exits 1, and the group sees it crashed.
 //!
 //! With `--trace FILE` it also writes one JSON line per protocol event to FILE as it happens (see
 //! `tom::trace`); `tom-diagram` draws such traces.
@@ -279,6 +280,8 @@ enum Ended {
     Excluded(ViewId),
     /// The member left the group cleanly.
     Left,
+    /// The member's protocol thread failed (a panic), with the panic's message.
+    Failed(String),
     /// The events stopped for another reason (the member was shut down).
     Closed,
 }
@@ -320,6 +323,10 @@ fn print_events(first_lines: String, events: Events) -> Ended {
             Event::Excluded { view } => {
                 let _ = stdout.flush();
                 return Ended::Excluded(*view);
+            }
+            Event::Failed { reason } => {
+                let _ = stdout.flush();
+                return Ended::Failed(reason.clone());
             }
         }
         if open && !line.is_empty() {
@@ -534,6 +541,10 @@ fn main() -> ExitCode {
                 return ExitCode::from(EXIT_EXCLUDED);
             }
             Ended::Left => return ExitCode::SUCCESS,
+            Ended::Failed(reason) => {
+                error!("this member failed ({reason}); the group sees it as crashed");
+                return ExitCode::FAILURE;
+            }
             Ended::Closed => return ExitCode::FAILURE,
         }
     }

@@ -121,6 +121,7 @@ impl Replica {
                     Event::Joined { position } => println!("rank {rank}: admitted at position {position}"),
                     Event::Left => return format!("left after {deliveries} deliveries"),
                     Event::Excluded { view } => return format!("excluded by view {view}"),
+                    Event::Failed { reason } => return format!("failed: {reason}"),
                 }
             }
             format!("events ended after {deliveries} deliveries")

@@ -73,6 +73,13 @@ pub enum Error {
         /// The view that excluded it, or its last view when it lost its quorum.
         view: crate::types::ViewId,
     },
+    /// The member's protocol thread panicked: a bug in tom, or a panic in the application's
+    /// [`crate::Replicated`] callbacks (they run on that thread). The member delivers nothing more;
+    /// it closed its connections, so the group sees it as crashed ([`crate::Event::Failed`]).
+    Failed {
+        /// The panic's message.
+        reason: String,
+    },
 }
 
 /// A result with the crate's [`Error`].
@@ -101,6 +108,7 @@ impl fmt::Display for Error {
             Error::ShutDown => write!(f, "the member is shut down"),
             Error::Left => write!(f, "the member left the group"),
             Error::Excluded { view } => write!(f, "excluded from the group by view {view}"),
+            Error::Failed { reason } => write!(f, "the member's protocol thread failed: {reason}"),
         }
     }
 }

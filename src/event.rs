@@ -16,7 +16,8 @@ use crate::types::{View, ViewId};
 ///   [`crate::Config::state`], the `View` and everything after it are reported once the state is
 ///   restored from the group's.
 /// - **The end**, for both: [`Event::Left`] after a leave, or [`Event::Excluded`]; exactly one of
-///   them, as the last event. The messages of the last view that the group still delivers (its *cut*)
+///   them, as the last event (or [`Event::Failed`], which the runtime reports instead if the
+///   member's protocol thread panicked; the pure endpoint never reports it). The messages of the last view that the group still delivers (its *cut*)
 ///   come as `Deliver`s just before it; no `View` without this member is reported. A member that is
 ///   shut down (or dropped) reports neither: its events just end.
 ///
@@ -52,4 +53,12 @@ pub enum Event {
     /// every message it multicast before the leave began is delivered, and the group installed a view
     /// without it.
     Left,
+    /// The last event of a member whose protocol thread panicked (a bug in tom, or a panic in the
+    /// application's [`crate::Replicated`] callbacks, which run on it), with the panic's message. The
+    /// member delivers nothing more and has closed its connections, so the group sees a crash; its
+    /// process should end (it may come back as a new life of its rank).
+    Failed {
+        /// The panic's message.
+        reason: String,
+    },
 }

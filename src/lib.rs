@@ -25,7 +25,7 @@
 //!         Event::Deliver(d) => println!("{} {} {:?}", d.origin.rank, d.lamport, d.payload),
 //!         Event::View(view) => println!("view {view}"),
 //!         Event::Joined { position } => println!("rejoined after {position} messages"),
-//!         Event::Excluded { .. } | Event::Left => break,
+//!         Event::Excluded { .. } | Event::Left | Event::Failed { .. } => break,
 //!     }
 //! }
 //! member.leave(Duration::from_secs(10))?;

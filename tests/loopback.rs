@@ -563,3 +563,72 @@ fn a_group_whose_every_member_leaves_at_once_ends_with_every_member_left() {
         }
     }
 }
+
+/// An application state whose `apply` panics at the message `boom` (a bug in the application's
+/// callback, which runs on the member's protocol thread).
+struct PanicsAtBoom;
+
+impl tom::Replicated for PanicsAtBoom {
+    fn apply(&mut self, delivery: &Delivery) {
+        assert_ne!(delivery.payload.as_bytes(), b"boom", "the application's apply fails");
+    }
+    fn snapshot(&self) -> Vec<u8> {
+        Vec::new()
+    }
+    fn restore(&mut self, _: &[u8]) {}
+}
+
+/// Issue 26, behaviour 6: a dead protocol thread must never leave a member that looks alive. One
+/// member's protocol thread panics: its application gets `Event::Failed` as the last event and
+/// `Error::Failed` from its calls, and the group sees a crash (its connections close) and goes on
+/// without it, instead of waiting for its acknowledgements while its heartbeats keep coming.
+#[test]
+fn a_member_whose_protocol_thread_panics_reports_it_and_the_group_sees_a_crash() {
+    let helper = start_helper(3, "tom");
+    let formed = form_group(helper.local_addr(), 3);
+    let mut members: Vec<Member> = formed
+        .into_iter()
+        .enumerate()
+        .map(|(i, formed)| {
+            let config = member_config(Some(&helper), 60_000);
+            let config = if i == 2 {
+                config.state(&ReplicatedState::new(PanicsAtBoom))
+            } else {
+                config
+            };
+            Member::start(config, formed).expect("start member")
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let failing = members.remove(2);
+    let survivors_view = {
+        let mut ranks: Vec<u16> = members.iter().map(|m| m.rank().0).collect();
+        ranks.sort_unstable();
+        format!("{},{}", ranks[0], ranks[1])
+    };
+    members[0].multicast("boom").expect("multicast");
+    let reason = loop {
+        match failing
+            .events()
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            Ok(Event::Failed { reason }) => break reason,
+            Ok(_) => {}
+            Err(error) => panic!("the failing member never reported its failure: {error:?}"),
+        }
+    };
+    assert!(reason.contains("the application's apply fails"), "{reason}");
+    assert!(
+        matches!(failing.multicast("after"), Err(tom::Error::Failed { .. })),
+        "a multicast after the failure names it"
+    );
+    // The failure timeout is a minute: only the closed connections can tell the others in time.
+    for member in &members {
+        wait_for_view(member, &survivors_view, deadline);
+    }
+    exchange(&members, "without the failed member", 3, deadline);
+    within(Duration::from_secs(30), "shutdown", move || {
+        failing.shutdown();
+        members.iter().for_each(Member::shutdown)
+    });
+}

@@ -69,6 +69,16 @@ pub(crate) struct Engine {
     pub unsent: Vec<ConnId>,
 }
 
+/// Whether the loop ended or a panic unwinds it, every writer is told to write what is queued and
+/// shut its socket down: a writer left waiting would keep the member's stop waiting for it.
+impl Drop for Engine {
+    fn drop(&mut self) {
+        for outgoing in self.outgoing.values() {
+            outgoing.close();
+        }
+    }
+}
+
 /// Most signals taken in one drain before what they caused goes out: under a steady stream of input
 /// the protocol thread still sends (and acknowledges) at least this often.
 const DRAIN_SIGNALS_MAX: usize = 1024;
@@ -115,9 +125,7 @@ impl Engine {
         self.flush_trace();
         self.gate.close(Closed::ShutDown);
         self.progress.ended(End::Stopped);
-        for outgoing in self.outgoing.values() {
-            outgoing.close();
-        }
+        // The writers are closed as the engine drops.
     }
 
     /// Holds back deliveries while the application is behind, resumes when it has caught up halfway.
@@ -318,7 +326,8 @@ impl Engine {
                 end = Some(End::Left);
             }
             Event::Joined { position } => joined = Some(*position),
-            Event::View(_) => {}
+            // Reported by the protocol thread's wrapper after a panic, never by the endpoint.
+            Event::View(_) | Event::Failed { .. } => {}
         }
         let _ = self.events.send(event);
         if own {

@@ -28,17 +28,20 @@ struct GateState {
 }
 
 /// Why the gate no longer lets multicasts through.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Closed {
     ShutDown,
     Excluded(ViewId),
+    /// The protocol thread panicked, with the panic's message.
+    Failed(String),
 }
 
 impl Closed {
-    fn error(self) -> Error {
+    fn error(&self) -> Error {
         match self {
             Closed::ShutDown => Error::ShutDown,
-            Closed::Excluded(view) => Error::Excluded { view },
+            Closed::Excluded(view) => Error::Excluded { view: *view },
+            Closed::Failed(reason) => Error::Failed { reason: reason.clone() },
         }
     }
 }
@@ -61,7 +64,7 @@ impl Gate {
     pub fn acquire(&self, wait: bool) -> Result<()> {
         let mut state = self.state.lock();
         loop {
-            if let Some(closed) = state.closed {
+            if let Some(closed) = &state.closed {
                 return Err(closed.error());
             }
             if state.in_flight < self.window {

@@ -26,6 +26,7 @@ use parking_lot::Mutex;
 
 use super::engine::Engine;
 use super::events::Events;
+use super::failure;
 use super::gate::{Closed, Gate};
 use super::heartbeat;
 use super::hops::{EngineProbe, HopProbe};
@@ -348,7 +349,7 @@ impl Member {
         let tick = Duration::from_millis(config.tick_ms);
         let protocol_thread = std::thread::Builder::new()
             .name(format!("tom-{rank}-protocol"))
-            .spawn(move || engine.run(signal_rx, incoming, tick))?;
+            .spawn(move || failure::run_or_fail(engine, |engine| engine.run(signal_rx, incoming, tick)))?;
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
         let heartbeat_thread = heartbeat::spawn(
             heartbeat::Settings {

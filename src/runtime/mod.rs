@@ -13,6 +13,8 @@
 //!   end of membership), so that waiting never means reading the application's events;
 //! - [`state`]: the application's [`Replicated`] state and its typed handle, [`ReplicatedState`];
 //! - `engine.rs`: the protocol thread, which turns signals into endpoint inputs and actions into bytes;
+//! - `failure.rs`: a protocol thread that panics ends its member visibly (an event, errors, closed
+//!   connections), never leaving a process that looks alive;
 //! - [`peer`]: one blocking reader thread per connection, which stamps "heard from" and decodes frames;
 //! - [`links`]: per-peer outgoing buffers, sent by the protocol thread with a non-blocking send after
 //!   each drain of its input, and by one writer thread each for what the socket does not take at once
@@ -28,6 +30,7 @@
 //! internal (public only for the crate's own programs and tests, and hidden from the documentation).
 mod engine;
 pub mod events;
+mod failure;
 mod gate;
 pub mod heartbeat;
 #[doc(hidden)]

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::types::{MemberId, ViewId};
 
 /// How a member's participation ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum End {
     /// Its clean departure completed ([`crate::Event::Left`]).
     Left,
@@ -20,6 +20,8 @@ pub(crate) enum End {
     Excluded(ViewId),
     /// Its protocol thread stopped without either (shutdown).
     Stopped,
+    /// Its protocol thread panicked ([`crate::Event::Failed`]), with the panic's message.
+    Failed(String),
 }
 
 impl End {
@@ -29,6 +31,7 @@ impl End {
             End::Left => Error::Left,
             End::Excluded(view) => Error::Excluded { view },
             End::Stopped => Error::ShutDown,
+            End::Failed(reason) => Error::Failed { reason },
         }
     }
 }
@@ -96,7 +99,7 @@ impl Progress {
     }
 
     pub fn end(&self) -> Option<End> {
-        self.recorded.lock().end
+        self.recorded.lock().end.clone()
     }
 
     /// Waits until `done` holds (`Ok`), membership ends first (`Err(end)`), or `deadline` passes
@@ -111,7 +114,7 @@ impl Progress {
             if done(&RecordedView(&recorded)) {
                 return Ok(true);
             }
-            if let Some(end) = recorded.end {
+            if let Some(end) = recorded.end.clone() {
                 return Err(end);
             }
             if self.changed.wait_until(&mut recorded, deadline).timed_out() {

@@ -1195,6 +1195,9 @@ impl Sim {
                 self.lives[node].history.end = End::Left;
                 self.schedule_exit(node);
             }
+            // Only the threaded runtime reports it (its protocol thread panicked); the simulator runs
+            // the endpoint itself, where a panic fails the run.
+            Event::Failed { reason } => unreachable!("the pure endpoint never reports a failure ({reason})"),
         }
     }
 
