@@ -180,6 +180,21 @@ const FOUND: &[(Family, u64, &str)] = &[
         "a dial made while joining stayed a joiner connection to the life it reached once a later view \
          replaced that life, which then waited in its old view for ever (with batched data frames)",
     ),
+    (
+        Family::Rejoin,
+        29030,
+        "issue 26, behaviour 1: a process still joining kept the decision that admitted it as an early \
+         frame, because it came from a member it knew only as a joiner (that member dialled it while both \
+         were joining, and was admitted first); the newcomer never installed, and the group waited in its \
+         view for ever",
+    ),
+    (
+        Family::Rejoin,
+        40860,
+        "issue 26, behaviour 1: a member dialled a newly admitted life that answered while still joining \
+         (incarnation 0), took the answer for another life and closed the connection; the newcomer read \
+         the close as the crash of a healthy member, the group excluded it and then lost its quorum",
+    ),
 ];
 
 #[test]

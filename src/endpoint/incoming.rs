@@ -7,8 +7,8 @@ use super::snapshot::Chunk;
 use super::ConnId;
 use super::{Endpoint, Role};
 use crate::message::Message;
-use crate::protocol::Input;
-use crate::types::{MemberId, Rank};
+use crate::protocol::{Input, Phase};
+use crate::types::{MemberId, ProcessId, Rank};
 use crate::wire::{Frame, Roster};
 
 impl Endpoint {
@@ -52,6 +52,16 @@ impl Endpoint {
                     entry.announced = Some((register.host, register.port));
                 }
             }
+            // A process still joining learns of its admission from the member that relays the decision,
+            // which may be one it only knows as a joiner (it dialled this process while both were
+            // joining, and was admitted first). Kept, that decision would wait for an install it
+            // causes; it reaches the core, and the install promotes this connection.
+            (Role::Joiner(rank), Frame::Protocol(msg @ Message::Decide { .. }))
+                if self.admits_me_from(&msg, rank, process) =>
+            {
+                info!("member {me}: decision admitting this process from {rank} (process {process}), which it knew as a joiner");
+                self.handle(Input::Received { from: rank, msg });
+            }
             // Sent after a view admitted that process, which this member has not installed yet.
             (Role::Joiner(rank), frame @ (Frame::Protocol(_) | Frame::Snapshot { .. })) => {
                 self.keep_early(conn, rank, frame)
@@ -90,13 +100,30 @@ impl Endpoint {
         }
     }
 
+    /// True if this process is still joining and `msg` decides a view that admits it and lists
+    /// `process` as the life of `rank` (the sender speaks for a member of that view).
+    fn admits_me_from(&self, msg: &Message, rank: Rank, process: ProcessId) -> bool {
+        let Message::Decide { proposal } = msg else {
+            return false;
+        };
+        let me = self.node.me();
+        let view = &proposal.view;
+        self.node.phase() == Phase::Joining
+            && view.member(rank).is_some_and(|m| m.process == process)
+            && view
+                .member(me.rank)
+                .is_some_and(|m| m.process == me.process && m.incarnation.0 == view.id.0)
+    }
+
     /// The greeting on a connection this member dialled to `life`: taken as its member connection if
     /// `life` answered, the view still lists it, and no member connection of it came meanwhile.
     pub(super) fn on_greeting(&mut self, conn: ConnId, life: MemberId, roster: Roster) {
         let me = self.node.me();
         self.learn_addresses(roster.members);
         let answered = roster.from;
-        let wanted = answered == Some(life)
+        // The process is what a connection speaks for: a process that greeted while still joining
+        // names incarnation 0, and is the very life the view admitted since.
+        let wanted = answered.is_some_and(|a| a.rank == life.rank && a.process == life.process)
             && self.listed_life(life.rank, life.process).is_some()
             && !self.member_conn.contains_key(&life.rank)
             && !self.directory.was_linked(life);
