@@ -18,8 +18,6 @@ impl Node {
         let Some(view) = self.view.clone() else {
             return;
         };
-        let timeout = self.config.view_change_timeout_ticks;
-        let now = self.now_ticks;
         let Some(proposer) = self.proposer.as_ref() else {
             return;
         };
@@ -33,11 +31,11 @@ impl Node {
             .ranks()
             .filter(|r| !suspected.contains(r))
             .all(|r| responders.contains(&r));
-        let timed_out = now.saturating_sub(proposer.started_at_tick) >= timeout;
-        // A change wanted only for leaves or joins waits for every member nobody suspects: going on
-        // without a slow one would exclude a healthy member that nobody asked to exclude.
-        let suspicion_wanted = view.ranks().any(|r| suspected.contains(&r));
-        if !(all_in || (timed_out && suspicion_wanted)) || !view.is_quorum(&responders) {
+        // Every member nobody suspects is waited for: going on without a slow one would exclude a
+        // healthy member that nobody asked to exclude. One that is gone is suspected within a failure
+        // timeout (every member's detector reports it, the proposer's own too), and is then not
+        // waited for.
+        if !all_in || !view.is_quorum(&responders) {
             return;
         }
         let proposal = match proposer

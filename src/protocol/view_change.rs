@@ -69,7 +69,6 @@ pub(super) struct Promised {
 #[derive(Debug, Clone, Hash)]
 pub(super) struct Proposer {
     pub ballot: Ballot,
-    pub started_at_tick: u64,
     /// The last sign that the ballot is moving (a promise, a payload chunk, a transfer's progress).
     pub progress_at_tick: u64,
     /// When this proposer last told the promisers it is still at work.
@@ -146,7 +145,6 @@ impl Node {
         );
         self.proposer = Some(Proposer {
             ballot,
-            started_at_tick: self.now_ticks,
             progress_at_tick: self.now_ticks,
             keepalive_at_tick: self.now_ticks,
             promises: BTreeMap::new(),

@@ -66,7 +66,7 @@ pub mod net;
 pub mod rng;
 pub mod sweep;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt::Write as _;
 
 use tom::endpoint::{self, directory, ConnId, Endpoint, Origin, Settings};
@@ -325,6 +325,12 @@ pub struct Sim {
     pub flush_after_percent: u64,
     /// Every view anyone installed, by id (for quorum guards).
     pub views: BTreeMap<u64, View>,
+    /// The life that first proposed each value a view change accepted: the first to send an Accept of
+    /// it (a later ballot that finds it accepted proposes it again, and is not its author). The sweep
+    /// judges an exclusion by where the author of the excluding view stood.
+    pub authors: HashMap<View, LifeId>,
+    /// The view each excluded life was told excluded it (its own last view if it lost its quorum).
+    pub exclusions: BTreeMap<LifeId, u64>,
     story: Vec<Entry>,
     /// Per-life trace files, when `SIM_TRACE` asks for them (decided at the first input).
     tracer: Tracer,
@@ -397,6 +403,8 @@ impl Sim {
             dial_delay_max_steps: 0,
             flush_after_percent: 0,
             views: BTreeMap::new(),
+            authors: HashMap::new(),
+            exclusions: BTreeMap::new(),
             story: Vec::new(),
             tracer: Tracer::Unchecked { pending: Vec::new() },
             liveness_waived: false,
@@ -1012,6 +1020,13 @@ impl Sim {
     }
 
     /// Carries out an endpoint's actions, in order.
+    /// Records `node` as the author of a proposed view if it is the first to send an Accept of it.
+    fn note_author(&mut self, node: LifeId, frame: &Frame) {
+        if let Frame::Protocol(tom::message::Message::Accept { proposal, .. }) = frame {
+            self.authors.entry(proposal.view.clone()).or_insert(node);
+        }
+    }
+
     fn carry_out(&mut self, node: LifeId, actions: Vec<endpoint::Action>) {
         // Writes grouped by kind, kinds in the order the endpoint first wrote them.
         let mut sends: Vec<(&'static str, Vec<String>)> = Vec::new();
@@ -1024,11 +1039,13 @@ impl Sim {
             match action {
                 endpoint::Action::Write { conn, frame } => {
                     let kind = frame.kind();
+                    self.note_author(node, &frame);
                     let dest = self.write(node, conn, frame);
                     add(kind, dest);
                 }
                 endpoint::Action::Broadcast { conns, frame } => {
                     let kind = frame.kind();
+                    self.note_author(node, &frame);
                     for conn in conns {
                         let dest = self.write(node, conn, frame.clone());
                         add(kind, dest);
@@ -1188,6 +1205,7 @@ impl Sim {
             Event::Excluded { view } => {
                 self.effect(format!("{} EXCLUDED (view {view}); it stops", self.name(node)));
                 self.lives[node].history.end = End::Excluded;
+                self.exclusions.insert(node, view.0);
                 self.schedule_exit(node);
             }
             Event::Left => {

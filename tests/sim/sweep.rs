@@ -29,7 +29,7 @@ use std::collections::BTreeSet;
 use tom::protocol::Phase;
 use tom::types::Rank;
 
-use super::check::Expect;
+use super::check::{End, Expect};
 use super::net::{CutMode, DelayProfile, LifeId};
 use super::rng::Rng;
 use super::{Action, Knobs, Loss, PortMode, Sim};
@@ -123,6 +123,8 @@ pub struct Driver {
     cut_links: Vec<(LifeId, LifeId, u64)>,
     /// Lives some fault other than a lone cut link took (crash, leave, false suspicion, partition).
     taken: BTreeSet<LifeId>,
+    /// The two sides of every partition made (lives, as they ran at the cut).
+    cuts: Vec<(Vec<LifeId>, Vec<LifeId>)>,
 }
 
 impl Driver {
@@ -326,6 +328,7 @@ impl Driver {
             doomed: BTreeSet::new(),
             cut_links: Vec::new(),
             taken: BTreeSet::new(),
+            cuts: Vec::new(),
         }
     }
 
@@ -340,7 +343,15 @@ impl Driver {
             doomed: BTreeSet::new(),
             cut_links: Vec::new(),
             taken: BTreeSet::new(),
+            cuts: Vec::new(),
         }
+    }
+
+    /// Marks `lives` as taken by a fault the script made before handing the world to this driver (a
+    /// false suspicion, say): the checks judge them as they would the driver's own.
+    pub fn taken_by_script(&mut self, lives: &[LifeId]) {
+        self.doomed.extend(lives.iter().copied());
+        self.taken.extend(lives.iter().copied());
     }
 
     /// Runs the chaos phase, then the liveness phase, then the checker. Panics with the story on any
@@ -366,6 +377,53 @@ impl Driver {
             self.sim.settle(200_000);
             self.sim.check(Expect::Settled);
             self.check_cut_links();
+            if self.judges_healthy_exclusions() {
+                self.check_no_healthy_exclusion();
+            }
+        }
+    }
+
+    /// Whether this run fails on a healthy member's exclusion: in the families whose every such
+    /// exclusion the protocol now avoids (no faults, crashes), or in any with `SIM_HEALTHY_CHECK=1`.
+    /// Partitions still exclude a healthy member in over 1 % of seeds, and rejoins in 3 of the first
+    /// 20,000 (issue 26): a healed partition's accusations are weighed in rank order, not over what
+    /// is known, and a member may take up a dial that its dialler then abandons (it reached another
+    /// rank's process at a stale address).
+    fn judges_healthy_exclusions(&self) -> bool {
+        matches!(self.family, Family::NoFault | Family::Crash)
+            || std::env::var("SIM_HEALTHY_CHECK").is_ok_and(|v| v == "1")
+    }
+
+    /// No life ends excluded unless a fault touched it (PROTOCOL.md §6): it crashed, left, was
+    /// suspected falsely, was on the side of a cut without a quorum or at an end of a link cut alone,
+    /// a cut separated it from the member that proposed the view excluding it, or it waited for its state from
+    /// a sponsor that one of these took. Every fault the sweep makes keeps a healthy quorum, so an
+    /// exclusion outside these is the protocol's doing.
+    fn check_no_healthy_exclusion(&self) {
+        let separated = |a: LifeId, b: LifeId| {
+            self.cuts
+                .iter()
+                .any(|(x, y)| (x.contains(&a) && y.contains(&b)) || (x.contains(&b) && y.contains(&a)))
+        };
+        let cut_from_author = |life: LifeId| {
+            let excluding = self.sim.exclusions.get(&life).and_then(|id| self.sim.views.get(id));
+            let author = excluding.and_then(|view| self.sim.authors.get(view));
+            author.is_some_and(|a| separated(life, *a))
+        };
+        let touched = |life: LifeId| {
+            self.doomed.contains(&life)
+                || cut_from_author(life)
+                || std::iter::successors(self.sponsor_of_admission(life), |s| self.sponsor_of_admission(*s))
+                    .take(self.sim.lives.len())
+                    .any(|sponsor| self.doomed.contains(&sponsor))
+        };
+        for life in 0..self.sim.lives.len() {
+            if self.sim.lives[life].history.end == End::Excluded && !touched(life) {
+                self.sim.fail(&format!(
+                    "{} was excluded, yet no fault touched it (no crash, leave, false suspicion or cut of it)",
+                    self.sim.name(life)
+                ));
+            }
         }
     }
 
@@ -743,6 +801,22 @@ impl Driver {
         self.sim.life_of_process(sponsor.process)
     }
 
+    /// The life that was to hand `life` its state, if `life` was admitted and never restored it: the
+    /// sponsor of the view that admitted it. Read from the views, so it holds for a life that is gone.
+    fn sponsor_of_admission(&self, life: LifeId) -> Option<LifeId> {
+        let l = &self.sim.lives[life];
+        if !self.sim.knobs().state_transfer || l.app.restored {
+            return None;
+        }
+        let admitting = self.sim.views.values().find(|view| {
+            view.members
+                .iter()
+                .any(|m| m.process == l.process && m.incarnation.0 == view.id.0 && view.id.0 > 1)
+        })?;
+        let sponsor = tom::endpoint::snapshot::sponsor(admitting)?;
+        self.sim.life_of_process(sponsor.process)
+    }
+
     /// The members waiting for a snapshot from `sponsor`, or from one of them, and so on: they stop if
     /// it goes first.
     fn awaiting_from(&self, sponsor: LifeId) -> Vec<LifeId> {
@@ -846,6 +920,7 @@ impl Driver {
             self.doomed.extend(losers.iter().copied());
             self.taken.extend(losers.iter().copied());
         }
+        self.cuts.push((side_a.clone(), side_b.clone()));
         let ranks = |sim: &Sim, side: &[LifeId]| side.iter().map(|l| sim.lives[*l].rank).collect();
         let action = Action::Partition {
             side_a: ranks(&self.sim, &side_a),
