@@ -81,26 +81,17 @@ impl Node {
         batch
     }
 
+    /// A message from `from`, dispatched by this member's phase: a joining process only waits for
+    /// its admission; a member (or one changing views) takes every kind.
     pub(super) fn on_message(&mut self, from: Rank, msg: Message, out: &mut Outbox) {
-        if matches!(self.phase, Phase::Excluded | Phase::Left) {
-            return;
+        match self.phase {
+            Phase::Member | Phase::Changing => self.on_member_message(from, msg, out),
+            Phase::Joining => self.on_joining_message(from, msg, out),
+            Phase::Excluded | Phase::Left => {}
         }
-        if self.phase == Phase::Joining {
-            match msg {
-                Message::Decide { proposal } => self.on_decide(from, *proposal, out),
-                Message::JoinRefused { reason } => {
-                    info!("member {}: member {} does not admit us yet: {}", self.me, from, reason);
-                    self.last_join_refusal = Some(reason);
-                }
-                other => debug!(
-                    "member {}: {} from {} ignored while joining",
-                    self.me,
-                    other.kind(),
-                    from
-                ),
-            }
-            return;
-        }
+    }
+
+    fn on_member_message(&mut self, from: Rank, msg: Message, out: &mut Outbox) {
         if let Some(pending) = &self.pending_decision {
             if msg.view() == Some(pending.proposal.view.id) {
                 // A frame of the view this member is about to install (it waits for the cut's
@@ -116,23 +107,8 @@ impl Node {
         match msg {
             Message::Data { view, batch, acks } => self.on_data(from, view, batch, acks, out),
             Message::Ack { view, acks } => self.on_ack(from, view, acks, out),
-            Message::Suspect { view, rank } => {
-                // A suspicion from a member this one suspects is not taken: it is on its way out.
-                let sender = self.view.as_ref().and_then(|v| v.member(from));
-                if self.is_current_member(from, view) && !sender.is_some_and(|s| self.suspects.contains(&s)) {
-                    if let Some(member) = self.view.as_ref().and_then(|v| v.member(rank)) {
-                        self.suspect(member, false, out);
-                    }
-                }
-            }
-            Message::Leave { view } => {
-                if self.is_current_member(from, view) {
-                    if let Some(member) = self.view.as_ref().and_then(|v| v.member(from)) {
-                        self.leaving.insert(member);
-                        self.maybe_start_change(out);
-                    }
-                }
-            }
+            Message::Suspect { view, rank } => self.on_suspect(from, view, rank, out),
+            Message::Leave { view } => self.on_leave(from, view, out),
             Message::Prepare { view, ballot } => self.on_prepare(from, view, ballot, out),
             Message::Promise {
                 view,
@@ -154,6 +130,44 @@ impl Node {
                 if self.is_current_member(from, view) {
                     self.note_progress(from, out);
                 }
+            }
+        }
+    }
+
+    /// A joining process takes only the decision that may admit it, and notes why it is refused.
+    fn on_joining_message(&mut self, from: Rank, msg: Message, out: &mut Outbox) {
+        match msg {
+            Message::Decide { proposal } => self.on_decide(from, *proposal, out),
+            Message::JoinRefused { reason } => {
+                info!("member {}: member {} does not admit us yet: {}", self.me, from, reason);
+                self.last_join_refusal = Some(reason);
+            }
+            other => debug!(
+                "member {}: {} from {} ignored while joining",
+                self.me,
+                other.kind(),
+                from
+            ),
+        }
+    }
+
+    /// `from` passes on a suspicion of `rank`; one from a member this one suspects is not taken: it
+    /// is on its way out.
+    fn on_suspect(&mut self, from: Rank, view: ViewId, rank: Rank, out: &mut Outbox) {
+        let sender = self.view.as_ref().and_then(|v| v.member(from));
+        if self.is_current_member(from, view) && !sender.is_some_and(|s| self.suspects.contains(&s)) {
+            if let Some(member) = self.view.as_ref().and_then(|v| v.member(rank)) {
+                self.suspect(member, false, out);
+            }
+        }
+    }
+
+    /// `from` announced its clean departure.
+    fn on_leave(&mut self, from: Rank, view: ViewId, out: &mut Outbox) {
+        if self.is_current_member(from, view) {
+            if let Some(member) = self.view.as_ref().and_then(|v| v.member(from)) {
+                self.leaving.insert(member);
+                self.maybe_start_change(out);
             }
         }
     }

@@ -30,15 +30,13 @@ use super::failure;
 use super::gate::{Closed, Gate};
 use super::heartbeat;
 use super::hops::{EngineProbe, HopProbe};
-use super::links::Clock;
 use super::progress::{End, Progress};
 use super::rejoin;
 use super::state::AnyState;
-use super::{Shared, Signal};
+use super::{DialRequest, Shared, Signal};
 use crate::auth::Secret;
 use crate::endpoint::{self, Endpoint, Origin};
 use crate::error::{Error, Result};
-#[cfg(doc)]
 use crate::event::Event;
 use crate::formation::{self, Formed, Incoming};
 use crate::protocol::{self, Node, Status};
@@ -120,6 +118,16 @@ struct Start {
     formed: Option<View>,
     /// A restarted process's address, registered with the helper once admitted.
     announce: Option<(String, u16)>,
+}
+
+/// What the protocol thread shares with the handle and the other threads.
+struct Handles {
+    shared: Arc<Shared>,
+    signals: Sender<Signal>,
+    events: Sender<Event>,
+    gate: Arc<Gate>,
+    progress: Arc<Progress>,
+    dials: Sender<DialRequest>,
 }
 
 /// Names one of this member's own multicasts, as [`Member::multicast`] returns it: the `n`-th message
@@ -305,46 +313,25 @@ impl Member {
         let (signal_tx, signal_rx) = crossbeam_channel::unbounded();
         let (event_tx, event_rx) = crossbeam_channel::unbounded();
         let (dial_tx, dial_rx) = crossbeam_channel::unbounded();
-        let shared = Arc::new(Shared {
-            clock: Clock::new(),
-            streams: Mutex::new(BTreeMap::new()),
-            watched: Mutex::new(Vec::new()),
-            threads: Mutex::new(Vec::new()),
-            writers: Mutex::new(Vec::new()),
-        });
+        let shared = Arc::new(Shared::new());
         let gate = Arc::new(Gate::new(config.window));
         let progress = Arc::new(Progress::default());
         progress.set_me(start.node.me());
         let rank = start.node.me().rank;
         let own_address = own_address(&start.directory, rank, acceptor.local_addr());
-        let settings = endpoint_settings(config, start.size, start.announce.clone());
-        let mut endpoint = Endpoint::new(start.node, settings, start.directory, start.formed);
-        endpoint.learn_addresses(start.learned);
-        let mut engine = Engine {
-            endpoint,
-            outgoing: BTreeMap::new(),
-            next_conn: 0,
-            shared: Arc::clone(&shared),
-            signals: signal_tx.clone(),
-            events: event_tx,
-            gate: Arc::clone(&gate),
-            progress: Arc::clone(&progress),
-            dials: dial_tx,
-            formation: config.formation.clone(),
-            state: config.state.clone(),
-            trace: config.trace.clone(),
-            delivery_queue_max: config.delivery_queue_max,
-            application_busy: false,
-            unpaced: false,
-            probe: config.hop_probe.clone().map(EngineProbe::new),
-            encoded: Vec::new(),
-            unsent: Vec::new(),
-        };
-        for (peer, process, reading, writing) in start.conns {
-            let conn = engine.add_conn(peer, reading, writing)?;
-            engine.endpoint.opened(conn, start.origin, peer, process);
-        }
-        engine.carry_out();
+        let size = start.size;
+        let engine = Self::engine(
+            config,
+            start,
+            Handles {
+                shared: Arc::clone(&shared),
+                signals: signal_tx.clone(),
+                events: event_tx,
+                gate: Arc::clone(&gate),
+                progress: Arc::clone(&progress),
+                dials: dial_tx,
+            },
+        )?;
 
         let tick = Duration::from_millis(config.tick_ms);
         let protocol_thread = std::thread::Builder::new()
@@ -369,7 +356,7 @@ impl Member {
         shared.threads.lock().extend([protocol_thread, heartbeat_thread]);
         Ok(Member {
             rank,
-            size: start.size,
+            size,
             signals: signal_tx,
             events: Events::new(event_rx),
             gate,
@@ -382,6 +369,40 @@ impl Member {
             acceptor: Mutex::new(Some(acceptor)),
             stopped: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// The protocol thread's engine around an endpoint made of `start`, with its first
+    /// connections added and what they caused carried out.
+    fn engine(config: &Config, start: Start, handles: Handles) -> Result<Engine> {
+        let settings = endpoint_settings(config, start.size, start.announce.clone());
+        let mut endpoint = Endpoint::new(start.node, settings, start.directory, start.formed);
+        endpoint.learn_addresses(start.learned);
+        let mut engine = Engine {
+            endpoint,
+            outgoing: BTreeMap::new(),
+            next_conn: 0,
+            shared: handles.shared,
+            signals: handles.signals,
+            events: handles.events,
+            gate: handles.gate,
+            progress: handles.progress,
+            dials: handles.dials,
+            formation: config.formation.clone(),
+            state: config.state.clone(),
+            trace: config.trace.clone(),
+            delivery_queue_max: config.delivery_queue_max,
+            application_busy: false,
+            unpaced: false,
+            probe: config.hop_probe.clone().map(EngineProbe::new),
+            encoded: Vec::new(),
+            unsent: Vec::new(),
+        };
+        for (peer, process, reading, writing) in start.conns {
+            let conn = engine.add_conn(peer, reading, writing)?;
+            engine.endpoint.opened(conn, start.origin, peer, process);
+        }
+        engine.carry_out();
+        Ok(engine)
     }
 
     /// This member's rank.

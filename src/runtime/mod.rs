@@ -157,3 +157,16 @@ pub(crate) struct Shared {
     /// Every writer thread: a stop lets them write what is queued before it shuts the sockets down.
     pub writers: Mutex<Vec<JoinHandle<()>>>,
 }
+
+impl Shared {
+    /// Nothing open, no thread started, the clock at 0.
+    pub fn new() -> Shared {
+        Shared {
+            clock: Clock::new(),
+            streams: Mutex::new(BTreeMap::new()),
+            watched: Mutex::new(Vec::new()),
+            threads: Mutex::new(Vec::new()),
+            writers: Mutex::new(Vec::new()),
+        }
+    }
+}

@@ -34,7 +34,6 @@ mod writer;
 
 pub use errors::{ReadError, WireError};
 use reader::Reader;
-use tags::*;
 use writer::Writer;
 
 use crate::message::{Ballot, Batch, Message, MessageRef, Multicast, Proposal, Report};
@@ -248,84 +247,7 @@ impl Frame {
 pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; LENGTH_PREFIX_LEN]);
-    let mut w = Writer(out);
-    match frame {
-        Frame::Hello(hello) => {
-            w.u8(TAG_HELLO);
-            w.handshake_header();
-            w.str(&hello.group);
-            w.rank(hello.rank);
-            w.u64(hello.incarnation.0);
-            w.u64(hello.process.0);
-            w.u8(match hello.purpose {
-                Purpose::Form => PURPOSE_FORM,
-                Purpose::Rejoin => PURPOSE_REJOIN,
-                Purpose::Status => PURPOSE_STATUS,
-            });
-            w.option(&hello.nonce, |w, nonce| w.0.extend_from_slice(&nonce.0));
-        }
-        Frame::Welcome => w.u8(TAG_WELCOME),
-        Frame::Refuse { reason } => {
-            w.u8(TAG_REFUSE);
-            w.str(reason);
-        }
-        Frame::Heartbeat => w.u8(TAG_HEARTBEAT),
-        Frame::Register(register) => {
-            w.u8(TAG_REGISTER);
-            w.handshake_header();
-            w.str(&register.group);
-            w.str(&register.host);
-            w.u16(register.port);
-            w.u64(register.process.0);
-            w.option(&register.rejoin, |w, rank| w.rank(*rank));
-            w.option(&register.admitted, |w, incarnation| w.u64(incarnation.0));
-            w.option(&register.nonce, |w, nonce| w.0.extend_from_slice(&nonce.0));
-        }
-        Frame::Roster(roster) => {
-            w.u8(TAG_ROSTER);
-            w.rank(roster.rank);
-            w.u16(roster.size);
-            w.list(&roster.members, |w, entry| {
-                w.rank(entry.rank);
-                w.str(&entry.host);
-                w.u16(entry.port);
-                w.u64(entry.incarnation.0);
-                w.u64(entry.process.0);
-            });
-            w.option(&roster.from, |w, life| w.member_id(life));
-        }
-        Frame::Protocol(msg) => {
-            w.u8(TAG_PROTOCOL);
-            w.message(msg);
-        }
-        Frame::StatusReport { report } => {
-            w.u8(TAG_STATUS_REPORT);
-            w.str(report);
-        }
-        Frame::Challenge { nonce, proof } => {
-            w.u8(TAG_CHALLENGE);
-            w.0.extend_from_slice(&nonce.0);
-            w.0.extend_from_slice(&proof.0);
-        }
-        Frame::Proof(proof) => {
-            w.u8(TAG_PROOF);
-            w.0.extend_from_slice(&proof.0);
-        }
-        Frame::Snapshot {
-            view,
-            position,
-            offset,
-            total,
-            chunk,
-        } => {
-            w.u8(TAG_SNAPSHOT);
-            w.u64(view.0);
-            w.u64(*position);
-            w.u64(*offset);
-            w.u64(*total);
-            w.bytes(chunk);
-        }
-    }
+    Writer(out).frame(frame);
     let body_len = out.len() - start - LENGTH_PREFIX_LEN;
     BigEndian::write_u32(
         &mut out[start..start + LENGTH_PREFIX_LEN],

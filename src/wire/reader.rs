@@ -280,51 +280,12 @@ impl<R: Read> Reader<'_, R> {
     pub(super) fn frame(&mut self) -> Result<Frame, ReadError> {
         let tag = self.u8()?;
         let frame = match tag {
-            TAG_HELLO => {
-                self.handshake_header()?;
-                Frame::Hello(Hello {
-                    group: self.string()?,
-                    rank: self.rank()?,
-                    incarnation: Incarnation(self.u64()?),
-                    process: ProcessId(self.u64()?),
-                    purpose: match self.u8()? {
-                        PURPOSE_FORM => Purpose::Form,
-                        PURPOSE_REJOIN => Purpose::Rejoin,
-                        PURPOSE_STATUS => Purpose::Status,
-                        tag => return Err(ReadError::Wire(WireError::UnknownTag { what: "purpose", tag })),
-                    },
-                    nonce: self.option(|r| r.nonce())?,
-                })
-            }
+            TAG_HELLO => Frame::Hello(self.hello()?),
             TAG_WELCOME => Frame::Welcome,
             TAG_REFUSE => Frame::Refuse { reason: self.string()? },
             TAG_HEARTBEAT => Frame::Heartbeat,
-            TAG_REGISTER => {
-                self.handshake_header()?;
-                Frame::Register(Register {
-                    group: self.string()?,
-                    host: self.string()?,
-                    port: self.u16()?,
-                    process: ProcessId(self.u64()?),
-                    rejoin: self.option(|r| r.rank())?,
-                    admitted: self.option(|r| Ok(Incarnation(r.u64()?)))?,
-                    nonce: self.option(|r| r.nonce())?,
-                })
-            }
-            TAG_ROSTER => Frame::Roster(Roster {
-                rank: self.rank()?,
-                size: self.u16()?,
-                members: self.member_list(ROSTER_ENTRY_LEN_MIN, |r| {
-                    Ok(RosterEntry {
-                        rank: r.rank()?,
-                        host: r.string()?,
-                        port: r.u16()?,
-                        incarnation: Incarnation(r.u64()?),
-                        process: ProcessId(r.u64()?),
-                    })
-                })?,
-                from: self.option(|r| r.member_id())?,
-            }),
+            TAG_REGISTER => Frame::Register(self.register()?),
+            TAG_ROSTER => Frame::Roster(self.roster()?),
             TAG_PROTOCOL => Frame::Protocol(self.message()?),
             TAG_STATUS_REPORT => Frame::StatusReport { report: self.string()? },
             TAG_CHALLENGE => Frame::Challenge {
@@ -332,31 +293,81 @@ impl<R: Read> Reader<'_, R> {
                 proof: self.proof()?,
             },
             TAG_PROOF => Frame::Proof(self.proof()?),
-            TAG_SNAPSHOT => {
-                let view = ViewId(self.u64()?);
-                let position = self.u64()?;
-                let offset = self.u64()?;
-                let total = self.u64()?;
-                let len = self.count(1)?;
-                if offset.checked_add(len as u64).map_or(true, |end| end > total) {
-                    return Err(ReadError::Wire(WireError::Malformed(
-                        "snapshot chunk beyond the state's end",
-                    )));
-                }
-                Frame::Snapshot {
-                    view,
-                    position,
-                    offset,
-                    total,
-                    chunk: self.byte_vec(len)?,
-                }
-            }
+            TAG_SNAPSHOT => self.snapshot()?,
             tag => return Err(ReadError::Wire(WireError::UnknownTag { what: "frame", tag })),
         };
         if self.remaining != 0 {
             return Err(ReadError::Wire(WireError::Malformed("bytes left after the last field")));
         }
         Ok(frame)
+    }
+
+    fn hello(&mut self) -> Result<Hello, ReadError> {
+        self.handshake_header()?;
+        Ok(Hello {
+            group: self.string()?,
+            rank: self.rank()?,
+            incarnation: Incarnation(self.u64()?),
+            process: ProcessId(self.u64()?),
+            purpose: match self.u8()? {
+                PURPOSE_FORM => Purpose::Form,
+                PURPOSE_REJOIN => Purpose::Rejoin,
+                PURPOSE_STATUS => Purpose::Status,
+                tag => return Err(ReadError::Wire(WireError::UnknownTag { what: "purpose", tag })),
+            },
+            nonce: self.option(|r| r.nonce())?,
+        })
+    }
+
+    fn register(&mut self) -> Result<Register, ReadError> {
+        self.handshake_header()?;
+        Ok(Register {
+            group: self.string()?,
+            host: self.string()?,
+            port: self.u16()?,
+            process: ProcessId(self.u64()?),
+            rejoin: self.option(|r| r.rank())?,
+            admitted: self.option(|r| Ok(Incarnation(r.u64()?)))?,
+            nonce: self.option(|r| r.nonce())?,
+        })
+    }
+
+    fn roster(&mut self) -> Result<Roster, ReadError> {
+        Ok(Roster {
+            rank: self.rank()?,
+            size: self.u16()?,
+            members: self.member_list(ROSTER_ENTRY_LEN_MIN, |r| {
+                Ok(RosterEntry {
+                    rank: r.rank()?,
+                    host: r.string()?,
+                    port: r.u16()?,
+                    incarnation: Incarnation(r.u64()?),
+                    process: ProcessId(r.u64()?),
+                })
+            })?,
+            from: self.option(|r| r.member_id())?,
+        })
+    }
+
+    /// A snapshot chunk; one that would reach past the state's end is malformed.
+    fn snapshot(&mut self) -> Result<Frame, ReadError> {
+        let view = ViewId(self.u64()?);
+        let position = self.u64()?;
+        let offset = self.u64()?;
+        let total = self.u64()?;
+        let len = self.count(1)?;
+        if offset.checked_add(len as u64).map_or(true, |end| end > total) {
+            return Err(ReadError::Wire(WireError::Malformed(
+                "snapshot chunk beyond the state's end",
+            )));
+        }
+        Ok(Frame::Snapshot {
+            view,
+            position,
+            offset,
+            total,
+            chunk: self.byte_vec(len)?,
+        })
     }
 
     fn message(&mut self) -> Result<Message, ReadError> {

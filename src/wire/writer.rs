@@ -111,35 +111,18 @@ impl Writer<'_> {
     }
     pub(super) fn message(&mut self, msg: &Message) {
         match msg {
-            Message::Data { view, batch, acks } => {
-                // The origin and the first seq once: the rest of the run follows from them.
-                self.u8(MSG_DATA);
-                self.u64(view.0);
-                self.rank(batch.origin());
-                self.u64(batch.first_seq());
-                self.list(batch.msgs(), |w, msg| {
-                    w.u64(msg.lamport);
-                    w.bytes(msg.payload.as_bytes());
-                });
-                self.acks(acks);
-            }
+            Message::Data { view, batch, acks } => self.data(*view, batch, acks),
             Message::Ack { view, acks } => {
-                self.u8(MSG_ACK);
-                self.u64(view.0);
+                self.tag_and_view(MSG_ACK, *view);
                 self.acks(acks);
             }
             Message::Suspect { view, rank } => {
-                self.u8(MSG_SUSPECT);
-                self.u64(view.0);
+                self.tag_and_view(MSG_SUSPECT, *view);
                 self.rank(*rank);
             }
-            Message::Leave { view } => {
-                self.u8(MSG_LEAVE);
-                self.u64(view.0);
-            }
+            Message::Leave { view } => self.tag_and_view(MSG_LEAVE, *view),
             Message::Prepare { view, ballot } => {
-                self.u8(MSG_PREPARE);
-                self.u64(view.0);
+                self.tag_and_view(MSG_PREPARE, *view);
                 self.ballot(ballot);
             }
             Message::Promise {
@@ -147,31 +130,19 @@ impl Writer<'_> {
                 ballot,
                 accepted,
                 report,
-            } => {
-                self.u8(MSG_PROMISE);
-                self.u64(view.0);
-                self.ballot(ballot);
-                self.option(accepted, |w, (ballot, proposal)| {
-                    w.ballot(ballot);
-                    w.proposal(proposal);
-                });
-                self.report(report);
-            }
+            } => self.promise(*view, ballot, accepted.as_ref(), report),
             Message::Reject { view, ballot, promised } => {
-                self.u8(MSG_REJECT);
-                self.u64(view.0);
+                self.tag_and_view(MSG_REJECT, *view);
                 self.ballot(ballot);
                 self.ballot(promised);
             }
             Message::Accept { view, ballot, proposal } => {
-                self.u8(MSG_ACCEPT);
-                self.u64(view.0);
+                self.tag_and_view(MSG_ACCEPT, *view);
                 self.ballot(ballot);
                 self.proposal(proposal);
             }
             Message::Accepted { view, ballot } => {
-                self.u8(MSG_ACCEPTED);
-                self.u64(view.0);
+                self.tag_and_view(MSG_ACCEPTED, *view);
                 self.ballot(ballot);
             }
             Message::Decide { proposal } => {
@@ -188,19 +159,120 @@ impl Writer<'_> {
                 self.str(reason);
             }
             Message::Fetch { view, wanted } => {
-                self.u8(MSG_FETCH);
-                self.u64(view.0);
+                self.tag_and_view(MSG_FETCH, *view);
                 self.list(wanted, |w, msg| w.message_ref(msg));
             }
             Message::Carry { view, msgs } => {
-                self.u8(MSG_CARRY);
-                self.u64(view.0);
+                self.tag_and_view(MSG_CARRY, *view);
                 self.list(msgs, |w, msg| w.multicast(msg));
             }
-            Message::Progress { view } => {
-                self.u8(MSG_PROGRESS);
-                self.u64(view.0);
+            Message::Progress { view } => self.tag_and_view(MSG_PROGRESS, *view),
+        }
+    }
+    fn tag_and_view(&mut self, tag: u8, view: ViewId) {
+        self.u8(tag);
+        self.u64(view.0);
+    }
+    fn data(&mut self, view: ViewId, batch: &Batch, acks: &[u64]) {
+        // The origin and the first seq once: the rest of the run follows from them.
+        self.tag_and_view(MSG_DATA, view);
+        self.rank(batch.origin());
+        self.u64(batch.first_seq());
+        self.list(batch.msgs(), |w, msg| {
+            w.u64(msg.lamport);
+            w.bytes(msg.payload.as_bytes());
+        });
+        self.acks(acks);
+    }
+    fn promise(&mut self, view: ViewId, ballot: &Ballot, accepted: Option<&(Ballot, Box<Proposal>)>, report: &Report) {
+        self.tag_and_view(MSG_PROMISE, view);
+        self.ballot(ballot);
+        self.option(&accepted, |w, (ballot, proposal)| {
+            w.ballot(ballot);
+            w.proposal(proposal);
+        });
+        self.report(report);
+    }
+    /// One frame's body: its tag, then its fields.
+    pub(super) fn frame(&mut self, frame: &Frame) {
+        match frame {
+            Frame::Hello(hello) => self.hello(hello),
+            Frame::Welcome => self.u8(TAG_WELCOME),
+            Frame::Refuse { reason } => {
+                self.u8(TAG_REFUSE);
+                self.str(reason);
+            }
+            Frame::Heartbeat => self.u8(TAG_HEARTBEAT),
+            Frame::Register(register) => self.register(register),
+            Frame::Roster(roster) => self.roster(roster),
+            Frame::Protocol(msg) => {
+                self.u8(TAG_PROTOCOL);
+                self.message(msg);
+            }
+            Frame::StatusReport { report } => {
+                self.u8(TAG_STATUS_REPORT);
+                self.str(report);
+            }
+            Frame::Challenge { nonce, proof } => {
+                self.u8(TAG_CHALLENGE);
+                self.0.extend_from_slice(&nonce.0);
+                self.0.extend_from_slice(&proof.0);
+            }
+            Frame::Proof(proof) => {
+                self.u8(TAG_PROOF);
+                self.0.extend_from_slice(&proof.0);
+            }
+            Frame::Snapshot {
+                view,
+                position,
+                offset,
+                total,
+                chunk,
+            } => {
+                self.u8(TAG_SNAPSHOT);
+                for field in [view.0, *position, *offset, *total] {
+                    self.u64(field);
+                }
+                self.bytes(chunk);
             }
         }
+    }
+    fn hello(&mut self, hello: &Hello) {
+        self.u8(TAG_HELLO);
+        self.handshake_header();
+        self.str(&hello.group);
+        self.rank(hello.rank);
+        self.u64(hello.incarnation.0);
+        self.u64(hello.process.0);
+        self.u8(match hello.purpose {
+            Purpose::Form => PURPOSE_FORM,
+            Purpose::Rejoin => PURPOSE_REJOIN,
+            Purpose::Status => PURPOSE_STATUS,
+        });
+        self.option(&hello.nonce, |w, nonce| w.0.extend_from_slice(&nonce.0));
+    }
+    fn register(&mut self, register: &Register) {
+        self.u8(TAG_REGISTER);
+        self.handshake_header();
+        self.str(&register.group);
+        self.str(&register.host);
+        self.u16(register.port);
+        self.u64(register.process.0);
+        self.option(&register.rejoin, |w, rank| w.rank(*rank));
+        self.option(&register.admitted, |w, incarnation| w.u64(incarnation.0));
+        self.option(&register.nonce, |w, nonce| w.0.extend_from_slice(&nonce.0));
+    }
+    fn roster(&mut self, roster: &Roster) {
+        self.u8(TAG_ROSTER);
+        self.rank(roster.rank);
+        self.u16(roster.size);
+        self.list(&roster.members, |w, entry| {
+            w.rank(entry.rank);
+            w.str(&entry.host);
+            w.u16(entry.port);
+            w.u64(entry.incarnation.0);
+            w.u64(entry.process.0);
+        });
+        self.option(&roster.from, |w, life| w.member_id(life));
     }
 }
