@@ -76,23 +76,48 @@
 //! - the seeded simulator in `tests/sim/`, which runs several nodes through random delays, crashes,
 //!   partitions and rejoins, thousands of seeds per `make test`, and checks every history.
 //!
-//! The runtime's protocol loop, in essence:
+//! A driver's duties, as a whole driver: three cores wired through in-memory queues, one input at a
+//! time, the outbox drained after every call, a flush whenever no input waits. The threaded runtime
+//! does the same with sockets (its protocol thread, `src/runtime/engine.rs`), the simulator with
+//! random delays and faults.
 //!
-//! ```ignore
-//! loop {
-//!     select! {
-//!         recv(signals) -> signal => on_signal(&mut endpoint, signal), // frame, close, suspicion, multicast…
-//!         recv(ticker) -> _ => endpoint.tick(clock.now_ms()),
-//!         recv(incoming) -> conn => endpoint.opened(conn, Origin::Accepted, rank, process),
-//!     }
-//!     carry_out(endpoint.take_actions());
-//!     while let Ok(signal) = signals.try_recv() { on_signal(&mut endpoint, signal); carry_out(endpoint.take_actions()); } // ≤ 1,024
-//!     endpoint.flush();                   // nothing more queued: the batched multicasts and the acknowledgements go out now
-//!     carry_out(endpoint.take_actions()); // frames encoded once into peers' buffers, dials, events to the application
-//!     send_appended();                    // a non-blocking send per buffer; a writer thread only for the rest
-//!     #[cfg(debug_assertions)]
-//!     endpoint.node().check_invariants(); // every `make test` run checks the real runtime too
+//! ```
+//! use std::collections::VecDeque;
+//! use tom::protocol::{Config, Input, Node, Outbox, Output};
+//! use tom::types::{ProcessId, Rank, View};
+//!
+//! let view = View::formed(&[ProcessId(1), ProcessId(2), ProcessId(3)]);
+//! let mut nodes: Vec<Node> = (1..=3).map(|r| Node::new(Config::new(Rank(r)), view.clone())).collect();
+//! // Inputs waiting for each node, in arrival order (FIFO per link, as TCP).
+//! let mut inbox: Vec<VecDeque<Input>> = vec![VecDeque::new(); 3];
+//! let mut delivered: Vec<Vec<String>> = vec![Vec::new(); 3];
+//! for (i, text) in ["hello", "world"].iter().enumerate() {
+//!     inbox[i].push_back(Input::Multicast((*text).into()));
 //! }
+//! let mut out = Outbox::new();
+//! loop {
+//!     let Some(i) = (0..3).find(|i| !inbox[*i].is_empty()) else { break };
+//!     let input = inbox[i].pop_front().expect("an input waits");
+//!     nodes[i].handle(input, &mut out); // 1. one input at a time
+//!     if inbox[i].is_empty() {
+//!         nodes[i].flush(&mut out); // 3. nothing more waits: what was batched goes out now
+//!     }
+//!     let from = Rank(i as u16 + 1);
+//!     for output in out.drain() { // 2. every output, in order, after every call
+//!         match output {
+//!             Output::Send { to, msg } => inbox[to.0 as usize - 1].push_back(Input::Received { from, msg }),
+//!             Output::Broadcast { to, msg } => {
+//!                 for to in to {
+//!                     inbox[to.0 as usize - 1].push_back(Input::Received { from, msg: msg.clone() });
+//!                 }
+//!             }
+//!             Output::Deliver(d) => delivered[i].push(String::from_utf8_lossy(d.payload.as_bytes()).into()),
+//!             _ => {} // views, joins, exclusions: none in a group without faults
+//!         }
+//!     }
+//! }
+//! assert_eq!(delivered[0].len(), 2);
+//! assert!(delivered.iter().all(|d| *d == delivered[0]), "one order at every member");
 //! ```
 //!
 //! ## Modules
