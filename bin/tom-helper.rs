@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use log::{error, info};
 use tom::auth::Secret;
-use tom::registry::{self, Settings};
+use tom::registry::{self, RegistrySettings};
 use tom::runtime::net;
 
 const USAGE: &str = "\
@@ -123,7 +123,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut settings = Settings::new(args.size, args.group.clone());
+    let mut settings = RegistrySettings::new(args.size, args.group.clone());
     settings.secret = args.secret;
     let listener = match net::bind_probing(&args.bind, args.port, 1) {
         Ok(listener) => listener,

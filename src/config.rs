@@ -33,7 +33,7 @@ pub const JOIN_TIMEOUT_MS_DEFAULT: u64 = 60_000;
 /// [`Error::InvalidSetting`] naming it, never silently replaced.
 #[derive(Clone)]
 pub struct Config {
-    runtime: runtime::Config,
+    runtime: runtime::RuntimeConfig,
     join_timeout_ms: u64,
     peers: Vec<String>,
 }
@@ -59,7 +59,7 @@ impl Config {
     /// | [`state`](Config::state), [`trace`](Config::trace), [`peer`](Config::peer) | none |
     pub fn new(helper: impl ToString) -> Config {
         Config {
-            runtime: runtime::Config::new(formation::Config::new(helper.to_string())),
+            runtime: runtime::RuntimeConfig::new(formation::FormationConfig::new(helper.to_string())),
             join_timeout_ms: JOIN_TIMEOUT_MS_DEFAULT,
             peers: Vec::new(),
         }
@@ -255,7 +255,7 @@ impl Config {
 
     /// The settings for [`crate::Member::join`], checked: a helper is needed, and formation may take
     /// [`Config::join_timeout_ms`].
-    pub(crate) fn for_join(&self) -> Result<runtime::Config> {
+    pub(crate) fn for_join(&self) -> Result<runtime::RuntimeConfig> {
         self.validate()?;
         if self.runtime.formation.helper.is_empty() {
             return Err(invalid("helper", "none: a group is formed through its helper"));
@@ -267,7 +267,7 @@ impl Config {
 
     /// The settings for [`crate::Member::rejoin`], checked: a helper or a peer is needed. Returns them
     /// with the peers and how long to wait to be admitted.
-    pub(crate) fn for_rejoin(&self) -> Result<(runtime::Config, Vec<String>, u64)> {
+    pub(crate) fn for_rejoin(&self) -> Result<(runtime::RuntimeConfig, Vec<String>, u64)> {
         self.validate()?;
         if self.runtime.formation.helper.is_empty() && self.peers.is_empty() {
             return Err(invalid(
@@ -279,7 +279,7 @@ impl Config {
     }
 
     /// The settings for a member started on a mesh formed elsewhere ([`crate::Member::start`]).
-    pub(crate) fn for_start(&self) -> Result<runtime::Config> {
+    pub(crate) fn for_start(&self) -> Result<runtime::RuntimeConfig> {
         self.validate()?;
         Ok(self.runtime.clone())
     }

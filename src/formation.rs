@@ -23,7 +23,7 @@
 //! - Formation is not a barrier. A peer may dial before this member's roster arrives; such connections
 //!   are held (their handshake threads wait) and judged once the roster is known, not refused.
 //! - Each accepted connection runs its handshake on its own thread with a deadline, and at most
-//!   [`Config::handshake_pending_max`] may be pending: a silent or hostile stranger never delays a
+//!   [`FormationConfig::handshake_pending_max`] may be pending: a silent or hostile stranger never delays a
 //!   member. A stranger (garbage, wrong group or version, rank out of range, a rank that by the mesh rule
 //!   should not dial this member, a duplicate) is refused with the reason sent back and logged.
 //! - Validated connections come out on one channel ([`Incoming`]), answered with a
@@ -56,7 +56,7 @@ pub const FIRST_PORT_DEFAULT: u16 = 10_000;
 /// How a member finds the helper and the other members. Internal: the public [`crate::Config`] folds
 /// these settings in (and checks them) and hands them on.
 #[derive(Clone, Debug)]
-pub struct Config {
+pub struct FormationConfig {
     /// The helper's address, `HOST:PORT` (a host name or an IP address).
     pub helper: String,
     /// The group's name. Default [`GROUP_DEFAULT`].
@@ -89,10 +89,10 @@ pub struct Config {
     pub secret: Option<Secret>,
 }
 
-impl Config {
+impl FormationConfig {
     /// The defaults, with the helper at `helper` (`HOST:PORT`).
-    pub fn new(helper: impl Into<String>) -> Config {
-        Config {
+    pub fn new(helper: impl Into<String>) -> FormationConfig {
+        FormationConfig {
             helper: helper.into(),
             group: GROUP_DEFAULT.to_string(),
             advertised_host: None,
@@ -151,7 +151,7 @@ pub struct Formed {
 }
 
 /// Forms the group: binds a listener, registers with the helper, waits for the roster, builds the mesh.
-pub fn form(config: &Config) -> Result<Formed> {
+pub fn form(config: &FormationConfig) -> Result<Formed> {
     let deadline = Instant::now() + Duration::from_millis(config.formation_timeout_ms);
     let (helper_host, helper_port) = net::split_host_port(&config.helper)?;
     if let Some(host) = &config.advertised_host {
@@ -207,7 +207,13 @@ pub fn form(config: &Config) -> Result<Formed> {
 
 /// Registers this process (listening on `port`) with the helper at `helper` and waits, until
 /// `deadline`, for the roster that gives it its rank.
-fn register(config: &Config, helper: (&str, u16), port: u16, process: ProcessId, deadline: Instant) -> Result<Roster> {
+fn register(
+    config: &FormationConfig,
+    helper: (&str, u16),
+    port: u16,
+    process: ProcessId,
+    deadline: Instant,
+) -> Result<Roster> {
     let (helper_host, helper_port) = helper;
     let helper = net::connect_retrying(helper_host, helper_port, config.retry(), "helper").map_err(|error| {
         Error::HelperUnreachable {
@@ -260,7 +266,7 @@ fn register(config: &Config, helper: (&str, u16), port: u16, process: ProcessId,
 /// `deadline` for every rank up to its own to dial it. Returns the links to the others and the two
 /// ends of the self-connection (dialled, accepted).
 fn connect_mesh(
-    config: &Config,
+    config: &FormationConfig,
     members: &[RosterEntry],
     rank: Rank,
     process: ProcessId,
@@ -341,7 +347,13 @@ fn check_roster(members: &[RosterEntry], rank: Rank, size: u16, port: u16, proce
 }
 
 /// Opens the mesh connection from `me` to `entry` and waits for its welcome.
-fn dial(config: &Config, entry: &RosterEntry, me: Rank, process: ProcessId, deadline: Instant) -> Result<TcpStream> {
+fn dial(
+    config: &FormationConfig,
+    entry: &RosterEntry,
+    me: Rank,
+    process: ProcessId,
+    deadline: Instant,
+) -> Result<TcpStream> {
     let what = format!("rank {}", entry.rank);
     let stream = net::connect_retrying(&entry.host, entry.port, config.retry(), &what)?;
     let hello = Hello {

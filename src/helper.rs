@@ -18,14 +18,14 @@ use crate::wire::MEMBERS_MAX;
 /// ```
 #[derive(Clone, Debug)]
 pub struct HelperConfig {
-    settings: registry::Settings,
+    settings: registry::RegistrySettings,
 }
 
 impl HelperConfig {
     /// A helper for a group of `size` members (1 to 128) named `"tom"`, without a secret.
     pub fn new(size: u16) -> HelperConfig {
         HelperConfig {
-            settings: registry::Settings::new(size, GROUP_DEFAULT),
+            settings: registry::RegistrySettings::new(size, GROUP_DEFAULT),
         }
     }
 
@@ -87,7 +87,7 @@ impl HelperConfig {
 /// # Ok::<(), tom::Error>(())
 /// ```
 pub struct Helper {
-    inner: registry::Helper,
+    inner: registry::RegistryServer,
     group: String,
     size: u16,
 }
@@ -105,7 +105,7 @@ impl Helper {
         config.validate()?;
         let group = config.settings.group.clone();
         let size = config.settings.size;
-        let inner = registry::Helper::start(listener, config.settings)?;
+        let inner = registry::RegistryServer::start(listener, config.settings)?;
         Ok(Helper { inner, group, size })
     }
 

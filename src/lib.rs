@@ -83,11 +83,11 @@
 //!
 //! ```
 //! use std::collections::VecDeque;
-//! use tom::protocol::{Config, Input, Node, Outbox, Output};
+//! use tom::protocol::{CoreConfig, Input, Node, Outbox, Output};
 //! use tom::types::{ProcessId, Rank, View};
 //!
 //! let view = View::formed(&[ProcessId(1), ProcessId(2), ProcessId(3)]);
-//! let mut nodes: Vec<Node> = (1..=3).map(|r| Node::new(Config::new(Rank(r)), view.clone())).collect();
+//! let mut nodes: Vec<Node> = (1..=3).map(|r| Node::new(CoreConfig::new(Rank(r)), view.clone())).collect();
 //! // Inputs waiting for each node, in arrival order (FIFO per link, as TCP).
 //! let mut inbox: Vec<VecDeque<Input>> = vec![VecDeque::new(); 3];
 //! let mut delivered: Vec<Vec<String>> = vec![Vec::new(); 3];

@@ -1,6 +1,6 @@
 //! The helper: the directory that forms a group and that restarted members later ask for addresses.
 //!
-//! [`Registry`] is the pure part (who registered, which rank, what roster); [`Helper`] serves it on a
+//! [`Registry`] is the pure part (who registered, which rank, what roster); [`RegistryServer`] serves it on a
 //! listener. The helper takes no part in the protocol: once the group is formed, members never need it
 //! again, except a restarted member that looks up where the others listen now.
 //!
@@ -17,7 +17,7 @@
 //!   the rank, unless the entry already names a later life. A refused rejoin so leaves the roster as it
 //!   was, and the roster only ever names lives the group admitted. A rejoin is never an (N+1)th member.
 //! - Every client is served on its own thread and must send its registration before a deadline, and
-//!   at most [`Settings::pending_max`] clients may be that early: a silent or hostile client never
+//!   at most [`RegistrySettings::pending_max`] clients may be that early: a silent or hostile client never
 //!   delays another. Every refusal is sent to the client (when it can still read it) and logged with the
 //!   client's address and the reason.
 
@@ -188,7 +188,7 @@ impl Registry {
 
 /// How the helper serves.
 #[derive(Clone, Debug)]
-pub struct Settings {
+pub struct RegistrySettings {
     /// The group's size N.
     pub size: u16,
     /// The group's name; registrations for another group are refused.
@@ -203,10 +203,10 @@ pub struct Settings {
     pub secret: Option<Secret>,
 }
 
-impl Settings {
+impl RegistrySettings {
     /// Defaults for a group `group` of `size` members.
-    pub fn new(size: u16, group: impl Into<String>) -> Settings {
-        Settings {
+    pub fn new(size: u16, group: impl Into<String>) -> RegistrySettings {
+        RegistrySettings {
             size,
             group: group.into(),
             handshake_timeout_ms: 5_000,
@@ -220,24 +220,24 @@ impl Settings {
 const REPLY_TIMEOUT_MS: u64 = 2_000;
 
 /// What every client thread of one helper shares.
-struct Shared {
+struct RegistryState {
     registry: Mutex<Registry>,
     /// Signalled when the group forms, and when the helper stops.
     changed: Condvar,
     listening: Arc<Listening>,
-    settings: Settings,
+    settings: RegistrySettings,
 }
 
-/// A running helper: a thread accepting registrations until [`Helper::stop`] (or drop).
-pub struct Helper {
-    shared: Arc<Shared>,
+/// A running helper: a thread accepting registrations until [`RegistryServer::stop`] (or drop).
+pub struct RegistryServer {
+    shared: Arc<RegistryState>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Helper {
+impl RegistryServer {
     /// Starts serving `settings.group` on `listener`. A size of 0 or above [`wire::MEMBERS_MAX`] is
     /// refused.
-    pub fn start(listener: TcpListener, settings: Settings) -> std::io::Result<Helper> {
+    pub fn start(listener: TcpListener, settings: RegistrySettings) -> std::io::Result<RegistryServer> {
         if settings.size == 0 || settings.size > wire::MEMBERS_MAX {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -249,7 +249,7 @@ impl Helper {
             ));
         }
         let listening = Listening::new(listener.local_addr()?, settings.pending_max);
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(RegistryState {
             registry: Mutex::new(Registry::new(settings.group.clone(), settings.size)),
             changed: Condvar::new(),
             listening: Arc::clone(&listening),
@@ -267,7 +267,7 @@ impl Helper {
                     move |stream, peer, slot| serve_client(&serving, stream, peer, slot),
                 )
             })?;
-        Ok(Helper {
+        Ok(RegistryServer {
             shared,
             thread: Some(thread),
         })
@@ -310,21 +310,26 @@ impl Helper {
     }
 }
 
-impl Drop for Helper {
+impl Drop for RegistryServer {
     fn drop(&mut self) {
         self.shutdown();
     }
 }
 
 /// Serves `settings.group` on `listener`, forever.
-pub fn serve(listener: TcpListener, settings: Settings) -> std::io::Result<()> {
-    Helper::start(listener, settings)?.wait();
+pub fn serve(listener: TcpListener, settings: RegistrySettings) -> std::io::Result<()> {
+    RegistryServer::start(listener, settings)?.wait();
     Ok(())
 }
 
 /// Reads a client's registration before the handshake deadline and checks its group and secret;
 /// `None` once the client was refused (`refuse`) or dropped.
-fn read_registration(shared: &Shared, stream: &TcpStream, peer: SocketAddr, refuse: &dyn Fn(&str)) -> Option<Register> {
+fn read_registration(
+    shared: &RegistryState,
+    stream: &TcpStream,
+    peer: SocketAddr,
+    refuse: &dyn Fn(&str),
+) -> Option<Register> {
     let deadline = Instant::now() + Duration::from_millis(shared.settings.handshake_timeout_ms);
     let request = match net::read_frame_before(stream, deadline, wire::HANDSHAKE_LEN_MAX) {
         Ok(Frame::Register(request)) => request,
@@ -364,7 +369,7 @@ fn read_registration(shared: &Shared, stream: &TcpStream, peer: SocketAddr, refu
     Some(request)
 }
 
-fn serve_client(shared: &Shared, stream: TcpStream, peer: SocketAddr, pending: PendingSlot) {
+fn serve_client(shared: &RegistryState, stream: TcpStream, peer: SocketAddr, pending: PendingSlot) {
     let _ = stream.set_nodelay(true);
     let reply_timeout = Duration::from_millis(REPLY_TIMEOUT_MS);
     let refuse = |reason: &str| net::refuse(&stream, peer, reason, "helper", reply_timeout);

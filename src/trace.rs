@@ -65,7 +65,7 @@ pub fn wall_clock_us() -> u64 {
 
 /// The identity of one data message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct MessageId {
+pub struct TracedMessage {
     /// The origin's rank.
     pub origin: u16,
     /// The origin's incarnation (0 if the tracing member did not know it).
@@ -78,7 +78,7 @@ pub struct MessageId {
     pub lamport: u64,
 }
 
-impl MessageId {
+impl TracedMessage {
     /// `(origin, origin_inc, lamport)`: names the message across the whole run.
     pub fn key(&self) -> (u16, u64, u64) {
         (self.origin, self.origin_inc, self.lamport)
@@ -93,7 +93,7 @@ pub struct MsgInfo {
     /// The view the message names, if it names one.
     pub view: Option<u64>,
     /// For data messages, which one.
-    pub data: Option<MessageId>,
+    pub data: Option<TracedMessage>,
 }
 
 /// What happened.
@@ -367,7 +367,7 @@ fn msg_infos(node: &Node, msg: &Message) -> Vec<MsgInfo> {
                 .map(|one| MsgInfo {
                     kind: kind.clone(),
                     view,
-                    data: Some(MessageId {
+                    data: Some(TracedMessage {
                         origin: origin.0,
                         origin_inc,
                         view: data_view.0,

@@ -13,7 +13,7 @@ use net_support::{capture_logs, secret, wait_for_log};
 use tom::auth::{self, Secret};
 use tom::error::Error;
 use tom::formation::{Incoming, Listener, ListenerSettings};
-use tom::registry::{Helper, Settings};
+use tom::registry::{RegistryServer, RegistrySettings};
 use tom::types::{Incarnation, ProcessId, Rank};
 use tom::wire::{self, Frame, Hello, Nonce, Proof, Purpose, Register};
 
@@ -180,9 +180,9 @@ fn a_replayed_handshake_is_refused() {
 #[test]
 fn the_helper_checks_the_secret_before_it_gives_a_rank() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let mut settings = Settings::new(1, GROUP);
+    let mut settings = RegistrySettings::new(1, GROUP);
     settings.secret = Some(secret("right"));
-    let helper = Helper::start(listener, settings).expect("helper");
+    let helper = RegistryServer::start(listener, settings).expect("helper");
     let register = |secret: Option<&Secret>| {
         let stream = TcpStream::connect(helper.local_addr()).expect("connect");
         let opening = Frame::Register(Register {

@@ -255,10 +255,10 @@ fn member_refuses_strangers_and_still_forms_the_group() {
 fn helper_caps_clients_that_have_not_registered() {
     capture_logs();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let mut settings = tom::registry::Settings::new(1, "tom");
+    let mut settings = tom::registry::RegistrySettings::new(1, "tom");
     settings.pending_max = 2;
     settings.handshake_timeout_ms = 5_000;
-    let helper = tom::registry::Helper::start(listener, settings).expect("helper");
+    let helper = tom::registry::RegistryServer::start(listener, settings).expect("helper");
     let idle: Vec<TcpStream> = (0..2).map(|_| connect(helper.local_addr())).collect();
     // Give the accept loop time to count both before the third arrives.
     std::thread::sleep(Duration::from_millis(200));

@@ -44,7 +44,7 @@ const SURVIVORS: [u16; 2] = [1, 3];
 
 /// `tom-member`'s window: the runtime's default (the program has no option for it).
 fn window() -> usize {
-    runtime::Config::new(formation::Config::new("127.0.0.1:1".to_string())).window
+    runtime::RuntimeConfig::new(formation::FormationConfig::new("127.0.0.1:1".to_string())).window
 }
 
 /// Lines each survivor multicasts while the paused member is stopped: more than its window, so the

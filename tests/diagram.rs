@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use tom::trace::{EventKind, MessageId, MsgInfo, TraceEvent};
+use tom::trace::{EventKind, MsgInfo, TraceEvent, TracedMessage};
 
 const DIAGRAM: &str = env!("CARGO_BIN_EXE_tom-diagram");
 
@@ -29,7 +29,7 @@ fn data(origin: u16, lamport: u64) -> MsgInfo {
     MsgInfo {
         kind: "data".into(),
         view: Some(1),
-        data: Some(MessageId {
+        data: Some(TracedMessage {
             origin,
             origin_inc: 1,
             view: 1,

@@ -6,7 +6,7 @@ mod net_support;
 
 use net_support::{check_mesh, form_group, start_helper};
 use tom::error::Error;
-use tom::formation::{self, Config};
+use tom::formation::{self, FormationConfig};
 
 fn forms(size: u16) {
     let helper = start_helper(size, "tom");
@@ -45,7 +45,7 @@ fn eight_members_form() {
 fn unreachable_helper_is_an_error_naming_its_address() {
     // A port nobody listens on: bound, then released.
     let port = net_support::free_port();
-    let mut config = Config::new(format!("127.0.0.1:{port}"));
+    let mut config = FormationConfig::new(format!("127.0.0.1:{port}"));
     config.bind_host = "127.0.0.1".into();
     config.first_port = 0;
     config.connect_attempts = 2;
@@ -62,7 +62,7 @@ fn unreachable_helper_is_an_error_naming_its_address() {
 fn exhausted_port_span_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let mut config = Config::new("127.0.0.1:9");
+    let mut config = FormationConfig::new("127.0.0.1:9");
     config.bind_host = "127.0.0.1".into();
     config.first_port = port;
     config.port_span = 1;

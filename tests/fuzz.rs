@@ -43,7 +43,7 @@ use frame_corpus::{all_frames, encoded, SplitMix64};
 use net_support::secret;
 use tom::auth::{self, Secret};
 use tom::formation::{Incoming, Listener, ListenerSettings};
-use tom::registry::{Helper, Settings};
+use tom::registry::{RegistryServer, RegistrySettings};
 use tom::runtime::net;
 use tom::types::{Incarnation, ProcessId, Rank};
 use tom::wire::{self, decode, read_frame, Frame, Hello, Nonce, Proof, Purpose, ReadError, Register, WireError};
@@ -749,12 +749,12 @@ fn fuzzed_handshakes_at_an_acceptor_without_a_secret_end_in_time() {
     drain.join().expect("drain");
 }
 
-fn helper(size: u16, secret: Option<Secret>) -> Helper {
-    let mut settings = Settings::new(size, GROUP);
+fn helper(size: u16, secret: Option<Secret>) -> RegistryServer {
+    let mut settings = RegistrySettings::new(size, GROUP);
     settings.secret = secret;
     settings.handshake_timeout_ms = HANDSHAKE_TIMEOUT_MS;
     settings.pending_max = 256;
-    Helper::start(TcpListener::bind("127.0.0.1:0").expect("bind"), settings).expect("helper")
+    RegistryServer::start(TcpListener::bind("127.0.0.1:0").expect("bind"), settings).expect("helper")
 }
 
 /// Registers with the helper at `addr` (as a rejoin of `rejoin` if given) and returns its answer.

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use net_support::{form_group, start_group_with, start_helper, within};
-use tom::registry::Helper;
+use tom::registry::RegistryServer;
 use tom::{Config, Delivery, Event, Member, Rank, ReplicatedState};
 
 /// Forms a group of `size` members on loopback and starts the runtime on each.
@@ -19,7 +19,7 @@ fn start_group(size: u16, failure_timeout_ms: u64) -> Vec<Member> {
     start_group_with_helper(size, failure_timeout_ms).1
 }
 
-fn member_config(helper: Option<&Helper>, failure_timeout_ms: u64) -> Config {
+fn member_config(helper: Option<&RegistryServer>, failure_timeout_ms: u64) -> Config {
     let config = match helper {
         Some(helper) => Config::new(helper.local_addr()),
         None => Config::without_helper(),
@@ -32,7 +32,7 @@ fn member_config(helper: Option<&Helper>, failure_timeout_ms: u64) -> Config {
 }
 
 /// Like [`start_group`], keeping the helper running (a rejoining member asks it for the group).
-fn start_group_with_helper(size: u16, failure_timeout_ms: u64) -> (Helper, Vec<Member>) {
+fn start_group_with_helper(size: u16, failure_timeout_ms: u64) -> (RegistryServer, Vec<Member>) {
     start_group_with(size, |helper| {
         Config::new(helper)
             .bind_host("127.0.0.1")

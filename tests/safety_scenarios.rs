@@ -354,7 +354,7 @@ fn a_gathering_proposer_asks_another_holder_when_the_first_dies() {
     // 2's machine loses power (its connections go silent): nobody's detector has noticed it yet; time
     // passes.
     sim.apply(Action::PowerCut { node: two });
-    let timeout = tom::protocol::Config::new(Rank(1)).view_change_timeout_ticks;
+    let timeout = tom::protocol::CoreConfig::new(Rank(1)).view_change_timeout_ticks;
     for _ in 0..timeout + 2 {
         sim.tick_all(1);
         sim.settle_except(&[]);
@@ -436,7 +436,7 @@ fn a_ballot_whose_payloads_died_with_their_only_holder_starts_over() {
     }
     sim.settle_except(&[]);
     assert_eq!(sim.view_of(1), vec![1, 2, 3, 4], "still in view 1");
-    let timeout = tom::protocol::Config::new(Rank(1)).view_change_timeout_ticks;
+    let timeout = tom::protocol::CoreConfig::new(Rank(1)).view_change_timeout_ticks;
     for _ in 0..timeout * 3 / 2 {
         sim.tick_all(1);
         sim.settle_except(&[]);

@@ -27,7 +27,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use net_support::{capture_logs, form_group, start_helper, wait_for_log, within};
-use tom::registry::Helper;
+use tom::registry::RegistryServer;
 use tom::wire::{self, Frame};
 use tom::{Config, Delivery, Event, Member, Rank, Replicated, ReplicatedState};
 
@@ -443,7 +443,7 @@ fn rejoiner_addr(rank: u16) -> SocketAddr {
 }
 
 /// Waits until the helper's roster names, for each of `ranks`, the life of incarnation `incarnation`.
-fn wait_for_roster(helper: &Helper, ranks: &[u16], incarnation: u64, deadline: Instant) {
+fn wait_for_roster(helper: &RegistryServer, ranks: &[u16], incarnation: u64, deadline: Instant) {
     while !ranks.iter().all(|&rank| {
         helper
             .members()

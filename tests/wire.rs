@@ -14,7 +14,7 @@ use std::io::Cursor;
 
 use frame_corpus::{all_frames, all_messages, encoded, member, message_ref, multicast, proposal, SplitMix64};
 use tom::message::{Ballot, Batch, Message, MessageRef, Multicast, Proposal, Report};
-use tom::protocol::{Config, CARRY_CHUNK_BYTES};
+use tom::protocol::{CoreConfig, CARRY_CHUNK_BYTES};
 use tom::types::{Incarnation, MemberId, Payload, ProcessId, Rank, Stamp, View, ViewId};
 use tom::wire::{
     self, decode, encode, read_frame, Frame, Hello, Nonce, Purpose, ReadError, Register, Roster, RosterEntry, WireError,
@@ -758,7 +758,7 @@ fn measured(what: &str, frame: &Frame) -> usize {
 
 #[test]
 fn the_largest_view_change_frames_stay_below_the_frame_limit() {
-    let window = Config::new(Rank(1)).window;
+    let window = CoreConfig::new(Rank(1)).window;
     assert_eq!(window, 1024, "the default window");
     let members = usize::from(wire::MEMBERS_MAX);
     let cut = whole_cut(window);

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use tom::trace::{EventKind, MessageId, MsgInfo, TraceEvent};
+use tom::trace::{EventKind, MsgInfo, TraceEvent, TracedMessage};
 
 /// A trace line that cannot be read, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,7 +144,7 @@ impl Obj<'_> {
         let kind = self.str("msg")?.to_string();
         let view = self.opt_num("view")?;
         let data = if kind == "data" {
-            Some(MessageId {
+            Some(TracedMessage {
                 origin: self.rank("origin")?,
                 origin_inc: self.num("origin_inc")?,
                 view: view.unwrap_or(0),
@@ -421,7 +421,7 @@ mod tests {
                 msg: MsgInfo {
                     kind: "data".into(),
                     view: Some(1),
-                    data: Some(MessageId {
+                    data: Some(TracedMessage {
                         origin: 2,
                         origin_inc: 1,
                         view: 1,

@@ -54,7 +54,7 @@ use crate::wire::{Frame, RosterEntry};
 
 /// How an endpoint behaves; the driver's timing, in the driver's milliseconds.
 #[derive(Clone, Debug, Hash)]
-pub struct Settings {
+pub struct EndpointSettings {
     /// A member of the view with no connection for this long is suspected.
     pub failure_timeout_ms: u64,
     /// A life left unconnected is dialled again after this long.
@@ -99,7 +99,7 @@ enum Role {
 #[derive(Clone, Debug, Hash)]
 pub struct Endpoint {
     node: Node,
-    settings: Settings,
+    settings: EndpointSettings,
     conns: BTreeMap<ConnId, Conn>,
     /// The current member connection of each rank.
     member_conn: BTreeMap<Rank, ConnId>,
@@ -130,7 +130,7 @@ pub struct Endpoint {
 impl Endpoint {
     /// An endpoint around `node`, knowing the addresses in `directory` (the roster it formed or
     /// rejoined with). A founder passes the view it formed with as `formed`: it is reported first.
-    pub fn new(node: Node, settings: Settings, directory: Vec<RosterEntry>, formed: Option<View>) -> Endpoint {
+    pub fn new(node: Node, settings: EndpointSettings, directory: Vec<RosterEntry>, formed: Option<View>) -> Endpoint {
         let expecting = node.phase() == Phase::Joining && settings.state_transfer;
         let redial = settings.redial_interval_ms;
         let mut endpoint = Endpoint {

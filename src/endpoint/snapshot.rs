@@ -108,7 +108,7 @@ pub enum AtView {
 }
 
 #[derive(Clone, Debug, Hash)]
-enum Stage {
+enum TransferStage {
     /// Nothing to receive.
     None,
     /// Not yet in a view; snapshot chunks that arrive before it are kept.
@@ -124,7 +124,7 @@ enum Stage {
 /// A member's side of the state transfer.
 #[derive(Clone, Debug, Hash)]
 pub struct StateTransfer {
-    stage: Stage,
+    stage: TransferStage,
     deferred: Vec<Deferred>,
 }
 
@@ -132,9 +132,9 @@ impl StateTransfer {
     /// `expecting`: a returning member of a group with state to transfer.
     pub fn new(expecting: bool) -> StateTransfer {
         let stage = if expecting {
-            Stage::Admitted { early: None }
+            TransferStage::Admitted { early: None }
         } else {
-            Stage::None
+            TransferStage::None
         };
         StateTransfer {
             stage,
@@ -144,7 +144,7 @@ impl StateTransfer {
 
     /// True while this member's events wait for its snapshot.
     pub fn is_awaiting(&self) -> bool {
-        matches!(self.stage, Stage::Awaiting { .. })
+        matches!(self.stage, TransferStage::Awaiting { .. })
     }
 
     /// Holds `item` if a snapshot is awaited; otherwise gives it back.
@@ -159,21 +159,21 @@ impl StateTransfer {
 
     /// A view was installed.
     pub fn on_view(&mut self, view: &View) -> AtView {
-        match std::mem::replace(&mut self.stage, Stage::None) {
-            Stage::Admitted { early } => {
+        match std::mem::replace(&mut self.stage, TransferStage::None) {
+            TransferStage::Admitted { early } => {
                 let Some(sponsor) = sponsor(view) else {
                     return AtView::Nothing;
                 };
                 // Chunks that came before the view count only if they are the sponsor's, for this view.
                 let early = early.filter(|a| a.from == (sponsor.rank, sponsor.process) && a.view == view.id);
-                self.stage = Stage::Awaiting {
+                self.stage = TransferStage::Awaiting {
                     sponsor,
                     view: view.id,
                     assembly: early,
                 };
                 self.restore_if_complete().map_or(AtView::Nothing, AtView::Restored)
             }
-            Stage::Awaiting {
+            TransferStage::Awaiting {
                 sponsor, view: awaited, ..
             } if !view.contains(sponsor) => {
                 self.deferred.clear();
@@ -191,8 +191,8 @@ impl StateTransfer {
     pub fn on_chunk(&mut self, chunk: Chunk) -> Result<Option<Restored>, String> {
         let (from, view) = (chunk.from, chunk.view);
         let added = match &mut self.stage {
-            Stage::Admitted { early } => add_chunk(early, chunk),
-            Stage::Awaiting {
+            TransferStage::Admitted { early } => add_chunk(early, chunk),
+            TransferStage::Awaiting {
                 sponsor,
                 view: awaited,
                 assembly,
@@ -204,15 +204,15 @@ impl StateTransfer {
     }
 
     fn restore_if_complete(&mut self) -> Option<Restored> {
-        let complete = matches!(&self.stage, Stage::Awaiting { assembly: Some(a), .. } if a.is_complete());
+        let complete = matches!(&self.stage, TransferStage::Awaiting { assembly: Some(a), .. } if a.is_complete());
         if !complete {
             return None;
         }
-        let Stage::Awaiting {
+        let TransferStage::Awaiting {
             sponsor,
             assembly: Some(assembly),
             ..
-        } = std::mem::replace(&mut self.stage, Stage::None)
+        } = std::mem::replace(&mut self.stage, TransferStage::None)
         else {
             return None;
         };

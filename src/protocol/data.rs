@@ -21,7 +21,7 @@ impl Node {
     }
 
     /// At a flush: stamps the backlog's messages while the view is stable and the window has room,
-    /// and sends them as data frames of at most [`super::Config::data_batch_bytes`] of payloads each.
+    /// and sends them as data frames of at most [`super::CoreConfig::data_batch_bytes`] of payloads each.
     /// True if it sent any.
     ///
     /// Stamping only here, right before sending, keeps the rule of §3 of the protocol notes: no

@@ -8,7 +8,7 @@ use crate::types::{MemberId, Payload, ProcessId, Rank, View, ViewId};
 /// Settings of one member's core. Time is counted in ticks ([`Input::Tick`]); the driver decides how long
 /// a tick is.
 #[derive(Clone, Debug, Hash)]
-pub struct Config {
+pub struct CoreConfig {
     /// This member's rank.
     pub me: Rank,
     /// Ticks a view change may take before the proposer retries with a higher ballot, or before a
@@ -26,19 +26,19 @@ pub struct Config {
     pub data_batch_bytes: usize,
 }
 
-/// The default [`Config::carry_chunk_bytes`]: 4 MiB, a sixteenth of the wire's frame limit.
+/// The default [`CoreConfig::carry_chunk_bytes`]: 4 MiB, a sixteenth of the wire's frame limit.
 pub const CARRY_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 
-/// The default [`Config::data_batch_bytes`]: 256 KiB. Large enough that a full window of small
+/// The default [`CoreConfig::data_batch_bytes`]: 256 KiB. Large enough that a full window of small
 /// messages is one frame per peer (1,024 × 64 B), small enough that one frame never holds up the
 /// connection for long.
 pub const DATA_BATCH_BYTES: usize = 256 * 1024;
 
-impl Config {
+impl CoreConfig {
     /// Defaults for `me`: a view change timeout of 20 ticks, a window of 1024 messages, 4 MiB chunks,
     /// data frames of up to 256 KiB of payloads.
-    pub fn new(me: Rank) -> Config {
-        Config {
+    pub fn new(me: Rank) -> CoreConfig {
+        CoreConfig {
             me,
             view_change_timeout_ticks: 20,
             window: 1024,

@@ -60,7 +60,7 @@ mod status;
 mod transfer;
 pub mod view_change;
 
-pub use interface::{Config, Delivery, Input, Outbox, Output, Phase, CARRY_CHUNK_BYTES, DATA_BATCH_BYTES};
+pub use interface::{CoreConfig, Delivery, Input, Outbox, Output, Phase, CARRY_CHUNK_BYTES, DATA_BATCH_BYTES};
 pub use status::Status;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -75,7 +75,7 @@ use view_change::{AcceptorState, PendingDecision, Proposer};
 /// One member's protocol state machine. See the module docs.
 #[derive(Clone, Debug, Hash)]
 pub struct Node {
-    config: Config,
+    config: CoreConfig,
     /// This life (incarnation 0 until a joiner is admitted).
     me: MemberId,
     phase: Phase,
@@ -136,7 +136,7 @@ pub struct Node {
 
 impl Node {
     /// A member of a freshly formed group: `view` is [`View::initial`] and must list `config.me`.
-    pub fn new(config: Config, view: View) -> Node {
+    pub fn new(config: CoreConfig, view: View) -> Node {
         let me = view.member(config.me).expect("the initial view lists every member");
         let mut node = Node::blank(config, me, Phase::Member);
         node.epoch = Some(Epoch::new(view.clone(), me));
@@ -147,7 +147,7 @@ impl Node {
     /// A restarted process, `process`, that asks to come back as `config.me`. Report each member
     /// connection with [`Input::Connected`]; the node asks to be admitted and becomes a member when a
     /// view lists this rank with this process.
-    pub fn rejoin(config: Config, process: ProcessId) -> Node {
+    pub fn rejoin(config: CoreConfig, process: ProcessId) -> Node {
         let me = MemberId {
             rank: config.me,
             incarnation: Incarnation(0),
@@ -156,7 +156,7 @@ impl Node {
         Node::blank(config, me, Phase::Joining)
     }
 
-    fn blank(config: Config, me: MemberId, phase: Phase) -> Node {
+    fn blank(config: CoreConfig, me: MemberId, phase: Phase) -> Node {
         Node {
             config,
             me,
@@ -300,7 +300,7 @@ impl Node {
     }
 
     /// This member's own messages multicast and not yet delivered, plus its backlog: what flow control
-    /// counts against [`Config::window`].
+    /// counts against [`CoreConfig::window`].
     pub fn undelivered_own(&self) -> usize {
         self.backlog.len() + self.epoch.as_ref().map_or(0, |e| e.own_undelivered())
     }

@@ -24,7 +24,7 @@ impl Net {
     fn new(size: u16) -> Net {
         let view = View::initial(size);
         let nodes = (1..=size)
-            .map(|r| Some(Node::new(Config::new(Rank(r)), view.clone())))
+            .map(|r| Some(Node::new(CoreConfig::new(Rank(r)), view.clone())))
             .collect();
         Net {
             nodes,
@@ -135,7 +135,7 @@ impl Net {
 
     /// Restarts `rank` as a joiner that asks `contacts` to admit it, and runs the network.
     fn rejoin(&mut self, rank: u16, contacts: &[u16]) {
-        self.nodes[rank as usize - 1] = Some(Node::rejoin(Config::new(Rank(rank)), joiner_process(rank)));
+        self.nodes[rank as usize - 1] = Some(Node::rejoin(CoreConfig::new(Rank(rank)), joiner_process(rank)));
         for member in contacts {
             self.input(rank, Input::Connected(Rank(*member)));
         }
@@ -199,7 +199,7 @@ fn a_single_member_delivers_its_own_messages_at_its_next_flush() {
 /// window for the next; one flush empties the whole backlog.
 #[test]
 fn one_flush_empties_a_lone_members_backlog_through_a_window_of_one() {
-    let mut config = Config::new(Rank(1));
+    let mut config = CoreConfig::new(Rank(1));
     config.window = 1;
     let mut node = Node::new(config, View::initial(1));
     let mut out = Outbox::new();
@@ -243,7 +243,7 @@ fn a_joiner_gets_the_position_and_the_rest_of_the_order() {
     net.suspect(1, 3);
     net.suspect(2, 3);
     net.run();
-    net.nodes[2] = Some(Node::rejoin(Config::new(Rank(3)), joiner_process(3)));
+    net.nodes[2] = Some(Node::rejoin(CoreConfig::new(Rank(3)), joiner_process(3)));
     for member in [1, 2] {
         net.input(3, Input::Connected(Rank(member)));
     }
@@ -308,7 +308,7 @@ fn exclude_third(isolate: bool) -> Net {
 /// Flow control: at most `window` own messages are out and undelivered; the rest wait in the backlog.
 #[test]
 fn multicasts_beyond_the_window_wait_in_the_backlog() {
-    let mut config = Config::new(Rank(1));
+    let mut config = CoreConfig::new(Rank(1));
     config.window = 2;
     let mut node = Node::new(config, View::initial(3));
     let mut out = Outbox::new();
@@ -454,7 +454,7 @@ fn a_promise_to_an_abandoned_ballot_does_not_count_for_the_retry() {
         "2 promised the first ballot; 1 has not heard yet"
     );
     // No quorum answers in two timeouts: 1 retries with a higher ballot, once.
-    let timeout = Config::new(Rank(1)).view_change_timeout_ticks;
+    let timeout = CoreConfig::new(Rank(1)).view_change_timeout_ticks;
     net.tick_at(1, 2 * timeout - 1);
     assert_eq!(net.queued(1, 2, "prepare"), 0, "no retry before two timeouts");
     net.input(1, Input::Tick);
@@ -544,7 +544,7 @@ fn an_acceptance_of_an_abandoned_ballot_does_not_count_for_the_retry() {
         1,
         "2 accepted the first ballot; 1 has not heard yet"
     );
-    let timeout = Config::new(Rank(1)).view_change_timeout_ticks;
+    let timeout = CoreConfig::new(Rank(1)).view_change_timeout_ticks;
     net.tick_at(1, 2 * timeout);
     assert_eq!(net.queued(1, 2, "prepare"), 1, "the retry's prepare");
     net.deliver_link(2, 1);
@@ -572,7 +572,7 @@ fn a_silent_proposer_is_suspected_three_timeouts_after_its_last_message() {
     net.suspect(2, 3);
     net.deliver_link(1, 2);
     assert_eq!(net.node(2).phase(), Phase::Changing);
-    let timeout = Config::new(Rank(2)).view_change_timeout_ticks;
+    let timeout = CoreConfig::new(Rank(2)).view_change_timeout_ticks;
     net.tick_at(2, timeout);
     net.deliver_link(2, 1);
     net.deliver_link(1, 2);
@@ -698,7 +698,7 @@ fn a_join_request_to_a_member_that_does_not_coordinate_is_passed_on() {
 #[test]
 fn a_joiner_asks_each_member_once() {
     let mut net = Net::new(3);
-    net.nodes[2] = Some(Node::rejoin(Config::new(Rank(3)), joiner_process(3)));
+    net.nodes[2] = Some(Node::rejoin(CoreConfig::new(Rank(3)), joiner_process(3)));
     net.input(3, Input::Connected(Rank(1)));
     net.input(3, Input::Connected(Rank(1)));
     assert_eq!(net.queued(3, 1, "join-request"), 1);
@@ -729,10 +729,10 @@ fn a_suspicion_from_a_suspected_member_is_not_taken() {
 #[test]
 fn a_joiner_asks_again_every_timeout() {
     let mut net = Net::new(3);
-    net.nodes[2] = Some(Node::rejoin(Config::new(Rank(3)), joiner_process(3)));
+    net.nodes[2] = Some(Node::rejoin(CoreConfig::new(Rank(3)), joiner_process(3)));
     net.input(3, Input::Connected(Rank(1)));
     net.queue.clear();
-    let timeout = Config::new(Rank(3)).view_change_timeout_ticks;
+    let timeout = CoreConfig::new(Rank(3)).view_change_timeout_ticks;
     net.tick_at(3, timeout - 1);
     assert_eq!(net.queued(3, 1, "join-request"), 0);
     net.input(3, Input::Tick);
@@ -882,7 +882,7 @@ fn a_suspicion_lasts_until_the_view_without_the_suspect() {
 /// batch; the protocol thread died on them and the process never exited).
 #[test]
 fn a_lone_member_leaving_behind_its_own_multicast_leaves_within_the_flush() {
-    let mut node = Node::new(Config::new(Rank(1)), View::initial(1));
+    let mut node = Node::new(CoreConfig::new(Rank(1)), View::initial(1));
     let mut out = Outbox::new();
     node.handle(Input::Multicast("last".into()), &mut out);
     node.handle(Input::Leave, &mut out);
@@ -906,7 +906,7 @@ fn a_proposer_waits_for_a_slow_promise_instead_of_excluding_its_member() {
     net.deliver_link(1, 3);
     net.deliver_link(2, 1);
     assert_eq!(net.queued(3, 1, "promise"), 1, "3's promise is on its way, slowly");
-    let timeout = Config::new(Rank(1)).view_change_timeout_ticks;
+    let timeout = CoreConfig::new(Rank(1)).view_change_timeout_ticks;
     net.tick_at(1, timeout + 1);
     assert_eq!(
         net.queued(1, 2, "accept"),

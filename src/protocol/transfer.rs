@@ -4,7 +4,7 @@
 //! messages of the cut by [`MessageRef`] only, so their size grows with the number of messages, never
 //! with the payloads: a view change of a full window of 1 MiB messages per member is a few kilobytes of
 //! ballot. The payloads move separately, in [`Message::Carry`] chunks of at most
-//! [`Config::carry_chunk_bytes`](super::Config::carry_chunk_bytes) each (a single message is never split:
+//! [`CoreConfig::carry_chunk_bytes`](super::CoreConfig::carry_chunk_bytes) each (a single message is never split:
 //! a payload is at most 1 MiB, far below the frame limit):
 //!
 //! - **the proposer gathers**: once it knows the value to propose, it asks ([`Message::Fetch`]) the

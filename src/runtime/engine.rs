@@ -51,10 +51,10 @@ pub(crate) struct Engine {
     /// Dials the endpoint asks for, carried out by the heartbeat thread.
     pub dials: Sender<DialRequest>,
     /// How to reach the helper, for a restarted process's admitted registration.
-    pub formation: formation::Config,
+    pub formation: formation::FormationConfig,
     pub state: Option<AnyState>,
     pub trace: Option<TraceSink>,
-    /// See [`super::Config::delivery_queue_max`].
+    /// See [`super::RuntimeConfig::delivery_queue_max`].
     pub delivery_queue_max: usize,
     /// The endpoint was told the application is behind.
     pub application_busy: bool,

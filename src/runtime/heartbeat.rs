@@ -37,7 +37,7 @@ use crate::wire::Frame;
 
 /// The heartbeat thread's settings.
 #[derive(Clone, Copy, Debug)]
-pub struct Settings {
+pub struct HeartbeatSettings {
     /// This member (never suspected by itself).
     pub me: Rank,
     /// How often heartbeats go out.
@@ -50,7 +50,7 @@ pub struct Settings {
 #[derive(Debug)]
 pub(crate) struct Dialler {
     /// The group, its secret and timeouts.
-    pub formation: formation::Config,
+    pub formation: formation::FormationConfig,
     /// The dials the endpoint asks for.
     pub requests: Receiver<DialRequest>,
     /// This member's address, told to the member dialled.
@@ -75,7 +75,7 @@ impl Dialler {
 
 /// Starts the heartbeat thread; it ends when `stop` receives or is dropped.
 pub(crate) fn spawn(
-    settings: Settings,
+    settings: HeartbeatSettings,
     dialler: Dialler,
     shared: Arc<Shared>,
     signals: Sender<Signal>,
@@ -120,7 +120,7 @@ pub(crate) fn spawn(
 
 /// The failure detector's side of the heartbeat thread.
 struct Watcher {
-    settings: Settings,
+    settings: HeartbeatSettings,
     detector: Detector,
     /// The connection and life each rank was watched on: a new one is watched afresh.
     watched_conn: BTreeMap<Rank, (ConnId, MemberId)>,

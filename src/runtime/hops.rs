@@ -2,7 +2,7 @@
 //! `tom-bench --breakdown`. **Not part of the supported API** (hidden from the docs; its shape may
 //! change with the benchmark).
 //!
-//! Off by default ([`super::Config::hop_probe`] is `None`): then every hook below is one `if let` on a
+//! Off by default ([`super::RuntimeConfig::hop_probe`] is `None`): then every hook below is one `if let` on a
 //! `None` and nothing is allocated, locked or timed. On, the stamps go into one table of atomics
 //! allocated up front ([`HopProbe::new`]), one slot per (origin, sampled seq, stage, member); a stamp
 //! is one `Instant::now()` and one compare-and-swap (the first stamp of a slot wins), never a lock or an

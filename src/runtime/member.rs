@@ -54,9 +54,9 @@ const STOP_DRAIN_MS: u64 = 500;
 /// they are, so [`crate::Config::validate`] must have passed.
 #[doc(hidden)]
 #[derive(Clone, Debug)]
-pub struct Config {
+pub struct RuntimeConfig {
     /// How to find the helper and the other members.
-    pub formation: formation::Config,
+    pub formation: formation::FormationConfig,
     /// Length of one tick of the protocol's logical time.
     pub tick_ms: u64,
     /// How often a heartbeat goes to every peer.
@@ -83,11 +83,11 @@ pub struct Config {
     pub hop_probe: Option<HopProbe>,
 }
 
-impl Config {
+impl RuntimeConfig {
     /// Defaults: 10 ms ticks, heartbeats every 100 ms, a 1,500 ms failure timeout, a window of 1,024,
     /// at most 4,096 events waiting for the application.
-    pub fn new(formation: formation::Config) -> Config {
-        Config {
+    pub fn new(formation: formation::FormationConfig) -> RuntimeConfig {
+        RuntimeConfig {
             formation,
             tick_ms: 10,
             heartbeat_interval_ms: 100,
@@ -207,7 +207,7 @@ impl Member {
         Member::launch_formed(config.for_start()?, formed)
     }
 
-    fn launch_formed(config: Config, formed: Formed) -> Result<Member> {
+    fn launch_formed(config: RuntimeConfig, formed: Formed) -> Result<Member> {
         let Formed {
             rank,
             process,
@@ -305,7 +305,7 @@ impl Member {
 
     /// Starts the threads around an endpoint made of `start`.
     fn launch(
-        config: &Config,
+        config: &RuntimeConfig,
         start: Start,
         incoming: Receiver<Incoming>,
         acceptor: formation::Listener,
@@ -339,7 +339,7 @@ impl Member {
             .spawn(move || failure::run_or_fail(engine, |engine| engine.run(signal_rx, incoming, tick)))?;
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
         let heartbeat_thread = heartbeat::spawn(
-            heartbeat::Settings {
+            heartbeat::HeartbeatSettings {
                 me: rank,
                 heartbeat_interval_ms: config.heartbeat_interval_ms,
                 failure_timeout_ms: config.failure_timeout_ms,
@@ -373,7 +373,7 @@ impl Member {
 
     /// The protocol thread's engine around an endpoint made of `start`, with its first
     /// connections added and what they caused carried out.
-    fn engine(config: &Config, start: Start, handles: Handles) -> Result<Engine> {
+    fn engine(config: &RuntimeConfig, start: Start, handles: Handles) -> Result<Engine> {
         let settings = endpoint_settings(config, start.size, start.announce.clone());
         let mut endpoint = Endpoint::new(start.node, settings, start.directory, start.formed);
         endpoint.learn_addresses(start.learned);
@@ -647,8 +647,8 @@ pub fn query_status(addr: impl ToString, group: &str, secret: Option<&Secret>, t
 
 /// The core's settings from the runtime's: the view-change timeout follows the failure timeout (at
 /// least two ticks).
-fn core_config(config: &Config, rank: Rank) -> protocol::Config {
-    let mut core = protocol::Config::new(rank);
+fn core_config(config: &RuntimeConfig, rank: Rank) -> protocol::CoreConfig {
+    let mut core = protocol::CoreConfig::new(rank);
     core.window = config.window;
     core.view_change_timeout_ticks = (config.failure_timeout_ms / config.tick_ms).max(2);
     core
@@ -666,8 +666,8 @@ fn own_address(directory: &[RosterEntry], rank: Rank, listening: SocketAddr) -> 
 
 /// The endpoint's settings from the runtime's: a life left unconnected is dialled again every fifth
 /// of a failure timeout (at most once a heartbeat interval).
-fn endpoint_settings(config: &Config, size: u16, announce: Option<(String, u16)>) -> endpoint::Settings {
-    endpoint::Settings {
+fn endpoint_settings(config: &RuntimeConfig, size: u16, announce: Option<(String, u16)>) -> endpoint::EndpointSettings {
+    endpoint::EndpointSettings {
         failure_timeout_ms: config.failure_timeout_ms,
         redial_interval_ms: (config.failure_timeout_ms / 5).max(config.heartbeat_interval_ms),
         window: config.window,

@@ -55,7 +55,7 @@ use parking_lot::Mutex;
 pub use crate::endpoint::ConnId;
 pub use crate::event::Event;
 pub use events::{Events, RecvError};
-pub use member::{query_status, Config, Member, MessageId};
+pub use member::{query_status, Member, MessageId, RuntimeConfig};
 pub use state::{Replicated, ReplicatedState, StateGuard};
 
 use crate::protocol::Status;

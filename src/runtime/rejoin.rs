@@ -65,7 +65,12 @@ pub struct Reconnected {
 
 /// Connects a restarted process, `process`, as `rank`: through the helper in `config`, or else through
 /// `peers` (`HOST:PORT` of live members).
-pub fn reconnect(config: &formation::Config, rank: Rank, process: ProcessId, peers: &[String]) -> Result<Reconnected> {
+pub fn reconnect(
+    config: &formation::FormationConfig,
+    rank: Rank,
+    process: ProcessId,
+    peers: &[String],
+) -> Result<Reconnected> {
     if rank.0 == 0 {
         return Err(Error::InvalidConfig("rank 0 does not exist: ranks start at 1".into()));
     }
@@ -144,7 +149,7 @@ struct Dialled {
 /// greetings list, each rank that did not answer ([`directory::second_dial`]); a rank reached so gets
 /// that address in `roster`.
 fn dial_members(
-    config: &formation::Config,
+    config: &formation::FormationConfig,
     roster: &mut [RosterEntry],
     rank: Rank,
     register: &Register,
@@ -210,7 +215,7 @@ fn dial_members(
 
 /// The roster, and the host to advertise: from the helper, else from the first peer that answers.
 fn find_roster(
-    config: &formation::Config,
+    config: &formation::FormationConfig,
     rank: Rank,
     process: ProcessId,
     port: u16,
@@ -249,7 +254,7 @@ fn find_roster(
 }
 
 fn ask_helper(
-    config: &formation::Config,
+    config: &formation::FormationConfig,
     rank: Rank,
     process: ProcessId,
     port: u16,
@@ -285,7 +290,7 @@ fn ask_helper(
 }
 
 fn ask_peer(
-    config: &formation::Config,
+    config: &formation::FormationConfig,
     peer: &str,
     rank: Rank,
     process: ProcessId,
@@ -302,7 +307,13 @@ fn ask_peer(
 
 /// The registration a returning `rank` sends while not admitted: its group, its new address and its
 /// process. To the helper it is a lookup; to a member, an address kept aside until a view admits it.
-fn rejoin_register(config: &formation::Config, host: &str, port: u16, rank: Rank, process: ProcessId) -> Register {
+fn rejoin_register(
+    config: &formation::FormationConfig,
+    host: &str,
+    port: u16,
+    rank: Rank,
+    process: ProcessId,
+) -> Register {
     Register {
         group: config.group.clone(),
         host: host.to_string(),
@@ -316,7 +327,11 @@ fn rejoin_register(config: &formation::Config, host: &str, port: u16, rank: Rank
 
 /// Tells the helper that the group admitted `register.process` as `life`: the helper records its
 /// address for the rank. Returns the helper's roster, which names every admitted life it knows.
-pub fn register_admitted(config: &formation::Config, mut register: Register, life: MemberId) -> Result<Roster> {
+pub fn register_admitted(
+    config: &formation::FormationConfig,
+    mut register: Register,
+    life: MemberId,
+) -> Result<Roster> {
     let (host, helper_port) = net::split_host_port(&config.helper)?;
     let stream = net::connect(&host, helper_port, Duration::from_millis(config.connect_timeout_ms))?;
     register.rejoin = Some(life.rank);
@@ -339,7 +354,7 @@ pub fn register_admitted(config: &formation::Config, mut register: Register, lif
 /// process's address (`own`). The greeting that names the life at the other end is the endpoint's to
 /// read, on the connection.
 pub fn redial(
-    config: &formation::Config,
+    config: &formation::FormationConfig,
     host: &str,
     port: u16,
     me: MemberId,
@@ -354,7 +369,7 @@ pub fn redial(
 }
 
 /// The registration this process sends the helper once admitted (see [`register_admitted`]).
-pub fn admitted_register(config: &formation::Config, host: &str, port: u16, life: MemberId) -> Register {
+pub fn admitted_register(config: &formation::FormationConfig, host: &str, port: u16, life: MemberId) -> Register {
     Register {
         admitted: Some(life.incarnation),
         ..rejoin_register(config, host, port, life.rank, life.process)
@@ -365,7 +380,7 @@ pub fn admitted_register(config: &formation::Config, host: &str, port: u16, life
 /// the life that answered. An answer from another rank (its process took a dead member's port) is
 /// refused: that member is not the one listed there.
 fn dial_member(
-    config: &formation::Config,
+    config: &formation::FormationConfig,
     entry: &RosterEntry,
     rank: Rank,
     register: &Register,
@@ -393,7 +408,7 @@ fn dial_member(
 
 /// Sends the `Rejoin` hello, waits for the welcome, then sends this member's address.
 fn handshake(
-    config: &formation::Config,
+    config: &formation::FormationConfig,
     stream: &TcpStream,
     rank: Rank,
     register: &Register,
@@ -441,7 +456,7 @@ fn read_roster(stream: &TcpStream, deadline: Instant, from: &str) -> Result<Rost
 }
 
 /// The configured advertised host, or the local address of a connection into the group.
-fn advertised_host(config: &formation::Config, stream: &TcpStream) -> Result<String> {
+fn advertised_host(config: &formation::FormationConfig, stream: &TcpStream) -> Result<String> {
     match &config.advertised_host {
         Some(host) if host.is_empty() || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified()) => Err(
             Error::InvalidConfig(format!("advertised host {host:?}: other members cannot dial it")),

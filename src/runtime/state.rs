@@ -139,7 +139,7 @@ impl<T: fmt::Debug> fmt::Debug for StateGuard<'_, T> {
 }
 
 /// The runtime's untyped handle on a [`ReplicatedState`]. Not part of the supported API (it is public
-/// only because the hidden [`crate::runtime::Config`] holds one).
+/// only because the hidden [`crate::runtime::RuntimeConfig`] holds one).
 #[doc(hidden)]
 #[derive(Clone)]
 pub struct AnyState(Arc<Mutex<dyn Replicated>>);

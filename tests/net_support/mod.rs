@@ -11,19 +11,19 @@ use std::sync::{Mutex, Once};
 use std::time::Duration;
 
 use log::{LevelFilter, Log, Metadata, Record};
-use tom::formation::{self, Config, Formed};
-use tom::registry::{Helper, Settings};
+use tom::formation::{self, FormationConfig, Formed};
+use tom::registry::{RegistryServer, RegistrySettings};
 use tom::types::Rank;
 use tom::wire::{self, Frame};
 use tom::{Member, Secret};
 
 /// A helper for `size` members of `group` on 127.0.0.1, a port picked by the system, with a short
 /// handshake deadline so that silent clients are dropped quickly.
-pub fn start_helper(size: u16, group: &str) -> Helper {
+pub fn start_helper(size: u16, group: &str) -> RegistryServer {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind helper");
-    let mut settings = Settings::new(size, group);
+    let mut settings = RegistrySettings::new(size, group);
     settings.handshake_timeout_ms = 500;
-    Helper::start(listener, settings).expect("start helper")
+    RegistryServer::start(listener, settings).expect("start helper")
 }
 
 /// A port that was free a moment ago: a first port for members to probe upward from.
@@ -33,8 +33,8 @@ pub fn free_port() -> u16 {
 }
 
 /// A member config for the helper at `helper`, listening on 127.0.0.1 from `first_port` up.
-pub fn member_config(helper: SocketAddr, first_port: u16) -> Config {
-    let mut config = Config::new(helper.to_string());
+pub fn member_config(helper: SocketAddr, first_port: u16) -> FormationConfig {
+    let mut config = FormationConfig::new(helper.to_string());
     config.bind_host = "127.0.0.1".into();
     config.first_port = first_port;
     config.handshake_timeout_ms = 2_000;
@@ -175,7 +175,7 @@ pub fn secret(text: &str) -> Secret {
 
 /// A helper for `size` members and a group of them formed on 127.0.0.1, each started with the
 /// settings `config` gives for the helper's address; the helper keeps running (rejoins ask it).
-pub fn start_group_with(size: u16, config: impl Fn(SocketAddr) -> tom::Config) -> (Helper, Vec<Member>) {
+pub fn start_group_with(size: u16, config: impl Fn(SocketAddr) -> tom::Config) -> (RegistryServer, Vec<Member>) {
     let helper = start_helper(size, "tom");
     let members = form_group(helper.local_addr(), size)
         .into_iter()

@@ -69,9 +69,9 @@ pub mod sweep;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt::Write as _;
 
-use tom::endpoint::{self, directory, ConnId, Endpoint, Origin, Settings};
+use tom::endpoint::{self, directory, ConnId, Endpoint, EndpointSettings, Origin};
 use tom::event::Event;
-use tom::protocol::{Config, Input, Node, Phase};
+use tom::protocol::{CoreConfig, Input, Node, Phase};
 use tom::trace::{EventKind, TraceEvent, TraceSink};
 use tom::types::{Incarnation, MemberId, ProcessId, Rank, View, ViewId};
 use tom::wire::{self, Frame, RosterEntry};
@@ -291,7 +291,7 @@ impl Default for Knobs {
             state_transfer: false,
             snapshot_chunk_bytes: 64,
             data_batch_bytes: tom::protocol::DATA_BATCH_BYTES,
-            view_change_timeout_ticks: Config::new(Rank(1)).view_change_timeout_ticks,
+            view_change_timeout_ticks: CoreConfig::new(Rank(1)).view_change_timeout_ticks,
         }
     }
 }
@@ -475,8 +475,8 @@ impl Sim {
     }
 
     /// The core settings of every node of this run.
-    fn core_config(&self, rank: Rank) -> Config {
-        let mut config = Config::new(rank);
+    fn core_config(&self, rank: Rank) -> CoreConfig {
+        let mut config = CoreConfig::new(rank);
         config.carry_chunk_bytes = self.knobs.carry_chunk_bytes;
         config.data_batch_bytes = self.knobs.data_batch_bytes;
         config.view_change_timeout_ticks = self.knobs.view_change_timeout_ticks;
@@ -484,11 +484,11 @@ impl Sim {
     }
 
     /// The endpoint settings of every life of this run; a restarted process announces its address.
-    fn settings(&self, announce: Option<u16>) -> Settings {
-        Settings {
+    fn settings(&self, announce: Option<u16>) -> EndpointSettings {
+        EndpointSettings {
             failure_timeout_ms: self.knobs.failure_timeout_steps,
             redial_interval_ms: self.knobs.redial_interval_steps,
-            window: Config::new(Rank(1)).window,
+            window: CoreConfig::new(Rank(1)).window,
             size: self.size,
             state_transfer: self.knobs.state_transfer,
             announce: announce.map(|port| (HOST.to_string(), port)),
