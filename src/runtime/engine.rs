@@ -66,7 +66,7 @@ pub(crate) struct Engine {
     /// per frame).
     pub encoded: Vec<u8>,
     /// Connections with bytes appended since the last [`Engine::send_appended`].
-    pub unsent: Vec<ConnId>,
+    pub appended_to: Vec<ConnId>,
 }
 
 /// Whether the loop ended or a panic unwinds it, every writer is told to write what is queued and
@@ -282,8 +282,8 @@ impl Engine {
         for conn in conns {
             if let Some(outgoing) = self.outgoing.get(conn) {
                 outgoing.append(&self.encoded, frame);
-                if !self.unsent.contains(conn) {
-                    self.unsent.push(*conn);
+                if !self.appended_to.contains(conn) {
+                    self.appended_to.push(*conn);
                 }
             }
         }
@@ -296,7 +296,7 @@ impl Engine {
     /// Sends what this drain appended: each connection's bytes go out now if its socket takes them,
     /// else through its writer thread.
     fn send_appended(&mut self) {
-        for conn in std::mem::take(&mut self.unsent) {
+        for conn in std::mem::take(&mut self.appended_to) {
             if let Some(outgoing) = self.outgoing.get(&conn) {
                 outgoing.send_now();
             }

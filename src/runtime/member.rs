@@ -395,7 +395,7 @@ impl Member {
             unpaced: false,
             probe: config.hop_probe.clone().map(EngineProbe::new),
             encoded: Vec::new(),
-            unsent: Vec::new(),
+            appended_to: Vec::new(),
         };
         for (peer, process, reading, writing) in start.conns {
             let conn = engine.add_conn(peer, reading, writing)?;
