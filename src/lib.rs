@@ -150,7 +150,8 @@
 //! | `src/trace.rs` | JSON-lines traces of protocol events ([`Config::trace`], `tom-member --trace`, the simulator), read by `tom-diagram` |
 //! | `src/error.rs` | the crate's error type ([`Error`]) |
 //!
-//! `docs/PROTOCOL.md` explains the algorithm and why it is correct, case by case. The library never
+//! `docs/PROTOCOL.md` explains the algorithm and why it is correct, case by case; `docs/READING.md`
+//! walks a reader through the code, step by step and function by function. The library never
 //! writes to stdout and never installs a logger: it logs through the `log` crate.
 
 #![forbid(unsafe_code)]
