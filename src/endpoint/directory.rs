@@ -15,11 +15,12 @@
 //! dials, so two dials never cross and close each other. A life this process ever had a connection to
 //! is never dialled again: a new connection after a broken one would hide the frames lost in between,
 //! and the protocol counts on each connection being the whole stream (the broken one made this member
-//! suspect that life instead).
+//! suspect that life instead). The one exception is a connection its dialler abandoned before using
+//! it: what was written on it is kept, and goes out first on the next one.
 //!
 //! # Invariants
 //! - at most one dial to a life is in flight;
-//! - no life in `linked` is ever dialled.
+//! - no life in `linked` is ever dialled (a life leaves `linked` only through `unlink`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -90,6 +91,12 @@ impl Directory {
     pub fn linked(&mut self, life: MemberId) {
         self.linked.insert(life);
         self.dialling.remove(&life);
+    }
+
+    /// The member connection to `life` closed before `life`'s process used it (it abandoned the
+    /// dial): nothing was lost on it that is not kept, so `life` may be dialled again.
+    pub fn unlink(&mut self, life: MemberId) {
+        self.linked.remove(&life);
     }
 
     /// True if this process ever had a member connection to `life`.

@@ -17,6 +17,12 @@ impl Endpoint {
             return;
         };
         let me = self.node.me();
+        if !matches!(frame, Frame::Register(_)) {
+            if let Some(entry) = self.conns.get_mut(&conn).filter(|c| !c.used) {
+                entry.used = true;
+                entry.unconfirmed.take();
+            }
+        }
         match (role, frame) {
             (Role::Greeting(life), Frame::Roster(roster)) => self.on_greeting(conn, life, roster),
             (Role::Member(rank), Frame::Protocol(msg)) if self.member_conn.get(&rank) == Some(&conn) => {

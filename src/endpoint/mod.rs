@@ -82,6 +82,14 @@ struct Conn {
     early: EarlyFrames,
     /// The address a joiner connection's process announced, committed once a view admits it.
     announced: Option<(String, u16)>,
+    /// The other end has used the connection: this member formed or dialled it, or the process that
+    /// dialled it sent a frame beyond its registration. A dialler reads the greeting before it takes
+    /// a connection, and abandons one that reached another rank's process (a stale address) or whose
+    /// handshake passed its deadline; the close of a connection it never used is that, not a crash.
+    used: bool,
+    /// While not `used`: what this member wrote on it after the greeting, which the other end never
+    /// read if it abandons the connection; it then goes out on the life's next connection.
+    unconfirmed: EarlyFrames,
 }
 
 /// What a connection is for.
@@ -245,6 +253,9 @@ impl Endpoint {
                     process,
                 );
                 self.greet(conn, rank);
+                if let Some(entry) = self.conns.get_mut(&conn) {
+                    entry.used = false;
+                }
                 if admitted {
                     info!("member {me}: process {process} of rank {rank}, admitted by the current view, connects: its member connection");
                     self.send_unsent(rank);
@@ -277,6 +288,11 @@ impl Endpoint {
                 self.member_conn.remove(&rank);
                 if rank != me.rank {
                     match self.listed_life(rank, closed.process) {
+                        Some(life) if !closed.used => {
+                            info!("member {me}: {life} abandoned its dial to this member before using it ({reason}): suspecting nobody; what was written on it goes out on its next connection");
+                            self.directory.unlink(life);
+                            self.unsent.insert(rank, (closed.process, closed.unconfirmed));
+                        }
                         Some(life) => {
                             info!("member {me}: connection to {life} lost ({reason}): suspecting it");
                             self.handle(Input::Suspect(life));
@@ -371,13 +387,28 @@ impl Endpoint {
                 process,
                 early: EarlyFrames::new(limit),
                 announced: None,
+                used: true,
+                unconfirmed: EarlyFrames::new(limit),
             },
         );
         self.roles_changed = true;
     }
 
     fn write(&mut self, conn: ConnId, frame: Frame) {
+        self.remember_unconfirmed(conn, &frame);
         self.actions.push(Action::Write { conn, frame });
+    }
+
+    /// Keeps a copy of `frame` while the other end of `conn` has not used it (see [`Conn`]'s `used`);
+    /// past the early-frame bound it stops keeping and takes the connection as used.
+    fn remember_unconfirmed(&mut self, conn: ConnId, frame: &Frame) {
+        let Some(entry) = self.conns.get_mut(&conn).filter(|c| !c.used) else {
+            return;
+        };
+        if entry.unconfirmed.keep(frame.clone()).is_err() {
+            entry.used = true;
+            entry.unconfirmed.take();
+        }
     }
 
     /// Closes a connection once what is queued on it has gone out.

@@ -45,6 +45,9 @@ impl Endpoint {
                             None => self.keep_unsent(rank, frame.clone()),
                         }
                     }
+                    for &conn in &conns {
+                        self.remember_unconfirmed(conn, &frame);
+                    }
                     if !conns.is_empty() {
                         self.actions.push(Action::Broadcast { conns, frame });
                     }

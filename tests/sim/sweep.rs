@@ -125,6 +125,8 @@ pub struct Driver {
     taken: BTreeSet<LifeId>,
     /// The two sides of every partition made (lives, as they ran at the cut).
     cuts: Vec<(Vec<LifeId>, Vec<LifeId>)>,
+    /// Fail on a healthy member's exclusion whatever the family ([`Driver::judges_healthy_exclusions`]).
+    pub judge_health: bool,
 }
 
 impl Driver {
@@ -329,6 +331,7 @@ impl Driver {
             cut_links: Vec::new(),
             taken: BTreeSet::new(),
             cuts: Vec::new(),
+            judge_health: false,
         }
     }
 
@@ -344,6 +347,7 @@ impl Driver {
             cut_links: Vec::new(),
             taken: BTreeSet::new(),
             cuts: Vec::new(),
+            judge_health: false,
         }
     }
 
@@ -385,12 +389,12 @@ impl Driver {
 
     /// Whether this run fails on a healthy member's exclusion: in the families whose every such
     /// exclusion the protocol now avoids (no faults, crashes), or in any with `SIM_HEALTHY_CHECK=1`.
-    /// Partitions still exclude a healthy member in over 1 % of seeds, and rejoins in 3 of the first
+    /// Partitions still exclude a healthy member in over 1 % of seeds, and rejoins in 1 of the first
     /// 20,000 (issue 26): a healed partition's accusations are weighed in rank order, not over what
-    /// is known, and a member may take up a dial that its dialler then abandons (it reached another
-    /// rank's process at a stale address).
+    /// is known (seed 19242 of the rejoin family is not understood yet).
     fn judges_healthy_exclusions(&self) -> bool {
-        matches!(self.family, Family::NoFault | Family::Crash)
+        self.judge_health
+            || matches!(self.family, Family::NoFault | Family::Crash)
             || std::env::var("SIM_HEALTHY_CHECK").is_ok_and(|v| v == "1")
     }
 
@@ -941,6 +945,14 @@ impl Driver {
 /// Runs one seed of one family to the end; panics with the story on failure.
 pub fn run_seed(family: Family, seed: u64) -> Sim {
     let mut driver = Driver::new(family, seed);
+    driver.run();
+    driver.sim
+}
+
+/// [`run_seed`], failing also on a healthy member's exclusion in a family that does not judge it yet.
+pub fn run_seed_judging_health(family: Family, seed: u64) -> Sim {
+    let mut driver = Driver::new(family, seed);
+    driver.judge_health = true;
     driver.run();
     driver.sim
 }
