@@ -13,14 +13,13 @@ use crate::wire::{Frame, Roster};
 
 impl Endpoint {
     pub(super) fn on_frame(&mut self, conn: ConnId, frame: Frame) {
-        let Some((role, process)) = self.conns.get(&conn).map(|c| (c.role, c.process)) else {
+        let Some((role, process, used)) = self.conns.get(&conn).map(|c| (c.role, c.process, c.used)) else {
             return;
         };
         let me = self.node.me();
-        if !matches!(frame, Frame::Register(_)) {
-            if let Some(entry) = self.conns.get_mut(&conn).filter(|c| !c.used) {
-                entry.used = true;
-                entry.unconfirmed.take();
+        if !used && !matches!(frame, Frame::Register(_)) {
+            if let Some(entry) = self.conns.get_mut(&conn) {
+                entry.mark_used();
             }
         }
         match (role, frame) {

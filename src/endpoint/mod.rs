@@ -92,6 +92,14 @@ struct Conn {
     unconfirmed: EarlyFrames,
 }
 
+impl Conn {
+    /// The other end used the connection (or wrote more than the bound): nothing more is kept.
+    fn mark_used(&mut self) {
+        self.used = true;
+        self.unconfirmed.take();
+    }
+}
+
 /// What a connection is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Role {
@@ -291,7 +299,10 @@ impl Endpoint {
                         Some(life) if !closed.used => {
                             info!("member {me}: {life} abandoned its dial to this member before using it ({reason}): suspecting nobody; what was written on it goes out on its next connection");
                             self.directory.unlink(life);
-                            self.unsent.insert(rank, (closed.process, closed.unconfirmed));
+                            let mut unwritten = closed.unconfirmed;
+                            for frame in unwritten.take() {
+                                self.keep_unsent(rank, frame);
+                            }
                         }
                         Some(life) => {
                             info!("member {me}: connection to {life} lost ({reason}): suspecting it");
@@ -406,8 +417,7 @@ impl Endpoint {
             return;
         };
         if entry.unconfirmed.keep(frame.clone()).is_err() {
-            entry.used = true;
-            entry.unconfirmed.take();
+            entry.mark_used();
         }
     }
 

@@ -1023,7 +1023,9 @@ impl Sim {
     /// Records `node` as the author of a proposed view if it is the first to send an Accept of it.
     fn note_author(&mut self, node: LifeId, frame: &Frame) {
         if let Frame::Protocol(tom::message::Message::Accept { proposal, .. }) = frame {
-            self.authors.entry(proposal.view.clone()).or_insert(node);
+            if !self.authors.contains_key(&proposal.view) {
+                self.authors.insert(proposal.view.clone(), node);
+            }
         }
     }
 

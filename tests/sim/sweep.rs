@@ -795,14 +795,10 @@ impl Driver {
     /// admitted it.
     fn sponsor_awaited_by(&self, life: LifeId) -> Option<LifeId> {
         let l = &self.sim.lives[life];
-        if !self.sim.knobs().state_transfer || !l.history.is_joiner() || l.app.restored || l.history.joined.is_none() {
+        if !l.history.is_joiner() || l.history.joined.is_none() || l.node().is_none() {
             return None;
         }
-        // The view that admitted it (its own view events wait for the snapshot too).
-        let me = l.node()?.me();
-        let admitting = self.sim.views.values().find(|v| v.contains(me))?;
-        let sponsor = tom::endpoint::snapshot::sponsor(admitting)?;
-        self.sim.life_of_process(sponsor.process)
+        self.sponsor_of_admission(life)
     }
 
     /// The life that was to hand `life` its state, if `life` was admitted and never restored it: the
