@@ -13,9 +13,10 @@
 //! Member `i` dials every `j >= i`, itself included, and accepts from every `j <= i` (from itself, the
 //! other end of its own dial). So every pair of members shares exactly one connection, and member `i`
 //! also holds a loopback connection to itself, as the group's design asks (every member is connected to
-//! itself). It carries heartbeats only, which prove this member's own listener and reader path: no
-//! protocol frame travels on it, since the core hands a member's own messages to itself through its own
-//! queue (`self_queue` in `src/protocol/`), never through a socket.
+//! itself). Forming it proves, once, that this member's own listener takes connections. Nothing travels
+//! on it afterwards: the core hands a member's own messages to itself through its own queue
+//! (`self_queue` in `src/protocol/`), never through a socket, so the runtime only keeps its two
+//! sockets open and gives it no reader, writer or heartbeats.
 //!
 //! # Invariants
 //! - The acceptor thread owns the listener from the moment it is bound, before the helper hears of this

@@ -55,7 +55,7 @@
 //! ## Architecture: one core, two drivers
 //!
 //! ```text
-//! reader thread per connection ──┐                                    ┌─► Outgoing buffer per peer ─► socket (or writer thread)
+//! reader thread per peer ────────┐                                    ┌─► Outgoing buffer per peer ─► socket (or writer thread)
 //! heartbeat thread (suspicions) ─┼─► Signal channel ─► protocol thread ─┼─► Event channel ─► application (Events)
 //! Member::multicast / leave ─────┤      + tick          (Endpoint)      ├─► Progress ─► Member::wait_delivered, leave, rejoin
 //! acceptor (rejoin connections) ─┘                                    └─► dial requests ─► heartbeat thread

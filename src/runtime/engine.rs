@@ -6,8 +6,8 @@
 //!
 //! **The protocol thread is the only place protocol state changes**, and it never blocks on the network:
 //! it encodes each frame once and appends it to the buffer of every connection it goes to; after each
-//! drain it sends those buffers itself with a non-blocking send, and writer threads write what a socket
-//! did not take ([`super::links`]). It drains the queued signals (up to [`DRAIN_SIGNALS_MAX`]) before
+//! drain it sends those buffers itself with a non-blocking send, and a writer thread, started only then,
+//! writes what a socket did not take ([`super::links`]). It drains the queued signals (up to [`DRAIN_SIGNALS_MAX`]) before
 //! calling [`Endpoint::flush`], so multicasts batch and acknowledgements coalesce exactly when there is
 //! a backlog, and both go out at once when there is none. Debug builds check the core's invariants after
 //! each batch.
@@ -390,12 +390,18 @@ impl Engine {
         }
     }
 
-    /// Registers a connection: a reader on `reading`, a writer on `writing` (two ends of one socket,
-    /// or, for the self-connection, the two sockets of one loopback connection).
+    /// Registers a connection: a reader on `reading`, and an outgoing buffer on `writing` (two ends of
+    /// one socket). The self-connection (this member's rank: the two sockets of one loopback
+    /// connection) is only kept open: it carries nothing (the core hands its own messages to itself),
+    /// so it has no threads and no heartbeats.
     pub fn add_conn(&mut self, rank: Rank, reading: TcpStream, writing: TcpStream) -> Result<ConnId> {
         let conn = self.next_conn;
         self.next_conn += 1;
         let me = self.endpoint.node().me().rank;
+        if rank == me {
+            self.shared.streams.lock().insert(conn, [reading, writing]);
+            return Ok(conn);
+        }
         let copies = [reading.try_clone()?, writing.try_clone()?];
         self.shared.streams.lock().insert(conn, copies);
         let heard = Arc::new(LastHeard::default());
@@ -403,10 +409,11 @@ impl Engine {
         let signals = self.signals.clone();
         let hops = self.probe.as_ref().map(|probe| probe.hops.clone());
         let write_probe = hops.clone().map(|hops| WriteProbe { hops, me, peer: rank });
-        let (outgoing, writer) = Outgoing::start_probed(
+        let outgoing = Outgoing::start_probed(
             writing,
             self.shared.clock,
             format!("tom-{me}-w{rank}"),
+            Arc::clone(&self.shared.writers),
             write_probe,
             move |error| {
                 let _ = signals.send(Signal::Closed {
@@ -414,7 +421,7 @@ impl Engine {
                     reason: format!("write failed: {error}"),
                 });
             },
-        )?;
+        );
         let reader = spawn_reader_probed(
             reading,
             conn,
@@ -429,11 +436,6 @@ impl Engine {
             // Threads of closed connections have ended: forget them (the protocol thread, first, runs).
             threads.retain(|thread| !thread.is_finished());
             threads.push(reader);
-        }
-        {
-            let mut writers = self.shared.writers.lock();
-            writers.retain(|thread| !thread.is_finished());
-            writers.push(writer);
         }
         self.shared.watched.lock().push(Watched {
             conn,

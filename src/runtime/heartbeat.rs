@@ -1,7 +1,7 @@
 //! The heartbeat thread: the failure detector's clock.
 //!
-//! Every `heartbeat_interval_ms` it appends a heartbeat frame to every connection (the self-connection
-//! included, which proves this member's own listener and reader path) and asks the pure
+//! Every `heartbeat_interval_ms` it sends a heartbeat frame on every connection to another process
+//! (the self-connection carries nothing, see `formation.rs`) and asks the pure
 //! [`Detector`] which member connections have been silent for longer than the failure timeout. It also
 //! suspects a peer whose writer has been unable to make progress that long: a peer that stopped reading
 //! must not stall the group. Each member connection is watched together with the life it speaks for

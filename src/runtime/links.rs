@@ -1,5 +1,6 @@
 //! Outgoing connections: a per-peer byte buffer that the protocol thread appends frames to, sent by
-//! the protocol thread itself when the socket has room, and by a writer thread per peer otherwise.
+//! the protocol thread itself when the socket has room, and by a writer thread otherwise, started only
+//! then and ended once it has been idle for a while.
 //!
 //! Why a buffer and not a queue of frames: the protocol thread must never block on a socket, and a
 //! buffer turns "many small frames while the socket is busy" into one large write, which is where the
@@ -12,19 +13,28 @@
 //! calls [`Outgoing::send_now`]: one `send` with `MSG_DONTWAIT` (a per-call non-blocking send through
 //! `socket2`). It never waits, and it leaves the socket blocking for the reader thread that shares
 //! it (`set_nonblocking` would make that reader's blocking reads fail). What the socket does not take
-//! at once stays buffered and the writer thread is woken to write it with ordinary blocking writes.
-//! A send timeout instead would make the protocol thread wait up to that timeout on a full socket.
+//! at once stays buffered for a writer thread, which writes it with ordinary blocking writes. The
+//! heartbeat thread's [`Outgoing::push`] sends the same way.
+//!
+//! Why writer threads come and go: with the direct send, a writer is needed only while a peer reads
+//! slower than this member writes (saturation, a big transfer, a peer that stopped). A thread per peer
+//! kept for the member's whole life would be idle nearly always, and a member of N would hold N of
+//! them. A writer ends after `WRITER_IDLE_MS` (200 ms) without bytes; the next refused send starts
+//! another.
 //!
 //! A peer that stops reading makes its buffer grow; [`Outgoing::stalled_for_ms`] tells the heartbeat
 //! thread how long the writer has been unable to make progress, and a stall past the failure timeout is
 //! reported as a suspicion (the buffer stays bounded by flow control in the meantime).
 //!
 //! # Invariants
-//! - bytes are written in the order they were appended: the protocol thread sends only while the
-//!   writer is not writing and sends from the buffer's front, under the buffer's lock;
-//! - after [`Outgoing::close`], the writer writes what is buffered and then shuts the connection down;
-//! - a write error ends the writer and is reported to the protocol thread as an event, never a panic
-//!   (a failed non-blocking send leaves the bytes to the writer, which meets the same error).
+//! - bytes are written in the order they were appended: a sender sends only while the writer is not
+//!   writing, from the buffer's front, under the buffer's lock;
+//! - at most one writer thread runs per connection (`writer_running`, set and cleared under the lock);
+//!   bytes left in the buffer always have a writer running, or the connection is broken;
+//! - after [`Outgoing::close`], what is buffered is written and the connection is shut down;
+//! - a write error closes the connection and is reported to the protocol thread once, as an event,
+//!   never a panic (a failed non-blocking send leaves the bytes to the writer, which meets the same
+//!   error).
 
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
@@ -80,41 +90,68 @@ impl LastHeard {
     }
 }
 
+/// The writer threads a member's connections started and that may still run: a stop waits for them
+/// to write what is queued (see `Member::stop`), then joins them.
+pub type WriterThreads = Arc<Mutex<Vec<JoinHandle<()>>>>;
+
+/// How long a writer thread waits for more bytes after its buffer ran dry before it ends. Long enough
+/// that a saturated peer keeps its writer between bursts, short enough that an idle member has no
+/// writer threads.
+const WRITER_IDLE_MS: u64 = 200;
+
 #[derive(Debug, Default)]
 struct Buffer {
     bytes: Vec<u8>,
     closing: bool,
     /// The writer thread took bytes and is writing them: nobody else may send now.
     writing: bool,
+    /// A writer thread runs (writing, or waiting for bytes until it has been idle too long).
+    writer_running: bool,
     /// When the writer last finished a write or found the buffer empty.
     progress_ms: u64,
     /// With a hop probe only: the seqs of the sampled data frames in `bytes`.
     probed: Vec<u64>,
 }
 
+/// Called once, from whichever thread meets a write error first: turns it into an event.
+type OnError = Box<dyn FnOnce(std::io::Error) + Send>;
+
 /// The outgoing side of one connection.
-#[derive(Debug)]
 pub struct Outgoing {
     buffer: Mutex<Buffer>,
     wake: Condvar,
     clock: Clock,
-    /// The same socket as the writer's, for the protocol thread's non-blocking sends; `None` if it
-    /// could not be cloned (then the writer thread sends everything).
-    direct: Option<TcpStream>,
+    /// The writing end: the senders' non-blocking sends and the writer thread's blocking writes.
+    stream: TcpStream,
+    /// The writer thread's name.
+    name: String,
+    on_error: Mutex<Option<OnError>>,
+    writers: WriterThreads,
     /// `tom-bench --breakdown` only (see [`super::hops`]); `None`: no cost.
     probe: Option<WriteProbe>,
 }
 
+impl std::fmt::Debug for Outgoing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outgoing")
+            .field("name", &self.name)
+            .field("buffer", &*self.buffer.lock())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Outgoing {
-    /// Starts the writer thread for `stream`. `on_error` is called (from the writer thread) if a write
-    /// fails; it turns the error into an event for the protocol thread.
+    /// The outgoing side of `stream`; no thread runs until the socket refuses bytes. A writer thread
+    /// it starts registers in `writers`. `on_error` is called (once, from the thread that meets it)
+    /// if a write fails; it turns the error into an event for the protocol thread.
     pub fn start(
         stream: TcpStream,
         clock: Clock,
         name: String,
+        writers: WriterThreads,
         on_error: impl FnOnce(std::io::Error) + Send + 'static,
-    ) -> std::io::Result<(Arc<Outgoing>, JoinHandle<()>)> {
-        Outgoing::start_probed(stream, clock, name, None, on_error)
+    ) -> Arc<Outgoing> {
+        Outgoing::start_probed(stream, clock, name, writers, None, on_error)
     }
 
     /// [`Outgoing::start`], stamping when the bytes of sampled data frames were written.
@@ -122,48 +159,44 @@ impl Outgoing {
         stream: TcpStream,
         clock: Clock,
         name: String,
+        writers: WriterThreads,
         probe: Option<WriteProbe>,
         on_error: impl FnOnce(std::io::Error) + Send + 'static,
-    ) -> std::io::Result<(Arc<Outgoing>, JoinHandle<()>)> {
-        let outgoing = Arc::new(Outgoing {
+    ) -> Arc<Outgoing> {
+        Arc::new(Outgoing {
             buffer: Mutex::new(Buffer {
                 progress_ms: clock.now_ms(),
                 ..Buffer::default()
             }),
             wake: Condvar::new(),
             clock,
-            direct: stream.try_clone().ok(),
+            stream,
+            name,
+            on_error: Mutex::new(Some(Box::new(on_error))),
+            writers,
             probe,
-        });
-        let writer = Arc::clone(&outgoing);
-        let handle = std::thread::Builder::new().name(name).spawn(move || {
-            if let Err(error) = writer.drain_into(stream) {
-                on_error(error);
-            }
-        })?;
-        Ok((outgoing, handle))
+        })
     }
 
-    /// Appends one frame and wakes the writer. Never waits for the network. For threads other than
-    /// the protocol thread (heartbeats).
-    pub fn push(&self, frame: &Frame) {
+    /// Appends one frame and sends it as far as the socket takes it without waiting. Never waits for
+    /// the network. For threads other than the protocol thread (heartbeats).
+    pub fn push(self: &Arc<Self>, frame: &Frame) {
         let mut buffer = self.buffer.lock();
         if buffer.closing {
             return;
         }
-        let was_empty = buffer.bytes.is_empty();
+        if buffer.bytes.is_empty() {
+            buffer.progress_ms = self.clock.now_ms();
+        }
         wire::encode(frame, &mut buffer.bytes);
         if let Some(probe) = &self.probe {
             probe.sampled_seqs(frame, &mut buffer.probed);
         }
-        if was_empty {
-            buffer.progress_ms = self.clock.now_ms();
-        }
-        self.wake.notify_one();
+        self.send_locked(&mut buffer);
     }
 
-    /// Appends frames already encoded (`frame` is what they encode, for the hop probe), without waking
-    /// anyone: the protocol thread calls [`Outgoing::send_now`] once it has appended a whole drain's
+    /// Appends frames already encoded (`frame` is what they encode, for the hop probe), without
+    /// sending: the protocol thread calls [`Outgoing::send_now`] once it has appended a whole drain's
     /// frames.
     pub fn append(&self, encoded: &[u8], frame: &Frame) {
         let mut buffer = self.buffer.lock();
@@ -179,21 +212,27 @@ impl Outgoing {
         }
     }
 
-    /// Sends what is buffered now, as far as the socket takes it without waiting, and wakes the
-    /// writer thread for the rest. Called by the protocol thread after appending.
-    pub fn send_now(&self) {
+    /// Sends what is buffered now, as far as the socket takes it without waiting, and leaves the rest
+    /// to the writer thread (started if none runs). Called by the protocol thread after appending.
+    pub fn send_now(self: &Arc<Self>) {
         let mut buffer = self.buffer.lock();
-        if buffer.bytes.is_empty() {
-            return;
+        if !buffer.bytes.is_empty() && !buffer.closing {
+            self.send_locked(&mut buffer);
         }
-        if let (Some(stream), false, false) = (&self.direct, buffer.writing, buffer.closing) {
+    }
+
+    /// The non-blocking send, unless the writer thread is writing (bytes go out in order); what the
+    /// socket does not take, or an error, is the writer's.
+    fn send_locked(self: &Arc<Self>, buffer: &mut Buffer) {
+        if !buffer.writing {
             // The bytes start leaving now (a failed attempt leaves them to the writer, and this stays
             // the first stamp: the hop after it then includes the wait for the writer).
             if let Some(probe) = &self.probe {
                 probe.stamp(Stage::Drained, &buffer.probed);
             }
-            // An error (the socket full: WouldBlock; or broken) leaves the bytes to the writer.
-            if let Ok(sent) = send_without_waiting(stream, &buffer.bytes) {
+            // An error (the socket full: WouldBlock; or broken) leaves the bytes to the writer, which
+            // meets a broken socket's error again and reports it.
+            if let Ok(sent) = send_without_waiting(&self.stream, &buffer.bytes) {
                 buffer.bytes.drain(..sent);
                 buffer.progress_ms = self.clock.now_ms();
                 if buffer.bytes.is_empty() {
@@ -205,12 +244,53 @@ impl Outgoing {
                 }
             }
         }
-        self.wake.notify_one();
+        self.wake_writer(buffer);
+    }
+
+    /// Wakes the writer thread, or starts one if none runs. A thread that cannot be started is a
+    /// write error: the connection is then closed like a broken one.
+    fn wake_writer(self: &Arc<Self>, buffer: &mut Buffer) {
+        if buffer.writer_running {
+            self.wake.notify_one();
+            return;
+        }
+        buffer.writer_running = true;
+        let writer = Arc::clone(self);
+        let spawned = std::thread::Builder::new().name(self.name.clone()).spawn(move || {
+            if let Err(error) = writer.drain() {
+                writer.report(error);
+            }
+        });
+        match spawned {
+            Ok(handle) => {
+                let mut writers = self.writers.lock();
+                // Writers that ended (idle, or their connection closed) are forgotten here.
+                writers.retain(|thread| !thread.is_finished());
+                writers.push(handle);
+            }
+            Err(error) => {
+                buffer.writer_running = false;
+                buffer.closing = true;
+                let _ = self.stream.shutdown(Shutdown::Both);
+                self.report(error);
+            }
+        }
+    }
+
+    fn report(&self, error: std::io::Error) {
+        if let Some(on_error) = self.on_error.lock().take() {
+            on_error(error);
+        }
     }
 
     /// Bytes waiting to be written.
     pub fn queued_bytes(&self) -> usize {
         self.buffer.lock().bytes.len()
+    }
+
+    /// True while a writer thread runs for this connection.
+    pub fn has_writer_thread(&self) -> bool {
+        self.buffer.lock().writer_running
     }
 
     /// How long bytes have been waiting without the writer making progress (0 if nothing waits).
@@ -224,31 +304,51 @@ impl Outgoing {
     }
 
     /// Writes what is buffered, then shuts the connection down; later frames are dropped.
-    pub fn close(&self) {
-        self.buffer.lock().closing = true;
-        self.wake.notify_one();
+    pub fn close(self: &Arc<Self>) {
+        let mut buffer = self.buffer.lock();
+        if buffer.closing {
+            return;
+        }
+        buffer.closing = true;
+        if buffer.writer_running {
+            self.wake.notify_one();
+            return;
+        }
+        if !buffer.bytes.is_empty() {
+            self.send_locked(&mut buffer);
+        }
+        if buffer.bytes.is_empty() && !buffer.writer_running {
+            let _ = self.stream.shutdown(Shutdown::Both);
+        }
     }
 
     /// Writes `batch` in slices of at most [`WRITE_SLICE_LEN`], marking progress after each: a batch
     /// may hold hundreds of MiB (a view change's payloads, a full window of big messages), and writing it
     /// to a live peer may take longer than the failure timeout. Progress is bytes moving, not batches
     /// done, so only a peer that really stops reading is taken for stuck.
-    fn write_marking_progress(&self, stream: &mut TcpStream, batch: &[u8]) -> std::io::Result<()> {
+    fn write_marking_progress(&self, batch: &[u8]) -> std::io::Result<()> {
         for slice in batch.chunks(WRITE_SLICE_LEN) {
-            stream.write_all(slice)?;
+            (&self.stream).write_all(slice)?;
             self.buffer.lock().progress_ms = self.clock.now_ms();
         }
         Ok(())
     }
 
-    fn drain_into(&self, mut stream: TcpStream) -> std::io::Result<()> {
+    /// The writer thread: blocking writes of whatever is buffered until the buffer has stayed empty
+    /// for [`WRITER_IDLE_MS`] (the thread ends; the next refused send starts another) or the
+    /// connection closes (it writes what is left and shuts the socket down).
+    fn drain(&self) -> std::io::Result<()> {
         let mut batch = Vec::new();
         let mut probed = Vec::new();
+        let idle = std::time::Duration::from_millis(WRITER_IDLE_MS);
         loop {
             {
                 let mut buffer = self.buffer.lock();
                 while buffer.bytes.is_empty() && !buffer.closing {
-                    self.wake.wait(&mut buffer);
+                    if self.wake.wait_for(&mut buffer, idle).timed_out() && buffer.bytes.is_empty() && !buffer.closing {
+                        buffer.writer_running = false;
+                        return Ok(());
+                    }
                 }
                 if buffer.bytes.is_empty() {
                     break;
@@ -262,7 +362,7 @@ impl Outgoing {
             if let Some(probe) = &self.probe {
                 probe.stamp(Stage::Drained, &probed);
             }
-            let result = self.write_marking_progress(&mut stream, &batch);
+            let result = self.write_marking_progress(&batch);
             if let (Some(probe), true) = (&self.probe, result.is_ok()) {
                 probe.stamp(Stage::Written, &probed);
                 probed.clear();
@@ -278,12 +378,15 @@ impl Outgoing {
                 buffer.writing = false;
             }
             if let Err(error) = result {
-                self.buffer.lock().closing = true;
-                let _ = stream.shutdown(Shutdown::Both);
+                let mut buffer = self.buffer.lock();
+                buffer.closing = true;
+                buffer.writer_running = false;
+                let _ = self.stream.shutdown(Shutdown::Both);
                 return Err(error);
             }
         }
-        let _ = stream.shutdown(Shutdown::Both);
+        self.buffer.lock().writer_running = false;
+        let _ = self.stream.shutdown(Shutdown::Both);
         Ok(())
     }
 }
@@ -319,8 +422,14 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let writing = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let (mut reading, _) = listener.accept().expect("accept");
-        let (outgoing, writer) =
-            Outgoing::start(writing, Clock::new(), "slow-peer-writer".into(), |_| {}).expect("writer");
+        let writers = WriterThreads::default();
+        let outgoing = Outgoing::start(
+            writing,
+            Clock::new(),
+            "slow-peer-writer".into(),
+            writers.clone(),
+            |_| {},
+        );
         let frame = Frame::StatusReport {
             report: "x".repeat(1024 * 1024),
         };
@@ -352,10 +461,64 @@ mod tests {
         }
         reader.join().expect("reader");
         outgoing.close();
-        writer.join().expect("writer");
+        for writer in std::mem::take(&mut *writers.lock()) {
+            writer.join().expect("writer");
+        }
         assert!(
             longest_stall_ms < 800,
             "the writer looked stuck for {longest_stall_ms} ms while its peer read steadily"
         );
+    }
+
+    /// Bytes the socket refuses start a writer thread, which writes them all and ends once idle; a
+    /// close with bytes still buffered writes them before the end of file. A connection that only
+    /// ever gets small frames never has a writer.
+    #[test]
+    fn a_writer_thread_runs_only_while_the_socket_refuses_bytes() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let writing = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (mut reading, _) = listener.accept().expect("accept");
+        let writers = WriterThreads::default();
+        let outgoing = Outgoing::start(writing, Clock::new(), "lazy-writer".into(), writers.clone(), |_| {});
+        let small = Frame::Heartbeat;
+        outgoing.push(&small);
+        assert!(
+            !outgoing.has_writer_thread(),
+            "a small frame the socket took started a writer"
+        );
+        let big = Frame::StatusReport {
+            report: "y".repeat(32 * 1024 * 1024),
+        };
+        outgoing.push(&big);
+        assert!(
+            outgoing.has_writer_thread(),
+            "32 MiB nobody reads yet did not start a writer"
+        );
+        let mut expected = Vec::new();
+        wire::encode(&small, &mut expected);
+        wire::encode(&big, &mut expected);
+        let mut received = vec![0u8; expected.len()];
+        reading.read_exact(&mut received).expect("read");
+        assert!(received == expected, "the bytes arrived changed or out of order");
+        let idle_by = Instant::now() + Duration::from_secs(10);
+        while outgoing.has_writer_thread() && Instant::now() < idle_by {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!outgoing.has_writer_thread(), "the writer did not end once idle");
+        outgoing.push(&big);
+        outgoing.close();
+        let mut rest = Vec::new();
+        reading.read_to_end(&mut rest).expect("read to the end of file");
+        let mut last = Vec::new();
+        wire::encode(&big, &mut last);
+        assert!(
+            rest == last,
+            "a close lost what was buffered ({} of {} bytes)",
+            rest.len(),
+            last.len()
+        );
+        for writer in std::mem::take(&mut *writers.lock()) {
+            writer.join().expect("writer");
+        }
     }
 }

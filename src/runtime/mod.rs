@@ -1,7 +1,7 @@
 //! The threaded runtime that drives the pure [`crate::endpoint::Endpoint`] over real connections.
 //!
 //! ```text
-//! reader thread per connection ──┐                                   ┌─► Outgoing buffer per peer ─► socket (or writer thread)
+//! reader thread per peer ────────┐                                   ┌─► Outgoing buffer per peer ─► socket (or writer thread)
 //! heartbeat thread (suspicions) ─┼─► Signal channel ─► protocol thread ─┤
 //! Member::multicast / leave ─────┤      + tick          (Endpoint)      ├─► Event channel ─► application
 //! acceptor (rejoin connections) ─┘                                   └─► dial requests ─► heartbeat thread
@@ -17,8 +17,8 @@
 //!   connections), never leaving a process that looks alive;
 //! - [`peer`]: one blocking reader thread per connection, which stamps "heard from" and decodes frames;
 //! - [`links`]: per-peer outgoing buffers, sent by the protocol thread with a non-blocking send after
-//!   each drain of its input, and by one writer thread each for what the socket does not take at once
-//!   (the protocol thread never blocks on a socket);
+//!   each drain of its input, and by a writer thread started only while a socket refuses bytes (the
+//!   protocol thread never blocks on a socket; an idle member has no writer threads);
 //! - [`heartbeat`]: heartbeats, the failure detector's clock, and the dials the endpoint asks for;
 //! - `gate.rs`: flow control of `multicast`;
 //! - [`rejoin`]: how a restarted process finds the group and dials it.
@@ -61,7 +61,7 @@ pub use state::{Replicated, ReplicatedState, StateGuard};
 use crate::protocol::Status;
 use crate::types::{MemberId, Payload, Rank};
 use crate::wire::{Frame, RosterEntry};
-use links::{Clock, LastHeard, Outgoing};
+use links::{Clock, LastHeard, Outgoing, WriterThreads};
 
 /// What the protocol thread is told, by every other thread.
 #[derive(Debug)]
@@ -154,8 +154,9 @@ pub(crate) struct Shared {
     pub watched: Mutex<Vec<Watched>>,
     /// The protocol thread first, then the heartbeat thread and every reader.
     pub threads: Mutex<Vec<JoinHandle<()>>>,
-    /// Every writer thread: a stop lets them write what is queued before it shuts the sockets down.
-    pub writers: Mutex<Vec<JoinHandle<()>>>,
+    /// The writer threads that run (a connection starts one only while its socket refuses bytes): a
+    /// stop lets them write what is queued before it shuts the sockets down.
+    pub writers: WriterThreads,
 }
 
 impl Shared {
@@ -166,7 +167,7 @@ impl Shared {
             streams: Mutex::new(BTreeMap::new()),
             watched: Mutex::new(Vec::new()),
             threads: Mutex::new(Vec::new()),
-            writers: Mutex::new(Vec::new()),
+            writers: WriterThreads::default(),
         }
     }
 }
