@@ -269,6 +269,8 @@ impl Node {
             self.me, view.id, view, proposal.start_position
         );
         self.epoch = Some(Epoch::new(view.clone(), me));
+        self.contested_at_tick = None;
+        self.heard_again.clear();
         // Only first-hand suspicions outlive a view (announced again in `after_install`): one this member
         // was told is told again by its accuser if the accuser is still in the group, and is dropped if
         // the accuser was excluded, so a suspicion the proposal did not weigh cannot ask for view changes

@@ -74,6 +74,11 @@ pub enum Input {
     /// suspicion names the life the detector watched, so a late report about an old life never counts
     /// against a newer life of the same rank.
     Suspect(MemberId),
+    /// The detector hears again a life it reported silent (a cut healed, a paused process resumed):
+    /// this member withdraws its own suspicion of it, so that what it reports from now on (its
+    /// promises) no longer asks to exclude a member that is reachable again. A suspicion for another
+    /// reason (a closed connection, a peer that stopped reading) is never withdrawn so.
+    HeardAgain(MemberId),
     /// One unit of logical time passed.
     Tick,
     /// The application leaves the group cleanly.

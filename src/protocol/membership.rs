@@ -4,7 +4,7 @@
 use log::{debug, info, warn};
 
 use super::{Node, Outbox, Output, Phase};
-use crate::message::Message;
+use crate::message::{Ballot, Message};
 use crate::types::{MemberId, ProcessId, Rank};
 
 impl Node {
@@ -46,6 +46,39 @@ impl Node {
         if new_suspicion || new_detection {
             self.maybe_start_change(out);
         }
+    }
+
+    /// This member's detector hears `member` again: its first-hand suspicion of it is withdrawn. A
+    /// suspicion already passed on stays with those told (their view change goes on), but this
+    /// member's reports no longer carry it, and a promise it already made is made again with the
+    /// report of now (the proposer keeps a promiser's latest), so a proposal weighs what is still
+    /// observed (PROTOCOL.md §6): after a cut heals, the accusations made across it no longer
+    /// exclude members that everyone hears again.
+    pub(super) fn withdraw_suspicion(&mut self, member: MemberId, out: &mut Outbox) {
+        if !self.detected.remove(&member) {
+            return;
+        }
+        info!("member {}: hears {member} again: withdraws its suspicion", self.me);
+        self.heard_again.insert(member.rank);
+        let ballot = self.acceptor.promised;
+        let Some(view) = self.view.as_ref().map(|v| v.id) else {
+            return;
+        };
+        if self.phase != Phase::Changing || ballot == Ballot::default() {
+            return;
+        }
+        let report = Box::new(self.report());
+        let accepted = self.acceptor.accepted.clone();
+        self.send(
+            out,
+            ballot.proposer,
+            Message::Promise {
+                view,
+                ballot,
+                accepted,
+                report,
+            },
+        );
     }
 
     /// Stops this member if the lives its own detector suspects leave no quorum of its view: it cannot

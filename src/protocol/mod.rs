@@ -116,6 +116,13 @@ pub struct Node {
     early: Vec<(Rank, Message)>,
     /// The decision that installed the current view, for members that fall behind.
     last_decision: Option<Proposal>,
+    /// When this member, as a proposer in the current view, first held a promise from a member that
+    /// another promiser accuses (`awaits_withdrawal` in `proposal.rs`): the accusation gets one
+    /// view-change timeout per view to be withdrawn before it is weighed.
+    contested_at_tick: Option<u64>,
+    /// The ranks whose lives this member's detector found silent in the current view and heard again
+    /// since: their reports do not count in a proposal of this member's (`weigh_suspicions`).
+    heard_again: BTreeSet<Rank>,
     /// The highest ballot round seen, so a new ballot beats every earlier one.
     highest_round_seen: u64,
     now_ticks: u64,
@@ -180,6 +187,8 @@ impl Node {
             pending_decision: None,
             early: Vec::new(),
             last_decision: None,
+            contested_at_tick: None,
+            heard_again: BTreeSet::new(),
             highest_round_seen: 0,
             now_ticks: 0,
             ack_dirty: false,
@@ -211,6 +220,7 @@ impl Node {
                     );
                 }
             }
+            Input::HeardAgain(member) => self.withdraw_suspicion(member, out),
             Input::Tick => self.on_tick(out),
             Input::Leave => {
                 self.leave_requested = true;

@@ -25,26 +25,34 @@ impl Node {
             return;
         }
         let mine: BTreeSet<Rank> = self.detected.iter().map(|m| m.rank).collect();
-        let suspected = weigh_suspicions(mine, &proposer.promises);
         let responders: Vec<Rank> = proposer.promises.keys().copied().collect();
         let all_in = view
             .ranks()
-            .filter(|r| !suspected.contains(r))
+            .filter(|r| !mine.contains(r))
             .all(|r| responders.contains(&r));
-        // Every member nobody suspects is waited for: going on without a slow one would exclude a
-        // healthy member that nobody asked to exclude. One that is gone is suspected within a failure
-        // timeout (every member's detector reports it, the proposer's own too), and is then not
-        // waited for.
+        let suspected = weigh_suspicions(mine, &self.heard_again, &proposer.promises);
+        // Every member this proposer's own detector does not suspect is waited for: going on without
+        // a slow one would exclude a healthy member on the word of whichever accuser's promise came
+        // first, while the accused may accuse the accuser back (a cut between them) or be heard
+        // again (a cut that healed). One that is gone is suspected here within a failure timeout
+        // (its connection closes, or the detector finds it silent), and is then not waited for.
         if !all_in || !view.is_quorum(&responders) {
             return;
         }
-        let proposal = match proposer
+        let accepted = proposer
             .promises
             .values()
             .filter_map(|p| p.accepted.as_ref())
             .max_by_key(|(b, _)| *b)
-        {
-            Some((_, accepted)) => (**accepted).clone(),
+            .map(|(_, accepted)| (**accepted).clone());
+        if accepted.is_none() && self.awaits_withdrawal(out) {
+            return;
+        }
+        let Some(proposer) = self.proposer.as_ref() else {
+            return;
+        };
+        let proposal = match accepted {
+            Some(accepted) => accepted,
             None => {
                 let fresh = fresh_proposal(
                     &view,
@@ -187,6 +195,35 @@ impl Node {
         }
     }
 
+    /// True while a fresh proposal waits for accusations against members that answered this proposer
+    /// to be withdrawn: a member that promised is reachable from here, so an accusation against it
+    /// may be one made across a cut that has healed since, and its accuser, hearing it again,
+    /// withdraws it and promises again ([`Node::withdraw_suspicion`]). The wait is one view-change
+    /// timeout from the first such promise, once per view (later ballots of the view do not wait
+    /// again: proposers that each waited in turn could outbid one another for ever); then the
+    /// accusations still standing are weighed. While it waits, it tells its promisers every half
+    /// timeout that it is at work, so that none takes it for a silent proposer.
+    fn awaits_withdrawal(&mut self, out: &mut Outbox) -> bool {
+        let now = self.now_ticks;
+        let timeout = self.config.view_change_timeout_ticks.max(1);
+        let Some(proposer) = self.proposer.as_ref() else {
+            return false;
+        };
+        if !contested(&self.detected, &proposer.promises) {
+            return false;
+        }
+        let since = *self.contested_at_tick.get_or_insert(now);
+        if now.saturating_sub(since) >= timeout {
+            return false;
+        }
+        debug!(
+            "member {}: a member that promised is accused; waiting for the accusation to be withdrawn",
+            self.me
+        );
+        self.keep_promisers_waiting(out);
+        true
+    }
+
     pub(super) fn leaving_ranks(&self) -> BTreeSet<Rank> {
         self.leaving.iter().map(|m| m.rank).collect()
     }
@@ -196,14 +233,31 @@ impl Node {
 /// promiser's detector suspects (reports carry first-hand suspicions only), a promiser's counting only
 /// if it is not itself suspected by then, weighed in rank order. With one link cut, each end suspects
 /// the other: taking both would exclude both ends of one broken link, and a healthy member with them.
-fn weigh_suspicions(mine: BTreeSet<Rank>, promises: &BTreeMap<Rank, Promised>) -> BTreeSet<Rank> {
+/// Nor does the report of a promiser this proposer's detector found silent in this view and has heard
+/// again since (`heard_again`) count: what it accuses was seen from the far side of a cut that has
+/// healed, and it may have stopped (alone on its side) before it could hear anyone again to withdraw.
+fn weigh_suspicions(
+    mine: BTreeSet<Rank>,
+    heard_again: &BTreeSet<Rank>,
+    promises: &BTreeMap<Rank, Promised>,
+) -> BTreeSet<Rank> {
     let mut suspected = mine;
     for (rank, promise) in promises {
-        if !suspected.contains(rank) {
+        if !suspected.contains(rank) && !heard_again.contains(rank) {
             suspected.extend(promise.report.suspects.iter().copied());
         }
     }
     suspected
+}
+
+/// True if some member that promised is accused by another promiser's report, and not by this
+/// proposer's own detector (what it observes itself it weighs at once).
+fn contested(mine: &BTreeSet<MemberId>, promises: &BTreeMap<Rank, Promised>) -> bool {
+    promises.iter().any(|(accuser, promise)| {
+        promise.report.suspects.iter().any(|accused| {
+            accused != accuser && promises.contains_key(accused) && !mine.iter().any(|m| m.rank == *accused)
+        })
+    })
 }
 
 /// A fresh proposal from a quorum's promises: the next view is every responder nobody suspects and that

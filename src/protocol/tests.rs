@@ -77,27 +77,7 @@ impl Net {
     }
 
     fn run(&mut self) {
-        for _ in 0..100_000 {
-            if let Some((from, to, msg)) = self.queue.pop_front() {
-                if !self.isolated.contains(&from.0) && !self.isolated.contains(&to.0) {
-                    self.input(to.0, Input::Received { from, msg });
-                }
-                continue;
-            }
-            let mut idle = true;
-            for rank in 1..=self.nodes.len() as u16 {
-                if let Some(node) = self.nodes[rank as usize - 1].as_mut() {
-                    let mut out = Outbox::new();
-                    node.flush(&mut out);
-                    idle &= out.is_empty();
-                    self.absorb(rank, out);
-                }
-            }
-            if idle {
-                return;
-            }
-        }
-        panic!("network did not quiesce");
+        self.run_cut(&[], &[]);
     }
 
     fn crash(&mut self, rank: u16) {
@@ -148,6 +128,45 @@ impl Net {
             }
         }
         self.run();
+    }
+
+    /// Like [`Net::run`], but messages on a `cut` link (either way) are lost and those on a `held`
+    /// link (from, to) wait in the queue, in order, for a later run.
+    fn run_cut(&mut self, cut: &[(u16, u16)], held: &[(u16, u16)]) {
+        let is_cut = |a: u16, b: u16| cut.iter().any(|&(x, y)| (x, y) == (a, b) || (y, x) == (a, b));
+        let mut waiting = VecDeque::new();
+        for _ in 0..100_000 {
+            if let Some((from, to, msg)) = self.queue.pop_front() {
+                if is_cut(from.0, to.0) || self.isolated.contains(&from.0) || self.isolated.contains(&to.0) {
+                    continue;
+                }
+                if held.contains(&(from.0, to.0)) {
+                    waiting.push_back((from, to, msg));
+                    continue;
+                }
+                self.input(to.0, Input::Received { from, msg });
+                continue;
+            }
+            let mut idle = true;
+            for rank in 1..=self.nodes.len() as u16 {
+                if let Some(node) = self.nodes[rank as usize - 1].as_mut() {
+                    let mut out = Outbox::new();
+                    node.flush(&mut out);
+                    idle &= out.is_empty();
+                    self.absorb(rank, out);
+                }
+            }
+            if idle {
+                self.queue = waiting;
+                return;
+            }
+        }
+        panic!("network did not quiesce");
+    }
+
+    /// The life `at`'s view lists for `rank`.
+    fn life_at(&self, at: u16, rank: u16) -> MemberId {
+        self.node(at).view().and_then(|v| v.member(Rank(rank))).expect("listed")
     }
 
     fn node(&self, rank: u16) -> &Node {
@@ -916,4 +935,68 @@ fn a_proposer_waits_for_a_slow_promise_instead_of_excluding_its_member() {
     net.deliver_link(3, 1);
     net.run();
     assert_eq!(net.node(1).view().unwrap().to_string(), "1,2,3");
+}
+
+/// Issue 26, behaviour 3: member 5 is cut from 2, 3 and 4; 2 and 3 accuse 5, 5 accuses 2 and 3. The
+/// promises of 4 and 5 reach the proposer 1 first: weighing those alone excluded the healthy 2 and 3
+/// at once ([1,4,5]). 1 suspects none of them itself, so it waits for every promise, and weighs 2's
+/// accusation first: only 5 goes.
+#[test]
+fn a_proposer_waits_for_the_promises_of_members_it_does_not_suspect_itself() {
+    let mut net = Net::new(5);
+    let cut = [(5, 2), (5, 3), (5, 4)];
+    net.suspect(5, 2);
+    net.suspect(5, 3);
+    net.suspect(2, 5);
+    net.suspect(3, 5);
+    net.run_cut(&cut, &[(2, 1), (3, 1)]);
+    assert!(
+        net.queued(2, 1, "promise") + net.queued(3, 1, "promise") == 2,
+        "2's and 3's promises are slow"
+    );
+    assert_eq!(
+        net.queued(1, 4, "accept"),
+        0,
+        "4 and 5 promised, a quorum with 1, yet 1 waits for 2 and 3, which nobody it trusts more accuses"
+    );
+    let timeout = CoreConfig::new(Rank(1)).view_change_timeout_ticks;
+    for _ in 0..=timeout {
+        net.input(1, Input::Tick);
+        net.run_cut(&cut, &[]);
+    }
+    assert_eq!(net.node(1).view().unwrap().to_string(), "1,2,3,4");
+}
+
+/// A detector that suspected a member across a cut and hears it again once the cut heals withdraws
+/// its suspicion, and promises again with what it observes now: the proposer, which gave the
+/// accusation against a member that promised a view-change timeout, then excludes nobody. Without the
+/// withdrawal the accused goes once the timeout has passed.
+#[test]
+fn a_suspicion_withdrawn_before_the_proposal_excludes_nobody() {
+    for withdrawn in [true, false] {
+        let mut net = Net::new(3);
+        net.suspect(3, 2);
+        net.run();
+        assert_eq!(
+            net.queued(1, 2, "accept"),
+            0,
+            "2 promised: 3's accusation gets time to be withdrawn"
+        );
+        if withdrawn {
+            let two = net.life_at(3, 2);
+            net.input(3, Input::HeardAgain(two));
+            net.run();
+        }
+        let timeout = CoreConfig::new(Rank(1)).view_change_timeout_ticks;
+        for _ in 0..=timeout {
+            net.input(1, Input::Tick);
+            net.run();
+        }
+        let expected = if withdrawn { "1,2,3" } else { "1,3" };
+        assert_eq!(
+            net.node(1).view().unwrap().to_string(),
+            expected,
+            "withdrawn: {withdrawn}"
+        );
+    }
 }

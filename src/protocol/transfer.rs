@@ -195,9 +195,17 @@ impl Node {
         if from == self.acceptor.promised.proposer {
             self.acceptor.promised_at_tick = now;
         }
-        let half_timeout = (self.config.view_change_timeout_ticks / 2).max(1);
         let Some(proposer) = self.proposer.as_mut() else { return };
         proposer.progress_at_tick = now;
+        self.keep_promisers_waiting(out);
+    }
+
+    /// Tells the promisers of this proposer's ballot, at most every half view-change timeout, that
+    /// it is at work (a transfer moves, or it waits on purpose): none then takes it for silent.
+    pub(super) fn keep_promisers_waiting(&mut self, out: &mut Outbox) {
+        let now = self.now_ticks;
+        let half_timeout = (self.config.view_change_timeout_ticks / 2).max(1);
+        let Some(proposer) = self.proposer.as_mut() else { return };
         if now.saturating_sub(proposer.keepalive_at_tick) < half_timeout {
             return;
         }

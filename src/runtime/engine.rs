@@ -165,6 +165,7 @@ impl Engine {
                 self.endpoint.closed(conn, &reason)
             }
             Signal::Suspect(life) => self.endpoint.input(Input::Suspect(life)),
+            Signal::HeardAgain(life) => self.endpoint.input(Input::HeardAgain(life)),
             Signal::Multicast(payload) => {
                 if let Some(probe) = &mut self.probe {
                     probe.taken(self.endpoint.node().me().rank);

@@ -2,7 +2,9 @@
 //!
 //! Every `heartbeat_interval_ms` it sends a heartbeat frame on every connection to another process
 //! (the self-connection carries nothing, see `formation.rs`) and asks the pure
-//! [`Detector`] which member connections have been silent for longer than the failure timeout. It also
+//! [`Detector`] which member connections have been silent for longer than the failure timeout, and
+//! which of those it suspected are heard again since ([`Signal::HeardAgain`]: the core withdraws its
+//! suspicion; see PROTOCOL.md §6). It also
 //! suspects a peer whose writer has been unable to make progress that long: a peer that stopped reading
 //! must not stall the group. Each member connection is watched together with the life it speaks for
 //! (the one the installed view lists with that connection's process), and a suspicion names that life
@@ -169,6 +171,11 @@ impl Watcher {
             }
         }
         self.watched_conn.retain(|rank, _| lives.contains_key(rank));
+        for rank in self.detector.heard_again(heard.iter().copied()) {
+            let Some(&life) = lives.get(&rank) else { continue };
+            info!("member {}: {life} is heard again", settings.me);
+            signals.push(Signal::HeardAgain(life));
+        }
         for rank in self.detector.newly_silent(now_ms, heard) {
             let Some(&life) = lives.get(&rank) else { continue };
             info!(

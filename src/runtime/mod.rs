@@ -82,6 +82,8 @@ pub enum Signal {
     },
     /// The heartbeat thread suspects this life (the one the silent connection spoke for).
     Suspect(MemberId),
+    /// The heartbeat thread hears again a life it suspected as silent.
+    HeardAgain(MemberId),
     /// The application multicasts.
     Multicast(Payload),
     /// The application leaves; `unpaced`: it may no longer read the events, so deliveries are no

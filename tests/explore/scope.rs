@@ -35,6 +35,9 @@ pub struct Scope {
     pub breaks: u32,
     /// `s`: false suspicions (a detector reports a life whose process still runs).
     pub false_suspicions: u32,
+    /// `e`: withdrawals (a detector that falsely suspected a life hears it again, and its member
+    /// withdraws the suspicion; the detector may then report the life again, at the cost of another `s`).
+    pub withdrawals: u32,
     /// `r`: restarts (a new process asks for a rank, whether or not the rank's old process still runs).
     pub restarts: u32,
     /// `l`: members that ask to leave.
@@ -68,15 +71,15 @@ pub struct Scope {
 impl Scope {
     /// The scopes `make test` searches (about 10 s together on the 2-core CI machine): two members
     /// with one multicast each and one crash; three members with one multicast each and no fault;
-    /// three members where rank 1 multicasts once, with one crash, one false suspicion or one
-    /// broken connection; and, with flushes as choices of their own (several inputs in one drain),
+    /// three members where rank 1 multicasts once, with one crash, one false suspicion (which its
+    /// detector may withdraw, hearing the life again) or one broken connection; and, with flushes as choices of their own (several inputs in one drain),
     /// two members both leaving and three with a crash.
     pub fn test_scopes() -> Vec<Scope> {
         [
             "n2 m1 c1 t1",
             "n3 m1",
             "n3 w1 m1 c1",
-            "n3 w1 m1 s1",
+            "n3 w1 m1 s1 e1",
             "n3 w1 m1 b1",
             "n2 m1 l2 f1",
             "n3 w1 m1 c1 f1",
@@ -90,7 +93,8 @@ impl Scope {
     /// - leaves: two members both leaving; three members all leaving; rank 1 multicasting while two
     ///   leave, or while one leaves and one crashes;
     /// - timeouts and silence: three members with a crash or a power cut and a view-change timeout;
-    ///   two members with two multicasts each and a crash;
+    ///   two members with two multicasts each and a crash; three members with a false suspicion that
+    ///   may be withdrawn and a view-change timeout (the proposer's wait for the withdrawal);
     /// - rejoins: two members with a crash and a restart (two timeouts), with state transfer, with a
     ///   crash and two restarts (two processes for one rank), with a restart while the old process
     ///   runs and is falsely suspected, is silent (a power cut) or lost a connection; three members
@@ -110,11 +114,12 @@ impl Scope {
             "n3 w1 m1 c1 t1",
             "n3 w1 m1 k1 t1",
             "n2 m2 c1 t1",
+            "n3 m0 s1 e1 t1",
             "n2 m1 c1 r1 t2",
             "n2 m1 c1 r1 t1 x1",
             "n2 m0 c1 r2 t1",
             "n2 m0 r2 t1",
-            "n2 m1 s1 r1 t1",
+            "n2 m1 s1 r1 t1 e1",
             "n2 m1 k1 r1 t1",
             "n2 m1 b1 r1 t1",
             "n3 m0 c1 r1",
@@ -139,6 +144,7 @@ impl Scope {
             power_cuts: 0,
             breaks: 0,
             false_suspicions: 0,
+            withdrawals: 0,
             restarts: 0,
             leaves: 0,
             ticks: 0,
@@ -163,6 +169,7 @@ impl Scope {
                 "k" => scope.power_cuts = n,
                 "b" => scope.breaks = n,
                 "s" => scope.false_suspicions = n,
+                "e" => scope.withdrawals = n,
                 "r" => scope.restarts = n,
                 "l" => scope.leaves = n,
                 "t" => scope.ticks = n,
@@ -255,6 +262,9 @@ impl fmt::Display for Scope {
         if self.gone_at_start != 0 {
             write!(f, " g{}", rank_digits(self.gone_at_start))?;
         }
+        if self.withdrawals != 0 {
+            write!(f, " e{}", self.withdrawals)?;
+        }
         Ok(())
     }
 }
@@ -279,6 +289,7 @@ pub struct Spent {
     pub power_cuts: u32,
     pub breaks: u32,
     pub false_suspicions: u32,
+    pub withdrawals: u32,
     pub restarts: u32,
     pub leaves: u32,
     pub ticks: u32,

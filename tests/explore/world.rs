@@ -49,6 +49,8 @@ pub enum Choice {
     Break { conn: ConnKey },
     /// The detector at `at` reports `of` (true if `of`'s process is gone, false otherwise).
     Suspect { at: LifeId, of: LifeId },
+    /// The detector at `at`, which reported `of` while `of` ran, hears it again (with `e`).
+    HeardAgain { at: LifeId, of: LifeId },
     /// A new process (the pool's `process`-th) asks for `rank`; with the helper gone it looks the group
     /// up through the running member `peer`.
     Restart {
@@ -79,6 +81,7 @@ impl fmt::Display for Choice {
             Choice::PowerCut { node } => write!(f, "p{node}"),
             Choice::Break { conn } => write!(f, "b{conn}"),
             Choice::Suspect { at, of } => write!(f, "s{at}.{of}"),
+            Choice::HeardAgain { at, of } => write!(f, "e{at}.{of}"),
             Choice::Restart {
                 rank,
                 process,
@@ -142,6 +145,13 @@ impl Choice {
             's' => {
                 let (at, of) = two(rest)?;
                 Choice::Suspect {
+                    at: life(at)?,
+                    of: life(of)?,
+                }
+            }
+            'e' => {
+                let (at, of) = two(rest)?;
+                Choice::HeardAgain {
                     at: life(at)?,
                     of: life(of)?,
                 }
@@ -294,6 +304,17 @@ impl World {
                 }
             }
         }
+        // A detector that reported a running life hears it again while a connection carries its
+        // heartbeats: the member withdraws its suspicion.
+        if spent.withdrawals < scope.withdrawals {
+            for &(at, of) in &self.reported {
+                let at_runs =
+                    sim.lives[at].running() && !sim.lives[at].endpoint.as_ref().is_some_and(|e| e.is_finished());
+                if at_runs && sim.lives[of].running() && sim.net.connected(at, of) {
+                    out.push(Choice::HeardAgain { at, of });
+                }
+            }
+        }
         for &node in &running {
             if !scope.may_fault(sim.lives[node].rank.0) {
                 continue;
@@ -386,6 +407,10 @@ impl World {
                 self.spent.breaks += 1;
                 self.touched.extend(sim.net.ends(conn).into_iter().flatten());
             }
+            Choice::HeardAgain { at, of } => {
+                self.spent.withdrawals += 1;
+                self.reported.remove(&(at, of));
+            }
             Choice::Suspect { at, of } => {
                 self.reported.insert((at, of));
                 if sim.lives[of].running() {
@@ -454,6 +479,7 @@ impl World {
             Choice::PowerCut { node } => Action::PowerCut { node },
             Choice::Break { conn } => Action::Break { conn },
             Choice::Suspect { at, of } => Action::Suspect { at, of },
+            Choice::HeardAgain { at, of } => Action::HeardAgain { at, of },
             Choice::Restart { rank, .. } => Action::Restart { rank: Rank(rank) },
             Choice::Dial { joiner } => self.sim.dials_due.get(&joiner)?.front()?.clone(),
             Choice::Exit { node } => Action::Exit { node },

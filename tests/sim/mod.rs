@@ -147,6 +147,9 @@ pub enum Action {
     /// The detector at `at` has heard nothing from `of` for a failure timeout: it suspects `of` if a cut
     /// still separates them (heartbeats resumed otherwise).
     Silence { at: LifeId, of: LifeId },
+    /// The detector at `at` hears `of` again after reporting it silent (the cut healed, heartbeats came
+    /// through): the driver says so if both run and nothing separates them.
+    HeardAgain { at: LifeId, of: LifeId },
     /// Links between the two sides hold or break.
     Partition {
         side_a: Vec<Rank>,
@@ -336,6 +339,9 @@ pub struct Sim {
     tracer: Tracer,
     /// Set when a fault plan may have cost the group its quorum: only safety is then checked.
     pub liveness_waived: bool,
+    /// The detector reports of silence across a cut still standing, as `(at, of)`: the heal makes
+    /// each detector hear the other side again.
+    pub silenced: BTreeSet<(LifeId, LifeId)>,
     /// The frame limit the receivers enforce, in encoded bytes (`None`: unlimited).
     pub frame_limit_bytes: Option<usize>,
     /// Multicast payloads are padded by up to this many bytes (big payloads).
@@ -408,6 +414,7 @@ impl Sim {
             story: Vec::new(),
             tracer: Tracer::Unchecked { pending: Vec::new() },
             liveness_waived: false,
+            silenced: BTreeSet::new(),
             frame_limit_bytes: None,
             payload_pad_max: 0,
             restart_any_moment: false,
@@ -735,6 +742,9 @@ impl Sim {
                     self.name(*of)
                 )
             }
+            Action::HeardAgain { at, of } => {
+                format!("detector at {} hears {} again", self.name(*at), self.name(*of))
+            }
             Action::Partition { side_a, side_b, mode } => format!("PARTITION {side_a:?} | {side_b:?} ({mode:?})"),
             Action::Heal => "HEAL every cut".to_string(),
             Action::Restart { rank } => format!("RESTART rank {rank} (new process, empty memory)"),
@@ -826,13 +836,15 @@ impl Sim {
             Action::Suspect { at, of } => self.do_suspect(at, of),
             Action::Silence { at, of } => {
                 if self.net.cut_between(at, of).is_some() {
+                    self.silenced.insert((at, of));
                     self.do_suspect(at, of);
                 } else {
                     self.effect("the cut healed meanwhile: heartbeats came through, no suspicion".to_string());
                 }
             }
             Action::Partition { side_a, side_b, mode } => self.do_partition(side_a, side_b, mode),
-            Action::Heal => self.net.heal(),
+            Action::Heal => self.do_heal(),
+            Action::HeardAgain { at, of } => self.do_heard_again(at, of),
             Action::Restart { rank } => self.do_restart(rank),
             Action::GiveUp { node } => {
                 let rank = self.lives[node].rank;
@@ -1378,6 +1390,38 @@ impl Sim {
                 }
             }
         }
+    }
+
+    /// Every cut heals; each detector that reported silence across a cut hears the other side again
+    /// within a heartbeat or two, if a connection between them survived the cut: well within half a
+    /// view-change timeout, as in the runtime (heartbeats every 100 ms, the timeout 1.5 s).
+    fn do_heal(&mut self) {
+        self.net.heal();
+        for (at, of) in std::mem::take(&mut self.silenced) {
+            let when = self.now_step + self.rng.range(1, self.knobs.view_change_timeout_ticks / 2 + 2);
+            self.schedule(when, Action::HeardAgain { at, of });
+        }
+    }
+
+    /// The detector at `at` hears `of` again: the core withdraws its suspicion, if `of` still runs,
+    /// nothing separates them and a connection between them carries its heartbeats.
+    fn do_heard_again(&mut self, at: LifeId, of: LifeId) {
+        if !self.lives[of].running() || self.net.cut_between(at, of).is_some() || !self.net.connected(at, of) {
+            self.effect("nothing comes through: no withdrawal".to_string());
+            return;
+        }
+        let Some(life) = self.lives[at]
+            .node()
+            .and_then(|n| n.view())
+            .and_then(|v| v.member(self.lives[of].rank))
+        else {
+            return;
+        };
+        if life.process != self.lives[of].process {
+            self.effect(format!("{}'s view lists another life of that rank", self.name(at)));
+            return;
+        }
+        self.input(at, Input::HeardAgain(life));
     }
 
     /// The detector at `at` reports the life `of` it watched: named as `at`'s view lists it when that
