@@ -5,10 +5,11 @@
 //! Each budget bounds how often the search may take that kind of choice on one path; deliveries,
 //! the detector's reports of a process that is gone, a restarted process's dials and the exit of a
 //! stopped process are not budgeted (each is finite: they only consume what the budgeted choices made).
-//! The world's shape takes four more fields, written only when set: the helper (`h1` gone, `h2` goes
+//! The world's shape takes more fields, written only when set: the helper (`h1` gone, `h2` goes
 //! away once), the ports of restarted processes (`p1` the rank's own, `p2` the lowest free), the ranks
 //! faults may touch (`a23`), the ranks that multicast (`o3`, instead of the lowest `w`) and the ranks
-//! that left before the search starts (`g3`). The last two let
+//! that left before the search starts (`g3`); and withdrawals of false suspicions (`e1`). The `o` and
+//! `g` fields let
 //! a search reach a rare shape (two ranks coming back into a small group, one of them while its old
 //! process runs) whole, where over every rank and from the full group it would not finish.
 
