@@ -16,7 +16,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 use sim::panic_text;
-use sim::sweep::{run_seed, run_seed_judging_health, Driver, Family};
+use sim::sweep::{run_seed, Driver, Family};
 use sim::{Action, Sim};
 use tom::protocol::Phase;
 
@@ -219,11 +219,6 @@ const FOUND: &[(Family, u64, &str)] = &[
          proposer, suspected it and stopped without a quorum. A proposer that waits on purpose tells \
          its promisers it is at work",
     ),
-];
-
-/// Seeds of families that do not judge a healthy member's exclusion yet, whose bug was one; each runs
-/// with that check on.
-const FOUND_EXCLUDING_HEALTHY: &[(Family, u64, &str)] = &[
     (
         Family::Rejoin,
         4565,
@@ -237,19 +232,38 @@ const FOUND_EXCLUDING_HEALTHY: &[(Family, u64, &str)] = &[
         12047,
         "issue 26, behaviour 4: a dial abandoned before use, as seed 4565",
     ),
+    (
+        Family::Rejoin,
+        19242,
+        "issue 26: 5's dial, made while joining, reached 2's newest process, also still joining; the \
+         view that admitted 5 listed another process of rank 2 and also promoted that one's connection, \
+         so the demotion of the dial to a joiner connection found the rank's member connection taken and \
+         left the dial in neither role. The view admitting 2's newest process then had no connection to \
+         promote, and 5 suspected that healthy life as unconnected",
+    ),
+    (
+        Family::Rejoin,
+        22085,
+        "issue 26: a view admitted a joining process that had already given up; the proposer of the \
+         next view, whose own detector had no report of that life yet, waited for its promise and sent \
+         nothing meanwhile, so a promiser took the proposer for silent and stopped without a quorum. A \
+         proposer that waits for a promise tells its promisers it is at work",
+    ),
+    (
+        Family::Rejoin,
+        34585,
+        "issue 26: the time a rank had had no connection was kept by rank, so a new life of a rank \
+         whose crashed life had long been unconnected was suspected as unconnected at once; it is kept \
+         by life",
+    ),
 ];
 
 #[test]
 fn seeds_that_found_bugs_pass() {
-    type Runner = fn(Family, u64) -> Sim;
-    let plain = FOUND.iter().map(|found| (found, run_seed as Runner, ""));
-    let judged = FOUND_EXCLUDING_HEALTHY
-        .iter()
-        .map(|found| (found, run_seed_judging_health as Runner, "SIM_HEALTHY_CHECK=1 "));
-    for (&(family, seed, what), run, env) in judged.chain(plain) {
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| run(family, seed))) {
+    for &(family, seed, what) in FOUND {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| run_seed(family, seed))) {
             panic!(
-                "seed {seed} ({what}) fails again\nreplay: {env}{}\n{}",
+                "seed {seed} ({what}) fails again\nreplay: {}\n{}",
                 replay_command(family, seed),
                 panic_text(panic.as_ref())
             );
@@ -260,7 +274,8 @@ fn seeds_that_found_bugs_pass() {
 /// The sweep's own rule for a link cut alone (found by partition seed 10459): it waits until the group
 /// is done with earlier faults, since the first view after the cut is judged as the cut's doing. Here
 /// 5's detector wrongly suspects 3 and 4 (as an isolated member's does just before its partition
-/// heals, and never withdraws it here), and 1 has already proposed the view [1, 2, 5] when the link between 3 and 4 would be cut.
+/// heals, and never withdraws it here), and 1 has already proposed the view [1, 2, 5] when the link
+/// between 3 and 4 would be cut.
 /// Cut at once, the check blamed that link for excluding both of its ends.
 #[test]
 fn a_lone_link_cut_waits_for_the_view_change_in_progress() {

@@ -125,8 +125,10 @@ pub struct Endpoint {
     dialled_while_joining: BTreeSet<ConnId>,
     /// Frames for lives of the view without a connection yet, by rank, with the process they are for.
     unsent: BTreeMap<Rank, (ProcessId, EarlyFrames)>,
-    /// Since when (ms) each member of the view has had no member connection.
-    unconnected_since_ms: BTreeMap<Rank, u64>,
+    /// Since when (ms) each life of the view has had no member connection. Kept by life, not by rank:
+    /// a new life of a rank whose old life was unconnected gets a failure timeout of its own (rejoin
+    /// seed 34585 suspected one at once).
+    unconnected_since_ms: BTreeMap<MemberId, u64>,
     now_ms: u64,
     directory: Directory,
     transfer: StateTransfer,

@@ -80,17 +80,16 @@ impl Endpoint {
         let me = self.node.me();
         let unconnected = self.unconnected();
         let now_ms = self.now_ms;
-        self.unconnected_since_ms
-            .retain(|rank, _| unconnected.iter().any(|m| m.rank == *rank));
+        self.unconnected_since_ms.retain(|life, _| unconnected.contains(life));
         for life in unconnected {
-            let since_ms = *self.unconnected_since_ms.entry(life.rank).or_insert(now_ms);
+            let since_ms = *self.unconnected_since_ms.entry(life).or_insert(now_ms);
             if now_ms.saturating_sub(since_ms) > self.settings.failure_timeout_ms {
                 warn!(
                     "member {me}: no connection to {life} for over {} ms: suspecting it",
                     self.settings.failure_timeout_ms
                 );
                 // Again only after another timeout, should the suspicion not lead to a view change.
-                self.unconnected_since_ms.insert(life.rank, now_ms);
+                self.unconnected_since_ms.insert(life, now_ms);
                 self.handle(Input::Suspect(life));
             }
         }

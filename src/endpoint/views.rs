@@ -61,13 +61,19 @@ impl Endpoint {
 
     /// A member connection dialled while joining, to a process the view does not list, becomes that
     /// process's joiner connection (after the decision went out on it).
+    ///
+    /// The rank's member connection may already be another one: the view also promoted the connection
+    /// the listed life dialled (rejoin seed 19242: a dial to a process still joining, left in neither
+    /// role, was never promoted when a later view admitted that process, and the group excluded it for
+    /// want of a connection).
     pub(super) fn demote(&mut self, rank: Rank, conn: ConnId) {
-        if self.member_conn.get(&rank) != Some(&conn) {
-            return;
+        if self.member_conn.get(&rank) == Some(&conn) {
+            self.member_conn.remove(&rank);
         }
-        self.member_conn.remove(&rank);
         self.dialled_while_joining.remove(&conn);
-        let Some(entry) = self.conns.get_mut(&conn) else { return };
+        let Some(entry) = self.conns.get_mut(&conn).filter(|c| c.role == Role::Member(rank)) else {
+            return;
+        };
         entry.role = Role::Joiner(rank);
         let process = entry.process;
         self.roles_changed = true;

@@ -37,6 +37,9 @@ impl Node {
         // again (a cut that healed). One that is gone is suspected here within a failure timeout
         // (its connection closes, or the detector finds it silent), and is then not waited for.
         if !all_in || !view.is_quorum(&responders) {
+            // Waiting on purpose: the promisers must not take this proposer for a silent one while
+            // its own detector has yet to report a member that is gone.
+            self.keep_promisers_waiting(out);
             return;
         }
         let accepted = proposer

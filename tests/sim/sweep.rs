@@ -125,8 +125,6 @@ pub struct Driver {
     taken: BTreeSet<LifeId>,
     /// The two sides of every partition made (lives, as they ran at the cut).
     cuts: Vec<(Vec<LifeId>, Vec<LifeId>)>,
-    /// Fail on a healthy member's exclusion whatever the family ([`Driver::judges_healthy_exclusions`]).
-    pub judge_health: bool,
 }
 
 impl Driver {
@@ -331,7 +329,6 @@ impl Driver {
             cut_links: Vec::new(),
             taken: BTreeSet::new(),
             cuts: Vec::new(),
-            judge_health: false,
         }
     }
 
@@ -347,7 +344,6 @@ impl Driver {
             cut_links: Vec::new(),
             taken: BTreeSet::new(),
             cuts: Vec::new(),
-            judge_health: false,
         }
     }
 
@@ -381,20 +377,8 @@ impl Driver {
             self.sim.settle(200_000);
             self.sim.check(Expect::Settled);
             self.check_cut_links();
-            if self.judges_healthy_exclusions() {
-                self.check_no_healthy_exclusion();
-            }
+            self.check_no_healthy_exclusion();
         }
-    }
-
-    /// Whether this run fails on a healthy member's exclusion: in the families whose every such
-    /// exclusion the protocol now avoids (no faults, crashes, false suspicions and partitions), or in
-    /// any with `SIM_HEALTHY_CHECK=1`. Rejoins still exclude a healthy member in 1 of the first
-    /// 20,000 seeds (seed 19242, not understood yet; issue 26).
-    fn judges_healthy_exclusions(&self) -> bool {
-        self.judge_health
-            || matches!(self.family, Family::NoFault | Family::Crash | Family::Partition)
-            || std::env::var("SIM_HEALTHY_CHECK").is_ok_and(|v| v == "1")
     }
 
     /// No life ends excluded unless a fault touched it (PROTOCOL.md §6): it crashed, left, was
@@ -951,14 +935,6 @@ impl Driver {
 /// Runs one seed of one family to the end; panics with the story on failure.
 pub fn run_seed(family: Family, seed: u64) -> Sim {
     let mut driver = Driver::new(family, seed);
-    driver.run();
-    driver.sim
-}
-
-/// [`run_seed`], failing also on a healthy member's exclusion in a family that does not judge it yet.
-pub fn run_seed_judging_health(family: Family, seed: u64) -> Sim {
-    let mut driver = Driver::new(family, seed);
-    driver.judge_health = true;
     driver.run();
     driver.sim
 }
