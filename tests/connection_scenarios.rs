@@ -1,6 +1,7 @@
 //! Named stories about connections: the rules of `tom::endpoint` (which connection speaks for which
-//! life, joiner connections, early frames, closes, dials, the state transfer) that broke in the past,
-//! each scripted on the same [`Sim`] as the seed sweeps, whose every life runs an `Endpoint`.
+//! life, connections of processes asking to rejoin, early frames, closes, dials, the state transfer)
+//! that broke in the past, each scripted on the same [`Sim`] as the seed sweeps, whose every life runs
+//! an `Endpoint`.
 //!
 //! The first three are runtime bugs found before the endpoint existed; the others are bugs the
 //! simulator found in the endpoint once it drove it (the seed that found each is named). Each test says
@@ -51,8 +52,8 @@ fn assert_member_conn(sim: &Sim, conn: ConnKey, a: LifeId, b: LifeId) {
 /// Past runtime bug 1 — a joiner's only connection closed by a peer admitted first. Rank 4 restarts
 /// first and finds only rank 2's dead address; rank 2 restarts next and dials 4's new process (one
 /// member per host: it bound its rank's port again, where 2's roster still lists 4's old life). View 3
-/// admits 2, view 4 admits 4. At its first view, 2 keeps its dial to the still-joining 4 as 4's joiner
-/// connection (`roles::Adoption::demote`) instead of closing it; at view 4 both promote it. Without the
+/// admits 2, view 4 admits 4. At its first view, 2 keeps its dial to the still-joining 4 (its process is
+/// not listed: the dial stands as asking) instead of closing it; at view 4 both take it. Without the
 /// helper, 4 would not even learn 2's new address from it.
 #[test]
 fn a_life_admitted_first_keeps_its_dial_to_a_rank_still_joining() {
@@ -87,7 +88,7 @@ fn a_life_admitted_first_keeps_its_dial_to_a_rank_still_joining() {
     assert_eq!(view_id(&sim, two), 3);
     assert!(
         sim.watch(two, dial).is_some_and(|w| !w.is_member),
-        "2 keeps its dial to 4's new process as that process's joiner connection"
+        "2 keeps its dial to 4's new process, which its view does not list"
     );
     // Then view 4 admits 4; 2 and 4 speak on 2's dial, and nobody dials anyone.
     sim.settle_detecting();

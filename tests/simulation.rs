@@ -256,6 +256,11 @@ const FOUND: &[(Family, u64, &str)] = &[
          whose crashed life had long been unconnected was suspected as unconnected at once; it is kept \
          by life",
     ),
+    (
+        Family::Rejoin,
+        21791,
+        "issue 26, one connection model: a joining process whose only dial to a member closed had          connections only from processes that had dialled it while joining and were members since; it          asked none of them and waited for ever. A joiner asks on one connection of every rank",
+    ),
 ];
 
 #[test]

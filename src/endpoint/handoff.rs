@@ -4,7 +4,7 @@
 use log::{info, warn};
 
 use super::snapshot::{self, AtView, Deferred, Restored};
-use super::{Action, ConnId, Endpoint};
+use super::{Action, Endpoint};
 use crate::event::Event;
 use crate::types::{MemberId, View};
 use crate::wire::{Frame, Roster};
@@ -72,7 +72,7 @@ impl Endpoint {
         let mut to = Vec::new();
         let mut waiting = Vec::new();
         for life in snapshot::new_lives(view) {
-            match self.member_conn_of(life) {
+            match self.conn_of(life) {
                 Some(conn) => to.push((life, conn)),
                 None => waiting.push(life),
             }
@@ -98,14 +98,6 @@ impl Endpoint {
         }
     }
 
-    /// The member connection of `life` (of its very process), if any.
-    pub(super) fn member_conn_of(&self, life: MemberId) -> Option<ConnId> {
-        self.member_conn
-            .get(&life.rank)
-            .copied()
-            .filter(|c| self.conns.get(c).is_some_and(|c| c.process == life.process))
-    }
-
     /// A pending hand-off goes on (after every call): each waiting life that has a member connection
     /// now gets the state, a life the view no longer lists is given up; once none waits, what was held
     /// is released, in order.
@@ -119,7 +111,7 @@ impl Endpoint {
         for life in std::mem::take(&mut pending.waiting) {
             if !self.node.view().is_some_and(|v| v.contains(life)) {
                 warn!("member {me}: {life} left the view before it had a connection to take the state on");
-            } else if let Some(conn) = self.member_conn_of(life) {
+            } else if let Some(conn) = self.conn_of(life) {
                 to.push((life, conn));
             } else {
                 waiting.push(life);
@@ -170,7 +162,7 @@ impl Endpoint {
         let me = self.node.me();
         let lives: Vec<MemberId> = snapshot::new_lives(view).filter(|m| m.rank != me.rank).collect();
         for life in lives {
-            if let Some(conn) = self.member_conn_of(life) {
+            if let Some(conn) = self.conn_of(life) {
                 let roster = Roster {
                     rank: life.rank,
                     size: self.settings.size,

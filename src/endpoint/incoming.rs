@@ -1,81 +1,37 @@
-//! Frames arriving on a connection: which reach the core, which are held for a view that admits their
-//! process, a dialled connection's greeting, a joiner's announced address, snapshot chunks.
+//! Frames arriving on a connection: what each may do follows from the connection's standing
+//! ([`super::standing`]): the core's frames, a redial's greeting, a joiner's request and announced
+//! address, frames kept for a view that lists their process, snapshot chunks.
 
 use log::{debug, info, warn};
 
 use super::snapshot::Chunk;
-use super::ConnId;
-use super::{Endpoint, Role};
+use super::standing::Standing;
+use super::{ConnId, Endpoint};
 use crate::message::Message;
 use crate::protocol::{Input, Phase};
 use crate::types::{MemberId, ProcessId, Rank};
-use crate::wire::{Frame, Roster};
+use crate::wire::{Frame, Register, Roster};
 
 impl Endpoint {
     pub(super) fn on_frame(&mut self, conn: ConnId, frame: Frame) {
-        let Some((role, process, used)) = self.conns.get(&conn).map(|c| (c.role, c.process, c.used)) else {
+        let Some(standing) = self.standing(conn) else { return };
+        let Some((rank, process)) = self.conns.get_mut(&conn).map(|c| {
+            if !c.used && !matches!(frame, Frame::Register(_)) {
+                c.mark_used();
+            }
+            (c.rank, c.process)
+        }) else {
             return;
         };
-        let me = self.node.me();
-        if !used && !matches!(frame, Frame::Register(_)) {
-            if let Some(entry) = self.conns.get_mut(&conn) {
-                entry.mark_used();
-            }
-        }
-        match (role, frame) {
-            (Role::Greeting(life), Frame::Roster(roster)) => self.on_greeting(conn, life, roster),
-            (Role::Member(rank), Frame::Protocol(msg)) if self.member_conn.get(&rank) == Some(&conn) => {
-                if self.speaks_for_listed_life(rank, process) {
-                    self.handle(Input::Received { from: rank, msg });
-                } else {
-                    debug!(
-                        "member {me}: {} from process {process} of rank {rank}, not the life the view lists, dropped",
-                        msg.kind()
-                    );
-                }
-            }
-            (Role::Member(rank), Frame::Protocol(_)) => {
-                debug!("member {me}: frame from an old connection of {rank} dropped")
-            }
+        match (standing, frame) {
+            (Standing::Greeting(life), Frame::Roster(roster)) => self.on_greeting(conn, life, roster),
+            (_, Frame::Register(register)) => self.on_register(conn, rank, process, register),
+            (Standing::Member(_), Frame::Protocol(msg)) => self.handle(Input::Received { from: rank, msg }),
+            // A member's directory: its greeting (read before the connection was handed over), or the
+            // directory it hands a life its view just admitted (`hand_directory`).
+            (Standing::Member(_), Frame::Roster(roster)) => self.learn_addresses(roster.members),
             (
-                Role::Joiner(rank),
-                Frame::Protocol(Message::JoinRequest {
-                    rank: asked,
-                    process: asking,
-                }),
-            ) => {
-                if asked == rank && asking == process {
-                    self.handle(Input::JoinRequest { rank, process });
-                } else {
-                    warn!("member {me}: unexpected join-request frame on connection {conn} dropped: the connection of process {process} asking for rank {rank} asked for rank {asked} as process {asking}");
-                }
-            }
-            (Role::Member(rank) | Role::Joiner(rank), Frame::Register(register))
-                if register.rejoin == Some(rank) && register.process == process && register.admitted.is_none() =>
-            {
-                if let Some(entry) = self.conns.get_mut(&conn) {
-                    entry.announced = Some((register.host, register.port));
-                }
-            }
-            // A process still joining learns of its admission from the member that relays the decision,
-            // which may be one it only knows as a joiner (it dialled this process while both were
-            // joining, and was admitted first). Kept, that decision would wait for an install it
-            // causes; it reaches the core, and the install promotes this connection.
-            (Role::Joiner(rank), Frame::Protocol(msg @ Message::Decide { .. }))
-                if self.admits_me_from(&msg, rank, process) =>
-            {
-                info!("member {me}: decision admitting this process from {rank} (process {process}), which it knew as a joiner");
-                self.handle(Input::Received { from: rank, msg });
-            }
-            // Sent after a view admitted that process, which this member has not installed yet.
-            (Role::Joiner(rank), frame @ (Frame::Protocol(_) | Frame::Snapshot { .. })) => {
-                self.keep_early(conn, rank, frame)
-            }
-            // A member's directory on a member connection: its greeting (read before the connection was
-            // handed over), or the directory it hands a life its view just admitted (`hand_directory`).
-            (Role::Member(_), Frame::Roster(roster)) => self.learn_addresses(roster.members),
-            (
-                Role::Member(rank),
+                Standing::Member(_),
                 Frame::Snapshot {
                     view,
                     position,
@@ -83,7 +39,7 @@ impl Endpoint {
                     total,
                     chunk,
                 },
-            ) if self.member_conn.get(&rank) == Some(&conn) => {
+            ) => {
                 let chunk = Chunk {
                     from: (rank, process),
                     view,
@@ -95,13 +51,60 @@ impl Endpoint {
                 match self.transfer.on_chunk(chunk) {
                     Ok(Some(restored)) => self.restore(restored),
                     Ok(None) => {}
-                    Err(problem) => warn!("member {me}: {problem}; dropped"),
+                    Err(problem) => warn!("member {}: {problem}; dropped", self.node.me()),
                 }
             }
+            (Standing::Asking, Frame::Protocol(msg)) => self.on_asking(conn, rank, process, msg),
+            // Sent after a view listed that process, which this member has not installed yet.
+            (Standing::Asking, frame @ Frame::Snapshot { .. }) => self.keep_early(conn, rank, frame),
             (_, other) => warn!(
-                "member {me}: unexpected {} frame on connection {conn} dropped",
+                "member {}: unexpected {} frame on connection {conn} dropped",
+                self.node.me(),
                 other.kind()
             ),
+        }
+    }
+
+    /// A protocol frame of a process the view does not list: its join request, the decision admitting
+    /// this process, or a frame kept for when a view lists its process.
+    fn on_asking(&mut self, conn: ConnId, rank: Rank, process: ProcessId, msg: Message) {
+        let me = self.node.me();
+        match msg {
+            Message::JoinRequest {
+                rank: asked,
+                process: asking,
+            } => {
+                if asked == rank && asking == process {
+                    self.handle(Input::JoinRequest { rank, process });
+                } else {
+                    warn!("member {me}: unexpected join-request frame on connection {conn} dropped: the connection of process {process} asking for rank {rank} asked for rank {asked} as process {asking}");
+                }
+            }
+            // A process still joining learns of its admission from the member that relays the
+            // decision, which may be one it knows only as asking (it dialled this process while both
+            // were joining, and was admitted first). Kept, that decision would wait for an install it
+            // causes; it reaches the core, and the install lists this connection's process.
+            msg @ Message::Decide { .. } if self.admits_me_from(&msg, rank, process) => {
+                info!(
+                    "member {me}: decision admitting this process from {rank} (process {process}), not yet listed here"
+                );
+                self.handle(Input::Received { from: rank, msg });
+            }
+            msg => self.keep_early(conn, rank, Frame::Protocol(msg)),
+        }
+    }
+
+    /// A restarted process announces the address it listens at: committed once a view lists it.
+    fn on_register(&mut self, conn: ConnId, rank: Rank, process: ProcessId, register: Register) {
+        if register.rejoin == Some(rank) && register.process == process && register.admitted.is_none() {
+            if let Some(entry) = self.conns.get_mut(&conn) {
+                entry.announced = Some((register.host, register.port));
+            }
+        } else {
+            debug!(
+                "member {}: unexpected registration on connection {conn} dropped",
+                self.node.me()
+            );
         }
     }
 
@@ -120,8 +123,8 @@ impl Endpoint {
                 .is_some_and(|m| m.process == me.process && m.incarnation.0 == view.id.0)
     }
 
-    /// The greeting on a connection this member dialled to `life`: taken as its member connection if
-    /// `life` answered, the view still lists it, and no member connection of it came meanwhile.
+    /// The greeting on a connection this member dialled to `life`: taken as its connection if `life`
+    /// answered, the view still lists it, and no connection of it came meanwhile.
     pub(super) fn on_greeting(&mut self, conn: ConnId, life: MemberId, roster: Roster) {
         let me = self.node.me();
         self.learn_addresses(roster.members);
@@ -130,7 +133,7 @@ impl Endpoint {
         // names incarnation 0, and is the very life the view admitted since.
         let wanted = answered.is_some_and(|a| a.rank == life.rank && a.process == life.process)
             && self.listed_life(life.rank, life.process).is_some()
-            && !self.member_conn.contains_key(&life.rank)
+            && self.conn_of(life).is_none()
             && !self.directory.was_linked(life);
         self.directory.dial_ended(life);
         if !wanted {
@@ -140,9 +143,9 @@ impl Endpoint {
         }
         info!("member {me}: dialled {life}, which it had no connection to");
         if let Some(entry) = self.conns.get_mut(&conn) {
-            entry.role = Role::Member(life.rank);
+            entry.greeted = true;
+            entry.life = Some(life);
         }
-        self.member_conn.insert(life.rank, conn);
         self.directory.linked(life);
         self.roles_changed = true;
         self.send_unsent(life.rank);
@@ -160,15 +163,15 @@ impl Endpoint {
         self.write(conn, Frame::Roster(roster));
     }
 
-    /// Keeps a frame of a joiner connection until a view admits its process; a connection that sends
-    /// more than [`early_bytes_max`] before that is closed.
+    /// Keeps a frame of an asking connection until a view lists its process; a connection that sends
+    /// more than [`super::early_bytes_max`] before that is closed.
     pub(super) fn keep_early(&mut self, conn: ConnId, rank: Rank, frame: Frame) {
         let me = self.node.me();
         let Some(entry) = self.conns.get_mut(&conn) else { return };
         let kind = frame.kind();
         if entry.early.keep(frame).is_err() {
-            warn!("member {me}: connection {conn} of rank {rank} sent over {} bytes before a view admitted it; closing it", entry.early.limit());
-            self.forget(conn);
+            warn!("member {me}: connection {conn} of rank {rank} sent over {} bytes before a view listed its process; closing it", entry.early.limit());
+            self.close(conn);
             return;
         }
         if entry.early.len() == 1 {

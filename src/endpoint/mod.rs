@@ -7,8 +7,10 @@
 //! inside; time comes in with each tick. So every rule about *which connection counts* is run by the
 //! simulator's seeds exactly as the runtime runs it:
 //!
-//! - which connection speaks for which life, at formation, when a process asks to rejoin, and at every
-//!   view ([`roles`]);
+//! - a connection speaks for one process for its whole life, and what its frames may do is read from
+//!   the installed view, never stored (`standing.rs`);
+//! - what a connection does at a view: the one connection of each listed process, closes of the
+//!   connections of lives the view no longer lists (`views.rs`);
 //! - what a process asking to rejoin may send before a view admits it, and what is kept for a life of
 //!   the view that has no connection yet ([`early`]);
 //! - a member of the view this member has had no connection to for a failure timeout is suspected;
@@ -20,10 +22,12 @@
 //! order; call [`Endpoint::flush`] when no input is waiting. A connection's frames are handed over in
 //! the order they arrived, and [`Endpoint::closed`] after its last one.
 //!
-//! # Invariants
-//! - a connection has one role: a rank's member connection (at most one per rank) or a joiner's;
-//! - only a member connection whose process the installed view lists for its rank feeds the core;
-//! - frames of a joiner connection reach the core, in order, only once a view admits its process.
+//! # Invariants ([`Endpoint::check_invariants`])
+//! - a connection speaks for the (rank, process) it opened with (a redial: once its greeting named it);
+//! - a process the installed view lists has at most one connection, and it is the one whose frames
+//!   reach the core; a connection that served a life never serves another;
+//! - frames of a process the view does not list reach the core only as join requests (or the decision
+//!   admitting this very process); the rest is kept until a view lists that process.
 
 mod action;
 pub mod directory;
@@ -31,20 +35,20 @@ pub mod early;
 mod handoff;
 mod incoming;
 mod outputs;
-pub mod roles;
 pub mod snapshot;
+mod standing;
 mod unconnected;
 mod views;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use log::{info, warn};
 
 pub use action::{Action, ConnId, Origin, Watch};
 use directory::Directory;
 pub use early::{early_bytes_max, EarlyFrames};
-use roles::Link;
 use snapshot::StateTransfer;
+use standing::Standing;
 
 use crate::event::Event;
 use crate::protocol::{Input, Node, Outbox, Output, Phase};
@@ -72,15 +76,23 @@ pub struct EndpointSettings {
     pub trace_clock: Option<&'static str>,
 }
 
-/// One connection as the endpoint knows it.
+/// One connection as the endpoint knows it: the process it speaks for and the facts of its history.
+/// Its standing (what its frames may do) is not here: it follows from the view ([`standing`]).
 #[derive(Clone, Debug, Hash)]
 struct Conn {
-    role: Role,
-    /// The process at the other end: the connection speaks for it only.
+    /// The rank and process at the other end, for the connection's whole life (a redial: the life
+    /// asked for, taken only once its greeting names that process).
+    rank: Rank,
     process: ProcessId,
-    /// What a joiner connection sent beyond its join request, for when a view admits its process.
+    /// How it came to be.
+    origin: Origin,
+    /// A redial whose greeting has not come yet speaks for nobody.
+    greeted: bool,
+    /// The life it was the connection of, once a view listed its process (it never serves another).
+    life: Option<MemberId>,
+    /// What it sent before a view listed its process, for when one does.
     early: EarlyFrames,
-    /// The address a joiner connection's process announced, committed once a view admits it.
+    /// The address its process announced, committed once a view lists that process.
     announced: Option<(String, u16)>,
     /// The other end has used the connection: this member formed or dialled it, or the process that
     /// dialled it sent a frame beyond its registration. A dialler reads the greeting before it takes
@@ -100,48 +112,31 @@ impl Conn {
     }
 }
 
-/// What a connection is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Role {
-    /// The member connection of a rank (or this member's own).
-    Member(Rank),
-    /// A restarted process asking to come back as this rank.
-    Joiner(Rank),
-    /// Dialled on the endpoint's request; taken once its greeting names `life`.
-    Greeting(MemberId),
-}
-
 /// A member's protocol core and its connections (see the module documentation).
 #[derive(Clone, Debug, Hash)]
 pub struct Endpoint {
     node: Node,
     settings: EndpointSettings,
     conns: BTreeMap<ConnId, Conn>,
-    /// The current member connection of each rank.
-    member_conn: BTreeMap<Rank, ConnId>,
-    /// Connections of restarted processes asking to rejoin, by the rank each asks for and its process.
-    joiner_conn: BTreeMap<(Rank, ProcessId), ConnId>,
-    /// The member connections this process dialled before a view admitted it (see [`roles`]).
-    dialled_while_joining: BTreeSet<ConnId>,
     /// Frames for lives of the view without a connection yet, by rank, with the process they are for.
     unsent: BTreeMap<Rank, (ProcessId, EarlyFrames)>,
-    /// Since when (ms) each life of the view has had no member connection. Kept by life, not by rank:
-    /// a new life of a rank whose old life was unconnected gets a failure timeout of its own (rejoin
-    /// seed 34585 suspected one at once).
+    /// Since when (ms) each life of the view has had no connection. Kept by life, not by rank: a new
+    /// life of a rank whose old life was unconnected gets a failure timeout of its own (rejoin seed
+    /// 34585 suspected one at once).
     unconnected_since_ms: BTreeMap<MemberId, u64>,
     now_ms: u64,
     directory: Directory,
     transfer: StateTransfer,
-    /// Connections to close, and member connections to turn into joiner connections, once the current
-    /// outputs are carried out (their last frames still go out).
+    /// Connections a view let go, closed once the current outputs are carried out (the decision
+    /// still goes out on them); they speak for nobody meanwhile.
     to_close: Vec<ConnId>,
-    to_demote: Vec<(Rank, ConnId)>,
-    /// Early frames of connections just promoted, for the core once the outputs are carried out.
+    /// Early frames of connections whose process a view just listed, for the core once the outputs
+    /// are carried out.
     replay: Vec<(ConnId, Vec<Frame>)>,
     actions: Vec<Action>,
     roles_changed: bool,
     finished: bool,
-    /// A hand-off to new lives that had no member connection yet when it was due.
+    /// A hand-off to new lives that had no connection yet when it was due.
     handoff_pending: Option<handoff::PendingHandOff>,
 }
 
@@ -155,16 +150,12 @@ impl Endpoint {
             node,
             settings,
             conns: BTreeMap::new(),
-            member_conn: BTreeMap::new(),
-            joiner_conn: BTreeMap::new(),
-            dialled_while_joining: BTreeSet::new(),
             unsent: BTreeMap::new(),
             unconnected_since_ms: BTreeMap::new(),
             now_ms: 0,
             directory: Directory::new(directory, redial),
             transfer: StateTransfer::new(expecting),
             to_close: Vec::new(),
-            to_demote: Vec::new(),
             replay: Vec::new(),
             actions: Vec::new(),
             roles_changed: false,
@@ -200,8 +191,8 @@ impl Endpoint {
         std::mem::take(&mut self.actions)
     }
 
-    /// True (once) if some connection changed role since the last call: the heartbeat side should
-    /// read [`Endpoint::watch`] again.
+    /// True (once) if some connection may stand otherwise since the last call (one opened or closed,
+    /// a view was installed): the heartbeat side should read [`Endpoint::watch`] again.
     pub fn take_roles_changed(&mut self) -> bool {
         std::mem::take(&mut self.roles_changed)
     }
@@ -209,27 +200,21 @@ impl Endpoint {
     /// How the heartbeat side treats `conn`.
     pub fn watch(&self, conn: ConnId) -> Option<Watch> {
         let entry = self.conns.get(&conn)?;
-        let (rank, is_member) = match entry.role {
-            Role::Member(rank) => (rank, self.member_conn.get(&rank) == Some(&conn)),
-            Role::Joiner(rank) => (rank, false),
-            Role::Greeting(life) => (life.rank, false),
-        };
-        let life = if is_member {
-            self.listed_life(rank, entry.process)
-        } else {
-            None
+        let life = match self.standing(conn)? {
+            Standing::Member(life) => Some(life),
+            _ => None,
         };
         Some(Watch {
-            rank,
+            rank: entry.rank,
             process: entry.process,
-            is_member,
-            life,
+            is_member: life.is_some(),
+            life: life.flatten(),
         })
     }
 
     /// The rank at the other end of `conn`.
     pub fn rank_of(&self, conn: ConnId) -> Option<Rank> {
-        self.watch(conn).map(|w| w.rank)
+        self.conns.get(&conn).map(|c| c.rank)
     }
 
     // ---- connections --------------------------------------------------------------------------------
@@ -238,45 +223,40 @@ impl Endpoint {
     pub fn opened(&mut self, conn: ConnId, origin: Origin, rank: Rank, process: ProcessId) {
         let me = self.node.me();
         match origin {
-            Origin::Mesh => {
-                self.add(conn, Role::Member(rank), process);
-                self.handle(Input::Connected(rank));
-            }
-            Origin::Dialled => {
-                self.add(conn, Role::Member(rank), process);
-                if self.node.phase() == Phase::Joining {
-                    self.dialled_while_joining.insert(conn);
-                }
+            Origin::Mesh | Origin::Dialled => {
+                self.add(conn, origin, rank, process);
                 self.handle(Input::Connected(rank));
             }
             Origin::Accepted => {
-                let admitted = roles::arrives_admitted(self.node.view(), rank, process, &self.links(), |m| {
-                    self.node.is_suspected(m) || self.directory.was_linked(m)
-                });
-                self.add(
-                    conn,
-                    if admitted {
-                        Role::Member(rank)
-                    } else {
-                        Role::Joiner(rank)
-                    },
-                    process,
-                );
+                if self.refuses(rank, process) {
+                    info!("member {me}: process {process} of rank {rank} connects again, but the view's life of that process is connected or lost here already: closing the new connection");
+                    self.actions.push(Action::Close { conn });
+                    self.after_outputs();
+                    return;
+                }
+                // An earlier dial of the same process: abandoned at its handshake deadline if it never
+                // used it; a process still asking to rejoin speaks on its latest dial.
+                let listed = self.listed_life(rank, process).is_some();
+                let abandoned: Vec<ConnId> = self
+                    .conns_of(rank, process)
+                    .filter(|c| self.conns[c].origin == Origin::Accepted && (!listed || !self.conns[c].used))
+                    .collect();
+                for old in abandoned {
+                    self.close_abandoned(old);
+                }
+                self.add(conn, origin, rank, process);
                 self.greet(conn, rank);
                 if let Some(entry) = self.conns.get_mut(&conn) {
                     entry.used = false;
                 }
-                if admitted {
-                    info!("member {me}: process {process} of rank {rank}, admitted by the current view, connects: its member connection");
+                if self.listed_life(rank, process).is_some() {
+                    info!("member {me}: process {process} of rank {rank}, admitted by the current view, connects: its connection");
                     self.send_unsent(rank);
                 } else {
                     info!("member {me}: process {process} connects to rejoin as rank {rank}");
-                    if let Some(old) = self.joiner_conn.insert((rank, process), conn) {
-                        self.close(old);
-                    }
                 }
             }
-            Origin::Redialled { life } => self.add(conn, Role::Greeting(life), process),
+            Origin::Redialled { .. } => self.add(conn, origin, rank, process),
         }
         self.after_outputs();
     }
@@ -290,46 +270,58 @@ impl Endpoint {
     /// `conn` ended (end of file, read or write error): the life it spoke for is suspected.
     pub fn closed(&mut self, conn: ConnId, reason: &str) {
         let me = self.node.me();
-        self.dialled_while_joining.remove(&conn);
+        let Some(standing) = self.standing(conn) else { return };
         let Some(closed) = self.conns.remove(&conn) else { return };
+        self.to_close.retain(|c| *c != conn);
         self.roles_changed = true;
-        match closed.role {
-            Role::Member(rank) if self.member_conn.get(&rank) == Some(&conn) => {
-                self.member_conn.remove(&rank);
-                if rank != me.rank {
-                    match self.listed_life(rank, closed.process) {
-                        Some(life) if !closed.used => {
-                            info!("member {me}: {life} abandoned its dial to this member before using it ({reason}): suspecting nobody; what was written on it goes out on its next connection");
-                            self.directory.unlink(life);
-                            let mut unwritten = closed.unconfirmed;
-                            for frame in unwritten.take() {
-                                self.keep_unsent(rank, frame);
-                            }
-                        }
-                        Some(life) => {
-                            info!("member {me}: connection to {life} lost ({reason}): suspecting it");
-                            self.handle(Input::Suspect(life));
-                        }
-                        None => info!(
-                            "member {me}: connection to process {} of rank {rank}, no life of the view, closed: {reason}",
-                            closed.process
-                        ),
-                    }
+        let was_dial = closed.origin == Origin::Dialled;
+        match standing {
+            Standing::Member(Some(life)) if life.rank != me.rank => {
+                if closed.used {
+                    info!("member {me}: connection to {life} lost ({reason}): suspecting it");
+                    self.handle(Input::Suspect(life));
+                } else {
+                    info!("member {me}: {life} abandoned its dial to this member before using it ({reason}): suspecting nobody; what was written on it goes out on its next connection");
+                    self.reroute_unconfirmed(life, closed);
                 }
             }
-            Role::Joiner(rank) => {
-                if self.joiner_conn.get(&(rank, closed.process)) == Some(&conn) {
-                    self.joiner_conn.remove(&(rank, closed.process));
-                }
-                info!("member {me}: connection {conn} of rank {rank}, asking to rejoin, closed: {reason}");
-            }
-            Role::Greeting(life) => {
+            Standing::Greeting(life) => {
                 info!("member {me}: connection dialled to {life} closed before its greeting: {reason}");
                 self.directory.dial_ended(life);
             }
-            Role::Member(_) => {}
+            Standing::Asking => info!(
+                "member {me}: connection {conn} of rank {}, asking to rejoin, closed: {reason}",
+                closed.rank
+            ),
+            Standing::Member(_) => info!(
+                "member {me}: connection {conn} of process {} of rank {}, no life of the view, closed: {reason}",
+                closed.process, closed.rank
+            ),
+        }
+        if was_dial {
+            self.ask_on_accepted_if_no_dial_is_left();
         }
         self.after_outputs();
+    }
+
+    /// A joining process whose last dial closed asks on the connections processes dialled to it: they
+    /// dialled it while joining, and may be members by now (rejoin seed 21791: it asked nobody and
+    /// waited for ever). Not before: it would be admitted before its own dials are handed over, and
+    /// a sponsor's snapshot could go out on a dial that the joining side then abandons.
+    fn ask_on_accepted_if_no_dial_is_left(&mut self) {
+        let me = self.node.me();
+        if self.node.phase() != Phase::Joining || self.conns.values().any(|c| c.origin == Origin::Dialled) {
+            return;
+        }
+        let ranks: std::collections::BTreeSet<Rank> = self
+            .conns
+            .values()
+            .filter(|c| c.rank != me.rank && c.greeted)
+            .map(|c| c.rank)
+            .collect();
+        for rank in ranks {
+            self.handle(Input::Connected(rank));
+        }
     }
 
     /// A dial the endpoint asked for found nobody (or no handshake).
@@ -385,26 +377,60 @@ impl Endpoint {
 // ---- inside -------------------------------------------------------------------------------------------
 
 impl Endpoint {
-    fn add(&mut self, conn: ConnId, role: Role, process: ProcessId) {
-        if let Role::Member(rank) = role {
-            self.member_conn.insert(rank, conn);
-            if let Some(life) = self.listed_life(rank, process) {
-                self.directory.linked(life);
-            }
-        }
+    fn add(&mut self, conn: ConnId, origin: Origin, rank: Rank, process: ProcessId) {
         let limit = early_bytes_max(self.settings.window.max(1));
+        let redial = matches!(origin, Origin::Redialled { .. });
+        let life = self.listed_life(rank, process).filter(|_| !redial);
         self.conns.insert(
             conn,
             Conn {
-                role,
+                rank,
                 process,
+                origin,
+                greeted: !redial,
+                life,
                 early: EarlyFrames::new(limit),
                 announced: None,
                 used: true,
                 unconfirmed: EarlyFrames::new(limit),
             },
         );
+        if let Some(life) = life {
+            self.directory.linked(life);
+        }
         self.roles_changed = true;
+    }
+
+    /// True if an accepted connection of `process` for `rank` is refused: the view lists that process
+    /// and this member has (or had) a connection of that life. Frames may be missing between the two,
+    /// so the newer one never feeds the core; closing it suspects nobody. A dial the process never
+    /// used (abandoned at its handshake deadline) does not count: the newer dial takes its place.
+    fn refuses(&self, rank: Rank, process: ProcessId) -> bool {
+        let Some(life) = self.listed_life(rank, process) else {
+            return false;
+        };
+        let mut here = self.conns_of(rank, process).peekable();
+        let had_one = here.peek().is_none() && self.directory.was_linked(life);
+        let used_one = here.any(|c| self.conns[&c].used);
+        life.incarnation.0 <= 1 || used_one || had_one || self.node.is_suspected(life)
+    }
+
+    /// The other end abandoned `conn` (it never used it): closed, suspecting nobody.
+    fn close_abandoned(&mut self, conn: ConnId) {
+        let Some(old) = self.conns.remove(&conn) else { return };
+        self.actions.push(Action::Close { conn });
+        self.roles_changed = true;
+        if let Some(life) = old.life {
+            self.reroute_unconfirmed(life, old);
+        }
+    }
+
+    /// What was written on a connection `life` abandoned goes out on its next connection.
+    fn reroute_unconfirmed(&mut self, life: MemberId, mut closed: Conn) {
+        self.directory.unlink(life);
+        for frame in closed.unconfirmed.take() {
+            self.keep_unsent(life.rank, frame);
+        }
     }
 
     fn write(&mut self, conn: ConnId, frame: Frame) {
@@ -425,28 +451,11 @@ impl Endpoint {
 
     /// Closes a connection once what is queued on it has gone out.
     fn close(&mut self, conn: ConnId) {
-        self.dialled_while_joining.remove(&conn);
         if self.conns.remove(&conn).is_some() {
+            self.to_close.retain(|c| *c != conn);
             self.roles_changed = true;
             self.actions.push(Action::Close { conn });
         }
-    }
-
-    /// Closes a connection and forgets whichever role it had.
-    fn forget(&mut self, conn: ConnId) {
-        self.member_conn.retain(|_, c| *c != conn);
-        self.joiner_conn.retain(|_, c| *c != conn);
-        self.close(conn);
-    }
-
-    fn links(&self) -> BTreeMap<Rank, Link> {
-        self.member_conn
-            .iter()
-            .filter_map(|(&rank, &conn)| {
-                let process = self.conns.get(&conn)?.process;
-                Some((rank, Link { conn, process }))
-            })
-            .collect()
     }
 
     /// The life of the installed view that a connection of `process` for `rank` speaks for.
@@ -455,15 +464,6 @@ impl Endpoint {
             .view()
             .and_then(|view| view.member(rank))
             .filter(|m| m.process == process)
-    }
-
-    /// True if frames of `process` for `rank` may reach the core: the installed view lists that rank's
-    /// life with that very process (before a first view, a restarted process takes its dials' frames:
-    /// its core installs only a decision that admits it).
-    fn speaks_for_listed_life(&self, rank: Rank, process: ProcessId) -> bool {
-        self.node
-            .view()
-            .map_or(true, |view| view.member(rank).is_some_and(|m| m.process == process))
     }
 }
 

@@ -1,12 +1,11 @@
-//! The core's outputs as actions: frames onto the member connection of their rank (or kept for an
-//! unconnected life), replies to joiners, events; then what a view decided about connections, after the
+//! The core's outputs as actions: frames onto the connection of their rank's listed life (or kept for an
+//! unconnected life), replies to joiners, events; then the connections a view let go, after the
 //! decision went out; and the trace.
 
-use super::{Action, ConnId, Endpoint};
+use super::{Action, Endpoint};
 use crate::event::Event;
 use crate::protocol::{Input, Outbox, Output};
 use crate::trace::{self, EventKind, TraceEvent};
-use crate::types::{ProcessId, Rank};
 use crate::wire::Frame;
 
 impl Endpoint {
@@ -54,12 +53,7 @@ impl Endpoint {
                 }
                 Output::SendToJoiner { rank, msg } => {
                     // Every process asking for that rank hears it (a refusal is about the rank).
-                    let conns: Vec<ConnId> = self
-                        .joiner_conn
-                        .range((rank, ProcessId(0))..=(rank, ProcessId(u64::MAX)))
-                        .map(|(_, conn)| *conn)
-                        .collect();
-                    for conn in conns {
+                    for conn in self.asking_conns(rank) {
                         self.write(conn, Frame::Protocol(msg.clone()));
                     }
                 }
@@ -85,14 +79,11 @@ impl Endpoint {
         }
     }
 
-    /// After the outputs of one call: closes and demotions decided at a view, then the early frames of
-    /// connections it promoted, in the order they arrived.
+    /// After the outputs of one call: closes decided at a view, then the early frames of connections
+    /// whose process it listed, in the order they arrived.
     pub(super) fn after_outputs(&mut self) {
         for conn in std::mem::take(&mut self.to_close) {
-            self.forget(conn);
-        }
-        for (rank, conn) in std::mem::take(&mut self.to_demote) {
-            self.demote(rank, conn);
+            self.close(conn);
         }
         let replay = std::mem::take(&mut self.replay);
         if !replay.is_empty() {
@@ -104,23 +95,6 @@ impl Endpoint {
             self.after_outputs();
         }
         self.continue_hand_off();
-    }
-
-    /// The connection frames for `rank` go on: its member connection, unless the installed view lists
-    /// another process for that rank. At the install of a view the outputs go out before the
-    /// connections are sorted out (demoted, closed): a connection this process dialled while joining
-    /// may still be the rank's member connection though it reached a process the view does not admit.
-    /// Frames for the listed life must not go there (they are kept for it until its connection comes):
-    /// that life would miss them, and FIFO order with it would be lost.
-    fn send_conn(&self, rank: Rank) -> Option<ConnId> {
-        let conn = *self.member_conn.get(&rank)?;
-        let process = self.conns.get(&conn)?.process;
-        let listed_other = self
-            .node
-            .view()
-            .and_then(|view| view.member(rank))
-            .is_some_and(|listed| listed.process != process);
-        (!listed_other).then_some(conn)
     }
 
     pub(super) fn trace_output(&mut self, output: &Output) {

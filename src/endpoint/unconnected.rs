@@ -3,7 +3,7 @@
 
 use log::{debug, info, warn};
 
-use super::{early_bytes_max, roles, Action, EarlyFrames, Endpoint};
+use super::{early_bytes_max, Action, EarlyFrames, Endpoint};
 use crate::protocol::{Input, Phase};
 use crate::types::{MemberId, Rank};
 use crate::wire::Frame;
@@ -40,9 +40,7 @@ impl Endpoint {
             return;
         };
         let conn = self
-            .member_conn
-            .get(&rank)
-            .copied()
+            .send_conn(rank)
             .filter(|c| self.conns.get(c).is_some_and(|c| c.process == process));
         if let Some(conn) = conn {
             debug!(
@@ -68,9 +66,10 @@ impl Endpoint {
         else {
             return Vec::new();
         };
-        roles::unconnected(me.rank, view, &self.links())
-            .into_iter()
-            .filter_map(|rank| view.member(rank))
+        view.members
+            .iter()
+            .filter(|m| m.rank != me.rank && self.conn_of(**m).is_none())
+            .copied()
             .collect()
     }
 

@@ -1,20 +1,21 @@
-//! What a new view does to the connections: joiner connections of the lives it admits are promoted,
-//! connections of departed lives close after the decision went out on them, a newly admitted life keeps
-//! its dials to processes still joining ([`super::roles`]); announced addresses are committed, and a
-//! restarted process registers its admission.
+//! What a new view does to the connections. No connection changes role: the view changes which
+//! processes are listed, and each connection's standing follows ([`super::standing`]). What is left
+//! to do here: the connections of lives the view dropped close after the decision went out on them,
+//! a newly listed process keeps one connection (of two, the one both ends choose: [`keep_of`]) whose
+//! early frames are replayed; announced addresses are committed, and a restarted process registers
+//! its admission.
+use log::debug;
 
-use log::{debug, info};
-
-use super::{roles, Action, ConnId, Endpoint, Role};
+use super::{Action, ConnId, Endpoint, Origin};
 use crate::event::Event;
-use crate::types::{Rank, View};
+use crate::types::{MemberId, View};
 use crate::wire::RosterEntry;
 
 impl Endpoint {
     pub(super) fn installed(&mut self, view: View) {
         self.unsent
             .retain(|rank, (process, _)| view.member(*rank).is_some_and(|m| m.process == *process));
-        self.adopt(&view);
+        self.settle(&view);
         self.commit_addresses(&view);
         self.hand_directory(&view);
         self.roles_changed = true;
@@ -26,59 +27,51 @@ impl Endpoint {
         }
     }
 
-    /// A new view: joiner connections of the processes it admitted become member connections,
-    /// connections that speak for no life it lists close once the decision (already queued) has gone
-    /// out, and a life just admitted keeps its dials to processes still joining ([`roles`]).
-    pub(super) fn adopt(&mut self, view: &View) {
+    /// A new view changes which processes are listed; the connections follow ([`super::standing`]):
+    /// a connection that served a life the view no longer lists is let go (after the decision, already
+    /// queued, went out on it: that life, still running somewhere, learns it is out); a newly listed
+    /// process keeps one connection, whose early frames reach the core once the outputs are out.
+    pub(super) fn settle(&mut self, view: &View) {
         let me = self.node.me();
-        let adoption = roles::adopt(me, view, &self.links(), &self.joiner_conn, &self.dialled_while_joining);
-        for (rank, conn) in adoption.promote {
-            let Some(entry) = self.conns.get_mut(&conn) else {
+        let departed: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.life.is_some_and(|life| !view.contains(life)))
+            .map(|(id, _)| *id)
+            .collect();
+        self.to_close.extend(departed);
+        let first_view = me.incarnation.0 == view.id.0;
+        // This life's dials made while joining to a process the view does not list (it may still be
+        // asking to rejoin): of two connections with it, keep the one it dialled.
+        if first_view {
+            let redundant: Vec<ConnId> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.origin == Origin::Dialled && self.listed_life(c.rank, c.process).is_none())
+                .filter(|(id, c)| self.conns_of(c.rank, c.process).any(|other| other != **id))
+                .map(|(id, _)| *id)
+                .collect();
+            self.to_close.extend(redundant);
+        }
+        for life in view.members.iter().filter(|m| m.rank != me.rank) {
+            let conns: Vec<ConnId> = self.conns_of(life.rank, life.process).collect();
+            let Some(kept) = keep_of(me, *life, &conns, |c| self.conns[&c].origin) else {
                 continue;
             };
-            let process = entry.process;
-            entry.role = Role::Member(rank);
+            self.to_close.extend(conns.iter().filter(|c| **c != kept));
+            let Some(entry) = self.conns.get_mut(&kept).filter(|c| c.life.is_none()) else {
+                continue;
+            };
+            entry.life = Some(*life);
             if !entry.early.is_empty() {
                 debug!(
-                    "member {me}: {} early frames ({} bytes) of rank {rank} to replay",
+                    "member {me}: {} early frames ({} bytes) of {life} to replay",
                     entry.early.len(),
                     entry.early.bytes()
                 );
-                self.replay.push((conn, entry.early.take()));
+                self.replay.push((kept, entry.early.take()));
             }
-            self.joiner_conn.remove(&(rank, process));
-            self.member_conn.insert(rank, conn);
-            if let Some(life) = view.member(rank).filter(|m| m.process == process) {
-                self.directory.linked(life);
-            }
-        }
-        for &(rank, conn) in &adoption.demote {
-            info!("member {me}: connection {conn}, dialled while joining, speaks for no life of rank {rank} in view {}: kept as its process's joiner connection", view.id);
-        }
-        self.to_demote.extend(adoption.demote);
-        self.to_close.extend(adoption.close);
-    }
-
-    /// A member connection dialled while joining, to a process the view does not list, becomes that
-    /// process's joiner connection (after the decision went out on it).
-    ///
-    /// The rank's member connection may already be another one: the view also promoted the connection
-    /// the listed life dialled (rejoin seed 19242: a dial to a process still joining, left in neither
-    /// role, was never promoted when a later view admitted that process, and the group excluded it for
-    /// want of a connection).
-    pub(super) fn demote(&mut self, rank: Rank, conn: ConnId) {
-        if self.member_conn.get(&rank) == Some(&conn) {
-            self.member_conn.remove(&rank);
-        }
-        self.dialled_while_joining.remove(&conn);
-        let Some(entry) = self.conns.get_mut(&conn).filter(|c| c.role == Role::Member(rank)) else {
-            return;
-        };
-        entry.role = Role::Joiner(rank);
-        let process = entry.process;
-        self.roles_changed = true;
-        if let Some(older) = self.joiner_conn.insert((rank, process), conn) {
-            self.close(older);
+            self.directory.linked(*life);
         }
     }
 
@@ -89,10 +82,8 @@ impl Endpoint {
         let mut admitted: Vec<RosterEntry> = Vec::new();
         for member in view.members.iter().filter(|m| m.rank != me.rank) {
             let announced = self
-                .member_conn
-                .get(&member.rank)
-                .and_then(|conn| self.conns.get(conn))
-                .filter(|conn| conn.process == member.process)
+                .conn_of(*member)
+                .and_then(|conn| self.conns.get(&conn))
                 .and_then(|conn| conn.announced.clone());
             if let Some((host, port)) = announced {
                 admitted.push(RosterEntry {
@@ -124,5 +115,59 @@ impl Endpoint {
         if let Some((host, port)) = self.settings.announce.take() {
             self.actions.push(Action::RegisterAdmitted { life: me, host, port });
         }
+    }
+}
+
+/// Which of the connections `conns` of `life`'s process `me` keeps at the install of a view that
+/// lists it: the only one; of two (each dialled the other), the one the life admitted later dialled,
+/// or, of two lives admitted by the same view, the one the lower rank dialled. Both ends choose alike.
+fn keep_of(me: MemberId, life: MemberId, conns: &[ConnId], origin: impl Fn(ConnId) -> Origin) -> Option<ConnId> {
+    let dialled_here = |c: ConnId| matches!(origin(c), Origin::Dialled | Origin::Redialled { .. });
+    let mine = conns.iter().copied().find(|c| dialled_here(*c));
+    let theirs = conns.iter().copied().find(|c| !dialled_here(*c));
+    let prefer_mine = if life.incarnation == me.incarnation {
+        me.rank < life.rank
+    } else {
+        me.incarnation > life.incarnation
+    };
+    if prefer_mine {
+        mine.or(theirs)
+    } else {
+        theirs.or(mine)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::test_support::life;
+
+    #[test]
+    fn of_two_connections_both_ends_keep_the_same_one() {
+        let origin = |c: ConnId| if c == 1 { Origin::Dialled } else { Origin::Accepted };
+        // 2#3 and 4#3 both admitted by view 3, each dialled the other: the lower rank's dial.
+        assert_eq!(
+            keep_of(life(2, 3), life(4, 3), &[1, 2], origin),
+            Some(1),
+            "2 keeps its dial"
+        );
+        assert_eq!(
+            keep_of(life(4, 3), life(2, 3), &[1, 2], origin),
+            Some(2),
+            "4 keeps 2's dial"
+        );
+        // 2#3 admitted before 4#4: the later one's dial.
+        assert_eq!(
+            keep_of(life(2, 3), life(4, 4), &[1, 2], origin),
+            Some(2),
+            "2 keeps 4's dial"
+        );
+        assert_eq!(
+            keep_of(life(4, 4), life(2, 3), &[1, 2], origin),
+            Some(1),
+            "4 keeps its dial"
+        );
+        assert_eq!(keep_of(life(4, 4), life(2, 3), &[2], origin), Some(2), "the only one");
+        assert_eq!(keep_of(life(4, 4), life(2, 3), &[], origin), None);
     }
 }

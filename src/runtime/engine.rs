@@ -117,10 +117,11 @@ impl Engine {
             self.carry_out();
             self.pace_to_application();
             self.send_appended();
-            // Debug builds (every `make test` run) check the core's invariants after each batch, as
-            // the simulator does after every input: the real runtime's interleavings are checked too.
+            // Debug builds (every `make test` run) check the endpoint's and the core's invariants after
+            // each batch, as the simulator does after every input: the real runtime's interleavings are
+            // checked too.
             #[cfg(debug_assertions)]
-            self.endpoint.node().check_invariants();
+            self.endpoint.check_invariants();
         }
         self.flush_trace();
         self.gate.close(Closed::ShutDown);

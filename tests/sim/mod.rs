@@ -1013,9 +1013,8 @@ impl Sim {
             return;
         };
         let actions = endpoint.take_actions();
-        let core = endpoint.node();
-        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.check_invariants()));
-        let me = core.me();
+        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| endpoint.check_invariants()));
+        let me = endpoint.node().me();
         if let Err(panic) = checked {
             let text = panic_text(panic.as_ref());
             self.fail(&format!("check_invariants of {} failed: {text}", self.name(node)));
