@@ -417,11 +417,10 @@ impl Endpoint {
 
     /// The other end abandoned `conn` (it never used it): closed, suspecting nobody.
     fn close_abandoned(&mut self, conn: ConnId) {
-        let Some(old) = self.conns.remove(&conn) else { return };
-        self.actions.push(Action::Close { conn });
-        self.roles_changed = true;
-        if let Some(life) = old.life {
-            self.reroute_unconfirmed(life, old);
+        if let Some(closed) = self.close(conn) {
+            if let Some(life) = closed.life {
+                self.reroute_unconfirmed(life, closed);
+            }
         }
     }
 
@@ -449,13 +448,13 @@ impl Endpoint {
         }
     }
 
-    /// Closes a connection once what is queued on it has gone out.
-    fn close(&mut self, conn: ConnId) {
-        if self.conns.remove(&conn).is_some() {
-            self.to_close.retain(|c| *c != conn);
-            self.roles_changed = true;
-            self.actions.push(Action::Close { conn });
-        }
+    /// Closes a connection once what is queued on it has gone out; returns what it was.
+    fn close(&mut self, conn: ConnId) -> Option<Conn> {
+        let closed = self.conns.remove(&conn)?;
+        self.to_close.retain(|c| *c != conn);
+        self.roles_changed = true;
+        self.actions.push(Action::Close { conn });
+        Some(closed)
     }
 
     /// The life of the installed view that a connection of `process` for `rank` speaks for.
