@@ -136,7 +136,8 @@
 //!
 //! | source | what lives there |
 //! |---|---|
-//! | `src/endpoint/` | the pure engine around the core: which connection speaks for which life, early frames, whom to dial, the state-transfer order |
+//! | `src/endpoint/` | the pure engine around the core: which connection speaks for which life, early frames, whom to dial |
+//! | `src/state_transfer/` | the pure state transfer: which snapshot counts, what a returning member and its sponsor hold back, and when |
 //! | `src/event.rs` | what a member reports to its application ([`Event`]) |
 //! | `src/detector.rs` | the failure detector's decision, a pure function of last-heard times |
 //! | `src/wire/` | length-prefixed binary frames; decoding never panics and never trusts a length |
@@ -180,6 +181,8 @@ pub mod net;
 pub mod registry;
 #[doc(hidden)]
 pub mod runtime;
+#[doc(hidden)]
+pub mod state_transfer;
 #[doc(hidden)]
 pub mod trace;
 #[doc(hidden)]

@@ -182,6 +182,12 @@ impl View {
         self.member(id.rank) == Some(id)
     }
 
+    /// True if this is the view that admitted `life` (listed or not): a life's incarnation is the
+    /// number of the view that admitted it (the founders': view 1).
+    pub fn admits(&self, life: MemberId) -> bool {
+        life.incarnation.0 == self.id.0
+    }
+
     /// The ranks, ascending.
     pub fn ranks(&self) -> impl Iterator<Item = Rank> + '_ {
         self.members.iter().map(|m| m.rank)

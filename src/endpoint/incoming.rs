@@ -4,11 +4,11 @@
 
 use log::{debug, info, warn};
 
-use super::snapshot::Chunk;
 use super::standing::Standing;
 use super::{ConnId, Endpoint};
 use crate::message::Message;
 use crate::protocol::{Input, Phase};
+use crate::state_transfer::Chunk;
 use crate::types::{MemberId, ProcessId, Rank};
 use crate::wire::{Frame, Register, Roster};
 
@@ -48,11 +48,10 @@ impl Endpoint {
                     total,
                     bytes: chunk,
                 };
-                match self.transfer.on_chunk(chunk) {
-                    Ok(Some(restored)) => self.restore(restored),
-                    Ok(None) => {}
-                    Err(problem) => warn!("member {}: {problem}; dropped", self.node.me()),
+                if let Err(problem) = self.transfer.on_chunk(chunk) {
+                    warn!("member {}: {problem}; dropped", self.node.me());
                 }
+                self.carry_out_transfer();
             }
             (Standing::Asking, Frame::Protocol(msg)) => self.on_asking(conn, rank, process, msg),
             // Sent after a view listed that process, which this member has not installed yet.
@@ -120,7 +119,7 @@ impl Endpoint {
             && view.member(rank).is_some_and(|m| m.process == process)
             && view
                 .member(me.rank)
-                .is_some_and(|m| m.process == me.process && m.incarnation.0 == view.id.0)
+                .is_some_and(|m| m.process == me.process && view.admits(m))
     }
 
     /// The greeting on a connection this member dialled to `life`: taken as its connection if `life`

@@ -15,7 +15,8 @@
 //!   the view that has no connection yet ([`early`]);
 //! - a member of the view this member has had no connection to for a failure timeout is suspected;
 //! - whom to dial and when, and which addresses this member knows and hands on ([`directory`]);
-//! - the order of the state transfer ([`snapshot`]).
+//! - the state transfer's steps, carried out on the connections of the lives they name
+//!   ([`crate::state_transfer`] holds its rules).
 //!
 //! # The driver contract
 //! Hand inputs one at a time; after each call, take [`Endpoint::take_actions`] and carry them out in
@@ -32,10 +33,8 @@
 mod action;
 pub mod directory;
 pub mod early;
-mod handoff;
 mod incoming;
 mod outputs;
-pub mod snapshot;
 mod standing;
 mod unconnected;
 mod views;
@@ -47,11 +46,11 @@ use log::{info, warn};
 pub use action::{Action, ConnId, Origin, Watch};
 use directory::Directory;
 pub use early::{early_bytes_max, EarlyFrames};
-use snapshot::StateTransfer;
 use standing::Standing;
 
 use crate::event::Event;
 use crate::protocol::{Input, Node, Outbox, Output, Phase};
+use crate::state_transfer::StateTransfer;
 use crate::trace::EventKind;
 use crate::types::{MemberId, ProcessId, Rank, View};
 use crate::wire::{Frame, RosterEntry};
@@ -136,15 +135,13 @@ pub struct Endpoint {
     actions: Vec<Action>,
     roles_changed: bool,
     finished: bool,
-    /// A hand-off to new lives that had no connection yet when it was due.
-    handoff_pending: Option<handoff::PendingHandOff>,
 }
 
 impl Endpoint {
     /// An endpoint around `node`, knowing the addresses in `directory` (the roster it formed or
     /// rejoined with). A founder passes the view it formed with as `formed`: it is reported first.
     pub fn new(node: Node, settings: EndpointSettings, directory: Vec<RosterEntry>, formed: Option<View>) -> Endpoint {
-        let expecting = node.phase() == Phase::Joining && settings.state_transfer;
+        let transfer = StateTransfer::new(node.me(), settings.state_transfer, node.phase() == Phase::Joining);
         let redial = settings.redial_interval_ms;
         let mut endpoint = Endpoint {
             node,
@@ -154,13 +151,12 @@ impl Endpoint {
             unconnected_since_ms: BTreeMap::new(),
             now_ms: 0,
             directory: Directory::new(directory, redial),
-            transfer: StateTransfer::new(expecting),
+            transfer,
             to_close: Vec::new(),
             replay: Vec::new(),
             actions: Vec::new(),
             roles_changed: false,
             finished: false,
-            handoff_pending: None,
         };
         let joining = endpoint.node.phase() == Phase::Joining;
         if let Some(clock) = endpoint.settings.trace_clock {

@@ -1,11 +1,17 @@
 //! The core's outputs as actions: frames onto the connection of their rank's listed life (or kept for an
 //! unconnected life), replies to joiners, events; then the connections a view let go, after the
-//! decision went out; and the trace.
+//! decision went out; the state transfer's steps; and the trace.
+
+use std::collections::BTreeSet;
+
+use log::warn;
 
 use super::{Action, Endpoint};
 use crate::event::Event;
 use crate::protocol::{Input, Outbox, Output};
+use crate::state_transfer::Step;
 use crate::trace::{self, EventKind, TraceEvent};
+use crate::types::MemberId;
 use crate::wire::Frame;
 
 impl Endpoint {
@@ -66,12 +72,14 @@ impl Endpoint {
                 Output::ViewInstalled(view) => self.installed(view),
                 Output::Joined { position } => self.actions.push(Action::Event(Event::Joined { position })),
                 Output::Excluded { view } => {
-                    self.abandon_hand_off();
+                    self.transfer.stop();
+                    self.carry_out_transfer();
                     self.actions.push(Action::Event(Event::Excluded { view }));
                     self.finished = true;
                 }
                 Output::Left => {
-                    self.abandon_hand_off();
+                    self.transfer.stop();
+                    self.carry_out_transfer();
                     self.actions.push(Action::Event(Event::Left));
                     self.finished = true;
                 }
@@ -94,7 +102,65 @@ impl Endpoint {
             }
             self.after_outputs();
         }
-        self.continue_hand_off();
+        if self.transfer.waits_for_connections() {
+            if let Some(view) = self.node.view().cloned() {
+                let connected = self.connected_lives();
+                self.transfer.on_connections(&view, &connected);
+                self.carry_out_transfer();
+            }
+        }
+    }
+
+    /// Reports an event to the application (the state transfer may hold it).
+    pub(super) fn report(&mut self, event: Event) {
+        self.transfer.report(event);
+        self.carry_out_transfer();
+    }
+
+    /// The lives of the installed view this member has a connection to.
+    pub(super) fn connected_lives(&self) -> BTreeSet<MemberId> {
+        let Some(view) = self.node.view() else {
+            return BTreeSet::new();
+        };
+        view.members
+            .iter()
+            .filter(|m| self.conn_of(**m).is_some())
+            .copied()
+            .collect()
+    }
+
+    /// The state transfer's steps as actions: a hand-off goes on the connections of the lives it names.
+    pub(super) fn carry_out_transfer(&mut self) {
+        for step in self.transfer.take_steps() {
+            match step {
+                Step::Event(event) => self.actions.push(Action::Event(event)),
+                Step::HandOff { view, position, to } => {
+                    let to = to
+                        .into_iter()
+                        .filter_map(|life| Some((life, self.conn_of(life)?)))
+                        .collect();
+                    self.actions.push(Action::HandOff { view, position, to });
+                }
+                Step::Restore {
+                    sponsor,
+                    position,
+                    bytes,
+                } => self.actions.push(Action::Restore {
+                    sponsor,
+                    position,
+                    bytes,
+                }),
+                Step::SponsorGone { sponsor, awaited } => {
+                    warn!(
+                        "member {}: {sponsor} left before handing over the state of view {awaited}; stopping",
+                        self.node.me()
+                    );
+                    let view = self.node.view().map_or(awaited, |v| v.id);
+                    self.actions.push(Action::Event(Event::Excluded { view }));
+                    self.finished = true;
+                }
+            }
+        }
     }
 
     pub(super) fn trace_output(&mut self, output: &Output) {

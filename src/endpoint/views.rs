@@ -9,7 +9,7 @@ use log::debug;
 use super::{Action, ConnId, Endpoint, Origin};
 use crate::event::Event;
 use crate::types::{MemberId, View};
-use crate::wire::RosterEntry;
+use crate::wire::{Frame, Roster, RosterEntry};
 
 impl Endpoint {
     pub(super) fn installed(&mut self, view: View) {
@@ -20,7 +20,9 @@ impl Endpoint {
         self.hand_directory(&view);
         self.roles_changed = true;
         self.announce_admission(&view);
-        self.transfer_state(&view);
+        self.transfer
+            .on_view(&view, self.node.me(), self.node.delivered_count());
+        self.carry_out_transfer();
         // A newcomer whose sponsor left stops at this view (`Excluded`, the last event): no `View` after.
         if !self.finished {
             self.report(Event::View(view));
@@ -40,7 +42,7 @@ impl Endpoint {
             .map(|(id, _)| *id)
             .collect();
         self.to_close.extend(departed);
-        let first_view = me.incarnation.0 == view.id.0;
+        let first_view = view.admits(me);
         // This life's dials made while joining to a process the view does not list (it may still be
         // asking to rejoin): of two connections with it, keep the one it dialled.
         if first_view {
@@ -105,11 +107,35 @@ impl Endpoint {
         self.learn_addresses(admitted);
     }
 
+    /// Every life `view` admits gets this member's directory on its connection: it may have found the
+    /// group before lives it must now dial came back (and without a helper it has nobody else to
+    /// learn their addresses from).
+    pub(super) fn hand_directory(&mut self, view: &View) {
+        let me = self.node.me();
+        let admitted: Vec<MemberId> = view
+            .members
+            .iter()
+            .filter(|m| m.rank != me.rank && view.admits(**m))
+            .copied()
+            .collect();
+        for life in admitted {
+            if let Some(conn) = self.conn_of(life) {
+                let roster = Roster {
+                    rank: life.rank,
+                    size: self.settings.size,
+                    members: self.directory.entries().to_vec(),
+                    from: Some(me),
+                };
+                self.write(conn, Frame::Roster(roster));
+            }
+        }
+    }
+
     /// A restarted process just installed the view that admitted it: it registers with the helper,
     /// whose roster then names the lives it may have to dial.
     pub(super) fn announce_admission(&mut self, view: &View) {
         let me = self.node.me();
-        if me.incarnation.0 != view.id.0 {
+        if !view.admits(me) {
             return;
         }
         if let Some((host, port)) = self.settings.announce.take() {

@@ -287,7 +287,7 @@ impl Node {
         let suspects = &self.suspects;
         self.joining.retain(|rank, _| {
             view.member(*rank)
-                .map_or(true, |m| m.incarnation.0 != view.id.0 && suspects.contains(&m))
+                .map_or(true, |m| !view.admits(m) && suspects.contains(&m))
         });
         self.phase = Phase::Member;
         self.view = Some(view.clone());

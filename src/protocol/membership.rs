@@ -146,7 +146,7 @@ impl Node {
                 ));
                 return;
             }
-            if old.incarnation.0 == view.id.0 && view.id.0 > 1 {
+            if view.admits(old) && view.id.0 > 1 {
                 // Admitted by this very view (formation's view 1 admits nobody): a request still in
                 // flight from before must not admit a second, phantom life.
                 out.push(refuse(self, format!("rank {rank} was just admitted as life {old}")));

@@ -9,7 +9,7 @@
 //! join position.
 //!
 //! The order of the transfer (who sends, which chunks count, what is held back) is the pure
-//! endpoint's ([`crate::endpoint::snapshot`]); this file holds the application's side.
+//! state transfer's ([`crate::state_transfer`]); this file holds the application's side.
 //!
 //! Who sends: the lowest rank of the new view that is not itself new (the *sponsor*); both sides compute
 //! it from the view, so no extra agreement is needed. The snapshot goes on the connection to the new life
@@ -173,4 +173,4 @@ impl fmt::Debug for AnyState {
     }
 }
 
-pub use crate::endpoint::snapshot::{new_lives, sponsor};
+pub use crate::state_transfer::{new_lives, sponsor};

@@ -802,7 +802,7 @@ impl Driver {
                 .iter()
                 .any(|m| m.process == l.process && m.incarnation.0 == view.id.0 && view.id.0 > 1)
         })?;
-        let sponsor = tom::endpoint::snapshot::sponsor(admitting)?;
+        let sponsor = tom::state_transfer::sponsor(admitting)?;
         self.sim.life_of_process(sponsor.process)
     }
 
