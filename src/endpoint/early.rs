@@ -1,9 +1,19 @@
-//! Frames kept for a connection that may not carry them yet: what a process asking to rejoin sends
-//! before a view admits it (held until the admitting view is installed here, then handed to the core in
-//! the order they arrived), and what this member sends to a life of its view it has no connection to
-//! yet (sent first once one comes). Both are bounded, so a peer can never make this member grow a
-//! buffer without limit.
+//! The endpoint's one store of frames kept for other processes, keyed by process, both ways:
+//! - **from** a process a view does not list yet: what it sent beyond its join request (a process
+//!   admitted elsewhere first sends its first frames of the new view), handed to the core in the order
+//!   they arrived once a view here lists that process, on the connection they came on;
+//! - **to** a listed process: what this member sent it that it may not have read — frames for a
+//!   life of the view without a connection yet (sent first once one comes), and what was written on
+//!   a connection its process has not used yet (a restarted process abandons a dial at its handshake
+//!   deadline; the frames then go out on its next connection). Kept until the process uses a
+//!   connection of this member.
+//!
+//! Both are bounded per process, so a peer can never make this member grow a buffer without limit.
 
+use std::collections::BTreeMap;
+
+use super::ConnId;
+use crate::types::{ProcessId, Rank};
 use crate::wire::{self, Frame};
 
 /// Room for one data frame beyond its payload: the message header and its acknowledgements (one per
@@ -22,10 +32,9 @@ pub fn early_bytes_max(window: usize) -> usize {
         .saturating_add(wire::FRAME_LEN_MAX)
 }
 
-/// Frames a joiner connection sent before a view admitted its process, in order, bounded by
-/// a byte limit ([`early_bytes_max`]).
+/// Frames kept for one process one way, in order, bounded by a byte limit ([`early_bytes_max`]).
 #[derive(Clone, Debug, Hash)]
-pub struct EarlyFrames {
+pub(super) struct EarlyFrames {
     frames: Vec<Frame>,
     bytes: usize,
     limit: usize,
@@ -33,7 +42,7 @@ pub struct EarlyFrames {
 
 /// The early frames would pass their limit.
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct TooMuchEarly;
+pub(super) struct TooMuchEarly;
 
 impl EarlyFrames {
     /// An empty buffer that keeps at most `limit` encoded bytes.
@@ -67,20 +76,108 @@ impl EarlyFrames {
     pub fn len(&self) -> usize {
         self.frames.len()
     }
+}
 
-    /// How many encoded bytes are kept.
-    pub fn bytes(&self) -> usize {
-        self.bytes
+/// The frames kept for other processes, by process (see the module documentation).
+#[derive(Clone, Debug, Hash)]
+pub(super) struct EarlyStore {
+    limit: usize,
+    /// From a process not listed yet, with the connection they came on.
+    from: BTreeMap<ProcessId, (ConnId, EarlyFrames)>,
+    /// To a process, with the rank it is a life of.
+    to: BTreeMap<ProcessId, (Rank, EarlyFrames)>,
+}
+
+impl EarlyStore {
+    /// An empty store for a group whose members have `window` messages in flight at most.
+    pub fn new(window: usize) -> EarlyStore {
+        EarlyStore {
+            limit: early_bytes_max(window.max(1)),
+            from: BTreeMap::new(),
+            to: BTreeMap::new(),
+        }
     }
 
-    /// The most bytes kept.
+    /// The bound, per process and way.
     pub fn limit(&self) -> usize {
         self.limit
     }
 
-    /// True if nothing is kept.
-    pub fn is_empty(&self) -> bool {
-        self.frames.is_empty()
+    /// Keeps `frame` that `process` sent on `conn` (frames of an earlier connection of it are let go);
+    /// `Ok(true)` for the first one kept.
+    pub fn keep_from(&mut self, process: ProcessId, conn: ConnId, frame: Frame) -> Result<bool, TooMuchEarly> {
+        let limit = self.limit;
+        let kept = self
+            .from
+            .entry(process)
+            .or_insert_with(|| (conn, EarlyFrames::new(limit)));
+        if kept.0 != conn {
+            *kept = (conn, EarlyFrames::new(limit));
+        }
+        kept.1.keep(frame)?;
+        Ok(kept.1.len() == 1)
+    }
+
+    /// What `process` sent on `conn` before a view listed it, oldest first.
+    pub fn take_from(&mut self, process: ProcessId, conn: ConnId) -> Vec<Frame> {
+        match self.from.remove(&process) {
+            Some((from, mut frames)) if from == conn => frames.take(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Keeps `frame` for `process`, a life of `rank` (frames kept for another rank's life of that
+    /// process are let go); past the bound, everything kept for it is let go.
+    pub fn keep_to(&mut self, rank: Rank, process: ProcessId, frame: Frame) -> Result<(), TooMuchEarly> {
+        let limit = self.limit;
+        let kept = self
+            .to
+            .entry(process)
+            .or_insert_with(|| (rank, EarlyFrames::new(limit)));
+        if kept.0 != rank {
+            *kept = (rank, EarlyFrames::new(limit));
+        }
+        if kept.1.keep(frame).is_err() {
+            self.to.remove(&process);
+            return Err(TooMuchEarly);
+        }
+        Ok(())
+    }
+
+    /// The frames kept for `process` (a life of `rank`), oldest first; `keep`: go on keeping them.
+    pub fn frames_to(&mut self, rank: Rank, process: ProcessId, keep: bool) -> Vec<Frame> {
+        match self.to.get_mut(&process) {
+            Some((of, frames)) if *of == rank && keep => frames.frames.clone(),
+            Some((of, _)) if *of == rank => self.to.remove(&process).map(|(_, mut f)| f.take()).unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// `process` read what was sent to it: nothing more is kept for it.
+    pub fn forget_to(&mut self, process: ProcessId) {
+        self.to.remove(&process);
+    }
+
+    /// `conn` closed: what `process` sent on it is let go.
+    pub fn drop_from(&mut self, process: ProcessId, conn: ConnId) {
+        if self.from.get(&process).is_some_and(|(from, _)| *from == conn) {
+            self.from.remove(&process);
+        }
+    }
+
+    /// Keeps only what is for the processes `keep(rank, process)` names.
+    pub fn retain_to(&mut self, mut keep: impl FnMut(Rank, ProcessId) -> bool) {
+        self.to.retain(|process, (rank, _)| keep(*rank, *process));
+    }
+
+    /// What is kept for processes: (rank, process).
+    pub fn kept_to(&self) -> impl Iterator<Item = (Rank, ProcessId)> + '_ {
+        self.to.iter().map(|(process, (rank, _))| (*rank, *process))
+    }
+
+    /// What is kept from processes: (process, connection).
+    pub fn kept_from(&self) -> impl Iterator<Item = (ProcessId, ConnId)> + '_ {
+        self.from.iter().map(|(process, (conn, _))| (*process, *conn))
     }
 }
 
@@ -102,7 +199,7 @@ mod tests {
         assert_eq!(early.len(), 2);
         let frames = early.take();
         assert!(matches!(&frames[0], Frame::StatusReport { report } if report == "a"));
-        assert!(early.is_empty());
+        assert_eq!(early.len(), 0);
     }
 
     /// A joiner's first frames with a full window of the largest payloads, each with a full

@@ -5,7 +5,7 @@
 use log::{debug, info, warn};
 
 use super::standing::Standing;
-use super::{ConnId, Endpoint};
+use super::{Conn, ConnId, Endpoint};
 use crate::message::Message;
 use crate::protocol::{Input, Phase};
 use crate::state_transfer::Chunk;
@@ -15,14 +15,15 @@ use crate::wire::{Frame, Register, Roster};
 impl Endpoint {
     pub(super) fn on_frame(&mut self, conn: ConnId, frame: Frame) {
         let Some(standing) = self.standing(conn) else { return };
-        let Some((rank, process)) = self.conns.get_mut(&conn).map(|c| {
-            if !c.used && !matches!(frame, Frame::Register(_)) {
-                c.mark_used();
-            }
-            (c.rank, c.process)
-        }) else {
+        let Some(&Conn {
+            rank, process, used, ..
+        }) = self.conns.get(&conn)
+        else {
             return;
         };
+        if !used && !matches!(frame, Frame::Register(_)) {
+            self.mark_used(conn);
+        }
         match (standing, frame) {
             (Standing::Greeting(life), Frame::Roster(roster)) => self.on_greeting(conn, life, roster),
             (_, Frame::Register(register)) => self.on_register(conn, rank, process, register),
@@ -147,7 +148,7 @@ impl Endpoint {
         }
         self.directory.linked(life);
         self.roles_changed = true;
-        self.send_unsent(life.rank);
+        self.send_unsent(life);
     }
 
     /// The first frame on a connection a restarted process dialled (heartbeats aside): every address
@@ -166,14 +167,16 @@ impl Endpoint {
     /// more than [`super::early_bytes_max`] before that is closed.
     pub(super) fn keep_early(&mut self, conn: ConnId, rank: Rank, frame: Frame) {
         let me = self.node.me();
-        let Some(entry) = self.conns.get_mut(&conn) else { return };
+        let Some(process) = self.conns.get(&conn).map(|c| c.process) else {
+            return;
+        };
         let kind = frame.kind();
-        if entry.early.keep(frame).is_err() {
-            warn!("member {me}: connection {conn} of rank {rank} sent over {} bytes before a view listed its process; closing it", entry.early.limit());
+        let Ok(first) = self.early.keep_from(process, conn, frame) else {
+            warn!("member {me}: connection {conn} of rank {rank} sent over {} bytes before a view listed its process; closing it", self.early.limit());
             self.close(conn);
             return;
-        }
-        if entry.early.len() == 1 {
+        };
+        if first {
             info!("member {me}: {kind} frame on connection {conn} of rank {rank}, asking to rejoin, held until a view admits it");
         }
     }

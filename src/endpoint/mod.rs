@@ -45,7 +45,8 @@ use log::{info, warn};
 
 pub use action::{Action, ConnId, Origin, Watch};
 use directory::Directory;
-pub use early::{early_bytes_max, EarlyFrames};
+pub use early::early_bytes_max;
+use early::EarlyStore;
 use standing::Standing;
 
 use crate::event::Event;
@@ -89,26 +90,14 @@ struct Conn {
     greeted: bool,
     /// The life it was the connection of, once a view listed its process (it never serves another).
     life: Option<MemberId>,
-    /// What it sent before a view listed its process, for when one does.
-    early: EarlyFrames,
     /// The address its process announced, committed once a view lists that process.
     announced: Option<(String, u16)>,
     /// The other end has used the connection: this member formed or dialled it, or the process that
     /// dialled it sent a frame beyond its registration. A dialler reads the greeting before it takes
     /// a connection, and abandons one that reached another rank's process (a stale address) or whose
     /// handshake passed its deadline; the close of a connection it never used is that, not a crash.
+    /// Until then, what this member writes on it is kept for its process too ([`early`]).
     used: bool,
-    /// While not `used`: what this member wrote on it after the greeting, which the other end never
-    /// read if it abandons the connection; it then goes out on the life's next connection.
-    unconfirmed: EarlyFrames,
-}
-
-impl Conn {
-    /// The other end used the connection (or wrote more than the bound): nothing more is kept.
-    fn mark_used(&mut self) {
-        self.used = true;
-        self.unconfirmed.take();
-    }
 }
 
 /// A member's protocol core and its connections (see the module documentation).
@@ -117,8 +106,8 @@ pub struct Endpoint {
     node: Node,
     settings: EndpointSettings,
     conns: BTreeMap<ConnId, Conn>,
-    /// Frames for lives of the view without a connection yet, by rank, with the process they are for.
-    unsent: BTreeMap<Rank, (ProcessId, EarlyFrames)>,
+    /// Frames kept for and from other processes ([`early`]).
+    early: EarlyStore,
     /// Since when (ms) each life of the view has had no connection. Kept by life, not by rank: a new
     /// life of a rank whose old life was unconnected gets a failure timeout of its own (rejoin seed
     /// 34585 suspected one at once).
@@ -144,10 +133,10 @@ impl Endpoint {
         let transfer = StateTransfer::new(node.me(), settings.state_transfer, node.phase() == Phase::Joining);
         let redial = settings.redial_interval_ms;
         let mut endpoint = Endpoint {
+            early: EarlyStore::new(settings.window),
             node,
             settings,
             conns: BTreeMap::new(),
-            unsent: BTreeMap::new(),
             unconnected_since_ms: BTreeMap::new(),
             now_ms: 0,
             directory: Directory::new(directory, redial),
@@ -245,9 +234,9 @@ impl Endpoint {
                 if let Some(entry) = self.conns.get_mut(&conn) {
                     entry.used = false;
                 }
-                if self.listed_life(rank, process).is_some() {
+                if let Some(life) = self.listed_life(rank, process) {
                     info!("member {me}: process {process} of rank {rank}, admitted by the current view, connects: its connection");
-                    self.send_unsent(rank);
+                    self.send_unsent(life);
                 } else {
                     info!("member {me}: process {process} connects to rejoin as rank {rank}");
                 }
@@ -268,8 +257,7 @@ impl Endpoint {
         let me = self.node.me();
         let Some(standing) = self.standing(conn) else { return };
         let Some(closed) = self.conns.remove(&conn) else { return };
-        self.to_close.retain(|c| *c != conn);
-        self.roles_changed = true;
+        self.forget_closed(conn, &closed);
         let was_dial = closed.origin == Origin::Dialled;
         match standing {
             Standing::Member(Some(life)) if life.rank != me.rank => {
@@ -278,7 +266,7 @@ impl Endpoint {
                     self.handle(Input::Suspect(life));
                 } else {
                     info!("member {me}: {life} abandoned its dial to this member before using it ({reason}): suspecting nobody; what was written on it goes out on its next connection");
-                    self.reroute_unconfirmed(life, closed);
+                    self.directory.unlink(life);
                 }
             }
             Standing::Greeting(life) => {
@@ -374,7 +362,6 @@ impl Endpoint {
 
 impl Endpoint {
     fn add(&mut self, conn: ConnId, origin: Origin, rank: Rank, process: ProcessId) {
-        let limit = early_bytes_max(self.settings.window.max(1));
         let redial = matches!(origin, Origin::Redialled { .. });
         let life = self.listed_life(rank, process).filter(|_| !redial);
         self.conns.insert(
@@ -385,10 +372,8 @@ impl Endpoint {
                 origin,
                 greeted: !redial,
                 life,
-                early: EarlyFrames::new(limit),
                 announced: None,
                 used: true,
-                unconfirmed: EarlyFrames::new(limit),
             },
         );
         if let Some(life) = life {
@@ -411,20 +396,11 @@ impl Endpoint {
         life.incarnation.0 <= 1 || used_one || had_one || self.node.is_suspected(life)
     }
 
-    /// The other end abandoned `conn` (it never used it): closed, suspecting nobody.
+    /// The other end abandoned `conn` (it never used it): closed, suspecting nobody; what was written
+    /// on it stays kept for its process's next connection.
     fn close_abandoned(&mut self, conn: ConnId) {
-        if let Some(closed) = self.close(conn) {
-            if let Some(life) = closed.life {
-                self.reroute_unconfirmed(life, closed);
-            }
-        }
-    }
-
-    /// What was written on a connection `life` abandoned goes out on its next connection.
-    fn reroute_unconfirmed(&mut self, life: MemberId, mut closed: Conn) {
-        self.directory.unlink(life);
-        for frame in closed.unconfirmed.take() {
-            self.keep_unsent(life.rank, frame);
+        if let Some(life) = self.close(conn).and_then(|closed| closed.life) {
+            self.directory.unlink(life);
         }
     }
 
@@ -433,24 +409,46 @@ impl Endpoint {
         self.actions.push(Action::Write { conn, frame });
     }
 
-    /// Keeps a copy of `frame` while the other end of `conn` has not used it (see [`Conn`]'s `used`);
-    /// past the early-frame bound it stops keeping and takes the connection as used.
+    /// Keeps a copy of `frame` for the process of `conn` while it has not used `conn` (see [`Conn`]'s
+    /// `used`); past the bound it stops keeping and takes the connection as used.
     fn remember_unconfirmed(&mut self, conn: ConnId, frame: &Frame) {
-        let Some(entry) = self.conns.get_mut(&conn).filter(|c| !c.used) else {
+        let Some(&Conn { rank, process, .. }) = self.conns.get(&conn).filter(|c| !c.used) else {
             return;
         };
-        if entry.unconfirmed.keep(frame.clone()).is_err() {
-            entry.mark_used();
+        if self.early.keep_to(rank, process, frame.clone()).is_err() {
+            self.mark_used(conn);
+        }
+    }
+
+    /// The other end of `conn` used it (or more than the bound was written on it unread): nothing
+    /// more is kept for its process.
+    fn mark_used(&mut self, conn: ConnId) {
+        if let Some(entry) = self.conns.get_mut(&conn) {
+            entry.used = true;
+            self.early.forget_to(entry.process);
         }
     }
 
     /// Closes a connection once what is queued on it has gone out; returns what it was.
     fn close(&mut self, conn: ConnId) -> Option<Conn> {
         let closed = self.conns.remove(&conn)?;
-        self.to_close.retain(|c| *c != conn);
-        self.roles_changed = true;
+        self.forget_closed(conn, &closed);
         self.actions.push(Action::Close { conn });
         Some(closed)
+    }
+
+    /// `conn`, of `closed`'s process, is gone: what that process sent on it is let go, and what was
+    /// kept for it too, unless the view lists it (its next connection takes it) or it has another.
+    fn forget_closed(&mut self, conn: ConnId, closed: &Conn) {
+        self.to_close.retain(|c| *c != conn);
+        self.roles_changed = true;
+        self.early.drop_from(closed.process, conn);
+        let listed = self.listed_life(closed.rank, closed.process);
+        if listed.is_some_and(|life| self.node.is_suspected(life))
+            || (listed.is_none() && self.conns_of(closed.rank, closed.process).next().is_none())
+        {
+            self.early.forget_to(closed.process);
+        }
     }
 
     /// The life of the installed view that a connection of `process` for `rank` speaks for.

@@ -8,7 +8,7 @@
 //!   their frames and installs only a decision that admits it;
 //! - **asking**: its process is not listed (a process asking to rejoin, or one this process dialled
 //!   while joining that a view did not admit): join requests and the address it announces are
-//!   taken, the rest is kept until a view lists its process ([`super::EarlyFrames`]); replies to a
+//!   taken, the rest is kept until a view lists its process ([`super::early`]); replies to a
 //!   rank's join requests go to every asking connection of that rank;
 //! - **greeting**: a redial the endpoint asked for, whose greeting has not named the life yet.
 //!
@@ -141,13 +141,20 @@ impl Endpoint {
                     );
                 }
             }
-            for (rank, (process, _)) in &self.unsent {
+            for (rank, process) in self.early.kept_to() {
+                let listed = view.member(rank).is_some_and(|m| m.process == process);
                 assert!(
-                    *rank != me.rank && view.member(*rank).is_some_and(|m| m.process == *process),
-                    "member {me}: frames kept for process {process} of rank {rank}, no life of view {}",
+                    rank != me.rank && (listed || self.conns_of(rank, process).next().is_some()),
+                    "member {me}: frames kept for process {process} of rank {rank}, no life of view {} and no connection",
                     view.id
                 );
             }
+        }
+        for (process, conn) in self.early.kept_from() {
+            assert!(
+                self.conns.get(&conn).is_some_and(|c| c.process == process),
+                "member {me}: frames kept from process {process} on connection {conn}, which is not its"
+            );
         }
         self.node.check_invariants();
     }

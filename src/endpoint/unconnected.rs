@@ -3,7 +3,7 @@
 
 use log::{debug, info, warn};
 
-use super::{early_bytes_max, Action, EarlyFrames, Endpoint};
+use super::{Action, Endpoint};
 use crate::protocol::{Input, Phase};
 use crate::types::{MemberId, Rank};
 use crate::wire::Frame;
@@ -20,37 +20,28 @@ impl Endpoint {
             debug!("member {me}: no connection to {to}; {} dropped", frame.kind());
             return;
         };
-        let limit = early_bytes_max(self.settings.window.max(1));
-        let kept = self
-            .unsent
-            .entry(to)
-            .or_insert_with(|| (life.process, EarlyFrames::new(limit)));
-        if kept.0 != life.process {
-            *kept = (life.process, EarlyFrames::new(limit));
-        }
-        if kept.1.keep(frame).is_err() {
+        if self.early.keep_to(to, life.process, frame).is_err() {
+            let limit = self.early.limit();
             warn!("member {me}: over {limit} bytes for {life}, which has no connection: dropped");
-            self.unsent.remove(&to);
         }
     }
 
-    /// The frames kept for `rank` while it had no connection go out on its member connection, first.
-    pub(super) fn send_unsent(&mut self, rank: Rank) {
-        let Some((process, mut frames)) = self.unsent.remove(&rank) else {
+    /// The frames kept for `life` while it had no connection go out on its connection, first (and
+    /// stay kept while its process has not used that connection).
+    pub(super) fn send_unsent(&mut self, life: MemberId) {
+        let Some((conn, used)) = self.conn_of(life).map(|c| (c, self.conns[&c].used)) else {
             return;
         };
-        let conn = self
-            .send_conn(rank)
-            .filter(|c| self.conns.get(c).is_some_and(|c| c.process == process));
-        if let Some(conn) = conn {
+        let frames = self.early.frames_to(life.rank, life.process, !used);
+        if !frames.is_empty() {
             debug!(
-                "member {}: {} frames kept for {rank} while it had no connection go out",
+                "member {}: {} frames kept for {life} while it had no connection go out",
                 self.node.me(),
                 frames.len()
             );
-            for frame in frames.take() {
-                self.write(conn, frame);
-            }
+        }
+        for frame in frames {
+            self.actions.push(Action::Write { conn, frame });
         }
     }
 

@@ -13,8 +13,9 @@ use crate::wire::{Frame, Roster, RosterEntry};
 
 impl Endpoint {
     pub(super) fn installed(&mut self, view: View) {
-        self.unsent
-            .retain(|rank, (process, _)| view.member(*rank).is_some_and(|m| m.process == *process));
+        let me = self.node.me();
+        self.early
+            .retain_to(|rank, process| rank != me.rank && view.member(rank).is_some_and(|m| m.process == process));
         self.settle(&view);
         self.commit_addresses(&view);
         self.hand_directory(&view);
@@ -65,13 +66,10 @@ impl Endpoint {
                 continue;
             };
             entry.life = Some(*life);
-            if !entry.early.is_empty() {
-                debug!(
-                    "member {me}: {} early frames ({} bytes) of {life} to replay",
-                    entry.early.len(),
-                    entry.early.bytes()
-                );
-                self.replay.push((kept, entry.early.take()));
+            let early = self.early.take_from(life.process, kept);
+            if !early.is_empty() {
+                debug!("member {me}: {} early frames of {life} to replay", early.len());
+                self.replay.push((kept, early));
             }
             self.directory.linked(*life);
         }
