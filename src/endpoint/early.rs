@@ -81,11 +81,12 @@ impl EarlyFrames {
 /// The frames kept for other processes, by process (see the module documentation).
 #[derive(Clone, Debug, Hash)]
 pub(super) struct EarlyStore {
-    limit: usize,
+    /// The bound, per process and way.
+    pub limit: usize,
     /// From a process not listed yet, with the connection they came on.
-    from: BTreeMap<ProcessId, (ConnId, EarlyFrames)>,
+    pub from: ByProcess<ConnId>,
     /// To a process, with the rank it is a life of.
-    to: BTreeMap<ProcessId, (Rank, EarlyFrames)>,
+    pub to: ByProcess<Rank>,
 }
 
 impl EarlyStore {
@@ -93,91 +94,56 @@ impl EarlyStore {
     pub fn new(window: usize) -> EarlyStore {
         EarlyStore {
             limit: early_bytes_max(window.max(1)),
-            from: BTreeMap::new(),
-            to: BTreeMap::new(),
+            from: ByProcess(BTreeMap::new()),
+            to: ByProcess(BTreeMap::new()),
+        }
+    }
+}
+
+/// Frames kept one way, by process, each under a key (the connection they came on, the rank of the
+/// life they are for): frames under one key never mix with another's.
+#[derive(Clone, Debug, Hash)]
+pub(super) struct ByProcess<K>(BTreeMap<ProcessId, (K, EarlyFrames)>);
+
+impl<K: Copy + Eq> ByProcess<K> {
+    /// Keeps `frame` for `process` under `key` (what was kept under another key is let go); past
+    /// `limit` bytes everything kept for it is let go. How many frames are kept, if within the bound.
+    pub fn keep(&mut self, process: ProcessId, key: K, frame: Frame, limit: usize) -> Result<usize, TooMuchEarly> {
+        let kept = self.0.entry(process).or_insert_with(|| (key, EarlyFrames::new(limit)));
+        if kept.0 != key {
+            *kept = (key, EarlyFrames::new(limit));
+        }
+        match kept.1.keep(frame) {
+            Ok(()) => Ok(kept.1.len()),
+            Err(too_much) => {
+                self.0.remove(&process);
+                Err(too_much)
+            }
         }
     }
 
-    /// The bound, per process and way.
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-
-    /// Keeps `frame` that `process` sent on `conn` (frames of an earlier connection of it are let go);
-    /// `Ok(true)` for the first one kept.
-    pub fn keep_from(&mut self, process: ProcessId, conn: ConnId, frame: Frame) -> Result<bool, TooMuchEarly> {
-        let limit = self.limit;
-        let kept = self
-            .from
-            .entry(process)
-            .or_insert_with(|| (conn, EarlyFrames::new(limit)));
-        if kept.0 != conn {
-            *kept = (conn, EarlyFrames::new(limit));
-        }
-        kept.1.keep(frame)?;
-        Ok(kept.1.len() == 1)
-    }
-
-    /// What `process` sent on `conn` before a view listed it, oldest first.
-    pub fn take_from(&mut self, process: ProcessId, conn: ConnId) -> Vec<Frame> {
-        match self.from.remove(&process) {
-            Some((from, mut frames)) if from == conn => frames.take(),
+    /// The frames kept for `process` under `key`, oldest first; `keep`: they stay kept.
+    pub fn frames(&mut self, process: ProcessId, key: K, keep: bool) -> Vec<Frame> {
+        match self.0.get_mut(&process) {
+            Some((of, frames)) if *of == key && keep => frames.frames.clone(),
+            Some((of, _)) if *of == key => self.0.remove(&process).map_or_else(Vec::new, |(_, mut f)| f.take()),
             _ => Vec::new(),
         }
     }
 
-    /// Keeps `frame` for `process`, a life of `rank` (frames kept for another rank's life of that
-    /// process are let go); past the bound, everything kept for it is let go.
-    pub fn keep_to(&mut self, rank: Rank, process: ProcessId, frame: Frame) -> Result<(), TooMuchEarly> {
-        let limit = self.limit;
-        let kept = self
-            .to
-            .entry(process)
-            .or_insert_with(|| (rank, EarlyFrames::new(limit)));
-        if kept.0 != rank {
-            *kept = (rank, EarlyFrames::new(limit));
-        }
-        if kept.1.keep(frame).is_err() {
-            self.to.remove(&process);
-            return Err(TooMuchEarly);
-        }
-        Ok(())
+    /// Nothing more is kept for `process`.
+    pub fn forget(&mut self, process: ProcessId) {
+        self.0.remove(&process);
     }
 
-    /// The frames kept for `process` (a life of `rank`), oldest first; `keep`: go on keeping them.
-    pub fn frames_to(&mut self, rank: Rank, process: ProcessId, keep: bool) -> Vec<Frame> {
-        match self.to.get_mut(&process) {
-            Some((of, frames)) if *of == rank && keep => frames.frames.clone(),
-            Some((of, _)) if *of == rank => self.to.remove(&process).map(|(_, mut f)| f.take()).unwrap_or_default(),
-            _ => Vec::new(),
-        }
+    /// Keeps only what `keep(process, key)` names.
+    pub fn retain(&mut self, mut keep: impl FnMut(ProcessId, K) -> bool) {
+        self.0.retain(|process, (key, _)| keep(*process, *key));
     }
 
-    /// `process` read what was sent to it: nothing more is kept for it.
-    pub fn forget_to(&mut self, process: ProcessId) {
-        self.to.remove(&process);
-    }
-
-    /// `conn` closed: what `process` sent on it is let go.
-    pub fn drop_from(&mut self, process: ProcessId, conn: ConnId) {
-        if self.from.get(&process).is_some_and(|(from, _)| *from == conn) {
-            self.from.remove(&process);
-        }
-    }
-
-    /// Keeps only what is for the processes `keep(rank, process)` names.
-    pub fn retain_to(&mut self, mut keep: impl FnMut(Rank, ProcessId) -> bool) {
-        self.to.retain(|process, (rank, _)| keep(*rank, *process));
-    }
-
-    /// What is kept for processes: (rank, process).
-    pub fn kept_to(&self) -> impl Iterator<Item = (Rank, ProcessId)> + '_ {
-        self.to.iter().map(|(process, (rank, _))| (*rank, *process))
-    }
-
-    /// What is kept from processes: (process, connection).
-    pub fn kept_from(&self) -> impl Iterator<Item = (ProcessId, ConnId)> + '_ {
-        self.from.iter().map(|(process, (conn, _))| (*process, *conn))
+    /// What is kept: (process, key).
+    pub fn keys(&self) -> impl Iterator<Item = (ProcessId, K)> + '_ {
+        self.0.iter().map(|(process, (key, _))| (*process, *key))
     }
 }
 

@@ -171,12 +171,12 @@ impl Endpoint {
             return;
         };
         let kind = frame.kind();
-        let Ok(first) = self.early.keep_from(process, conn, frame) else {
-            warn!("member {me}: connection {conn} of rank {rank} sent over {} bytes before a view listed its process; closing it", self.early.limit());
+        let Ok(kept) = self.early.from.keep(process, conn, frame, self.early.limit) else {
+            warn!("member {me}: connection {conn} of rank {rank} sent over {} bytes before a view listed its process; closing it", self.early.limit);
             self.close(conn);
             return;
         };
-        if first {
+        if kept == 1 {
             info!("member {me}: {kind} frame on connection {conn} of rank {rank}, asking to rejoin, held until a view admits it");
         }
     }

@@ -415,7 +415,12 @@ impl Endpoint {
         let Some(&Conn { rank, process, .. }) = self.conns.get(&conn).filter(|c| !c.used) else {
             return;
         };
-        if self.early.keep_to(rank, process, frame.clone()).is_err() {
+        if self
+            .early
+            .to
+            .keep(process, rank, frame.clone(), self.early.limit)
+            .is_err()
+        {
             self.mark_used(conn);
         }
     }
@@ -425,7 +430,7 @@ impl Endpoint {
     fn mark_used(&mut self, conn: ConnId) {
         if let Some(entry) = self.conns.get_mut(&conn) {
             entry.used = true;
-            self.early.forget_to(entry.process);
+            self.early.to.forget(entry.process);
         }
     }
 
@@ -442,12 +447,12 @@ impl Endpoint {
     fn forget_closed(&mut self, conn: ConnId, closed: &Conn) {
         self.to_close.retain(|c| *c != conn);
         self.roles_changed = true;
-        self.early.drop_from(closed.process, conn);
+        self.early.from.frames(closed.process, conn, false);
         let listed = self.listed_life(closed.rank, closed.process);
         if listed.is_some_and(|life| self.node.is_suspected(life))
             || (listed.is_none() && self.conns_of(closed.rank, closed.process).next().is_none())
         {
-            self.early.forget_to(closed.process);
+            self.early.to.forget(closed.process);
         }
     }
 

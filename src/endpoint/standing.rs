@@ -141,7 +141,7 @@ impl Endpoint {
                     );
                 }
             }
-            for (rank, process) in self.early.kept_to() {
+            for (process, rank) in self.early.to.keys() {
                 let listed = view.member(rank).is_some_and(|m| m.process == process);
                 assert!(
                     rank != me.rank && (listed || self.conns_of(rank, process).next().is_some()),
@@ -150,7 +150,7 @@ impl Endpoint {
                 );
             }
         }
-        for (process, conn) in self.early.kept_from() {
+        for (process, conn) in self.early.from.keys() {
             assert!(
                 self.conns.get(&conn).is_some_and(|c| c.process == process),
                 "member {me}: frames kept from process {process} on connection {conn}, which is not its"

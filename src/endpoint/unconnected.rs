@@ -20,9 +20,11 @@ impl Endpoint {
             debug!("member {me}: no connection to {to}; {} dropped", frame.kind());
             return;
         };
-        if self.early.keep_to(to, life.process, frame).is_err() {
-            let limit = self.early.limit();
-            warn!("member {me}: over {limit} bytes for {life}, which has no connection: dropped");
+        if self.early.to.keep(life.process, to, frame, self.early.limit).is_err() {
+            warn!(
+                "member {me}: over {} bytes for {life}, which has no connection: dropped",
+                self.early.limit
+            );
         }
     }
 
@@ -32,7 +34,7 @@ impl Endpoint {
         let Some((conn, used)) = self.conn_of(life).map(|c| (c, self.conns[&c].used)) else {
             return;
         };
-        let frames = self.early.frames_to(life.rank, life.process, !used);
+        let frames = self.early.to.frames(life.process, life.rank, !used);
         if !frames.is_empty() {
             debug!(
                 "member {}: {} frames kept for {life} while it had no connection go out",

@@ -15,7 +15,8 @@ impl Endpoint {
     pub(super) fn installed(&mut self, view: View) {
         let me = self.node.me();
         self.early
-            .retain_to(|rank, process| rank != me.rank && view.member(rank).is_some_and(|m| m.process == process));
+            .to
+            .retain(|process, rank| rank != me.rank && view.member(rank).is_some_and(|m| m.process == process));
         self.settle(&view);
         self.commit_addresses(&view);
         self.hand_directory(&view);
@@ -66,7 +67,7 @@ impl Endpoint {
                 continue;
             };
             entry.life = Some(*life);
-            let early = self.early.take_from(life.process, kept);
+            let early = self.early.from.frames(life.process, kept, false);
             if !early.is_empty() {
                 debug!("member {me}: {} early frames of {life} to replay", early.len());
                 self.replay.push((kept, early));
