@@ -259,7 +259,10 @@ const FOUND: &[(Family, u64, &str)] = &[
     (
         Family::Rejoin,
         21791,
-        "issue 26, one connection model: a joining process whose only dial to a member closed had          connections only from processes that had dialled it while joining and were members since; it          asked none of them and waited for ever. A joiner asks on one connection of every rank",
+        "issue 26, one connection model: a joining process whose only dial to a member closed had \
+         connections only from processes that had dialled it while joining and were members since; it \
+         asked none of them and waited for ever. A joining process whose last dial closes asks on the \
+         connections others dialled to it",
     ),
 ];
 
