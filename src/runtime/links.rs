@@ -75,7 +75,7 @@ impl Default for Clock {
     }
 }
 
-/// When a peer was last heard from, stamped by its reader thread on every frame.
+/// When a peer was last heard from, stamped by its reader thread on every read that brings bytes.
 #[derive(Debug, Default)]
 pub struct LastHeard(AtomicU64);
 
