@@ -264,6 +264,14 @@ const FOUND: &[(Family, u64, &str)] = &[
          asked none of them and waited for ever. A joining process whose last dial closes asks on the \
          connections others dialled to it",
     ),
+    (
+        Family::Rejoin,
+        15795,
+        "issue 26: a sponsor handed the state to a newcomer on a dial the newcomer had already \
+         abandoned (its greeting named another rank's process) and took the hand-off as done; the \
+         newcomer waited for its snapshot for ever. A hand-off is done once the newcomer used the \
+         connection it went on, and goes out again on the next one if it abandons that one",
+    ),
 ];
 
 #[test]

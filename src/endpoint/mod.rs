@@ -267,6 +267,7 @@ impl Endpoint {
                 } else {
                     info!("member {me}: {life} abandoned its dial to this member before using it ({reason}): suspecting nobody; what was written on it goes out on its next connection");
                     self.directory.unlink(life);
+                    self.transfer.abandoned(life);
                 }
             }
             Standing::Greeting(life) => {
@@ -401,6 +402,7 @@ impl Endpoint {
     fn close_abandoned(&mut self, conn: ConnId) {
         if let Some(life) = self.close(conn).and_then(|closed| closed.life) {
             self.directory.unlink(life);
+            self.transfer.abandoned(life);
         }
     }
 

@@ -2,7 +2,7 @@
 //! unconnected life), replies to joiners, events; then the connections a view let go, after the
 //! decision went out; the state transfer's steps; and the trace.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use log::warn;
 
@@ -117,16 +117,14 @@ impl Endpoint {
         self.carry_out_transfer();
     }
 
-    /// The lives of the installed view this member has a connection to.
-    pub(super) fn connected_lives(&self) -> BTreeSet<MemberId> {
+    /// The lives of the installed view this member has a connection to, each with whether the life
+    /// has used it.
+    fn connected_lives(&self) -> BTreeMap<MemberId, bool> {
         let Some(view) = self.node.view() else {
-            return BTreeSet::new();
+            return BTreeMap::new();
         };
-        view.members
-            .iter()
-            .filter(|m| self.conn_of(**m).is_some())
-            .copied()
-            .collect()
+        let conn_used = |m: &MemberId| Some((*m, self.conns[&self.conn_of(*m)?].used));
+        view.members.iter().filter_map(conn_used).collect()
     }
 
     /// The state transfer's steps as actions: a hand-off goes on the connections of the lives it names.

@@ -22,7 +22,7 @@
 
 mod receive;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use log::{info, warn};
 
@@ -83,12 +83,17 @@ enum Held {
     HandOff { view: View, position: u64 },
 }
 
-/// A hand-off of the state at `position` to new lives of `view` that had no connection yet.
+/// A hand-off of the state at `position` to new lives of `view`, until each has it.
 #[derive(Clone, Debug, Hash)]
 struct Waiting {
     view: ViewId,
     position: u64,
+    /// Lives to send the state to once they have a connection.
     lives: Vec<MemberId>,
+    /// Lives it went to on a connection they had not used yet: a restarted process may abandon that
+    /// one (a dial past its handshake deadline) and never read it (rejoin seed 15795 waited for its
+    /// snapshot for ever); it is sent again on the next ([`StateTransfer::abandoned`]).
+    sent: Vec<MemberId>,
 }
 
 /// One member's side of the state transfer, as receiver and as sponsor (see the module documentation).
@@ -180,9 +185,10 @@ impl StateTransfer {
     }
 
     /// A hand-off waits (after every call of the endpoint, with the installed `view` and the lives this
-    /// member has a connection to): each waiting life in `connected` gets the state now, a life `view`
-    /// no longer lists is given up; once none waits, what was held is released.
-    pub fn on_connections(&mut self, view: &View, connected: &BTreeSet<MemberId>) {
+    /// member has a connection to, each with whether the life has used it): each waiting life with a
+    /// connection gets the state now, and has it once it used that connection; a life `view` no longer
+    /// lists is given up; once every life has it, what was held is released.
+    pub fn on_connections(&mut self, view: &View, connected: &BTreeMap<MemberId, bool>) {
         let Some(mut waiting) = self.waiting.take() else {
             return;
         };
@@ -194,12 +200,18 @@ impl StateTransfer {
                     "member {}: {life} left the view before it had a connection to take the state on",
                     self.me
                 );
-            } else if connected.contains(&life) {
+            } else if let Some(&used) = connected.get(&life) {
                 to.push(life);
+                if !used {
+                    waiting.sent.push(life);
+                }
             } else {
                 still.push(life);
             }
         }
+        waiting
+            .sent
+            .retain(|life| view.contains(*life) && connected.get(life) == Some(&false));
         if !to.is_empty() {
             self.steps.push(Step::HandOff {
                 view: waiting.view,
@@ -207,12 +219,23 @@ impl StateTransfer {
                 to,
             });
         }
-        if !still.is_empty() {
+        if !still.is_empty() || !waiting.sent.is_empty() {
             waiting.lives = still;
             self.waiting = Some(waiting);
             return;
         }
         self.release();
+    }
+
+    /// `life` abandoned the connection it had not used: if the state went out on it, it goes out
+    /// again on the next.
+    pub fn abandoned(&mut self, life: MemberId) {
+        if let Some(waiting) = &mut self.waiting {
+            if let Some(at) = waiting.sent.iter().position(|l| *l == life) {
+                waiting.sent.remove(at);
+                waiting.lives.push(life);
+            }
+        }
     }
 
     /// This member stops (excluded, or left): a hand-off still waiting is given up and the events it
@@ -262,6 +285,7 @@ impl StateTransfer {
                         view: handed.id,
                         position,
                         lives: new_lives(&handed).collect(),
+                        sent: Vec::new(),
                     });
                 }
             }
