@@ -42,12 +42,7 @@ impl Node {
             self.keep_promisers_waiting(out);
             return;
         }
-        let accepted = proposer
-            .promises
-            .values()
-            .filter_map(|p| p.accepted.as_ref())
-            .max_by_key(|(b, _)| *b)
-            .map(|(_, accepted)| (**accepted).clone());
+        let accepted = highest_accepted(&proposer.promises);
         if accepted.is_none() && self.awaits_withdrawal(out) {
             return;
         }
@@ -251,6 +246,16 @@ fn weigh_suspicions(
         }
     }
     suspected
+}
+
+/// The proposal of the highest ballot some promiser accepted, which a proposer must propose again
+/// (Paxos: a value a quorum may have accepted is never replaced).
+fn highest_accepted(promises: &BTreeMap<Rank, Promised>) -> Option<Proposal> {
+    promises
+        .values()
+        .filter_map(|p| p.accepted.as_ref())
+        .max_by_key(|(b, _)| *b)
+        .map(|(_, accepted)| (**accepted).clone())
 }
 
 /// True if some member that promised is accused by another promiser's report, and not by this

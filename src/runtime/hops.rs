@@ -171,6 +171,35 @@ impl HopProbe {
         }
     }
 
+    /// The stamps of the message in `slot` of `origin`: `None` if it was never sent, `Some(None)` if
+    /// a stage is missing.
+    fn stamps(&self, origin: usize, slot: usize) -> Option<Option<Stamps>> {
+        let members = self.0.members;
+        let single = |stage| self.get(stage, origin, slot, origin);
+        let peers = |stage| -> Option<Vec<i64>> {
+            (0..members)
+                .filter(|at| *at != origin)
+                .map(|at| self.get(stage, origin, slot, at))
+                .collect()
+        };
+        let called = single(Stage::Called)?;
+        let stamps = || {
+            Some(Stamps {
+                called,
+                taken: single(Stage::Taken)?,
+                delivered: single(Stage::Delivered)?,
+                consumed: single(Stage::Consumed)?,
+                drained: peers(Stage::Drained)?,
+                written: peers(Stage::Written)?,
+                read: peers(Stage::Read)?,
+                handled: peers(Stage::Handled)?,
+                queued: peers(Stage::AckQueued)?,
+                acked: peers(Stage::Acked)?,
+            })
+        };
+        Some(stamps())
+    }
+
     /// The per-hop statistics of every sampled message whose stages were all stamped. Read it once the
     /// members are shut down (their threads joined), so every stamp is visible.
     pub fn breakdown(&self) -> Breakdown {
@@ -180,63 +209,27 @@ impl HopProbe {
         let (mut samples, mut incomplete) = (0, 0);
         for origin in 0..t.members {
             for slot in 0..t.slots as usize {
-                let single = |stage| self.get(stage, origin, slot, origin);
-                let peers = |stage| -> Option<Vec<i64>> {
-                    (0..t.members)
-                        .filter(|at| *at != origin)
-                        .map(|at| self.get(stage, origin, slot, at))
-                        .collect()
-                };
-                let (Some(called), Some(taken), Some(delivered), Some(consumed)) = (
-                    single(Stage::Called),
-                    single(Stage::Taken),
-                    single(Stage::Delivered),
-                    single(Stage::Consumed),
-                ) else {
-                    if single(Stage::Called).is_some() {
+                let stamps = match self.stamps(origin, slot) {
+                    None => continue,
+                    Some(None) => {
                         incomplete += 1;
+                        continue;
                     }
-                    continue;
+                    Some(Some(stamps)) if stamps.written.is_empty() => continue,
+                    Some(Some(stamps)) => stamps,
                 };
-                let (Some(drained), Some(written), Some(read), Some(handled), Some(queued), Some(acked)) = (
-                    peers(Stage::Drained),
-                    peers(Stage::Written),
-                    peers(Stage::Read),
-                    peers(Stage::Handled),
-                    peers(Stage::AckQueued),
-                    peers(Stage::Acked),
-                ) else {
-                    incomplete += 1;
-                    continue;
-                };
-                if written.is_empty() {
-                    continue;
-                }
                 samples += 1;
-                let max = |v: &[i64]| v.iter().copied().max().unwrap_or_default();
-                let chain = [
-                    called,
-                    taken,
-                    max(&drained),
-                    max(&written),
-                    max(&read),
-                    max(&handled),
-                    max(&queued),
-                    max(&acked),
-                    delivered,
-                    consumed,
-                ];
-                for (hop, pair) in chain.windows(2).enumerate() {
+                for (hop, pair) in stamps.chain().windows(2).enumerate() {
                     last[hop].push(pair[1] - pair[0]);
                 }
-                last[HOPS.len() - 1].push(consumed - called);
-                for p in 0..written.len() {
-                    each[1].push(drained[p] - taken);
-                    each[2].push(written[p] - drained[p]);
-                    each[3].push(read[p] - written[p]);
-                    each[4].push(handled[p] - read[p]);
-                    each[5].push(queued[p] - handled[p]);
-                    each[6].push(acked[p] - queued[p]);
+                last[HOPS.len() - 1].push(stamps.consumed - stamps.called);
+                for p in 0..stamps.written.len() {
+                    each[1].push(stamps.drained[p] - stamps.taken);
+                    each[2].push(stamps.written[p] - stamps.drained[p]);
+                    each[3].push(stamps.read[p] - stamps.written[p]);
+                    each[4].push(stamps.handled[p] - stamps.read[p]);
+                    each[5].push(stamps.queued[p] - stamps.handled[p]);
+                    each[6].push(stamps.acked[p] - stamps.queued[p]);
                 }
             }
         }
@@ -254,6 +247,39 @@ impl HopProbe {
             incomplete,
             hops,
         }
+    }
+}
+
+/// One sampled message's stamps (ns): at its origin, and at each peer in rank order.
+struct Stamps {
+    called: i64,
+    taken: i64,
+    delivered: i64,
+    consumed: i64,
+    drained: Vec<i64>,
+    written: Vec<i64>,
+    read: Vec<i64>,
+    handled: Vec<i64>,
+    queued: Vec<i64>,
+    acked: Vec<i64>,
+}
+
+impl Stamps {
+    /// The stages in order, a per-peer stage at its last peer.
+    fn chain(&self) -> [i64; 10] {
+        let max = |v: &[i64]| v.iter().copied().max().unwrap_or_default();
+        [
+            self.called,
+            self.taken,
+            max(&self.drained),
+            max(&self.written),
+            max(&self.read),
+            max(&self.handled),
+            max(&self.queued),
+            max(&self.acked),
+            self.delivered,
+            self.consumed,
+        ]
     }
 }
 

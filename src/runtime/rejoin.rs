@@ -117,13 +117,7 @@ pub fn reconnect(
         incarnation: Incarnation(0),
         process,
     };
-    match roster.members.iter_mut().find(|entry| entry.rank == rank) {
-        Some(entry) => *entry = own,
-        None => {
-            roster.members.push(own);
-            roster.members.sort_by_key(|entry| entry.rank);
-        }
-    }
+    set_entry(&mut roster.members, own);
     Ok(Reconnected {
         rank,
         process,
@@ -136,6 +130,17 @@ pub fn reconnect(
         acceptor,
         local_addr,
     })
+}
+
+/// Puts `entry` in `members` (sorted by rank) in place of its rank's.
+fn set_entry(members: &mut Vec<RosterEntry>, entry: RosterEntry) {
+    match members.iter_mut().find(|e| e.rank == entry.rank) {
+        Some(e) => *e = entry,
+        None => {
+            members.push(entry);
+            members.sort_by_key(|e| e.rank);
+        }
+    }
 }
 
 /// The members a restarted process reached, what their greetings listed, and what it could not reach.
