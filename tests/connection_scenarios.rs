@@ -34,6 +34,21 @@ fn only_conn(sim: &Sim, a: LifeId, b: LifeId) -> ConnKey {
     conns[0]
 }
 
+/// A group of `size` that hands the state to returning members in chunks of `chunk_bytes`, every
+/// frame arriving in the step after it was sent.
+fn transferring_state(size: u16, chunk_bytes: usize) -> Sim {
+    let knobs = Knobs {
+        state_transfer: true,
+        snapshot_chunk_bytes: chunk_bytes,
+        ..Knobs::default()
+    };
+    let delay = DelayProfile {
+        max_steps: 0,
+        slow_percent: 0,
+    };
+    Sim::with_knobs(size, 0, delay, knobs)
+}
+
 /// Asserts that both ends hold `conn` as the member connection of the life at the other end.
 fn assert_member_conn(sim: &Sim, conn: ConnKey, a: LifeId, b: LifeId) {
     for (at, of) in [(a, b), (b, a)] {
@@ -290,16 +305,7 @@ fn a_life_admitted_into_a_view_change_dials_its_unconnected_members() {
 /// for its snapshot for ever.
 #[test]
 fn a_sponsor_hands_the_state_over_once_the_newcomer_connects() {
-    let knobs = Knobs {
-        state_transfer: true,
-        snapshot_chunk_bytes: 8,
-        ..Knobs::default()
-    };
-    let delay = sim::net::DelayProfile {
-        max_steps: 0,
-        slow_percent: 0,
-    };
-    let mut sim = Sim::with_knobs(3, 0, delay, knobs);
+    let mut sim = transferring_state(3, 8);
     for rank in 1..=3 {
         sim.multicast(rank);
     }
@@ -339,16 +345,7 @@ fn a_sponsor_hands_the_state_over_once_the_newcomer_connects() {
 /// one crash would end the group). Once the snapshot is through, the view is {1,2,3}.
 #[test]
 fn a_newcomer_coordinating_waits_for_its_sponsor_behind_a_slow_snapshot() {
-    let knobs = Knobs {
-        state_transfer: true,
-        snapshot_chunk_bytes: 4,
-        ..Knobs::default()
-    };
-    let delay = DelayProfile {
-        max_steps: 0,
-        slow_percent: 0,
-    };
-    let mut sim = Sim::with_knobs(4, 0, delay, knobs);
+    let mut sim = transferring_state(4, 4);
     for _ in 0..3 {
         for rank in 1..=4 {
             sim.multicast(rank);

@@ -113,8 +113,9 @@ impl Endpoint {
 
     /// Reports an event to the application (the state transfer may hold it).
     pub(super) fn report(&mut self, event: Event) {
-        self.transfer.report(event);
-        self.carry_out_transfer();
+        if let Some(event) = self.transfer.report(event) {
+            self.actions.push(Action::Event(event));
+        }
     }
 
     /// The lives of the installed view this member has a connection to, each with whether the life

@@ -130,19 +130,21 @@ impl StateTransfer {
         std::mem::take(&mut self.steps)
     }
 
-    /// True while a hand-off waits for new lives to connect ([`StateTransfer::on_connections`]).
+    /// True while a hand-off waits for new lives to connect, or to use the connection the state went
+    /// on ([`StateTransfer::on_connections`]).
     pub fn waits_for_connections(&self) -> bool {
         self.waiting.is_some()
     }
 
-    /// An event for the application: reported, or held. (Nothing held is released here: something is
-    /// held only while this member holds.)
-    pub fn report(&mut self, event: Event) {
+    /// An event for the application: held, or given back to be reported at once (the common case,
+    /// on every delivery: no step is made for it). Nothing held is released here: something is held
+    /// only while this member holds.
+    pub fn report(&mut self, event: Event) -> Option<Event> {
         if self.is_holding() {
             self.held.push_back(Held::Event(event));
-        } else {
-            self.steps.push(Step::Event(event));
+            return None;
         }
+        Some(event)
     }
 
     /// `view` was installed, `me` (this member's life in it) having delivered `position` messages.
