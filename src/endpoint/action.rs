@@ -3,6 +3,7 @@
 //! the same decisions.
 
 use crate::event::Event;
+use crate::state_transfer::Snapshot;
 use crate::trace::TraceEvent;
 use crate::types::{MemberId, ProcessId, Rank, ViewId};
 use crate::wire::Frame;
@@ -87,16 +88,8 @@ pub enum Action {
         /// The new lives and their member connections.
         to: Vec<(MemberId, ConnId)>,
     },
-    /// Replace the application's state with `bytes`, the snapshot from `sponsor` at `position`, before
-    /// the events that follow.
-    Restore {
-        /// The life that sent it.
-        sponsor: MemberId,
-        /// Its position in the total order.
-        position: u64,
-        /// The snapshot.
-        bytes: Vec<u8>,
-    },
+    /// Replace the application's state with the snapshot's, before the events that follow.
+    Restore(Snapshot),
     /// Record a trace event (its `time_us` is 0: the driver stamps its own clock).
     Trace(TraceEvent),
 }

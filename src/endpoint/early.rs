@@ -32,57 +32,13 @@ pub fn early_bytes_max(window: usize) -> usize {
         .saturating_add(wire::FRAME_LEN_MAX)
 }
 
-/// Frames kept for one process one way, in order, bounded by a byte limit ([`early_bytes_max`]).
-#[derive(Clone, Debug, Hash)]
-pub(super) struct EarlyFrames {
-    frames: Vec<Frame>,
-    bytes: usize,
-    limit: usize,
-}
-
-/// The early frames would pass their limit.
+/// The frames would pass the bound.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub(super) struct TooMuchEarly;
-
-impl EarlyFrames {
-    /// An empty buffer that keeps at most `limit` encoded bytes.
-    pub fn new(limit: usize) -> EarlyFrames {
-        EarlyFrames {
-            frames: Vec::new(),
-            bytes: 0,
-            limit,
-        }
-    }
-
-    /// Keeps `frame` for when the connection is admitted.
-    pub fn keep(&mut self, frame: Frame) -> Result<(), TooMuchEarly> {
-        let mut encoded = Vec::new();
-        wire::encode(&frame, &mut encoded);
-        if self.bytes.saturating_add(encoded.len()) > self.limit {
-            return Err(TooMuchEarly);
-        }
-        self.bytes += encoded.len();
-        self.frames.push(frame);
-        Ok(())
-    }
-
-    /// The frames kept, oldest first; empties the buffer.
-    pub fn take(&mut self) -> Vec<Frame> {
-        self.bytes = 0;
-        std::mem::take(&mut self.frames)
-    }
-
-    /// How many frames are kept.
-    pub fn len(&self) -> usize {
-        self.frames.len()
-    }
-}
 
 /// The frames kept for other processes, by process (see the module documentation).
 #[derive(Clone, Debug, Hash)]
 pub(super) struct EarlyStore {
-    /// The bound, per process and way.
-    pub limit: usize,
     /// From a process not listed yet, with the connection they came on.
     pub from: ByProcess<ConnId>,
     /// To a process, with the rank it is a life of.
@@ -92,58 +48,89 @@ pub(super) struct EarlyStore {
 impl EarlyStore {
     /// An empty store for a group whose members have `window` messages in flight at most.
     pub fn new(window: usize) -> EarlyStore {
+        let limit = early_bytes_max(window.max(1));
         EarlyStore {
-            limit: early_bytes_max(window.max(1)),
-            from: ByProcess(BTreeMap::new()),
-            to: ByProcess(BTreeMap::new()),
+            from: ByProcess::new(limit),
+            to: ByProcess::new(limit),
         }
     }
 }
 
 /// Frames kept one way, by process, each under a key (the connection they came on, the rank of the
-/// life they are for): frames under one key never mix with another's.
+/// life they are for), at most `limit` encoded bytes per process: frames under one key never mix with
+/// another's.
 #[derive(Clone, Debug, Hash)]
-pub(super) struct ByProcess<K>(BTreeMap<ProcessId, (K, EarlyFrames)>);
+pub(super) struct ByProcess<K> {
+    limit: usize,
+    kept: BTreeMap<ProcessId, Kept<K>>,
+}
+
+/// What is kept for one process: its key, the frames in order, and their encoded size.
+#[derive(Clone, Debug, Hash)]
+struct Kept<K> {
+    key: K,
+    frames: Vec<Frame>,
+    bytes: usize,
+}
 
 impl<K: Copy + Eq> ByProcess<K> {
-    /// Keeps `frame` for `process` under `key` (what was kept under another key is let go); past
-    /// `limit` bytes everything kept for it is let go. How many frames are kept, if within the bound.
-    pub fn keep(&mut self, process: ProcessId, key: K, frame: Frame, limit: usize) -> Result<usize, TooMuchEarly> {
-        let kept = self.0.entry(process).or_insert_with(|| (key, EarlyFrames::new(limit)));
-        if kept.0 != key {
-            *kept = (key, EarlyFrames::new(limit));
+    fn new(limit: usize) -> ByProcess<K> {
+        ByProcess {
+            limit,
+            kept: BTreeMap::new(),
         }
-        match kept.1.keep(frame) {
-            Ok(()) => Ok(kept.1.len()),
-            Err(too_much) => {
-                self.0.remove(&process);
-                Err(too_much)
-            }
+    }
+
+    /// The bound, in encoded bytes per process.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Keeps `frame` for `process` under `key` (what was kept under another key is let go); past the
+    /// bound everything kept for it is let go. How many frames are kept, if within the bound.
+    pub fn keep(&mut self, process: ProcessId, key: K, frame: Frame) -> Result<usize, TooMuchEarly> {
+        let mut encoded = Vec::new();
+        wire::encode(&frame, &mut encoded);
+        let empty = || Kept {
+            key,
+            frames: Vec::new(),
+            bytes: 0,
+        };
+        let kept = self.kept.entry(process).or_insert_with(empty);
+        if kept.key != key {
+            *kept = empty();
         }
+        if kept.bytes.saturating_add(encoded.len()) > self.limit {
+            self.kept.remove(&process);
+            return Err(TooMuchEarly);
+        }
+        kept.bytes += encoded.len();
+        kept.frames.push(frame);
+        Ok(kept.frames.len())
     }
 
     /// The frames kept for `process` under `key`, oldest first; `keep`: they stay kept.
     pub fn frames(&mut self, process: ProcessId, key: K, keep: bool) -> Vec<Frame> {
-        match self.0.get_mut(&process) {
-            Some((of, frames)) if *of == key && keep => frames.frames.clone(),
-            Some((of, _)) if *of == key => self.0.remove(&process).map_or_else(Vec::new, |(_, mut f)| f.take()),
+        match self.kept.get(&process) {
+            Some(kept) if kept.key == key && keep => kept.frames.clone(),
+            Some(kept) if kept.key == key => self.kept.remove(&process).map_or_else(Vec::new, |k| k.frames),
             _ => Vec::new(),
         }
     }
 
     /// Nothing more is kept for `process`.
     pub fn forget(&mut self, process: ProcessId) {
-        self.0.remove(&process);
+        self.kept.remove(&process);
     }
 
     /// Keeps only what `keep(process, key)` names.
     pub fn retain(&mut self, mut keep: impl FnMut(ProcessId, K) -> bool) {
-        self.0.retain(|process, (key, _)| keep(*process, *key));
+        self.kept.retain(|process, kept| keep(*process, kept.key));
     }
 
     /// What is kept: (process, key).
     pub fn keys(&self) -> impl Iterator<Item = (ProcessId, K)> + '_ {
-        self.0.iter().map(|(process, (key, _))| (*process, *key))
+        self.kept.iter().map(|(process, kept)| (*process, kept.key))
     }
 }
 
@@ -154,18 +141,23 @@ mod tests {
     use crate::types::{Payload, Rank, ViewId};
 
     #[test]
-    fn early_frames_are_kept_in_order_up_to_the_bound() {
-        let mut early = EarlyFrames::new(1_000);
+    fn frames_are_kept_in_order_under_one_key_up_to_the_bound() {
+        let mut early: ByProcess<u64> = ByProcess::new(1_000);
+        let (p, q) = (ProcessId(7), ProcessId(8));
         let big = Frame::StatusReport {
             report: "x".repeat(600),
         };
-        early.keep(Frame::StatusReport { report: "a".into() }).unwrap();
-        early.keep(big.clone()).unwrap();
-        assert_eq!(early.keep(big), Err(TooMuchEarly));
-        assert_eq!(early.len(), 2);
-        let frames = early.take();
+        assert_eq!(early.keep(p, 1, Frame::StatusReport { report: "a".into() }), Ok(1));
+        assert_eq!(early.keep(p, 1, big.clone()), Ok(2));
+        assert_eq!(early.keep(q, 1, big.clone()), Ok(1), "the bound is per process");
+        assert_eq!(early.frames(p, 2, true).len(), 0, "not under another key");
+        let frames = early.frames(p, 1, true);
         assert!(matches!(&frames[0], Frame::StatusReport { report } if report == "a"));
-        assert_eq!(early.len(), 0);
+        assert_eq!(early.keep(p, 1, big.clone()), Err(TooMuchEarly));
+        assert_eq!(early.frames(p, 1, false).len(), 0, "past the bound, nothing is kept");
+        assert_eq!(early.keep(q, 2, big), Ok(1), "another key lets the old frames go");
+        assert_eq!(early.frames(q, 2, false).len(), 1);
+        assert_eq!(early.keys().count(), 0);
     }
 
     /// A joiner's first frames with a full window of the largest payloads, each with a full
@@ -173,7 +165,8 @@ mod tests {
     #[test]
     fn a_full_window_of_the_largest_payloads_is_kept() {
         let window = 3;
-        let mut early = EarlyFrames::new(early_bytes_max(window));
+        let mut early: ByProcess<u64> = ByProcess::new(early_bytes_max(window));
+        let joiner = ProcessId(9);
         let payload = Payload::from(vec![7u8; wire::PAYLOAD_LEN_MAX]);
         for seq in 1..=window as u64 {
             let data = Message::Data {
@@ -186,7 +179,7 @@ mod tests {
                 }),
                 acks: vec![u64::MAX; usize::from(wire::MEMBERS_MAX)],
             };
-            early.keep(Frame::Protocol(data)).unwrap();
+            early.keep(joiner, 1, Frame::Protocol(data)).unwrap();
         }
         let chunk = Frame::Snapshot {
             view: ViewId(4),
@@ -195,8 +188,7 @@ mod tests {
             total: wire::SNAPSHOT_CHUNK_LEN_MAX as u64,
             chunk: vec![0; wire::SNAPSHOT_CHUNK_LEN_MAX],
         };
-        early.keep(chunk).unwrap();
-        assert_eq!(early.len(), window + 1);
+        assert_eq!(early.keep(joiner, 1, chunk), Ok(window + 1));
         assert!(early_bytes_max(1_024) > 1_024 * wire::PAYLOAD_LEN_MAX + wire::FRAME_LEN_MAX);
     }
 }

@@ -5,7 +5,7 @@
 use log::{debug, info, warn};
 
 use super::standing::Standing;
-use super::{Conn, ConnId, Endpoint};
+use super::{Action, Conn, ConnId, Endpoint};
 use crate::message::Message;
 use crate::protocol::{Input, Phase};
 use crate::state_transfer::Chunk;
@@ -151,8 +151,10 @@ impl Endpoint {
         self.send_unsent(life);
     }
 
-    /// The first frame on a connection a restarted process dialled (heartbeats aside): every address
-    /// this member knows, and the life that answers, which is the life the connection speaks with.
+    /// Every address this member knows, and the life that answers, on `conn` of a process of `rank`:
+    /// the first frame on a connection a restarted process dialled (heartbeats aside), which names the
+    /// life the connection speaks with, and the directory a life the view just admitted gets. Only
+    /// for this connection: a next connection of that process is greeted anew.
     pub(super) fn greet(&mut self, conn: ConnId, rank: Rank) {
         let roster = Roster {
             rank,
@@ -160,7 +162,10 @@ impl Endpoint {
             members: self.directory.entries().to_vec(),
             from: Some(self.node.me()),
         };
-        self.write(conn, Frame::Roster(roster));
+        self.actions.push(Action::Write {
+            conn,
+            frame: Frame::Roster(roster),
+        });
     }
 
     /// Keeps a frame of an asking connection until a view lists its process; a connection that sends
@@ -171,8 +176,8 @@ impl Endpoint {
             return;
         };
         let kind = frame.kind();
-        let Ok(kept) = self.early.from.keep(process, conn, frame, self.early.limit) else {
-            warn!("member {me}: connection {conn} of rank {rank} sent over {} bytes before a view listed its process; closing it", self.early.limit);
+        let Ok(kept) = self.early.from.keep(process, conn, frame) else {
+            warn!("member {me}: connection {conn} of rank {rank} sent over {} bytes before a view listed its process; closing it", self.early.from.limit());
             self.close(conn);
             return;
         };

@@ -197,11 +197,6 @@ impl Endpoint {
         })
     }
 
-    /// The rank at the other end of `conn`.
-    pub fn rank_of(&self, conn: ConnId) -> Option<Rank> {
-        self.conns.get(&conn).map(|c| c.rank)
-    }
-
     // ---- connections --------------------------------------------------------------------------------
 
     /// A connection opened: of `process` for `rank`, as `origin` says.
@@ -231,9 +226,6 @@ impl Endpoint {
                 }
                 self.add(conn, origin, rank, process);
                 self.greet(conn, rank);
-                if let Some(entry) = self.conns.get_mut(&conn) {
-                    entry.used = false;
-                }
                 if let Some(life) = self.listed_life(rank, process) {
                     info!("member {me}: process {process} of rank {rank}, admitted by the current view, connects: its connection");
                     self.send_unsent(life);
@@ -274,11 +266,7 @@ impl Endpoint {
                 info!("member {me}: connection dialled to {life} closed before its greeting: {reason}");
                 self.directory.dial_ended(life);
             }
-            Standing::Asking => info!(
-                "member {me}: connection {conn} of rank {}, asking to rejoin, closed: {reason}",
-                closed.rank
-            ),
-            Standing::Member(_) => info!(
+            _ => info!(
                 "member {me}: connection {conn} of process {} of rank {}, no life of the view, closed: {reason}",
                 closed.process, closed.rank
             ),
@@ -374,7 +362,9 @@ impl Endpoint {
                 greeted: !redial,
                 life,
                 announced: None,
-                used: true,
+                // A process that dialled this member uses the connection once it sends beyond its
+                // registration; on every other, this member (or the driver) did.
+                used: origin != Origin::Accepted,
             },
         );
         if let Some(life) = life {
@@ -417,12 +407,7 @@ impl Endpoint {
         let Some(&Conn { rank, process, .. }) = self.conns.get(&conn).filter(|c| !c.used) else {
             return;
         };
-        if self
-            .early
-            .to
-            .keep(process, rank, frame.clone(), self.early.limit)
-            .is_err()
-        {
+        if self.early.to.keep(process, rank, frame.clone()).is_err() {
             self.mark_used(conn);
         }
     }

@@ -71,20 +71,18 @@ impl Endpoint {
                 }
                 Output::ViewInstalled(view) => self.installed(view),
                 Output::Joined { position } => self.actions.push(Action::Event(Event::Joined { position })),
-                Output::Excluded { view } => {
-                    self.transfer.stop();
-                    self.carry_out_transfer();
-                    self.actions.push(Action::Event(Event::Excluded { view }));
-                    self.finished = true;
-                }
-                Output::Left => {
-                    self.transfer.stop();
-                    self.carry_out_transfer();
-                    self.actions.push(Action::Event(Event::Left));
-                    self.finished = true;
-                }
+                Output::Excluded { view } => self.finish(Event::Excluded { view }),
+                Output::Left => self.finish(Event::Left),
             }
         }
+    }
+
+    /// This member delivers nothing more: what the state transfer held is reported, then `last`.
+    fn finish(&mut self, last: Event) {
+        self.transfer.stop();
+        self.carry_out_transfer();
+        self.actions.push(Action::Event(last));
+        self.finished = true;
     }
 
     /// After the outputs of one call: closes decided at a view, then the early frames of connections
@@ -140,15 +138,7 @@ impl Endpoint {
                         .collect();
                     self.actions.push(Action::HandOff { view, position, to });
                 }
-                Step::Restore {
-                    sponsor,
-                    position,
-                    bytes,
-                } => self.actions.push(Action::Restore {
-                    sponsor,
-                    position,
-                    bytes,
-                }),
+                Step::Restore(snapshot) => self.actions.push(Action::Restore(snapshot)),
                 Step::SponsorGone { sponsor, awaited } => {
                     warn!(
                         "member {}: {sponsor} left before handing over the state of view {awaited}; stopping",

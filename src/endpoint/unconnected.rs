@@ -20,10 +20,10 @@ impl Endpoint {
             debug!("member {me}: no connection to {to}; {} dropped", frame.kind());
             return;
         };
-        if self.early.to.keep(life.process, to, frame, self.early.limit).is_err() {
+        if self.early.to.keep(life.process, to, frame).is_err() {
             warn!(
                 "member {me}: over {} bytes for {life}, which has no connection: dropped",
-                self.early.limit
+                self.early.to.limit()
             );
         }
     }

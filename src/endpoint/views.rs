@@ -9,7 +9,7 @@ use log::debug;
 use super::{Action, ConnId, Endpoint, Origin};
 use crate::event::Event;
 use crate::types::{MemberId, View};
-use crate::wire::{Frame, Roster, RosterEntry};
+use crate::wire::RosterEntry;
 
 impl Endpoint {
     pub(super) fn installed(&mut self, view: View) {
@@ -119,13 +119,7 @@ impl Endpoint {
             .collect();
         for life in admitted {
             if let Some(conn) = self.conn_of(life) {
-                let roster = Roster {
-                    rank: life.rank,
-                    size: self.settings.size,
-                    members: self.directory.entries().to_vec(),
-                    from: Some(me),
-                };
-                self.write(conn, Frame::Roster(roster));
+                self.greet(conn, life.rank);
             }
         }
     }

@@ -154,7 +154,7 @@ impl Engine {
         match signal {
             Signal::Frame { conn, frame } => {
                 if let (Some(probe), Frame::Protocol(msg)) = (&mut self.probe, &frame) {
-                    if let Some(from) = self.endpoint.rank_of(conn) {
+                    if let Some(from) = self.endpoint.watch(conn).map(|w| w.rank) {
                         let node = self.endpoint.node();
                         probe.frame(node.me().rank, node.view(), from, msg);
                     }
@@ -246,9 +246,9 @@ impl Engine {
                 }
                 Action::Event(event) => self.report(event),
                 Action::HandOff { view, position, to } => self.hand_off(view, position, &to),
-                Action::Restore { bytes, .. } => {
+                Action::Restore(snapshot) => {
                     if let Some(state) = &self.state {
-                        state.restore(&bytes);
+                        state.restore(&snapshot.bytes);
                     }
                     self.progress.restored();
                 }
@@ -273,7 +273,7 @@ impl Engine {
     fn write(&mut self, conns: &[ConnId], frame: &Frame) {
         if let (Some(probe), Frame::Protocol(msg)) = (&mut self.probe, frame) {
             for conn in conns {
-                if let Some(to) = self.endpoint.rank_of(*conn) {
+                if let Some(to) = self.endpoint.watch(*conn).map(|w| w.rank) {
                     let node = self.endpoint.node();
                     probe.sent(node.me().rank, node.view(), to, msg);
                 }

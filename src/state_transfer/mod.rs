@@ -26,8 +26,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use log::{info, warn};
 
-pub use receive::Chunk;
 use receive::{AtView, Receiving};
+pub use receive::{Chunk, Snapshot};
 
 use crate::event::Event;
 use crate::types::{MemberId, View, ViewId};
@@ -56,15 +56,8 @@ pub enum Step {
         /// The lives to send it to, each on its connection.
         to: Vec<MemberId>,
     },
-    /// Restore the state `bytes` at `position`, sent by `sponsor`.
-    Restore {
-        /// Who sent it.
-        sponsor: MemberId,
-        /// The number of deliveries the state reflects.
-        position: u64,
-        /// The snapshot.
-        bytes: Vec<u8>,
-    },
+    /// Restore the application's state from the snapshot.
+    Restore(Snapshot),
     /// The sponsor awaited for the state of view `awaited` is not in the view installed: the state
     /// cannot come, and this member stops.
     SponsorGone {
@@ -257,7 +250,7 @@ impl StateTransfer {
         matches!(self.receiving, Receiving::Awaiting { .. }) || self.waiting.is_some()
     }
 
-    fn restore(&mut self, whole: receive::Whole) {
+    fn restore(&mut self, whole: Snapshot) {
         info!(
             "member {}: state at position {} restored from {} ({} bytes)",
             self.me,
@@ -265,11 +258,7 @@ impl StateTransfer {
             whole.sponsor,
             whole.bytes.len()
         );
-        self.steps.push(Step::Restore {
-            sponsor: whole.sponsor,
-            position: whole.position,
-            bytes: whole.bytes,
-        });
+        self.steps.push(Step::Restore(whole));
         self.release();
     }
 

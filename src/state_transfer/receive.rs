@@ -29,11 +29,14 @@ pub struct Chunk {
     pub bytes: Vec<u8>,
 }
 
-/// A whole snapshot.
-#[derive(Clone, Debug, Hash)]
-pub(super) struct Whole {
+/// A whole snapshot: the application's state after the group's first `position` deliveries.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Snapshot {
+    /// The life that sent it.
     pub sponsor: MemberId,
+    /// The number of deliveries the state reflects (its position in the total order).
     pub position: u64,
+    /// The state, as the application encoded it.
     pub bytes: Vec<u8>,
 }
 
@@ -43,7 +46,7 @@ pub(super) enum AtView {
     /// Nothing to do now.
     Nothing,
     /// The snapshot had come early and is whole.
-    Whole(Whole),
+    Whole(Snapshot),
     /// The awaited sponsor is not in the view: the state cannot come.
     SponsorGone { sponsor: MemberId, awaited: ViewId },
 }
@@ -92,7 +95,7 @@ impl Receiving {
 
     /// A snapshot chunk arrived: `Ok(Some)` once the awaited snapshot is whole, `Err` with what was
     /// wrong (the chunk is dropped), `Ok(None)` otherwise (kept, or not for this member).
-    pub fn on_chunk(&mut self, chunk: Chunk) -> Result<Option<Whole>, String> {
+    pub fn on_chunk(&mut self, chunk: Chunk) -> Result<Option<Snapshot>, String> {
         let (from, view) = (chunk.from, chunk.view);
         match self {
             Receiving::Admitted { early } => add_chunk(early, chunk)?,
@@ -106,7 +109,7 @@ impl Receiving {
         Ok(self.take_whole())
     }
 
-    fn take_whole(&mut self) -> Option<Whole> {
+    fn take_whole(&mut self) -> Option<Snapshot> {
         let whole = matches!(self, Receiving::Awaiting { assembly: Some(a), .. } if a.is_whole());
         if !whole {
             return None;
@@ -119,7 +122,7 @@ impl Receiving {
         else {
             return None;
         };
-        Some(Whole {
+        Some(Snapshot {
             sponsor,
             position: assembly.position,
             bytes: assembly.bytes,

@@ -72,6 +72,7 @@ use std::fmt::Write as _;
 use tom::endpoint::{self, directory, ConnId, Endpoint, EndpointSettings, Origin};
 use tom::event::Event;
 use tom::protocol::{CoreConfig, Input, Node, Phase};
+use tom::state_transfer::Snapshot;
 use tom::trace::{EventKind, TraceEvent, TraceSink};
 use tom::types::{Incarnation, MemberId, ProcessId, Rank, View, ViewId};
 use tom::wire::{self, Frame, RosterEntry};
@@ -1113,11 +1114,7 @@ impl Sim {
                 endpoint::Action::OwnDelivered => {}
                 endpoint::Action::Event(event) => self.record_event(node, event),
                 endpoint::Action::HandOff { view, position, to } => self.hand_off(node, view, position, to),
-                endpoint::Action::Restore {
-                    sponsor,
-                    position,
-                    bytes,
-                } => self.restore(node, sponsor, position, bytes),
+                endpoint::Action::Restore(snapshot) => self.restore(node, snapshot),
                 endpoint::Action::Trace(event) => self.trace_event(node, event),
             }
         }
@@ -1302,7 +1299,12 @@ impl Sim {
 
     /// `node` restores the snapshot `bytes` from `sponsor` at `position`: it must be the group's state
     /// there, at the position the life joined at.
-    fn restore(&mut self, node: LifeId, sponsor: MemberId, position: u64, bytes: Vec<u8>) {
+    fn restore(&mut self, node: LifeId, snapshot: Snapshot) {
+        let Snapshot {
+            sponsor,
+            position,
+            bytes,
+        } = snapshot;
         self.effect(format!(
             "{} restores the state at position {position} ({} bytes) from {sponsor}",
             self.name(node),
