@@ -409,7 +409,7 @@ fn relay_back(up: &TcpStream, index: usize, state: &(Mutex<Holding>, Condvar)) {
             break;
         }
         let frame = wire::decode(&bytes[wire::LENGTH_PREFIX_LEN..]);
-        let is_snapshot = matches!(frame, Ok(Frame::Snapshot { .. }));
+        let is_snapshot = matches!(frame, Ok(Frame::Snapshot(_)));
         let is_heartbeat = matches!(frame, Ok(Frame::Heartbeat));
         let (lock, changed) = state;
         let mut holding = lock.lock().unwrap();

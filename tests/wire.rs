@@ -686,13 +686,13 @@ fn a_snapshot_chunk_must_lie_inside_its_state() {
     // Inside: decoded as it is.
     assert_eq!(
         decode(&chunk(6, 10, b"abcd")),
-        Ok(Frame::Snapshot {
+        Ok(Frame::Snapshot(wire::SnapshotChunk {
             view: ViewId(3),
             position: 40,
             offset: 6,
             total: 10,
-            chunk: b"abcd".to_vec(),
-        })
+            bytes: b"abcd".to_vec(),
+        }))
     );
     // Past the state's end, by one byte or by an offset that wraps around: refused.
     for body in [
@@ -832,13 +832,13 @@ fn the_largest_view_change_frames_stay_below_the_frame_limit() {
     assert!(carry_len < wire::FRAME_LEN_MAX / 8);
 
     // A rejoining member's state, in chunks of the largest size.
-    let snapshot = Frame::Snapshot {
+    let snapshot = Frame::Snapshot(wire::SnapshotChunk {
         view: ViewId(u64::MAX),
         position: u64::MAX,
         offset: 0,
         total: u64::MAX,
-        chunk: vec![0x5A; wire::SNAPSHOT_CHUNK_LEN_MAX],
-    };
+        bytes: vec![0x5A; wire::SNAPSHOT_CHUNK_LEN_MAX],
+    });
     let snapshot_len = measured("largest Snapshot chunk", &snapshot);
     assert!(snapshot_len < wire::FRAME_LEN_MAX / 8);
 }

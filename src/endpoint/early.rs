@@ -181,13 +181,13 @@ mod tests {
             };
             early.keep(joiner, 1, Frame::Protocol(data)).unwrap();
         }
-        let chunk = Frame::Snapshot {
+        let chunk = Frame::Snapshot(wire::SnapshotChunk {
             view: ViewId(4),
             position: 0,
             offset: 0,
             total: wire::SNAPSHOT_CHUNK_LEN_MAX as u64,
-            chunk: vec![0; wire::SNAPSHOT_CHUNK_LEN_MAX],
-        };
+            bytes: vec![0; wire::SNAPSHOT_CHUNK_LEN_MAX],
+        });
         assert_eq!(early.keep(joiner, 1, chunk), Ok(window + 1));
         assert!(early_bytes_max(1_024) > 1_024 * wire::PAYLOAD_LEN_MAX + wire::FRAME_LEN_MAX);
     }

@@ -31,32 +31,18 @@ impl Endpoint {
             // A member's directory: its greeting (read before the connection was handed over), or the
             // directory it hands a life its view just admitted (`hand_directory`).
             (Standing::Member(_), Frame::Roster(roster)) => self.learn_addresses(roster.members),
-            (
-                Standing::Member(_),
-                Frame::Snapshot {
-                    view,
-                    position,
-                    offset,
-                    total,
-                    chunk,
-                },
-            ) => {
-                let chunk = Chunk {
+            (Standing::Member(_), Frame::Snapshot(part)) => {
+                if let Err(problem) = self.transfer.on_chunk(Chunk {
                     from: (rank, process),
-                    view,
-                    position,
-                    offset,
-                    total,
-                    bytes: chunk,
-                };
-                if let Err(problem) = self.transfer.on_chunk(chunk) {
+                    part,
+                }) {
                     warn!("member {}: {problem}; dropped", self.node.me());
                 }
                 self.carry_out_transfer();
             }
             (Standing::Asking, Frame::Protocol(msg)) => self.on_asking(conn, rank, process, msg),
             // Sent after a view listed that process, which this member has not installed yet.
-            (Standing::Asking, frame @ Frame::Snapshot { .. }) => self.keep_early(conn, rank, frame),
+            (Standing::Asking, frame @ Frame::Snapshot(_)) => self.keep_early(conn, rank, frame),
             (_, other) => warn!(
                 "member {}: unexpected {} frame on connection {conn} dropped",
                 self.node.me(),

@@ -502,25 +502,25 @@ fn snapshot_chunks(view: ViewId, position: u64, snapshot: &[u8]) -> Vec<Frame> {
     let mut chunks: Vec<Frame> = snapshot
         .chunks(wire::SNAPSHOT_CHUNK_LEN_MAX)
         .scan(0u64, |offset, chunk| {
-            let frame = Frame::Snapshot {
+            let frame = Frame::Snapshot(wire::SnapshotChunk {
                 view,
                 position,
                 offset: *offset,
                 total,
-                chunk: chunk.to_vec(),
-            };
+                bytes: chunk.to_vec(),
+            });
             *offset += chunk.len() as u64;
             Some(frame)
         })
         .collect();
     if chunks.is_empty() {
-        chunks.push(Frame::Snapshot {
+        chunks.push(Frame::Snapshot(wire::SnapshotChunk {
             view,
             position,
             offset: 0,
             total: 0,
-            chunk: Vec::new(),
-        });
+            bytes: Vec::new(),
+        }));
     }
     chunks
 }

@@ -11,22 +11,15 @@
 
 use super::sponsor;
 use crate::types::{MemberId, ProcessId, Rank, View, ViewId};
+use crate::wire::SnapshotChunk;
 
-/// One chunk of a snapshot, as it arrived.
+/// One chunk of a snapshot, as it arrived from the rank and process `from`.
 #[derive(Clone, Debug, Hash)]
 pub struct Chunk {
     /// The rank and process it comes from.
     pub from: (Rank, ProcessId),
-    /// The view whose new lives it is for.
-    pub view: ViewId,
-    /// The position the state stands at.
-    pub position: u64,
-    /// Where the chunk starts in the snapshot.
-    pub offset: u64,
-    /// The snapshot's length.
-    pub total: u64,
-    /// The chunk's bytes.
-    pub bytes: Vec<u8>,
+    /// The chunk.
+    pub part: SnapshotChunk,
 }
 
 /// A whole snapshot: the application's state after the group's first `position` deliveries.
@@ -96,7 +89,7 @@ impl Receiving {
     /// A snapshot chunk arrived: `Ok(Some)` once the awaited snapshot is whole, `Err` with what was
     /// wrong (the chunk is dropped), `Ok(None)` otherwise (kept, or not for this member).
     pub fn on_chunk(&mut self, chunk: Chunk) -> Result<Option<Snapshot>, String> {
-        let (from, view) = (chunk.from, chunk.view);
+        let (from, view) = (chunk.from, chunk.part.view);
         match self {
             Receiving::Admitted { early } => add_chunk(early, chunk)?,
             Receiving::Awaiting {
@@ -148,9 +141,10 @@ impl Assembly {
 
 /// Adds `chunk` to the assembly in `slot` (see the module's invariants).
 fn add_chunk(slot: &mut Option<Assembly>, chunk: Chunk) -> Result<(), String> {
+    let Chunk { from, part: chunk } = chunk;
     if chunk.offset == 0 {
         *slot = Some(Assembly {
-            from: chunk.from,
+            from,
             view: chunk.view,
             position: chunk.position,
             total: chunk.total,
@@ -159,7 +153,7 @@ fn add_chunk(slot: &mut Option<Assembly>, chunk: Chunk) -> Result<(), String> {
         return Ok(());
     }
     let fits = slot.as_ref().is_some_and(|a| {
-        a.from == chunk.from
+        a.from == from
             && a.view == chunk.view
             && a.position == chunk.position
             && a.total == chunk.total
@@ -169,7 +163,7 @@ fn add_chunk(slot: &mut Option<Assembly>, chunk: Chunk) -> Result<(), String> {
         *slot = None;
         return Err(format!(
             "snapshot chunk at offset {} of {} from rank {} does not continue the snapshot in progress",
-            chunk.offset, chunk.total, chunk.from.0
+            chunk.offset, chunk.total, from.0
         ));
     }
     if let Some(assembly) = slot.as_mut() {
@@ -194,11 +188,13 @@ mod tests {
     fn chunk(from: MemberId, view: u64, offset: u64, total: u64, bytes: &[u8]) -> Chunk {
         Chunk {
             from: (from.rank, from.process),
-            view: ViewId(view),
-            position: 7,
-            offset,
-            total,
-            bytes: bytes.to_vec(),
+            part: SnapshotChunk {
+                view: ViewId(view),
+                position: 7,
+                offset,
+                total,
+                bytes: bytes.to_vec(),
+            },
         }
     }
 

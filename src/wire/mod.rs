@@ -126,18 +126,22 @@ pub enum Frame {
     /// rejoined. A state travels as consecutive chunks of at most [`SNAPSHOT_CHUNK_LEN_MAX`] bytes
     /// (offsets 0, then each chunk's end, up to `total`), so no frame grows with the state; the receiver
     /// reassembles them and checks that they fit together.
-    Snapshot {
-        /// The view that admitted the rejoining member.
-        view: ViewId,
-        /// The join position: messages delivered before the state was taken.
-        position: u64,
-        /// Where this chunk starts in the whole state.
-        offset: u64,
-        /// The whole state's length in bytes.
-        total: u64,
-        /// The chunk's bytes (`offset + chunk.len() <= total`, checked when decoding).
-        chunk: Vec<u8>,
-    },
+    Snapshot(SnapshotChunk),
+}
+
+/// One chunk of a sponsor's snapshot ([`Frame::Snapshot`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SnapshotChunk {
+    /// The view that admitted the rejoining member.
+    pub view: ViewId,
+    /// The join position: messages delivered before the state was taken.
+    pub position: u64,
+    /// Where this chunk starts in the whole state.
+    pub offset: u64,
+    /// The whole state's length in bytes.
+    pub total: u64,
+    /// The chunk's bytes (`offset + bytes.len() <= total`, checked when decoding).
+    pub bytes: Vec<u8>,
 }
 
 /// Why a connection is opened; the acceptor decides what the connection may do from this.
@@ -232,7 +236,7 @@ impl Frame {
             Frame::Register(_) => "registration",
             Frame::Roster(_) => "roster",
             Frame::Protocol(msg) => msg.kind(),
-            Frame::Snapshot { .. } => "snapshot",
+            Frame::Snapshot(_) => "snapshot",
             Frame::StatusReport { .. } => "status report",
             Frame::Challenge { .. } => "challenge",
             Frame::Proof(_) => "proof",

@@ -361,13 +361,13 @@ impl<R: Read> Reader<'_, R> {
                 "snapshot chunk beyond the state's end",
             )));
         }
-        Ok(Frame::Snapshot {
+        Ok(Frame::Snapshot(SnapshotChunk {
             view,
             position,
             offset,
             total,
-            chunk: self.byte_vec(len)?,
-        })
+            bytes: self.byte_vec(len)?,
+        }))
     }
 
     fn message(&mut self) -> Result<Message, ReadError> {

@@ -222,18 +222,12 @@ impl Writer<'_> {
                 self.u8(TAG_PROOF);
                 self.0.extend_from_slice(&proof.0);
             }
-            Frame::Snapshot {
-                view,
-                position,
-                offset,
-                total,
-                chunk,
-            } => {
+            Frame::Snapshot(chunk) => {
                 self.u8(TAG_SNAPSHOT);
-                for field in [view.0, *position, *offset, *total] {
+                for field in [chunk.view.0, chunk.position, chunk.offset, chunk.total] {
                     self.u64(field);
                 }
-                self.bytes(chunk);
+                self.bytes(&chunk.bytes);
             }
         }
     }

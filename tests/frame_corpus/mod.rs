@@ -319,13 +319,13 @@ pub fn all_frames() -> Vec<Frame> {
         (96, 100, &b"last"[..]),
         (0, 0, &b""[..]),
     ] {
-        frames.push(Frame::Snapshot {
+        frames.push(Frame::Snapshot(wire::SnapshotChunk {
             view: ViewId(7),
             position: 41,
             offset,
             total,
-            chunk: chunk.to_vec(),
-        });
+            bytes: chunk.to_vec(),
+        }));
     }
     frames.push(Frame::StatusReport {
         report: "member 1#1 Member\nhead none".into(),

@@ -1285,13 +1285,13 @@ impl Sim {
         ));
         for (_, conn) in to {
             for (offset, chunk) in &chunks {
-                let frame = Frame::Snapshot {
+                let frame = Frame::Snapshot(wire::SnapshotChunk {
                     view,
                     position,
                     offset: *offset,
                     total,
-                    chunk: chunk.clone(),
-                };
+                    bytes: chunk.clone(),
+                });
                 self.write(node, conn, frame);
             }
         }

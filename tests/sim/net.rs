@@ -78,15 +78,13 @@ pub fn describe_frame(frame: &wire::Frame) -> String {
             roster.from.map_or("the helper".to_string(), |m| m.to_string()),
             entries(&roster.members)
         ),
-        wire::Frame::Snapshot {
-            view,
-            position,
-            offset,
-            total,
-            chunk,
-        } => format!(
-            "snapshot chunk v{view} position {position} bytes {offset}..{} of {total}",
-            offset + chunk.len() as u64
+        wire::Frame::Snapshot(chunk) => format!(
+            "snapshot chunk v{} position {} bytes {}..{} of {}",
+            chunk.view,
+            chunk.position,
+            chunk.offset,
+            chunk.offset + chunk.bytes.len() as u64,
+            chunk.total
         ),
         other => other.kind().to_string(),
     }
