@@ -7,7 +7,7 @@ use log::{debug, info, warn};
 use super::standing::Standing;
 use super::{Action, Conn, ConnId, Endpoint};
 use crate::message::Message;
-use crate::protocol::{Input, Phase};
+use crate::protocol::Input;
 use crate::state_transfer::Chunk;
 use crate::types::{MemberId, ProcessId, Rank};
 use crate::wire::{Frame, Register, Roster};
@@ -51,8 +51,8 @@ impl Endpoint {
         }
     }
 
-    /// A protocol frame of a process the view does not list: its join request, the decision admitting
-    /// this process, or a frame kept for when a view lists its process.
+    /// A protocol frame of a process the view does not list: its join request, a decision of a view
+    /// that lists it, a message of a life a view dropped, or a frame kept for when a view lists it.
     fn on_asking(&mut self, conn: ConnId, rank: Rank, process: ProcessId, msg: Message) {
         let me = self.node.me();
         match msg {
@@ -66,15 +66,26 @@ impl Endpoint {
                     warn!("member {me}: unexpected join-request frame on connection {conn} dropped: the connection of process {process} asking for rank {rank} asked for rank {asked} as process {asking}");
                 }
             }
-            // A process still joining learns of its admission from the member that relays the
-            // decision, which may be one it knows only as asking (it dialled this process while both
-            // were joining, and was admitted first). Kept, that decision would wait for an install it
-            // causes; it reaches the core, and the install lists this connection's process.
-            msg @ Message::Decide { .. } if self.admits_me_from(&msg, rank, process) => {
-                info!(
-                    "member {me}: decision admitting this process from {rank} (process {process}), not yet listed here"
-                );
+            // A decision sent by a process of the view it decides: this member may not list it yet
+            // (a process admitted by that very view relays it, or one that dialled this process while
+            // both were joining), and it may be the only copy to come (the coordinator's own may be lost
+            // with it). Kept, it would wait for an install it causes; the core takes it (a joining core
+            // only if it admits this very process), and the install lists this connection's process.
+            msg @ Message::Decide { .. } if decided_with(&msg, rank, process) => {
+                info!("member {me}: decision from {rank} (process {process}), a member of the view it decides");
                 self.handle(Input::Received { from: rank, msg });
+            }
+            // A message for an older view from a process this view does not list: a life a view
+            // dropped, still in its old view because its connections to the members that installed
+            // the new one broke. The decision that installed this view tells it it is out, as the core
+            // tells a member that fell behind (`on_prepare`); kept, it would wait for ever.
+            msg if self.is_behind(&msg) => {
+                if let Some(decision) = self.node.last_decision() {
+                    let (view, kind) = (decision.view.id, msg.kind());
+                    info!("member {me}: {kind} frame of an older view from process {process} of rank {rank}, which view {view} does not list: the decision goes to it");
+                    let proposal = Box::new(decision.clone());
+                    self.write(conn, Frame::Protocol(Message::Decide { proposal }));
+                }
             }
             msg => self.keep_early(conn, rank, Frame::Protocol(msg)),
         }
@@ -94,19 +105,11 @@ impl Endpoint {
         }
     }
 
-    /// True if this process is still joining and `msg` decides a view that admits it and lists
-    /// `process` as the life of `rank` (the sender speaks for a member of that view).
-    fn admits_me_from(&self, msg: &Message, rank: Rank, process: ProcessId) -> bool {
-        let Message::Decide { proposal } = msg else {
-            return false;
-        };
-        let me = self.node.me();
-        let view = &proposal.view;
-        self.node.phase() == Phase::Joining
-            && view.member(rank).is_some_and(|m| m.process == process)
-            && view
-                .member(me.rank)
-                .is_some_and(|m| m.process == me.process && view.admits(m))
+    /// True if `msg` names a view older than the installed one.
+    fn is_behind(&self, msg: &Message) -> bool {
+        let current = self.node.view().map(|v| v.id);
+        msg.view()
+            .is_some_and(|view| current.is_some_and(|current| view < current))
     }
 
     /// The greeting on a connection this member dialled to `life`: taken as its connection if `life`
@@ -171,4 +174,10 @@ impl Endpoint {
             info!("member {me}: {kind} frame on connection {conn} of rank {rank}, asking to rejoin, held until a view admits it");
         }
     }
+}
+
+/// True if `msg` decides a view that lists `process` as the life of `rank` (its sender is a member of
+/// the view it decides).
+fn decided_with(msg: &Message, rank: Rank, process: ProcessId) -> bool {
+    matches!(msg, Message::Decide { proposal } if proposal.view.member(rank).is_some_and(|m| m.process == process))
 }

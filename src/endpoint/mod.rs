@@ -27,8 +27,9 @@
 //! - a connection speaks for the (rank, process) it opened with (a redial: once its greeting named it);
 //! - a process the installed view lists has at most one connection, and it is the one whose frames
 //!   reach the core; a connection that served a life never serves another;
-//! - frames of a process the view does not list reach the core only as join requests (or the decision
-//!   admitting this very process); the rest is kept until a view lists that process.
+//! - frames of a process the view does not list reach the core only as join requests or decisions of a
+//!   view that lists that very process (a message for an older view is answered with the installed
+//!   view's decision); the rest is kept until a view lists that process.
 
 mod action;
 pub mod directory;

@@ -7,8 +7,10 @@
 //!   restarted process still joining), its latest dial to each rank stands so too: its core takes
 //!   their frames and installs only a decision that admits it;
 //! - **asking**: its process is not listed (a process asking to rejoin, or one this process dialled
-//!   while joining that a view did not admit): join requests and the address it announces are
-//!   taken, the rest is kept until a view lists its process ([`super::early`]); replies to a
+//!   while joining that a view did not admit): join requests, the address it announces and a
+//!   decision of a view that lists that process are taken, a message for an older view gets the
+//!   installed view's decision, the rest is kept until a view lists its process ([`super::early`]);
+//!   replies to a
 //!   rank's join requests go to every asking connection of that rank;
 //! - **greeting**: a redial the endpoint asked for, whose greeting has not named the life yet.
 //!
@@ -78,7 +80,7 @@ impl Endpoint {
     /// latest dial to that rank, or else the latest connection a process of that rank dialled to it
     /// (that process may have been admitted since: rejoin seed 21791, where the joiner's only dial
     /// to a member closed and it could ask nobody else); what comes back on such a connection stands
-    /// as asking (the decision admitting this process reaches the core, the rest is kept).
+    /// as asking (a decision of a view listing that process reaches the core, the rest is kept).
     pub(super) fn send_conn(&self, rank: Rank) -> Option<ConnId> {
         match self.node.view() {
             Some(view) => match view.member(rank) {

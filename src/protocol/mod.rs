@@ -299,6 +299,12 @@ impl Node {
         self.delivered_count
     }
 
+    /// The decision that installed the current view (what tells a member that fell behind, or one
+    /// the view dropped, what happened).
+    pub fn last_decision(&self) -> Option<&Proposal> {
+        self.last_decision.as_ref()
+    }
+
     /// The Lamport clock.
     pub fn lamport(&self) -> u64 {
         self.lamport

@@ -7,7 +7,8 @@
 //!   excluded unless a fault touched it ([`World::touched`]).
 //! - **Every quiet state** ([`check_quiet`]), one where nothing is left to choose but flushes (every
 //!   frame delivered, every budget spent, every detector report made, every stopped process gone): the
-//!   faults are over, so a fair run from here (cuts healed, ticks, every frame delivered) must
+//!   faults are over, so a fair run from here (cuts healed, ticks, every frame delivered, every gone
+//!   life a view lists reported by the detectors, as real ones would a failure timeout later) must
 //!   settle the group, one view listing exactly the running members with everything a survivor
 //!   multicast delivered everywhere, unless the faults cost the newest view its quorum. Since the
 //!   explored graph is finite and every path from a state whose fault budget is spent ends in a quiet
@@ -41,6 +42,9 @@ pub fn check_quiet(world: &World) {
     after
         .sim
         .note("explorer: the faults are over; a fair run from here must settle the group");
+    // A real detector reports every gone process a member's view lists, also one a view lists only
+    // after the faults (a joiner admitted after it lost power).
+    after.sim.start_detecting();
     let mut settled = after.sim.try_settle(SETTLE_STEPS);
     if !settled {
         // A process asking for a rank whose member still runs may never be admitted: its join timeout

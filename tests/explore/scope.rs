@@ -102,7 +102,8 @@ impl Scope {
     ///   with a crash and a restart;
     /// - rare shapes, whole: a group of one whose others left, both coming back with the helper gone
     ///   (each looks the group up through the member); a group of two whose third left, coming back
-    ///   while any one connection may break;
+    ///   while any one connection may break; a group of one whose others left, both coming back while
+    ///   any one connection may break;
     /// - drains of several inputs (flushes as choices): two members with two multicasts each and a
     ///   crash, three all leaving, two with a crash and a restart.
     pub fn default_scopes() -> Vec<Scope> {
@@ -129,6 +130,7 @@ impl Scope {
             "n2 m1 c1 r1 t1 f1",
             "n3 m0 g23 r2 h1 a23",
             "n3 m0 g3 r1 b1 a3",
+            "n3 m0 g23 r2 b1 a23",
         ];
         scopes.extend(more.into_iter().map(|text| Scope::parse(text).expect("valid")));
         scopes

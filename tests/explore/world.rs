@@ -12,7 +12,7 @@
 //! pool), so a path of choices is a complete replay; and every choice a path takes is one the
 //! scope's budgets allowed at that state.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
@@ -202,6 +202,10 @@ pub struct World {
     pub reported: BTreeSet<(LifeId, LifeId)>,
     /// Pool processes used so far.
     pub pool_used: BTreeSet<u32>,
+    /// For each life whose process went away (crash, power cut, exit): how many of the segments on
+    /// their way on each direction of each connection were written before it did, as (connection,
+    /// writer) → count. Those arrive first (FIFO); the count falls as they arrive or are lost.
+    pub written_before_gone: BTreeMap<LifeId, BTreeMap<(ConnKey, LifeId), usize>>,
 }
 
 impl World {
@@ -242,6 +246,7 @@ impl World {
             touched: BTreeSet::new(),
             reported: BTreeSet::new(),
             pool_used: BTreeSet::new(),
+            written_before_gone: BTreeMap::new(),
         }
     }
 
@@ -416,10 +421,15 @@ impl World {
                 if sim.lives[of].running() {
                     self.spent.false_suspicions += 1;
                     self.touched.extend([at, of]);
-                } else if sim.net.frames_in_flight(of, at) {
+                } else if self.written_before_gone.get(&of).is_some_and(|links| {
+                    links
+                        .iter()
+                        .any(|(link, first)| sim.net.frame_among_first(*link, *first, at))
+                }) {
                     // A real detector reports a gone process a failure timeout after its last
-                    // heartbeat; frames it wrote before it ended are still unread then only if the
-                    // link (or the reader) was slow for that long: a fault at `at`'s side.
+                    // heartbeat; a frame written to `at` before that process went away (by it or by
+                    // anyone else: a decision another member relayed) is still unread then only if
+                    // its link (or the reader) was slow for that long: a fault at `at`'s side.
                     self.touched.insert(at);
                 }
             }
@@ -452,9 +462,14 @@ impl World {
             | Choice::Exit { .. }
             | Choice::HelperDown => {}
         }
+        if let Choice::Crash { node, .. } | Choice::PowerCut { node } | Choice::Exit { node } = choice {
+            self.written_before_gone
+                .insert(node, sim.net.queued_by_link().into_iter().collect());
+        }
         if let Some(action) = action {
             sim.apply(action);
         }
+        self.forget_arrived(choice);
         // A joiner still waiting for its admission when any fault happens may be the one it costs (its
         // admission is a view change the fault may disturb).
         if disturbs || self.spent.faults() > faults_before {
@@ -463,6 +478,23 @@ impl World {
         if !self.scope.separate_flushes {
             self.sim.flush_all();
         }
+    }
+
+    /// Brings [`World::written_before_gone`] up to date after `choice`: a delivery takes one segment
+    /// off the front of its direction; a crash, a break or a power cut may have dropped some (from the
+    /// back: what got through is a prefix).
+    fn forget_arrived(&mut self, choice: Choice) {
+        let queued: BTreeMap<(ConnKey, LifeId), usize> = self.sim.net.queued_by_link().into_iter().collect();
+        for links in self.written_before_gone.values_mut() {
+            for (link, first) in links.iter_mut() {
+                if matches!(choice, Choice::Deliver { conn, from } if (conn, from) == *link) {
+                    *first = first.saturating_sub(1);
+                }
+                *first = (*first).min(queued.get(link).copied().unwrap_or(0));
+            }
+            links.retain(|_, first| *first > 0);
+        }
+        self.written_before_gone.retain(|_, links| !links.is_empty());
     }
 
     /// The simulator's action for `choice` in this state (a dial: the joiner's next one).
@@ -549,6 +581,7 @@ impl World {
         self.touched.hash(&mut hasher);
         self.reported.hash(&mut hasher);
         self.pool_used.hash(&mut hasher);
+        self.written_before_gone.hash(&mut hasher);
         hasher.finish128()
     }
 }

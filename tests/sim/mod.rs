@@ -1943,6 +1943,19 @@ impl Sim {
         }
     }
 
+    /// Turns the automatic detector on from now: every running member reports each gone life its view
+    /// lists (and, from then on, lives that go away and gone lives a later view lists), as a real
+    /// detector does a failure timeout later.
+    pub fn start_detecting(&mut self) {
+        self.auto_detect = true;
+        for node in self.running() {
+            let view = self.lives[node].node().and_then(|n| n.view().cloned());
+            if let Some(view) = view {
+                self.schedule_suspicions_in(node, &view);
+            }
+        }
+    }
+
     /// With the automatic detector on, ticks, deliveries, flushes and the scheduled reports go on until
     /// the group settles.
     pub fn settle_detecting(&mut self) {

@@ -611,13 +611,19 @@ impl Net {
             .collect()
     }
 
-    /// True if a frame `from` wrote to `to` is still on its way (an end of file alone does not count).
-    pub fn frames_in_flight(&self, from: LifeId, to: LifeId) -> bool {
-        self.links.iter().any(|((conn, writer), queue)| {
-            *writer == from
-                && self.peer(*conn, from) == Some(to)
-                && queue.iter().any(|f| matches!(f.segment, Segment::Frame(_)))
-        })
+    /// How many segments each direction of each connection has on its way: (connection, writer).
+    pub fn queued_by_link(&self) -> Vec<((ConnKey, LifeId), usize)> {
+        self.links.iter().map(|(link, queue)| (*link, queue.len())).collect()
+    }
+
+    /// True if one of the first `first` segments on its way from `writer` on `conn` is a frame, and
+    /// the connection's other end is `to`.
+    pub fn frame_among_first(&self, (conn, writer): (ConnKey, LifeId), first: usize, to: LifeId) -> bool {
+        self.peer(conn, writer) == Some(to)
+            && self
+                .links
+                .get(&(conn, writer))
+                .is_some_and(|queue| queue.iter().take(first).any(|f| matches!(f.segment, Segment::Frame(_))))
     }
 
     /// Every connection with an end that still writes or reads.
