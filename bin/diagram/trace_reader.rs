@@ -344,16 +344,7 @@ pub fn parse_line(line: &str) -> Result<TraceEvent, TraceError> {
             from: obj.rank("from")?,
             msg: obj.msg()?,
         },
-        "ack" => EventKind::Ack {
-            out: match obj.str("dir")? {
-                "out" => true,
-                "in" => false,
-                other => return Err(TraceError::new(format!("ack dir {other:?} is neither out nor in"))),
-            },
-            peer: obj.rank("peer")?,
-            view: obj.num("view")?,
-            acks: obj.array("acks")?.iter().map(Json::as_u64).collect::<Result<_, _>>()?,
-        },
+        "ack" => ack_of(&obj)?,
         "deliver" => EventKind::Deliver {
             position: obj.num("position")?,
             origin: obj.rank("origin")?,
@@ -366,14 +357,7 @@ pub fn parse_line(line: &str) -> Result<TraceEvent, TraceError> {
             members: obj
                 .array("members")?
                 .iter()
-                .map(|m| match m {
-                    Json::Arr(pair) if pair.len() == 2 => {
-                        let rank = u16::try_from(pair[0].as_u64()?)
-                            .map_err(|_| TraceError::new("a view member's rank is out of range"))?;
-                        Ok((rank, pair[1].as_u64()?))
-                    }
-                    _ => Err(TraceError::new("a view member is not [rank, incarnation]")),
-                })
+                .map(view_member)
                 .collect::<Result<_, _>>()?,
         },
         "suspect" => EventKind::Suspect {
@@ -402,6 +386,32 @@ pub fn parse_line(line: &str) -> Result<TraceEvent, TraceError> {
     })
 }
 
+/// The fields of an `ack` line.
+fn ack_of(obj: &Obj) -> Result<EventKind, TraceError> {
+    Ok(EventKind::Ack {
+        out: match obj.str("dir")? {
+            "out" => true,
+            "in" => false,
+            other => return Err(TraceError::new(format!("ack dir {other:?} is neither out nor in"))),
+        },
+        peer: obj.rank("peer")?,
+        view: obj.num("view")?,
+        acks: obj.array("acks")?.iter().map(Json::as_u64).collect::<Result<_, _>>()?,
+    })
+}
+
+/// One member of a `view` line's `members`: a `[rank, incarnation]` pair.
+fn view_member(member: &Json) -> Result<(u16, u64), TraceError> {
+    match member {
+        Json::Arr(pair) if pair.len() == 2 => {
+            let rank = u16::try_from(pair[0].as_u64()?)
+                .map_err(|_| TraceError::new("a view member's rank is out of range"))?;
+            Ok((rank, pair[1].as_u64()?))
+        }
+        _ => Err(TraceError::new("a view member is not [rank, incarnation]")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,12 +420,51 @@ mod tests {
 
     use tom::trace::TraceSink;
 
+    /// One event of every kind (the message ones from `message_kinds`), a payload that needs escaping
+    /// included; the tests index into it, so the order stays.
     fn sample_events() -> Vec<TraceEvent> {
-        let kinds = vec![
-            EventKind::Start {
-                clock: "wall".into(),
-                joining: false,
+        let mut kinds = vec![EventKind::Start {
+            clock: "wall".into(),
+            joining: false,
+        }];
+        kinds.extend(message_kinds());
+        kinds.extend([
+            EventKind::Deliver {
+                position: 9,
+                origin: 2,
+                origin_inc: 1,
+                msg_lamport: 17,
+                payload: "say \"hi\"\n\\ é \u{1}".into(),
             },
+            EventKind::View {
+                view: 2,
+                members: vec![(1, 1), (3, 2)],
+            },
+            EventKind::Suspect { suspect: 3, by: 2 },
+            EventKind::JoinRequest { joiner: 3 },
+            EventKind::Joined { position: 12 },
+            EventKind::Excluded { view: 4 },
+            EventKind::Leave,
+            EventKind::Left,
+            EventKind::Stop,
+            EventKind::Crash,
+        ]);
+        kinds
+            .into_iter()
+            .enumerate()
+            .map(|(i, kind)| TraceEvent {
+                time_us: 1_700_000_000_000_000 + i as u64,
+                rank: 2,
+                inc: 1,
+                lamport: 17,
+                kind,
+            })
+            .collect()
+    }
+
+    /// A data send, a control receive with a view and one without, and an outgoing acknowledgement.
+    fn message_kinds() -> Vec<EventKind> {
+        vec![
             EventKind::Send {
                 to: 3,
                 msg: MsgInfo {
@@ -453,37 +502,7 @@ mod tests {
                 view: 1,
                 acks: vec![3, 0, 7],
             },
-            EventKind::Deliver {
-                position: 9,
-                origin: 2,
-                origin_inc: 1,
-                msg_lamport: 17,
-                payload: "say \"hi\"\n\\ é \u{1}".into(),
-            },
-            EventKind::View {
-                view: 2,
-                members: vec![(1, 1), (3, 2)],
-            },
-            EventKind::Suspect { suspect: 3, by: 2 },
-            EventKind::JoinRequest { joiner: 3 },
-            EventKind::Joined { position: 12 },
-            EventKind::Excluded { view: 4 },
-            EventKind::Leave,
-            EventKind::Left,
-            EventKind::Stop,
-            EventKind::Crash,
-        ];
-        kinds
-            .into_iter()
-            .enumerate()
-            .map(|(i, kind)| TraceEvent {
-                time_us: 1_700_000_000_000_000 + i as u64,
-                rank: 2,
-                inc: 1,
-                lamport: 17,
-                kind,
-            })
-            .collect()
+        ]
     }
 
     #[test]
