@@ -157,9 +157,11 @@ impl fmt::Display for Summary {
 
 /// Reads one process's stdout log (`name` is how reports refer to it).
 pub fn parse_log(name: &str, text: &str) -> Result<Vec<LogLife>, LogError> {
-    let bad = |line: usize, what: String| LogError(format!("{name}:{line}: {what}"));
-    let mut lives: Vec<LogLife> = Vec::new();
-    let mut pending_state: Option<(usize, u64)> = None;
+    let mut reader = LogReader {
+        name,
+        lives: Vec::new(),
+        pending_state: None,
+    };
     let lines: Vec<&str> = text.split('\n').collect();
     for (i, raw) in lines.iter().enumerate() {
         let number = i + 1;
@@ -172,81 +174,122 @@ pub fn parse_log(name: &str, text: &str) -> Result<Vec<LogLife>, LogError> {
             continue;
         }
         let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
-        if let Some((state_line, _)) = pending_state {
+        if let Some((state_line, _)) = reader.pending_state {
             if word != "JOINED" {
                 return Err(bad(
+                    reader.name,
                     number,
                     format!("STATE on line {state_line} is not followed by JOINED"),
                 ));
             }
         }
-        let current = lives.last_mut();
         match word {
-            "JOINED" => {
-                let mut parts = rest.split(' ');
-                let rank = parse_num::<u16>(parts.next()).filter(|r| *r > 0);
-                let size = parse_num::<u16>(parts.next());
-                let (Some(rank), Some(size), None) = (rank, size, parts.next()) else {
-                    return Err(bad(number, format!("bad JOINED line {line:?}")));
-                };
-                if rank > size {
-                    return Err(bad(number, format!("rank {rank} is outside a group of {size}")));
-                }
-                let state = pending_state.take().map(|(_, p)| p);
-                if state.is_none() && !lives.is_empty() {
-                    return Err(bad(number, "a later life's JOINED without STATE".to_string()));
-                }
-                let life_name = if lives.is_empty() {
-                    name.to_string()
-                } else {
-                    format!("{name} (life {})", lives.len() + 1)
-                };
-                lives.push(LogLife {
-                    name: life_name,
-                    rank,
-                    size,
-                    state,
-                    views: Vec::new(),
-                    deliveries: Vec::new(),
-                });
-            }
+            "JOINED" => reader.joined(number, line, rest)?,
             "STATE" => match parse_num::<u64>(Some(rest)) {
-                Some(position) => pending_state = Some((number, position)),
-                None => return Err(bad(number, format!("bad STATE line {line:?}"))),
+                Some(position) => reader.pending_state = Some((number, position)),
+                None => return Err(bad(reader.name, number, format!("bad STATE line {line:?}"))),
             },
-            "VIEW" => {
-                let Some(life) = current else {
-                    return Err(bad(number, "VIEW before JOINED".to_string()));
-                };
-                let ranks: Option<Vec<u16>> = rest.split(',').map(|r| parse_num::<u16>(Some(r))).collect();
-                match ranks {
-                    Some(ranks) if !ranks.is_empty() => life.views.push(ranks),
-                    _ => return Err(bad(number, format!("bad VIEW line {line:?}"))),
-                }
+            "VIEW" => reader.view(number, line, rest)?,
+            "DELIVER" => reader.deliver(number, line, rest)?,
+            _ => {
+                return Err(bad(
+                    reader.name,
+                    number,
+                    format!("not a tom-member stdout line: {line:?}"),
+                ))
             }
-            "DELIVER" => {
-                let Some(life) = current else {
-                    return Err(bad(number, "DELIVER before JOINED".to_string()));
-                };
-                let mut parts = rest.splitn(3, ' ');
-                let origin = parse_num::<u16>(parts.next());
-                let lamport = parse_num::<u64>(parts.next());
-                let (Some(origin), Some(lamport)) = (origin, lamport) else {
-                    return Err(bad(number, format!("bad DELIVER line {line:?}")));
-                };
-                let payload = parts.next().unwrap_or("").to_string();
-                life.deliveries.push(Logged {
-                    line: number,
-                    origin,
-                    lamport,
-                    payload,
-                });
-            }
-            _ => return Err(bad(number, format!("not a tom-member stdout line: {line:?}"))),
         }
     }
     // A STATE still pending: the process was cut before JOINED; it delivered nothing, nothing to check.
-    Ok(lives)
+    Ok(reader.lives)
+}
+
+/// One log being read: the lives so far, and a `STATE` line waiting for its `JOINED`.
+struct LogReader<'a> {
+    name: &'a str,
+    lives: Vec<LogLife>,
+    /// The line number and position of a `STATE` not yet followed by `JOINED`.
+    pending_state: Option<(usize, u64)>,
+}
+
+/// The error for line `line` of log `name`.
+fn bad(name: &str, line: usize, what: String) -> LogError {
+    LogError(format!("{name}:{line}: {what}"))
+}
+
+impl LogReader<'_> {
+    /// `JOINED <rank> <size>` (`rest` after the word, on line `number`): starts a life.
+    fn joined(&mut self, number: usize, line: &str, rest: &str) -> Result<(), LogError> {
+        let mut parts = rest.split(' ');
+        let rank = parse_num::<u16>(parts.next()).filter(|r| *r > 0);
+        let size = parse_num::<u16>(parts.next());
+        let (Some(rank), Some(size), None) = (rank, size, parts.next()) else {
+            return Err(bad(self.name, number, format!("bad JOINED line {line:?}")));
+        };
+        if rank > size {
+            return Err(bad(
+                self.name,
+                number,
+                format!("rank {rank} is outside a group of {size}"),
+            ));
+        }
+        let state = self.pending_state.take().map(|(_, p)| p);
+        if state.is_none() && !self.lives.is_empty() {
+            return Err(bad(
+                self.name,
+                number,
+                "a later life's JOINED without STATE".to_string(),
+            ));
+        }
+        let life_name = if self.lives.is_empty() {
+            self.name.to_string()
+        } else {
+            format!("{} (life {})", self.name, self.lives.len() + 1)
+        };
+        self.lives.push(LogLife {
+            name: life_name,
+            rank,
+            size,
+            state,
+            views: Vec::new(),
+            deliveries: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// `VIEW <r1,r2,...>`: a view of the current life.
+    fn view(&mut self, number: usize, line: &str, rest: &str) -> Result<(), LogError> {
+        let Some(life) = self.lives.last_mut() else {
+            return Err(bad(self.name, number, "VIEW before JOINED".to_string()));
+        };
+        let ranks: Option<Vec<u16>> = rest.split(',').map(|r| parse_num::<u16>(Some(r))).collect();
+        match ranks {
+            Some(ranks) if !ranks.is_empty() => life.views.push(ranks),
+            _ => return Err(bad(self.name, number, format!("bad VIEW line {line:?}"))),
+        }
+        Ok(())
+    }
+
+    /// `DELIVER <origin> <lamport> <payload>`: a delivery of the current life.
+    fn deliver(&mut self, number: usize, line: &str, rest: &str) -> Result<(), LogError> {
+        let Some(life) = self.lives.last_mut() else {
+            return Err(bad(self.name, number, "DELIVER before JOINED".to_string()));
+        };
+        let mut parts = rest.splitn(3, ' ');
+        let origin = parse_num::<u16>(parts.next());
+        let lamport = parse_num::<u64>(parts.next());
+        let (Some(origin), Some(lamport)) = (origin, lamport) else {
+            return Err(bad(self.name, number, format!("bad DELIVER line {line:?}")));
+        };
+        let payload = parts.next().unwrap_or("").to_string();
+        life.deliveries.push(Logged {
+            line: number,
+            origin,
+            lamport,
+            payload,
+        });
+        Ok(())
+    }
 }
 
 fn parse_num<T: std::str::FromStr>(text: Option<&str>) -> Option<T> {
@@ -278,10 +321,27 @@ fn describe(d: &Logged) -> String {
 
 /// Checks the logs of one run (each inner `Vec` one process's lives, as [`parse_log`] returns them).
 pub fn check(logs: &[Vec<LogLife>]) -> Result<Summary, Violation> {
-    let fail = |property, detail: String| Err(Violation { property, detail });
     let lives: Vec<&LogLife> = logs.iter().flatten().collect();
+    check_rejoins(logs)?;
+    let global = global_order(&lives)?;
+    check_validity(&lives)?;
+    check_no_holes(&global)?;
+    check_integrity_and_fifo(&global)?;
+    Ok(Summary {
+        logs: logs.len(),
+        lives: lives.len(),
+        positions: global.len() as u64,
+        rejoined: lives.iter().filter(|l| l.state.is_some()).count(),
+    })
+}
 
-    // Rejoin: a later life of one process starts no earlier than its earlier life got to.
+/// The failed check: `property` does not hold, as `detail` shows.
+fn fail<T>(property: Property, detail: String) -> Result<T, Violation> {
+    Err(Violation { property, detail })
+}
+
+/// Rejoin: a later life of one process starts no earlier than its earlier life got to.
+fn check_rejoins(logs: &[Vec<LogLife>]) -> Result<(), Violation> {
     for log in logs {
         for pair in log.windows(2) {
             let reached = pair[0].state.unwrap_or(0) + pair[0].deliveries.len() as u64;
@@ -296,10 +356,14 @@ pub fn check(logs: &[Vec<LogLife>]) -> Result<Summary, Violation> {
             }
         }
     }
+    Ok(())
+}
 
-    // Agreement: one message per position.
+/// Agreement: one message per position. The global sequence, each position with where it was seen
+/// first (lives in order).
+fn global_order<'a>(lives: &[&'a LogLife]) -> Result<BTreeMap<u64, Seen<'a>>, Violation> {
     let mut global: BTreeMap<u64, Seen> = BTreeMap::new();
-    for life in &lives {
+    for &life in lives {
         for (index, d) in life.deliveries.iter().enumerate() {
             let position = life.position(index);
             match global.get(&position) {
@@ -325,9 +389,12 @@ pub fn check(logs: &[Vec<LogLife>]) -> Result<Summary, Violation> {
             }
         }
     }
+    Ok(global)
+}
 
-    // Validity: origins are ranks of the group.
-    for life in &lives {
+/// Validity: origins are ranks of the group.
+fn check_validity(lives: &[&LogLife]) -> Result<(), Violation> {
+    for life in lives {
         if let Some(d) = life.deliveries.iter().find(|d| d.origin == 0 || d.origin > life.size) {
             return fail(
                 Property::Validity,
@@ -338,9 +405,12 @@ pub fn check(logs: &[Vec<LogLife>]) -> Result<Summary, Violation> {
             );
         }
     }
+    Ok(())
+}
 
-    // No holes: 1..=max all delivered by someone.
-    for (expected, (position, seen)) in (1u64..).zip(&global) {
+/// No holes: 1..=max all delivered by someone.
+fn check_no_holes(global: &BTreeMap<u64, Seen>) -> Result<(), Violation> {
+    for (expected, (position, seen)) in (1u64..).zip(global) {
         if *position != expected {
             return fail(
                 Property::NoHoles,
@@ -353,11 +423,15 @@ pub fn check(logs: &[Vec<LogLife>]) -> Result<Summary, Violation> {
             );
         }
     }
+    Ok(())
+}
 
-    // Integrity: no message at two positions; FIFO: per origin, Lamport times increase.
+/// Integrity: no message at two positions; FIFO: per origin, Lamport times increase. One pass along
+/// the global sequence, so the first counterexample of either is the one reported.
+fn check_integrity_and_fifo(global: &BTreeMap<u64, Seen>) -> Result<(), Violation> {
     let mut placed: BTreeMap<(u16, u64), (u64, String)> = BTreeMap::new();
     let mut last_of_origin: BTreeMap<u16, (u64, u64, String)> = BTreeMap::new();
-    for (position, seen) in &global {
+    for (position, seen) in global {
         let d = seen.msg();
         if let Some((earlier, at)) = placed.get(&(d.origin, d.lamport)) {
             return fail(
@@ -385,13 +459,7 @@ pub fn check(logs: &[Vec<LogLife>]) -> Result<Summary, Violation> {
         }
         last_of_origin.insert(d.origin, (d.lamport, *position, seen.at()));
     }
-
-    Ok(Summary {
-        logs: logs.len(),
-        lives: lives.len(),
-        positions: global.len() as u64,
-        rejoined: lives.iter().filter(|l| l.state.is_some()).count(),
-    })
+    Ok(())
 }
 
 #[cfg(test)]
