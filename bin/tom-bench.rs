@@ -168,6 +168,56 @@ struct Outcome {
 }
 
 fn run(options: &Options, probe: Option<&HopProbe>) -> Result<Outcome, Box<dyn std::error::Error>> {
+    let members = form_group(options, probe)?;
+    let total = options.members as usize * options.messages;
+    let bench = Bench {
+        options,
+        probe,
+        total,
+        half: total.div_ceil(2),
+        threads_mid_run: AtomicUsize::new(0),
+        start: Instant::now(),
+    };
+    let outcome = std::thread::scope(|scope| {
+        let mut receivers = Vec::new();
+        for member in &members {
+            // When each own message was multicast, in ns since `start`, in a ring: flow control keeps at
+            // most a window of messages in flight, so a ring far larger than the window never wraps onto
+            // a message still waiting. The benchmark's own memory must not hide the runtime's.
+            let sent_at: Arc<Vec<AtomicU64>> = Arc::new((0..SEND_RING).map(|_| AtomicU64::new(0)).collect());
+            let sent = Arc::clone(&sent_at);
+            let bench = &bench;
+            scope.spawn(move || bench.send_all(member, &sent));
+            receivers.push(scope.spawn(move || bench.receive_all(member, &sent_at)));
+        }
+        let mut delivered_per_s = Vec::new();
+        let mut latencies_ns = Vec::new();
+        for receiver in receivers {
+            let received = receiver.join().expect("receiver");
+            if received.delivered < total {
+                eprintln!(
+                    "tom-bench: a member delivered only {} of {total} messages",
+                    received.delivered
+                );
+            }
+            delivered_per_s.push(received.delivered_per_s);
+            latencies_ns.extend(received.latencies_ns);
+        }
+        Outcome {
+            delivered_per_s,
+            latencies_ns,
+            threads_mid_run: Some(bench.threads_mid_run.load(Ordering::Relaxed)).filter(|&threads| threads > 0),
+        }
+    });
+    for member in members {
+        member.shutdown();
+    }
+    Ok(outcome)
+}
+
+/// Starts a helper on loopback and joins `options.members` members through it, each from its own
+/// thread (formation needs them all at once); the helper is stopped once the group is formed.
+fn form_group(options: &Options, probe: Option<&HopProbe>) -> Result<Vec<Member>, Box<dyn std::error::Error>> {
     let helper = Helper::start("127.0.0.1:0", HelperConfig::new(options.members).group("bench"))?;
     let helper_addr = helper.local_addr();
     let members: Vec<Member> = std::thread::scope(|scope| {
@@ -192,117 +242,125 @@ fn run(options: &Options, probe: Option<&HopProbe>) -> Result<Outcome, Box<dyn s
             .collect::<Result<Vec<_>, _>>()
     })?;
     helper.stop();
+    Ok(members)
+}
 
-    let total = options.members as usize * options.messages;
-    // Sampled once, by the first member to deliver half of its messages: by then every thread of the
-    // runtime is up and none has ended yet (0 = not sampled).
-    let threads_mid_run = AtomicUsize::new(0);
-    let half = total.div_ceil(2);
-    let start = Instant::now();
-    let outcome = std::thread::scope(|scope| {
-        let mut receivers = Vec::new();
-        for member in &members {
-            // When each own message was multicast, in ns since `start`, in a ring: flow control keeps at
-            // most a window of messages in flight, so a ring far larger than the window never wraps onto
-            // a message still waiting. The benchmark's own memory must not hide the runtime's.
-            let sent_at: Arc<Vec<AtomicU64>> = Arc::new((0..SEND_RING).map(|_| AtomicU64::new(0)).collect());
-            let sent = Arc::clone(&sent_at);
-            scope.spawn(move || {
-                let me = member.rank();
-                // The receiver keeps the latency of every `every`-th own message (see below).
-                let every = options.messages.div_ceil(LATENCY_SAMPLES_MAX).max(1);
-                let interval = (options.rate > 0).then(|| Duration::from_nanos(1_000_000_000 / options.rate));
-                let mut payload = vec![0u8; options.size];
-                for k in 0..options.messages {
-                    if let Some(interval) = interval {
-                        let due = start + interval * k as u32;
-                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                            std::thread::sleep(wait);
-                        }
-                    }
-                    payload[..8].copy_from_slice(&(k as u64).to_be_bytes());
-                    // Only the messages whose latency is kept need the clock read.
-                    if k % every == 0 {
-                        sent[k % SEND_RING].store(start.elapsed().as_nanos() as u64 + 1, Ordering::Relaxed);
-                    }
-                    // The k-th multicast (from 0) is seq k + 1 in the first view.
-                    if let Some(probe) = probe {
-                        probe.stamp(Stage::Called, me, k as u64 + 1, me);
-                    }
-                    // From a slice: the payload is copied once, into the buffer the runtime shares.
-                    if member.multicast(&payload[..]).is_err() {
-                        return;
-                    }
-                }
-            });
-            let threads_mid_run = &threads_mid_run;
-            receivers.push(scope.spawn(move || {
-                let me = member.rank();
-                // At most LATENCY_SAMPLES_MAX latencies are kept: every message, or an even sample of them.
-                let every = options.messages.div_ceil(LATENCY_SAMPLES_MAX).max(1);
-                // Written once up front, so that its pages are resident from the start: a buffer that
-                // filled up during the run would look like the runtime's memory growing.
-                let mut latencies = vec![u64::MAX; options.messages.min(LATENCY_SAMPLES_MAX)];
-                latencies.clear();
-                let mut delivered = 0usize;
-                while delivered < total {
-                    // What is queued already is taken without a deadline (no clock read per event); the
-                    // wait with a timeout only when nothing is.
-                    let event = match member.events().try_recv() {
-                        Err(RecvError::Empty) => member.events().recv_timeout(Duration::from_secs(60)),
-                        other => other,
-                    };
-                    match event {
-                        Ok(Event::Deliver(d)) => {
-                            delivered += 1;
-                            if delivered == half && threads_mid_run.load(Ordering::Relaxed) == 0 {
-                                if let Some(threads) = thread_count() {
-                                    let _ = threads_mid_run.compare_exchange(
-                                        0,
-                                        threads,
-                                        Ordering::Relaxed,
-                                        Ordering::Relaxed,
-                                    );
-                                }
-                            }
-                            let k = u64::from_be_bytes(d.payload.as_bytes()[..8].try_into().unwrap_or_default());
-                            if let (Some(probe), true) = (probe, d.origin.rank == me) {
-                                probe.stamp(Stage::Consumed, me, k + 1, me);
-                            }
-                            if d.origin.rank == me && k as usize % every == 0 {
-                                let sent = sent_at[k as usize % SEND_RING].load(Ordering::Relaxed);
-                                let now = start.elapsed().as_nanos() as u64 + 1;
-                                latencies.push(now.saturating_sub(sent));
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(_) => break,
-                    }
-                }
-                let elapsed = start.elapsed().as_secs_f64();
-                (delivered as f64 / elapsed, latencies, delivered)
-            }));
-        }
-        let mut delivered_per_s = Vec::new();
-        let mut latencies_ns = Vec::new();
-        for receiver in receivers {
-            let (rate, latencies, delivered) = receiver.join().expect("receiver");
-            if delivered < total {
-                eprintln!("tom-bench: a member delivered only {delivered} of {total} messages");
-            }
-            delivered_per_s.push(rate);
-            latencies_ns.extend(latencies);
-        }
-        Outcome {
-            delivered_per_s,
-            latencies_ns,
-            threads_mid_run: Some(threads_mid_run.load(Ordering::Relaxed)).filter(|&threads| threads > 0),
-        }
-    });
-    for member in members {
-        member.shutdown();
+/// One timed run, shared by every member's sender and receiver thread.
+struct Bench<'a> {
+    options: &'a Options,
+    probe: Option<&'a HopProbe>,
+    /// Deliveries each member waits for: every member's messages.
+    total: usize,
+    /// The delivery count at which the thread count is sampled.
+    half: usize,
+    /// Sampled once, by the first member to deliver half of its messages: by then every thread of the
+    /// runtime is up and none has ended yet (0 = not sampled).
+    threads_mid_run: AtomicUsize,
+    start: Instant,
+}
+
+/// What one member's receiver saw.
+struct Received {
+    /// Its deliveries per second, from the start to its last delivery.
+    delivered_per_s: f64,
+    /// The latencies of its own messages it kept.
+    latencies_ns: Vec<u64>,
+    delivered: usize,
+}
+
+impl Bench<'_> {
+    /// How many of a member's messages go by per kept latency: at most LATENCY_SAMPLES_MAX latencies
+    /// are kept, every message's or an even sample of them.
+    fn latency_every(&self) -> usize {
+        self.options.messages.div_ceil(LATENCY_SAMPLES_MAX).max(1)
     }
-    Ok(outcome)
+
+    /// The sender of `member`: multicasts its messages, paced at `--rate` if one is given, and notes in
+    /// `sent` when each message whose latency is kept was multicast.
+    fn send_all(&self, member: &Member, sent: &[AtomicU64]) {
+        let (options, start) = (self.options, self.start);
+        let me = member.rank();
+        let every = self.latency_every();
+        let interval = (options.rate > 0).then(|| Duration::from_nanos(1_000_000_000 / options.rate));
+        let mut payload = vec![0u8; options.size];
+        for k in 0..options.messages {
+            if let Some(interval) = interval {
+                let due = start + interval * k as u32;
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            payload[..8].copy_from_slice(&(k as u64).to_be_bytes());
+            // Only the messages whose latency is kept need the clock read.
+            if k % every == 0 {
+                sent[k % SEND_RING].store(start.elapsed().as_nanos() as u64 + 1, Ordering::Relaxed);
+            }
+            // The k-th multicast (from 0) is seq k + 1 in the first view.
+            if let Some(probe) = self.probe {
+                probe.stamp(Stage::Called, me, k as u64 + 1, me);
+            }
+            // From a slice: the payload is copied once, into the buffer the runtime shares.
+            if member.multicast(&payload[..]).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The receiver of `member`: takes deliveries until every member's messages are in (or the events
+    /// stop for a minute), keeping the latency of its own messages whose send time `sent_at` holds.
+    fn receive_all(&self, member: &Member, sent_at: &[AtomicU64]) -> Received {
+        let me = member.rank();
+        let every = self.latency_every();
+        // Written once up front, so that its pages are resident from the start: a buffer that
+        // filled up during the run would look like the runtime's memory growing.
+        let mut latencies = vec![u64::MAX; self.options.messages.min(LATENCY_SAMPLES_MAX)];
+        latencies.clear();
+        let mut delivered = 0usize;
+        while delivered < self.total {
+            // What is queued already is taken without a deadline (no clock read per event); the
+            // wait with a timeout only when nothing is.
+            let event = match member.events().try_recv() {
+                Err(RecvError::Empty) => member.events().recv_timeout(Duration::from_secs(60)),
+                other => other,
+            };
+            match event {
+                Ok(Event::Deliver(d)) => {
+                    delivered += 1;
+                    if delivered == self.half {
+                        self.sample_threads_once();
+                    }
+                    let k = u64::from_be_bytes(d.payload.as_bytes()[..8].try_into().unwrap_or_default());
+                    if let (Some(probe), true) = (self.probe, d.origin.rank == me) {
+                        probe.stamp(Stage::Consumed, me, k + 1, me);
+                    }
+                    if d.origin.rank == me && k as usize % every == 0 {
+                        let sent = sent_at[k as usize % SEND_RING].load(Ordering::Relaxed);
+                        let now = self.start.elapsed().as_nanos() as u64 + 1;
+                        latencies.push(now.saturating_sub(sent));
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        let elapsed = self.start.elapsed().as_secs_f64();
+        Received {
+            delivered_per_s: delivered as f64 / elapsed,
+            latencies_ns: latencies,
+            delivered,
+        }
+    }
+
+    /// Samples the thread count if no member has yet (see `threads_mid_run`).
+    fn sample_threads_once(&self) {
+        if self.threads_mid_run.load(Ordering::Relaxed) == 0 {
+            if let Some(threads) = thread_count() {
+                let _ = self
+                    .threads_mid_run
+                    .compare_exchange(0, threads, Ordering::Relaxed, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -327,30 +385,71 @@ fn main() -> ExitCode {
         sampling_stopped.store(true, Ordering::Relaxed);
         (result, sampler.join().unwrap_or_default())
     });
-    let mut outcome = match result {
+    let outcome = match result {
         Ok(outcome) => outcome,
         Err(err) => {
             eprintln!("tom-bench: {err}");
             return ExitCode::FAILURE;
         }
     };
-    let rss_timeline = rss_samples_mib
-        .iter()
-        .map(|mib| format!("{mib:.1}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    outcome.delivered_per_s.sort_by(|a, b| a.total_cmp(b));
-    outcome.latencies_ns.sort_unstable();
-    let median = outcome.delivered_per_s[outcome.delivered_per_s.len() / 2];
-    let us = |fraction: f64| percentile(&outcome.latencies_ns, fraction) as f64 / 1_000.0;
-    let (p50, p99, p999) = (us(0.50), us(0.99), us(0.999));
-    let rss = peak_rss_bytes();
-    let breakdown = probe.as_ref().map(|probe| (probe.breakdown(), probe.sampling()));
-    let threads_json = outcome
-        .threads_mid_run
-        .map_or_else(|| "null".to_string(), |threads| threads.to_string());
+    let report = Report::new(outcome, &rss_samples_mib, probe.as_ref());
     if options.json {
-        let breakdown_json = breakdown
+        report.print_json(&options);
+    } else {
+        report.print_table(&options);
+    }
+    ExitCode::SUCCESS
+}
+
+/// What a run measured, as the report gives it.
+struct Report {
+    /// Delivered messages per second per member, the median over members.
+    median_per_s: f64,
+    latency_p50_us: f64,
+    latency_p99_us: f64,
+    latency_p999_us: f64,
+    peak_rss_bytes: u64,
+    /// The resident set each second, in MiB, comma-separated.
+    rss_timeline_mib: String,
+    threads_mid_run: Option<usize>,
+    /// With `--breakdown`: the hops, and the probe's sampling (slots per member, 1 in every).
+    breakdown: Option<(Breakdown, (u64, u64))>,
+}
+
+impl Report {
+    /// Sums a run up; the peak resident set is read now, after the run.
+    fn new(mut outcome: Outcome, rss_samples_mib: &[f64], probe: Option<&HopProbe>) -> Report {
+        let rss_timeline_mib = rss_samples_mib
+            .iter()
+            .map(|mib| format!("{mib:.1}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        outcome.delivered_per_s.sort_by(|a, b| a.total_cmp(b));
+        outcome.latencies_ns.sort_unstable();
+        let median_per_s = outcome.delivered_per_s[outcome.delivered_per_s.len() / 2];
+        let us = |fraction: f64| percentile(&outcome.latencies_ns, fraction) as f64 / 1_000.0;
+        let (latency_p50_us, latency_p99_us, latency_p999_us) = (us(0.50), us(0.99), us(0.999));
+        let peak_rss_bytes = peak_rss_bytes();
+        let breakdown = probe.map(|probe| (probe.breakdown(), probe.sampling()));
+        Report {
+            median_per_s,
+            latency_p50_us,
+            latency_p99_us,
+            latency_p999_us,
+            peak_rss_bytes,
+            rss_timeline_mib,
+            threads_mid_run: outcome.threads_mid_run,
+            breakdown,
+        }
+    }
+
+    /// The `--json` report: one line.
+    fn print_json(&self, options: &Options) {
+        let threads_json = self
+            .threads_mid_run
+            .map_or_else(|| "null".to_string(), |threads| threads.to_string());
+        let breakdown_json = self
+            .breakdown
             .as_ref()
             .map(|(breakdown, sampling)| format!(",\"breakdown\":{}", breakdown_json(breakdown, *sampling)))
             .unwrap_or_default();
@@ -360,16 +459,26 @@ fn main() -> ExitCode {
             options.size,
             options.messages,
             options.rate,
-            median,
-            p50,
-            p99,
-            p999,
-            rss,
-            rss_timeline,
+            self.median_per_s,
+            self.latency_p50_us,
+            self.latency_p99_us,
+            self.latency_p999_us,
+            self.peak_rss_bytes,
+            self.rss_timeline_mib,
             threads_json,
             breakdown_json
         );
-    } else {
+    }
+
+    /// The readable report: one line per figure, then the breakdown table if there is one.
+    fn print_table(&self, options: &Options) {
+        let (median, p50, p99, p999) = (
+            self.median_per_s,
+            self.latency_p50_us,
+            self.latency_p99_us,
+            self.latency_p999_us,
+        );
+        let rss_timeline = &self.rss_timeline_mib;
         println!("members                   {}", options.members);
         println!("payload size              {} B", options.size);
         println!("messages per member       {}", options.messages);
@@ -383,19 +492,21 @@ fn main() -> ExitCode {
         );
         println!("delivered/s per member    {median:.0} (median over members)");
         println!("latency p50 / p99 / p99.9 {p50:.1} / {p99:.1} / {p999:.1} µs (multicast to own delivery)");
-        println!("peak RSS                  {:.1} MiB", rss as f64 / (1024.0 * 1024.0));
+        println!(
+            "peak RSS                  {:.1} MiB",
+            self.peak_rss_bytes as f64 / (1024.0 * 1024.0)
+        );
         println!("RSS each second           {rss_timeline} MiB");
-        if let Some(threads) = outcome.threads_mid_run {
+        if let Some(threads) = self.threads_mid_run {
             println!(
                 "threads mid-run           {threads} ({:.1} per member)",
                 threads as f64 / f64::from(options.members)
             );
         }
-        if let Some((breakdown, sampling)) = &breakdown {
+        if let Some((breakdown, sampling)) = &self.breakdown {
             print_breakdown(breakdown, *sampling);
         }
     }
-    ExitCode::SUCCESS
 }
 
 fn us(ns: i64) -> f64 {
