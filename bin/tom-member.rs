@@ -137,28 +137,51 @@ const FLAGS: &[args::Flag] = &[
 /// Every argument that cannot work is refused here (exit 2), addresses included: a `HOST:PORT` must
 /// have a port 1..=65535 and a host that resolves.
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
-    let mut helper = String::new();
-    let mut advertised_host = None;
-    let mut first_port = None;
-    let mut port_span = None;
-    let mut group = None;
-    let mut secret = None;
-    let mut failure_timeout_ms = None;
-    let mut exit_on_eof = false;
-    let mut rejoin = None;
-    let mut peers = Vec::new();
-    let mut join_timeout_ms = 60_000;
-    let mut rejoin_when_excluded = false;
-    let mut status = None;
-    let mut trace = None;
+    let mut given = Given {
+        join_timeout_ms: 60_000,
+        ..Given::default()
+    };
     for (flag, value) in args::parse(args, FLAGS)? {
-        let value = value.unwrap_or_default();
+        given.take(flag, value.unwrap_or_default())?;
+    }
+    if given.helper.is_empty() && given.status.is_none() && (given.rejoin.is_none() || given.peers.is_empty()) {
+        return Err("--helper HOST:PORT is required (with --rejoin, --peer can stand in for it)".to_string());
+    }
+    if !given.peers.is_empty() && given.rejoin.is_none() {
+        return Err("--peer only makes sense with --rejoin".to_string());
+    }
+    Ok(given.into_options())
+}
+
+/// The flags' values as given, each checked alone; [`parse_args`] checks them together, and
+/// [`Given::into_options`] turns them into the [`Options`].
+#[derive(Default)]
+struct Given {
+    helper: String,
+    advertised_host: Option<String>,
+    first_port: Option<u16>,
+    port_span: Option<u16>,
+    group: Option<String>,
+    secret: Option<Secret>,
+    failure_timeout_ms: Option<u64>,
+    exit_on_eof: bool,
+    rejoin: Option<Rank>,
+    peers: Vec<String>,
+    join_timeout_ms: u64,
+    rejoin_when_excluded: bool,
+    status: Option<String>,
+    trace: Option<String>,
+}
+
+impl Given {
+    /// Takes one flag and its value (empty for a yes/no flag), or says why it cannot work.
+    fn take(&mut self, flag: &str, value: String) -> Result<(), String> {
         match flag {
-            "--exit-on-eof" => exit_on_eof = true,
-            "--rejoin-when-excluded" => rejoin_when_excluded = true,
+            "--exit-on-eof" => self.exit_on_eof = true,
+            "--rejoin-when-excluded" => self.rejoin_when_excluded = true,
             "--helper" => {
                 args::host_port(flag, &value)?;
-                helper = value;
+                self.helper = value;
             }
             "--host" => {
                 if value.is_empty() || value.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_unspecified()) {
@@ -166,75 +189,76 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
                         "--host {value:?}: other members cannot dial it (give this machine's name or address)"
                     ));
                 }
-                advertised_host = Some(value);
+                self.advertised_host = Some(value);
             }
-            "--port" => first_port = Some(args::number(flag, &value, "a port 0..=65535")?),
-            "--port-span" => port_span = Some(args::number::<u16>(flag, &value, "a count of ports")?),
-            "--group" => group = Some(value),
-            "--cookie-file" => secret = Some(Secret::from_file(Path::new(&value)).map_err(|e| e.to_string())?),
-            "--failure-timeout-ms" => failure_timeout_ms = Some(args::number::<u64>(flag, &value, "milliseconds")?),
+            "--port" => self.first_port = Some(args::number(flag, &value, "a port 0..=65535")?),
+            "--port-span" => self.port_span = Some(args::number::<u16>(flag, &value, "a count of ports")?),
+            "--group" => self.group = Some(value),
+            "--cookie-file" => self.secret = Some(Secret::from_file(Path::new(&value)).map_err(|e| e.to_string())?),
+            "--failure-timeout-ms" => {
+                self.failure_timeout_ms = Some(args::number::<u64>(flag, &value, "milliseconds")?);
+            }
             "--rejoin" => match value.parse::<u16>() {
-                Ok(rank) if rank > 0 => rejoin = Some(Rank(rank)),
+                Ok(rank) if rank > 0 => self.rejoin = Some(Rank(rank)),
                 _ => return Err(format!("bad --rejoin {value:?}: expected a rank 1..=65535")),
             },
             "--peer" => {
                 args::host_port(flag, &value)?;
-                peers.push(value);
+                self.peers.push(value);
             }
             "--status" => {
                 args::host_port(flag, &value)?;
-                status = Some(value);
+                self.status = Some(value);
             }
-            "--trace" => trace = Some(value),
-            "--join-timeout-ms" => join_timeout_ms = args::number(flag, &value, "milliseconds")?,
+            "--trace" => self.trace = Some(value),
+            "--join-timeout-ms" => self.join_timeout_ms = args::number(flag, &value, "milliseconds")?,
             _ => return Err(format!("unknown argument {flag}")),
         }
+        Ok(())
     }
-    if helper.is_empty() && status.is_none() && (rejoin.is_none() || peers.is_empty()) {
-        return Err("--helper HOST:PORT is required (with --rejoin, --peer can stand in for it)".to_string());
+
+    /// The options, with every setting but the join timeout in their `Config`.
+    fn into_options(self) -> Options {
+        let mut config = if self.helper.is_empty() {
+            Config::without_helper()
+        } else {
+            Config::new(&self.helper)
+        };
+        if let Some(host) = &self.advertised_host {
+            config = config.advertised_host(host);
+        }
+        if let Some(port) = self.first_port {
+            config = config.first_port(port);
+        }
+        // The library refuses 0 ports and a failure timeout of 0; this program always took them as 1.
+        if let Some(span) = self.port_span {
+            config = config.port_span(span.max(1));
+        }
+        if let Some(timeout) = self.failure_timeout_ms {
+            config = config.failure_timeout_ms(timeout.max(1));
+        }
+        let group = self.group.unwrap_or_else(|| tom::formation::GROUP_DEFAULT.to_string());
+        config = config.group(&group);
+        if let Some(secret) = &self.secret {
+            config = config.secret(secret.clone());
+        }
+        for peer in &self.peers {
+            config = config.peer(peer);
+        }
+        Options {
+            config,
+            helper: self.helper,
+            advertised_host: self.advertised_host,
+            group,
+            secret: self.secret,
+            exit_on_eof: self.exit_on_eof,
+            rejoin: self.rejoin,
+            join_timeout_ms: self.join_timeout_ms,
+            rejoin_when_excluded: self.rejoin_when_excluded,
+            status: self.status,
+            trace: self.trace,
+        }
     }
-    if !peers.is_empty() && rejoin.is_none() {
-        return Err("--peer only makes sense with --rejoin".to_string());
-    }
-    let mut config = if helper.is_empty() {
-        Config::without_helper()
-    } else {
-        Config::new(&helper)
-    };
-    if let Some(host) = &advertised_host {
-        config = config.advertised_host(host);
-    }
-    if let Some(port) = first_port {
-        config = config.first_port(port);
-    }
-    // The library refuses 0 ports and a failure timeout of 0; this program always took them as 1.
-    if let Some(span) = port_span {
-        config = config.port_span(span.max(1));
-    }
-    if let Some(timeout) = failure_timeout_ms {
-        config = config.failure_timeout_ms(timeout.max(1));
-    }
-    let group = group.unwrap_or_else(|| tom::formation::GROUP_DEFAULT.to_string());
-    config = config.group(&group);
-    if let Some(secret) = &secret {
-        config = config.secret(secret.clone());
-    }
-    for peer in &peers {
-        config = config.peer(peer);
-    }
-    Ok(Options {
-        config,
-        helper,
-        advertised_host,
-        group,
-        secret,
-        exit_on_eof,
-        rejoin,
-        join_timeout_ms,
-        rejoin_when_excluded,
-        status,
-        trace,
-    })
 }
 
 /// Appends `payload` to `line` so that it stays one printable line.
@@ -449,16 +473,7 @@ fn main() -> ExitCode {
         }
     };
     if let Some(addr) = &options.status {
-        return match tom::query_status(addr, &options.group, options.secret.as_ref(), Duration::from_secs(5)) {
-            Ok(report) => {
-                println!("{report}");
-                ExitCode::SUCCESS
-            }
-            Err(err) => {
-                error!("status of {addr}: {err}");
-                ExitCode::FAILURE
-            }
-        };
+        return print_status(addr, &options);
     }
     if let Some(path) = &options.trace {
         match tom::trace::TraceSink::create(std::path::Path::new(path)) {
@@ -469,15 +484,34 @@ fn main() -> ExitCode {
             }
         }
     }
+    run_lives(&options)
+}
+
+/// `--status`: asks the member listening at `addr` and prints its answer.
+fn print_status(addr: &str, options: &Options) -> ExitCode {
+    match tom::query_status(addr, &options.group, options.secret.as_ref(), Duration::from_secs(5)) {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            error!("status of {addr}: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Joins (or rejoins) and serves the group until the member leaves, fails or is excluded; one turn
+/// per life of this process: a member excluded with --rejoin-when-excluded comes back.
+fn run_lives(options: &Options) -> ExitCode {
     let lines = read_lines();
     let mut rank = options.rejoin;
     let mut input_open = true;
-    // One turn per life of this process: a member excluded with --rejoin-when-excluded comes back.
     loop {
-        let (member, first_lines) = match start(&options, rank) {
+        let (member, first_lines) = match start(options, rank) {
             Ok(started) => started,
             Err(err) => {
-                error!("{}", join_error_text(&options, rank, &err));
+                error!("{}", join_error_text(options, rank, &err));
                 // A setting the library found unworkable is a bad argument, like those parse_args refuses.
                 return match err {
                     Error::InvalidConfig(_) | Error::InvalidSetting { .. } => ExitCode::from(2),
@@ -485,52 +519,10 @@ fn main() -> ExitCode {
                 };
             }
         };
-        let events = member.events().clone();
-        let (ended_tx, ended) = crossbeam_channel::bounded(1);
-        let printer = std::thread::spawn(move || {
-            let _ = ended_tx.send(print_events(first_lines, events));
-        });
-        let mut leaving = false;
-        let mut leave_deadline = crossbeam_channel::never();
-        let outcome = loop {
-            if !input_open && options.exit_on_eof && !leaving {
-                info!("end of stdin; leaving once this member's messages are delivered");
-                leaving = true;
-                leave_deadline = crossbeam_channel::after(LEAVE_TIMEOUT);
-                if let Err(err) = member.start_leave() {
-                    error!("leave: {err}");
-                    return ExitCode::FAILURE;
-                }
-            }
-            let line_source = if input_open {
-                lines.clone()
-            } else {
-                crossbeam_channel::never()
-            };
-            crossbeam_channel::select! {
-                recv(line_source) -> line => match line {
-                    Ok(line) => match member.multicast(line) {
-                        Ok(_) => {}
-                        Err(err @ Error::PayloadTooLarge { .. }) => warn!("line not multicast: {err}"),
-                        Err(err) => info!("multicast refused: {err}"),
-                    },
-                    Err(_) => {
-                        input_open = false;
-                        if !options.exit_on_eof {
-                            info!("end of stdin; still a member (use --exit-on-eof to leave at the end of input)");
-                        }
-                    }
-                },
-                recv(ended) -> outcome => break outcome.unwrap_or(Ended::Closed),
-                recv(leave_deadline) -> _ => {
-                    error!("leave: the group did not complete this member's departure within {LEAVE_TIMEOUT:?}");
-                    return ExitCode::FAILURE;
-                }
-            }
+        let (outcome, rank_now) = match serve_life(options, member, first_lines, &lines, &mut input_open) {
+            Ok(ended) => ended,
+            Err(exit) => return exit,
         };
-        let _ = printer.join();
-        let rank_now = member.rank();
-        member.shutdown();
         match outcome {
             Ended::Excluded(view) if options.rejoin_when_excluded => {
                 info!("excluded by view {view}; coming back as a new life of rank {rank_now}");
@@ -547,5 +539,70 @@ fn main() -> ExitCode {
             }
             Ended::Closed => return ExitCode::FAILURE,
         }
+    }
+}
+
+/// One life of `member`: prints its events (from `first_lines` on) on their own thread and multicasts
+/// stdin's `lines` until its events end, leaving at the end of input with `--exit-on-eof`. Returns how
+/// the life ended and its rank, once the member is shut down; `Err` is the exit code when the
+/// departure cannot be started or takes too long. `input_open` carries over to the next life.
+fn serve_life(
+    options: &Options,
+    member: Member,
+    first_lines: String,
+    lines: &Receiver<Vec<u8>>,
+    input_open: &mut bool,
+) -> Result<(Ended, Rank), ExitCode> {
+    let events = member.events().clone();
+    let (ended_tx, ended) = crossbeam_channel::bounded(1);
+    let printer = std::thread::spawn(move || {
+        let _ = ended_tx.send(print_events(first_lines, events));
+    });
+    let mut leaving = false;
+    let mut leave_deadline = crossbeam_channel::never();
+    let outcome = loop {
+        if !*input_open && options.exit_on_eof && !leaving {
+            info!("end of stdin; leaving once this member's messages are delivered");
+            leaving = true;
+            leave_deadline = crossbeam_channel::after(LEAVE_TIMEOUT);
+            if let Err(err) = member.start_leave() {
+                error!("leave: {err}");
+                return Err(ExitCode::FAILURE);
+            }
+        }
+        let line_source = if *input_open {
+            lines.clone()
+        } else {
+            crossbeam_channel::never()
+        };
+        crossbeam_channel::select! {
+            recv(line_source) -> line => match line {
+                Ok(line) => multicast_line(&member, line),
+                Err(_) => {
+                    *input_open = false;
+                    if !options.exit_on_eof {
+                        info!("end of stdin; still a member (use --exit-on-eof to leave at the end of input)");
+                    }
+                }
+            },
+            recv(ended) -> outcome => break outcome.unwrap_or(Ended::Closed),
+            recv(leave_deadline) -> _ => {
+                error!("leave: the group did not complete this member's departure within {LEAVE_TIMEOUT:?}");
+                return Err(ExitCode::FAILURE);
+            }
+        }
+    };
+    let _ = printer.join();
+    let rank_now = member.rank();
+    member.shutdown();
+    Ok((outcome, rank_now))
+}
+
+/// Multicasts one stdin line; a refusal is logged, not fatal (a line too long is skipped).
+fn multicast_line(member: &Member, line: Vec<u8>) {
+    match member.multicast(line) {
+        Ok(_) => {}
+        Err(err @ Error::PayloadTooLarge { .. }) => warn!("line not multicast: {err}"),
+        Err(err) => info!("multicast refused: {err}"),
     }
 }
