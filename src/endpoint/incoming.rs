@@ -105,11 +105,16 @@ impl Endpoint {
         }
     }
 
-    /// True if `msg` names a view older than the installed one.
+    /// True if `msg` is a membership message (a suspicion, a view change's, a leave) naming a view
+    /// older than the installed one: what a life a view dropped sends while it waits in its old view.
+    /// Data and acknowledgements are kept like any other early frame: they ask for nothing.
     fn is_behind(&self, msg: &Message) -> bool {
         let current = self.node.view().map(|v| v.id);
-        msg.view()
-            .is_some_and(|view| current.is_some_and(|current| view < current))
+        let membership = !matches!(msg, Message::Data { .. } | Message::Ack { .. });
+        membership
+            && msg
+                .view()
+                .is_some_and(|view| current.is_some_and(|current| view < current))
     }
 
     /// The greeting on a connection this member dialled to `life`: taken as its connection if `life`

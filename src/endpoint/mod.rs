@@ -28,7 +28,7 @@
 //! - a process the installed view lists has at most one connection, and it is the one whose frames
 //!   reach the core; a connection that served a life never serves another;
 //! - frames of a process the view does not list reach the core only as join requests or decisions of a
-//!   view that lists that very process (a message for an older view is answered with the installed
+//!   view that lists that very process (a membership message for an older view is answered with the installed
 //!   view's decision); the rest is kept until a view lists that process.
 
 mod action;
@@ -267,7 +267,11 @@ impl Endpoint {
                 info!("member {me}: connection dialled to {life} closed before its greeting: {reason}");
                 self.directory.dial_ended(life);
             }
-            _ => info!(
+            Standing::Asking => info!(
+                "member {me}: connection {conn} of rank {}, asking to rejoin, closed: {reason}",
+                closed.rank
+            ),
+            Standing::Member(_) => info!(
                 "member {me}: connection {conn} of process {} of rank {}, no life of the view, closed: {reason}",
                 closed.process, closed.rank
             ),
