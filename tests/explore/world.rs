@@ -484,6 +484,9 @@ impl World {
     /// off the front of its direction; a crash, a break or a power cut may have dropped some (from the
     /// back: what got through is a prefix).
     fn forget_arrived(&mut self, choice: Choice) {
+        if self.written_before_gone.is_empty() {
+            return; // nothing gone yet: most states of a search
+        }
         let queued: BTreeMap<(ConnKey, LifeId), usize> = self.sim.net.queued_by_link().into_iter().collect();
         for links in self.written_before_gone.values_mut() {
             for (link, first) in links.iter_mut() {
