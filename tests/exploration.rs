@@ -193,3 +193,41 @@ fn a_dropped_life_that_reaches_a_member_later_learns_it_is_out() {
         panic!("{problem}\n{text}");
     }
 }
+
+/// Found by the explorer in `n3 m0 c1 r1 x1 a3 j1` with the rule "a hand-off is done only once the
+/// newcomer used the connection it went on" reverted (0.1 s; the sweep's rejoin seed 15795): 3's new
+/// process abandoned its dial to 1 at its handshake deadline (`J3`), 1 admitted it and handed the state
+/// on that connection, and without the rule 3#3 waited for its snapshot for ever.
+#[test]
+fn a_newcomer_that_abandoned_a_late_dial_gets_the_state_on_its_next_connection() {
+    if run_by_make_explore() {
+        return;
+    }
+    let path = "c2 d2.2 d1.0 d1.0 d1.1 d1.1 d1.0 d1.1 d1.0 d1.1 d3.1 d3.2 r3.1 J3 d4.0 d4.3 D3 d5.3 D3 d5.3 \
+                d1.1 d1.0 d1.1 d1.0 d1.0 d1.1 d1.1 d4.3 d5.1 d5.1 d5.3";
+    let (text, outcome) = replay_path("n3 m0 c1 r1 x1 a3 j1", path);
+    assert!(
+        text.contains("3~2 abandons c4 unread"),
+        "the path no longer abandons a late dial:\n{text}"
+    );
+    if let Err(problem) = outcome {
+        panic!("{problem}\n{text}");
+    }
+}
+
+/// Found by the explorer in `n3 m0 g3 r2 b1 a23` after a change of its fair run: with the endpoints'
+/// clock counting every delivery as time, 3#3 suspected the newly admitted 2#4 as unconnected before
+/// 2#4's dial (made at its next tick) could arrive, and refused that dial: a modelling artefact (over
+/// real links a dial takes far less than a failure timeout). The fair run's clock now advances by rounds
+/// of ticks ([`Sim::clock_by_rounds`]), as the search's does.
+#[test]
+fn a_fair_runs_timeout_does_not_outrun_a_dial_on_its_way() {
+    if run_by_make_explore() {
+        return;
+    }
+    let path = "b1 d1.0 r3.1 D3 d4.3 D3 d5.3 d5.3 D3 d4.3 x1 r2.2 D4 d6.4 D4 D4 d6.4 d1.1 d6.0 s0.1";
+    let (_, outcome) = replay_path("n3 m0 g3 r2 b1 a23", path);
+    if let Err(problem) = outcome {
+        panic!("{problem}");
+    }
+}

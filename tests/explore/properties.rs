@@ -45,6 +45,8 @@ pub fn check_quiet(world: &World) {
     // A real detector reports every gone process a member's view lists, also one a view lists only
     // after the faults (a joiner admitted after it lost power).
     after.sim.start_detecting();
+    // Time passes by rounds of ticks, as it does in the search (a tick is a step of the clock).
+    after.sim.clock_by_rounds();
     let mut settled = after.sim.try_settle(SETTLE_STEPS);
     if !settled {
         // A process asking for a rank whose member still runs may never be admitted: its join timeout

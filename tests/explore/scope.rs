@@ -41,6 +41,9 @@ pub struct Scope {
     pub withdrawals: u32,
     /// `r`: restarts (a new process asks for a rank, whether or not the rank's old process still runs).
     pub restarts: u32,
+    /// `j`: late greetings (a restarted process's dial whose greeting comes after its handshake
+    /// deadline: the acceptor took the connection, the joiner abandons it unread).
+    pub late_greetings: u32,
     /// `l`: members that ask to leave.
     pub leaves: u32,
     /// `t`: ticks (each a view-change timeout at one member, and a step of its endpoint's clock).
@@ -149,6 +152,7 @@ impl Scope {
             false_suspicions: 0,
             withdrawals: 0,
             restarts: 0,
+            late_greetings: 0,
             leaves: 0,
             ticks: 0,
             depth_max: 80,
@@ -174,6 +178,7 @@ impl Scope {
                 "s" => scope.false_suspicions = n,
                 "e" => scope.withdrawals = n,
                 "r" => scope.restarts = n,
+                "j" => scope.late_greetings = n,
                 "l" => scope.leaves = n,
                 "t" => scope.ticks = n,
                 "d" => scope.depth_max = n,
@@ -194,7 +199,7 @@ impl Scope {
                 "o" => scope.origins = Some(rank_set(value)),
                 _ => {
                     return Err(format!(
-                        "scope field {field:?}: unknown letter {key:?} (n m w c k b s r l t d f x h p a g o)"
+                        "scope field {field:?}: unknown letter {key:?} (n m w c k b s r j l t d f x h p a g o e)"
                     ))
                 }
             }
@@ -268,6 +273,9 @@ impl fmt::Display for Scope {
         if self.withdrawals != 0 {
             write!(f, " e{}", self.withdrawals)?;
         }
+        if self.late_greetings != 0 {
+            write!(f, " j{}", self.late_greetings)?;
+        }
         Ok(())
     }
 }
@@ -294,14 +302,15 @@ pub struct Spent {
     pub false_suspicions: u32,
     pub withdrawals: u32,
     pub restarts: u32,
+    pub late_greetings: u32,
     pub leaves: u32,
     pub ticks: u32,
 }
 
 impl Spent {
-    /// Faults spent: crashes, power cuts, breaks and false suspicions. A restart is a fault only
+    /// Faults spent: crashes, power cuts, breaks, false suspicions and late greetings (a slow link). A restart is a fault only
     /// while its rank's old process still runs, which [`super::world::World::take`] decides.
     pub fn faults(&self) -> u32 {
-        self.crashes + self.power_cuts + self.breaks + self.false_suspicions
+        self.crashes + self.power_cuts + self.breaks + self.false_suspicions + self.late_greetings
     }
 }

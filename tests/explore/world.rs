@@ -62,6 +62,8 @@ pub enum Choice {
     HelperDown,
     /// A restarted process makes its next dial.
     Dial { joiner: LifeId },
+    /// That dial's greeting comes after the joiner's handshake deadline (with `j`).
+    DialLate { joiner: LifeId },
     /// A process whose member stopped (excluded or left) exits.
     Exit { node: LifeId },
     /// The application of `node` asks to leave.
@@ -94,6 +96,7 @@ impl fmt::Display for Choice {
             } => write!(f, "r{rank}.{process}.{peer}"),
             Choice::HelperDown => write!(f, "H"),
             Choice::Dial { joiner } => write!(f, "D{joiner}"),
+            Choice::DialLate { joiner } => write!(f, "J{joiner}"),
             Choice::Exit { node } => write!(f, "x{node}"),
             Choice::Leave { node } => write!(f, "l{node}"),
         }
@@ -173,6 +176,9 @@ impl Choice {
             }
             'H' if rest.is_empty() => Choice::HelperDown,
             'D' => Choice::Dial {
+                joiner: life(one(rest)?)?,
+            },
+            'J' => Choice::DialLate {
                 joiner: life(one(rest)?)?,
             },
             'x' => Choice::Exit {
@@ -263,6 +269,11 @@ impl World {
         for (&joiner, due) in &sim.dials_due {
             if !due.is_empty() && sim.lives[joiner].running() {
                 out.push(Choice::Dial { joiner });
+                if matches!(due.front(), Some(Action::DialAddress { .. }))
+                    && spent.late_greetings < scope.late_greetings
+                {
+                    out.push(Choice::DialLate { joiner });
+                }
             }
         }
         let running = sim.running();
@@ -455,6 +466,16 @@ impl World {
             Choice::Dial { joiner } => {
                 sim.dials_due.get_mut(&joiner).and_then(|due| due.pop_front());
             }
+            Choice::DialLate { joiner } => {
+                // A slow link: it touches both ends.
+                self.spent.late_greetings += 1;
+                self.touched.insert(joiner);
+                if let Some(Action::DialAddress { port, .. }) =
+                    sim.dials_due.get_mut(&joiner).and_then(|due| due.pop_front())
+                {
+                    self.touched.extend(sim.listener(port));
+                }
+            }
             Choice::Leave { .. } => self.spent.leaves += 1,
             Choice::Deliver { .. }
             | Choice::Flush { .. }
@@ -517,6 +538,10 @@ impl World {
             Choice::HeardAgain { at, of } => Action::HeardAgain { at, of },
             Choice::Restart { rank, .. } => Action::Restart { rank: Rank(rank) },
             Choice::Dial { joiner } => self.sim.dials_due.get(&joiner)?.front()?.clone(),
+            Choice::DialLate { joiner } => match self.sim.dials_due.get(&joiner)?.front()? {
+                &Action::DialAddress { joiner, rank, port } => Action::DialLate { joiner, rank, port },
+                _ => return None,
+            },
             Choice::Exit { node } => Action::Exit { node },
             Choice::Leave { node } => Action::Leave { node },
             Choice::HelperDown => Action::HelperDown,

@@ -169,6 +169,10 @@ pub enum Action {
     Connect { joiner: LifeId, to: LifeId },
     /// The restarted process `joiner` dials the address its roster lists for `rank`.
     DialAddress { joiner: LifeId, rank: Rank, port: u16 },
+    /// That dial, with a greeting that comes after the joiner's handshake deadline (a slow link or a
+    /// busy acceptor): the acceptor took the connection and read the registration, the joiner closes
+    /// it unread and counts the rank as unreached.
+    DialLate { joiner: LifeId, rank: Rank, port: u16 },
     /// The restarted process `joiner` dials again, at the newest address a greeting listed, each rank
     /// whose listed address did not answer.
     DialStale { joiner: LifeId },
@@ -313,6 +317,10 @@ pub struct Sim {
     pub net: Net,
     /// Logical time in steps (frame delays, scheduled events and the endpoints' clocks count in steps).
     pub now_step: u64,
+    /// When set, the endpoints' clock instead: it advances by one at each round of ticks and not with
+    /// deliveries, so everything in flight arrives within one tick, as over real links where a frame
+    /// takes far less than a heartbeat interval ([`Sim::clock_by_rounds`]).
+    pub round_clock: Option<u64>,
     /// Events scheduled for a later step (detector reports, exits, dials, heals).
     pub scheduled: Vec<(u64, Action)>,
     /// Lives whose application is behind on deliveries (flow control holds them back).
@@ -403,6 +411,7 @@ impl Sim {
             lives: Vec::new(),
             net: Net::new(delay),
             now_step: 0,
+            round_clock: None,
             scheduled: Vec::new(),
             busy: BTreeSet::new(),
             auto_detect: false,
@@ -759,6 +768,12 @@ impl Sim {
                     self.name(*joiner)
                 )
             }
+            Action::DialLate { joiner, rank, port } => {
+                format!(
+                    "joiner {} dials rank {rank} at {HOST}:{port}; the greeting comes after its handshake deadline",
+                    self.name(*joiner)
+                )
+            }
             Action::DialStale { joiner } => {
                 format!(
                     "joiner {} dials the ranks its roster listed at dead addresses again",
@@ -820,7 +835,7 @@ impl Sim {
                 }
             }
             Action::Tick { node } => {
-                let now = self.now_step;
+                let now = self.endpoint_now();
                 self.call(node, |e| e.tick(now));
             }
             Action::Flush { node } => self.do_flush(node),
@@ -869,15 +884,16 @@ impl Sim {
                 if !self.lives[to].running() {
                     self.effect("unreachable: that process is gone".to_string());
                 } else {
-                    self.rejoin_dial(joiner, rank, port);
+                    self.rejoin_dial(joiner, rank, port, false);
                 }
             }
-            Action::DialAddress { joiner, rank, port } => {
+            Action::DialAddress { joiner, rank, port } | Action::DialLate { joiner, rank, port } => {
                 if self.lives[joiner].phase() != Some(Phase::Joining) {
                     self.effect("no longer joining: its dials are over".to_string());
                     return;
                 }
-                if !self.rejoin_dial(joiner, rank, port) {
+                let late = matches!(action, Action::DialLate { .. });
+                if !self.rejoin_dial(joiner, rank, port, late) {
                     let stale = RosterEntry {
                         rank,
                         host: HOST.to_string(),
@@ -1703,7 +1719,8 @@ impl Sim {
 
     /// The restarted process `joiner` dials `port`, the address it has for `rank`; true if that rank
     /// answered and the connection went to its endpoint.
-    fn rejoin_dial(&mut self, joiner: LifeId, rank: Rank, port: u16) -> bool {
+    /// `late`: the greeting comes after the joiner's handshake deadline, and it abandons the dial.
+    fn rejoin_dial(&mut self, joiner: LifeId, rank: Rank, port: u16, late: bool) -> bool {
         if !self.lives[joiner].running() {
             self.effect("the joiner is gone".to_string());
             return false;
@@ -1725,6 +1742,18 @@ impl Sim {
         self.write_registration(joiner, conn);
         self.effect(format!("{} answers at {HOST}:{port} (c{conn})", self.name(acceptor)));
         self.call(acceptor, |e| e.opened(conn, Origin::Accepted, own_rank, process));
+        if late {
+            let now = self.now_step;
+            self.net.close(
+                conn,
+                joiner,
+                "no greeting by the handshake deadline",
+                now,
+                &mut self.rng,
+            );
+            self.effect(format!("{} abandons c{conn} unread", self.name(joiner)));
+            return false;
+        }
         let Some(greeting) = self.read_greeting(joiner, acceptor, conn) else {
             let now = self.now_step;
             self.net.close(conn, joiner, "no greeting", now, &mut self.rng);
@@ -1779,7 +1808,7 @@ impl Sim {
                 "rank {} is listed at {HOST}:{} by a greeting (life {})",
                 entry.rank, entry.port, entry.incarnation.0
             ));
-            self.rejoin_dial(joiner, entry.rank, entry.port);
+            self.rejoin_dial(joiner, entry.rank, entry.port, false);
         }
         // Every dial is done: the endpoint takes the connections that answered, then what their greetings
         // listed; with none, the process gives up (no member answered).
@@ -2002,6 +2031,18 @@ impl Sim {
         self.apply(Action::Flush { node });
     }
 
+    /// From here on the endpoints' clock advances with rounds of ticks only: the explorer's fair run,
+    /// whose timeouts are a tick or two, so that a frame on its way (a dial's greeting, a promise)
+    /// is not outrun by a timeout that over real links lasts many round trips.
+    pub fn clock_by_rounds(&mut self) {
+        self.round_clock.get_or_insert(self.now_step);
+    }
+
+    /// The time an endpoint's tick reads ([`Sim::round_clock`]).
+    fn endpoint_now(&self) -> u64 {
+        self.round_clock.unwrap_or(self.now_step)
+    }
+
     /// `ticks` ticks at every running life, one round at a time.
     pub fn tick_all(&mut self, ticks: u64) {
         for _ in 0..ticks {
@@ -2013,7 +2054,10 @@ impl Sim {
     fn tick_round(&mut self) {
         self.trace_init();
         self.log("tick every running life".to_string());
-        let now = self.now_step;
+        if let Some(round) = self.round_clock.as_mut() {
+            *round += 1;
+        }
+        let now = self.endpoint_now();
         for node in self.running() {
             self.call(node, |e| e.tick(now));
         }
